@@ -1,0 +1,252 @@
+//! The storage contract: [`Backend`].
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error, Op, Result};
+use crate::key::CacheKey;
+
+/// What a backend is and offers. Returned by [`Backend::capabilities`].
+///
+/// Construct with [`Capabilities::new`] and the `with_*` setters; the struct is
+/// `#[non_exhaustive]` so new capabilities can be added without breaking backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Entries survive a clean reopen and a crash of the process (every acknowledged put).
+    pub persistent: bool,
+    /// Several hosts may read and write the same store (an object store bucket).
+    pub shared: bool,
+    /// The byte capacity the backend keeps its entries under, if it is bounded.
+    pub capacity: Option<u64>,
+    /// The largest value the backend accepts, if it has a limit.
+    pub max_value_size: Option<u64>,
+    /// [`Backend::open_file`] can hand out local files.
+    pub local_files: bool,
+}
+
+impl Capabilities {
+    /// A volatile, local, unbounded backend without file access.
+    pub const fn new() -> Self {
+        Self {
+            persistent: false,
+            shared: false,
+            capacity: None,
+            max_value_size: None,
+            local_files: false,
+        }
+    }
+
+    /// Sets [`persistent`](Self::persistent).
+    pub const fn with_persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Sets [`shared`](Self::shared).
+    pub const fn with_shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Sets [`capacity`](Self::capacity).
+    pub const fn with_capacity(mut self, capacity: Option<u64>) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Sets [`max_value_size`](Self::max_value_size).
+    pub const fn with_max_value_size(mut self, max: Option<u64>) -> Self {
+        self.max_value_size = max;
+        self
+    }
+
+    /// Sets [`local_files`](Self::local_files).
+    pub const fn with_local_files(mut self, local_files: bool) -> Self {
+        self.local_files = local_files;
+        self
+    }
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How much a backend holds. Returned by [`Backend::usage`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Number of entries.
+    pub entries: u64,
+    /// Sum of the stored values' lengths in bytes (keys and the store's own overhead excluded).
+    pub bytes: u64,
+}
+
+/// One entry in a key listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// The entry's key.
+    pub key: CacheKey,
+    /// The stored value's length in bytes.
+    pub size: u64,
+}
+
+/// A page of a key listing. Returned by [`Backend::list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Entries in ascending key order.
+    pub entries: Vec<KeyInfo>,
+    /// Pass this as `after` to get the next page; `None` when the listing is complete.
+    pub next: Option<CacheKey>,
+}
+
+/// A store of opaque values under [`CacheKey`]s.
+///
+/// Implement this trait to add a storage backend, then prove it with the `warmcache-conformance`
+/// suite. Values are opaque bytes: integrity (the envelope) is handled above backends, so a
+/// backend stores and returns exactly what it is given.
+///
+/// # Contract
+///
+/// * `put` replaces atomically: a concurrent reader sees the complete old or the complete new
+///   value, never a mix or a prefix. After `put` returns `Ok`, `get` in the same process returns
+///   the new value (until it is deleted, overwritten or evicted).
+/// * A missing key is `Ok(None)` / `Ok(false)`, not an error; deleting a missing key is `Ok`.
+/// * A bounded backend never holds more than its byte capacity (plus documented slack), evicts
+///   to make room, and refuses a value over [`Capabilities::max_value_size`] with
+///   [`Error::Capacity`].
+/// * A persistent backend keeps every acknowledged put across a clean reopen, and after a crash
+///   (SIGKILL mid-write) reopens without error, with no torn value visible.
+/// * Futures do not depend on a particular executor: they make progress when polled by Tokio or
+///   by `futures::executor::block_on`. Blocking work goes through
+///   [`maybe_spawn_blocking`](crate::maybe_spawn_blocking).
+///
+/// # Errors
+///
+/// Failures are [`Error`]s whose [`Context`] names the backend, the operation and the key.
+///
+/// # Cancellation
+///
+/// Dropping a future part-way must leave the store consistent: a dropped `put` leaves the old or
+/// the new value, nothing else.
+#[async_trait]
+pub trait Backend: Debug + Send + Sync + 'static {
+    /// A short name for messages and stats, such as `"redb"` or `"memory"`.
+    fn name(&self) -> &str;
+
+    /// What this backend is and offers.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The value stored under `key`, or `None`.
+    async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>>;
+
+    /// Stores `value` under `key`, replacing any previous value atomically.
+    async fn put(&self, key: &CacheKey, value: Bytes) -> Result<()>;
+
+    /// Removes `key`. Removing a missing key is not an error.
+    async fn delete(&self, key: &CacheKey) -> Result<()>;
+
+    /// Whether `key` is present.
+    async fn contains(&self, key: &CacheKey) -> Result<bool>;
+
+    /// Removes every entry.
+    async fn clear(&self) -> Result<()>;
+
+    /// Up to `limit` entries with keys strictly greater than `after` (all keys when `None`), in
+    /// ascending key order. A `limit` of 0 is treated as 1.
+    async fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage>;
+
+    /// Entry count and stored bytes.
+    async fn usage(&self) -> Result<Usage>;
+
+    /// An opened, read-only local file holding exactly the bytes [`get`](Self::get) would return,
+    /// so a loader can map it instead of copying it. `Ok(None)` when the key is missing.
+    ///
+    /// The default returns [`Error::NotSupported`]; backends that set
+    /// [`Capabilities::local_files`] override it.
+    async fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
+        Err(Error::NotSupported {
+            context: Context::with_key(self.name(), Op::OpenFile, key),
+        })
+    }
+}
+
+/// Convenience methods for every [`Backend`], implemented once here so backends cannot get them
+/// wrong.
+#[async_trait]
+pub trait BackendExt: Backend {
+    /// Every entry, in ascending key order, by paging through [`Backend::list`].
+    async fn list_all(&self) -> Result<Vec<KeyInfo>> {
+        const PAGE: usize = 1000;
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.list(after, PAGE).await?;
+            out.extend(page.entries);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+impl<B: Backend + ?Sized> BackendExt for B {}
+
+#[async_trait]
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
+        (**self).get(key).await
+    }
+    async fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
+        (**self).put(key, value).await
+    }
+    async fn delete(&self, key: &CacheKey) -> Result<()> {
+        (**self).delete(key).await
+    }
+    async fn contains(&self, key: &CacheKey) -> Result<bool> {
+        (**self).contains(key).await
+    }
+    async fn clear(&self) -> Result<()> {
+        (**self).clear().await
+    }
+    async fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
+        (**self).list(after, limit).await
+    }
+    async fn usage(&self) -> Result<Usage> {
+        (**self).usage().await
+    }
+    async fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
+        (**self).open_file(key).await
+    }
+}
+
+/// Builds a [`ListPage`] from entries sorted by key, taking those after `after`, at most `limit`.
+///
+/// A helper for backends that can only enumerate everything (such as an in-memory map).
+pub fn page_from_sorted(sorted: &[KeyInfo], after: Option<CacheKey>, limit: usize) -> ListPage {
+    let limit = limit.max(1);
+    let start = match after {
+        Some(after) => sorted.partition_point(|e| e.key <= after),
+        None => 0,
+    };
+    let end = start.saturating_add(limit).min(sorted.len());
+    let entries = sorted[start..end].to_vec();
+    let next = if end < sorted.len() {
+        entries.last().map(|e| e.key)
+    } else {
+        None
+    };
+    ListPage { entries, next }
+}

@@ -1,0 +1,469 @@
+//! The integrity envelope wrapped around every stored value.
+//!
+//! # Layout
+//!
+//! The payload comes first and the metadata follows it, so a file holding an envelope starts with
+//! the payload at offset 0. That lets a loader map such a file and hand the payload to a consumer
+//! that expects its own format at the start of the mapping (wasmtime maps compiled artifacts this
+//! way and ignores bytes after them), while the metadata stays in the same file.
+//!
+//! ```text
+//! payload        payload_len bytes
+//! meta           kind u32 | key [32] | payload_len u64 | created_ms u64 | producer_len u16 | producer
+//! footer (48 B)  meta_len u32 | version u16 | flags u16 | magic "WRMCACHE" | tag [32]
+//! ```
+//!
+//! All integers are little-endian. The tag is blake3 over everything before it: the plain hash,
+//! or blake3's keyed mode (a MAC) when a secret is configured ([`Integrity::keyed`]). Reading
+//! verifies magic, version, layout, key echo, length and tag before any payload byte is returned.
+
+use std::fmt;
+use std::ops::Range;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::key::CacheKey;
+
+/// Identifies the envelope format at the end of every entry.
+pub const MAGIC: [u8; 8] = *b"WRMCACHE";
+/// The envelope format version this release writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Bytes of the fixed footer.
+pub const FOOTER_LEN: usize = 4 + 2 + 2 + 8 + 32;
+/// Longest producer string kept; longer ones are cut at a character boundary.
+pub const MAX_PRODUCER_LEN: usize = 256;
+const META_FIXED_LEN: usize = 4 + 32 + 8 + 8 + 2;
+const FLAG_KEYED: u16 = 1;
+const MAC_CONTEXT: &str = "warmcache 2026 envelope mac key v1";
+
+/// Why an envelope failed verification. Every variant makes the entry a miss.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Shorter than the smallest possible envelope, or the metadata runs past the start.
+    #[error("envelope truncated: {len} bytes")]
+    Truncated {
+        /// The length received.
+        len: usize,
+    },
+    /// The magic bytes are wrong: not a warmcache entry, or damaged.
+    #[error("envelope magic missing")]
+    BadMagic,
+    /// Written by a format version this release does not read.
+    #[error("envelope format version {0} is not supported (this release reads {FORMAT_VERSION})")]
+    UnsupportedVersion(u16),
+    /// Lengths inside the envelope disagree with each other or with its size.
+    #[error("envelope layout inconsistent: {0}")]
+    BadLayout(&'static str),
+    /// The entry names another key than the one it was read under.
+    #[error("envelope is for key {found}, read under key {expected}")]
+    KeyMismatch {
+        /// The key the caller asked for.
+        expected: CacheKey,
+        /// The key recorded in the entry.
+        found: CacheKey,
+    },
+    /// The tag does not match the contents (plain mode): the entry is damaged.
+    #[error("envelope tag mismatch: entry is corrupt")]
+    TagMismatch,
+    /// With a secret configured, the entry is not authentic: its MAC is wrong, it carries a
+    /// plain tag, or it was copied from another key. Damage and forgery cannot be told apart here,
+    /// so both count as forged.
+    #[error("envelope failed authentication: {0}")]
+    Forged(&'static str),
+    /// The entry carries a MAC but no secret is configured to check it.
+    #[error("envelope carries a MAC but no secret is configured to verify it")]
+    Unverifiable,
+}
+
+impl VerifyError {
+    /// Whether this failure counts as a forgery (only possible with a secret configured).
+    pub fn is_forgery(&self) -> bool {
+        matches!(self, VerifyError::Forged(_))
+    }
+}
+
+/// Metadata recorded in an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EnvelopeMeta {
+    /// The codec or artifact kind that produced the payload.
+    pub kind: u32,
+    /// The key the entry was written under.
+    pub key: CacheKey,
+    /// Length of the payload in bytes.
+    pub payload_len: u64,
+    /// Creation time in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Who produced it, for example `"wasmtime 48.0.8 x86_64-linux"`.
+    pub producer: String,
+    /// Whether the tag is a keyed MAC.
+    pub keyed: bool,
+}
+
+/// A verified envelope: its metadata and the payload, sharing the original buffer.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The metadata.
+    pub meta: EnvelopeMeta,
+    /// The payload bytes (a zero-copy slice of the envelope).
+    pub payload: Bytes,
+}
+
+/// The integrity mode: plain blake3 tags or a keyed MAC.
+///
+/// Use [`Integrity::keyed`] for tiers that others can write to (a shared bucket): without the
+/// secret nobody can produce an entry this cache accepts. A cache with a secret rejects entries
+/// without a MAC, and one without a secret rejects entries with one.
+#[derive(Clone, Default)]
+pub struct Integrity {
+    mac_key: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for Integrity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.mac_key.is_some() {
+            "keyed"
+        } else {
+            "plain"
+        };
+        f.debug_struct("Integrity")
+            .field("mode", &mode)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Parsed {
+    meta: EnvelopeMeta,
+    payload: Range<usize>,
+    tagged_len: usize,
+    tag: [u8; 32],
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    let mut a = [0u8; 2];
+    a.copy_from_slice(&b[at..at + 2]);
+    u16::from_le_bytes(a)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Parses the structure without checking the tag. Every index is bounds-checked before use.
+fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
+    let len = bytes.len();
+    if len < FOOTER_LEN + META_FIXED_LEN {
+        return Err(VerifyError::Truncated { len });
+    }
+    let footer = len - FOOTER_LEN;
+    if bytes[footer + 8..footer + 16] != MAGIC {
+        return Err(VerifyError::BadMagic);
+    }
+    let version = u16_at(bytes, footer + 4);
+    if version != FORMAT_VERSION {
+        return Err(VerifyError::UnsupportedVersion(version));
+    }
+    let flags = u16_at(bytes, footer + 6);
+    if flags & !FLAG_KEYED != 0 {
+        return Err(VerifyError::BadLayout("unknown flags"));
+    }
+    let meta_len = u32_at(bytes, footer) as usize;
+    if !(META_FIXED_LEN..=META_FIXED_LEN + MAX_PRODUCER_LEN).contains(&meta_len) {
+        return Err(VerifyError::BadLayout("metadata length out of range"));
+    }
+    let Some(meta_start) = footer.checked_sub(meta_len) else {
+        return Err(VerifyError::Truncated { len });
+    };
+    let meta = &bytes[meta_start..footer];
+    let kind = u32_at(meta, 0);
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&meta[4..36]);
+    let payload_len = u64_at(meta, 36);
+    let created_ms = u64_at(meta, 44);
+    let producer_len = u16_at(meta, 52) as usize;
+    if META_FIXED_LEN + producer_len != meta_len {
+        return Err(VerifyError::BadLayout("producer length disagrees with metadata length"));
+    }
+    if payload_len != meta_start as u64 {
+        return Err(VerifyError::BadLayout("payload length disagrees with entry size"));
+    }
+    let producer = String::from_utf8_lossy(&meta[META_FIXED_LEN..]).into_owned();
+    let mut tag = [0u8; 32];
+    tag.copy_from_slice(&bytes[len - 32..]);
+    Ok(Parsed {
+        meta: EnvelopeMeta {
+            kind,
+            key: CacheKey::from_bytes(key),
+            payload_len,
+            created_ms,
+            producer,
+            keyed: flags & FLAG_KEYED != 0,
+        },
+        payload: 0..meta_start,
+        tagged_len: len - 32,
+        tag,
+    })
+}
+
+impl Integrity {
+    /// Plain blake3 tags: detects damage, not forgery.
+    pub fn plain() -> Self {
+        Self { mac_key: None }
+    }
+
+    /// Keyed blake3 tags (a MAC) derived from `secret`. Use a secret of at least 32 random bytes.
+    pub fn keyed(secret: &[u8]) -> Self {
+        Self {
+            mac_key: Some(blake3::derive_key(MAC_CONTEXT, secret)),
+        }
+    }
+
+    /// Whether a secret is configured.
+    pub fn is_keyed(&self) -> bool {
+        self.mac_key.is_some()
+    }
+
+    fn hasher(&self) -> blake3::Hasher {
+        match &self.mac_key {
+            Some(k) => blake3::Hasher::new_keyed(k),
+            None => blake3::Hasher::new(),
+        }
+    }
+
+    /// Wraps `payload` for storage under `key`.
+    ///
+    /// `kind` identifies the codec; `producer` is recorded for inspection (cut to
+    /// [`MAX_PRODUCER_LEN`] bytes).
+    pub fn seal(&self, key: &CacheKey, kind: u32, producer: &str, payload: &[u8]) -> Bytes {
+        let created_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.seal_at(key, kind, producer, created_ms, payload)
+    }
+
+    /// [`seal`](Self::seal) with an explicit creation time, for reproducible output.
+    pub fn seal_at(
+        &self,
+        key: &CacheKey,
+        kind: u32,
+        producer: &str,
+        created_ms: u64,
+        payload: &[u8],
+    ) -> Bytes {
+        let mut cut = producer.len().min(MAX_PRODUCER_LEN);
+        while !producer.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let producer = &producer.as_bytes()[..cut];
+        let meta_len = META_FIXED_LEN + producer.len();
+        let mut out = BytesMut::with_capacity(payload.len() + meta_len + FOOTER_LEN);
+        out.extend_from_slice(payload);
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&created_ms.to_le_bytes());
+        out.extend_from_slice(&(producer.len() as u16).to_le_bytes());
+        out.extend_from_slice(producer);
+        out.extend_from_slice(&(meta_len as u32).to_le_bytes());
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let flags = if self.is_keyed() { FLAG_KEYED } else { 0 };
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&MAGIC);
+        let mut hasher = self.hasher();
+        hasher.update(&out);
+        out.extend_from_slice(hasher.finalize().as_bytes());
+        out.freeze()
+    }
+
+    /// Verifies an envelope read under `expected` and returns its metadata and the payload's byte
+    /// range, without copying. Use this on a mapped file.
+    pub fn verify(
+        &self,
+        expected: &CacheKey,
+        bytes: &[u8],
+    ) -> Result<(EnvelopeMeta, Range<usize>), VerifyError> {
+        let parsed = parse(bytes)?;
+        match (self.is_keyed(), parsed.meta.keyed) {
+            (true, false) => return Err(VerifyError::Forged("entry has no MAC")),
+            (false, true) => return Err(VerifyError::Unverifiable),
+            _ => {}
+        }
+        if parsed.meta.key != *expected {
+            if self.is_keyed() {
+                return Err(VerifyError::Forged("entry was written for another key"));
+            }
+            return Err(VerifyError::KeyMismatch {
+                expected: *expected,
+                found: parsed.meta.key,
+            });
+        }
+        let mut hasher = self.hasher();
+        hasher.update(&bytes[..parsed.tagged_len]);
+        // blake3::Hash compares in constant time.
+        if hasher.finalize() != blake3::Hash::from(parsed.tag) {
+            if self.is_keyed() {
+                return Err(VerifyError::Forged("MAC mismatch"));
+            }
+            return Err(VerifyError::TagMismatch);
+        }
+        Ok((parsed.meta, parsed.payload))
+    }
+
+    /// Verifies an envelope read under `expected` and returns its payload as a zero-copy slice.
+    pub fn open(&self, expected: &CacheKey, bytes: &Bytes) -> Result<Opened, VerifyError> {
+        let (meta, range) = self.verify(expected, bytes)?;
+        Ok(Opened {
+            meta,
+            payload: bytes.slice(range),
+        })
+    }
+}
+
+/// Reads an envelope's metadata without verifying its tag, for listings and inspection.
+///
+/// Nothing read this way may be trusted or decoded; use [`Integrity::open`] for that.
+pub fn inspect(bytes: &[u8]) -> Result<EnvelopeMeta, VerifyError> {
+    parse(bytes).map(|p| p.meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(b: u8) -> CacheKey {
+        CacheKey::from_bytes([b; 32])
+    }
+
+    #[test]
+    fn round_trip_plain_and_keyed() {
+        for integrity in [Integrity::plain(), Integrity::keyed(b"secret secret secret")] {
+            let env = integrity.seal(&key(1), 7, "test producer", b"hello");
+            let opened = integrity.open(&key(1), &env).unwrap();
+            assert_eq!(&opened.payload[..], b"hello");
+            assert_eq!(opened.meta.kind, 7);
+            assert_eq!(opened.meta.producer, "test producer");
+            assert_eq!(opened.meta.payload_len, 5);
+            assert_eq!(opened.meta.keyed, integrity.is_keyed());
+            // Payload first: the start of the envelope is the payload.
+            assert_eq!(&env[..5], b"hello");
+        }
+    }
+
+    #[test]
+    fn empty_payload_round_trips() {
+        let i = Integrity::plain();
+        let env = i.seal(&key(2), 0, "", b"");
+        assert!(i.open(&key(2), &env).unwrap().payload.is_empty());
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_detected() {
+        for integrity in [Integrity::plain(), Integrity::keyed(b"k")] {
+            let env = integrity.seal(&key(3), 1, "p", b"small entry");
+            for i in 0..env.len() {
+                for bit in 0..8 {
+                    let mut damaged = env.to_vec();
+                    damaged[i] ^= 1 << bit;
+                    let damaged = Bytes::from(damaged);
+                    assert!(
+                        integrity.open(&key(3), &damaged).is_err(),
+                        "flip of bit {bit} in byte {i} went undetected"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_is_detected() {
+        let i = Integrity::plain();
+        let env = i.seal(&key(3), 1, "p", b"some payload bytes");
+        for len in 0..env.len() {
+            assert!(i.open(&key(3), &env.slice(..len)).is_err(), "len {len}");
+            assert!(i.open(&key(3), &env.slice(env.len() - len..)).is_err());
+        }
+    }
+
+    #[test]
+    fn key_echo_mismatch_is_detected() {
+        let plain = Integrity::plain();
+        let env = plain.seal(&key(4), 1, "p", b"v");
+        assert_eq!(
+            plain.open(&key(5), &env).unwrap_err(),
+            VerifyError::KeyMismatch {
+                expected: key(5),
+                found: key(4)
+            }
+        );
+        let keyed = Integrity::keyed(b"s");
+        let env = keyed.seal(&key(4), 1, "p", b"v");
+        assert!(keyed.open(&key(5), &env).unwrap_err().is_forgery());
+    }
+
+    #[test]
+    fn modes_do_not_mix() {
+        let plain = Integrity::plain();
+        let keyed = Integrity::keyed(b"s");
+        let other = Integrity::keyed(b"t");
+        let p = plain.seal(&key(6), 1, "", b"v");
+        let k = keyed.seal(&key(6), 1, "", b"v");
+        assert!(keyed.open(&key(6), &p).unwrap_err().is_forgery());
+        assert_eq!(
+            plain.open(&key(6), &k).unwrap_err(),
+            VerifyError::Unverifiable
+        );
+        assert!(other.open(&key(6), &k).unwrap_err().is_forgery());
+    }
+
+    #[test]
+    fn long_producer_is_cut_on_a_char_boundary() {
+        let i = Integrity::plain();
+        let producer = "é".repeat(200);
+        let env = i.seal(&key(7), 1, &producer, b"v");
+        let meta = i.open(&key(7), &env).unwrap().meta;
+        assert!(meta.producer.len() <= MAX_PRODUCER_LEN);
+        assert!(producer.starts_with(&meta.producer));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let b = Bytes::from(bytes);
+            let _ = Integrity::plain().open(&key(1), &b);
+            let _ = Integrity::keyed(b"x").open(&key(1), &b);
+            let _ = inspect(&b);
+        }
+
+        #[test]
+        fn mutated_envelopes_never_panic_and_never_verify(
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let i = Integrity::plain();
+            let env = i.seal(&key(9), 3, "prop", &payload);
+            let mut m = env.to_vec();
+            for (at, value) in &edits {
+                let at = at.index(m.len());
+                m[at] = *value;
+            }
+            if let Some(cut) = cut {
+                m.truncate(cut.index(m.len()));
+            }
+            let changed = m != env[..];
+            let result = i.open(&key(9), &Bytes::from(m));
+            prop_assert_eq!(result.is_ok(), !changed);
+        }
+    }
+}

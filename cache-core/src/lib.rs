@@ -1,0 +1,86 @@
+//! The core of warmcache: keys, the storage contract, integrity, tiers and the cache front.
+//!
+//! * [`KeyBuilder`] derives a [`CacheKey`] from typed, framed fields in blake3's `derive_key`
+//!   mode. The same inputs give the same key on every host.
+//! * [`Backend`] is the one trait a storage backend implements; `warmcache-conformance` checks it.
+//! * [`Integrity`] wraps every stored value in an envelope with a blake3 tag, or a keyed MAC when
+//!   a secret is configured, and verifies it before a byte reaches a decoder.
+//! * [`Tiered`] composes backends fastest first, with promotion, background writes, timeouts and
+//!   circuit breakers; a failing tier is a miss, never an error.
+//! * [`Cache`] puts a live tier of decoded values and per-key single-flight in front.
+//!
+//! This crate depends on no backend and on no WebAssembly runtime.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use warmcache_core::{Backend, BytesCodec, Cache, Tier, Tiered};
+//! # use warmcache_core::{CacheKey, Capabilities, ListPage, Usage, Result, page_from_sorted, KeyInfo};
+//! # #[derive(Debug, Default)]
+//! # struct MapBackend(std::sync::Mutex<std::collections::BTreeMap<CacheKey, Bytes>>);
+//! # #[async_trait::async_trait]
+//! # impl Backend for MapBackend {
+//! #     fn name(&self) -> &str { "map" }
+//! #     fn capabilities(&self) -> Capabilities { Capabilities::new() }
+//! #     async fn get(&self, k: &CacheKey) -> Result<Option<Bytes>> { Ok(self.0.lock().unwrap().get(k).cloned()) }
+//! #     async fn put(&self, k: &CacheKey, v: Bytes) -> Result<()> { self.0.lock().unwrap().insert(*k, v); Ok(()) }
+//! #     async fn delete(&self, k: &CacheKey) -> Result<()> { self.0.lock().unwrap().remove(k); Ok(()) }
+//! #     async fn contains(&self, k: &CacheKey) -> Result<bool> { Ok(self.0.lock().unwrap().contains_key(k)) }
+//! #     async fn clear(&self) -> Result<()> { self.0.lock().unwrap().clear(); Ok(()) }
+//! #     async fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
+//! #         let all: Vec<KeyInfo> = self.0.lock().unwrap().iter().map(|(k, v)| KeyInfo { key: *k, size: v.len() as u64 }).collect();
+//! #         Ok(page_from_sorted(&all, after, limit))
+//! #     }
+//! #     async fn usage(&self) -> Result<Usage> { let m = self.0.lock().unwrap(); Ok(Usage { entries: m.len() as u64, bytes: m.values().map(|v| v.len() as u64).sum() }) }
+//! # }
+//!
+//! fn render(page: &str) -> Result<Bytes, std::io::Error> {
+//!     Ok(Bytes::from(format!("<h1>{page}</h1>")))
+//! }
+//!
+//! // Any Backend: warmcache-memory, warmcache-redb, or your own.
+//! let disk: Arc<dyn Backend> = Arc::new(MapBackend::default());
+//! let tiers = Tiered::builder().tier(Tier::new(disk)).build();
+//! let cache = Cache::builder("pages", BytesCodec).tiers(tiers).build();
+//!
+//! let first = cache.get_or_compute("home", render)?;
+//! cache.clear_live();
+//! let again = cache.get_or_compute("home", render)?; // verified read from the tier
+//! assert_eq!(first, again);
+//! assert_eq!(cache.stats().computes, 1);
+//! assert_eq!(cache.stats().tier_hits, 1);
+//! # Ok::<(), warmcache_core::ComputeError>(())
+//! ```
+
+mod backend;
+mod blocking;
+mod breaker;
+mod cache;
+mod codec;
+pub mod envelope;
+mod error;
+mod key;
+mod single_flight;
+mod stats;
+mod sync;
+mod tiered;
+
+pub use backend::{
+    Backend, BackendExt, Capabilities, KeyInfo, ListPage, Usage, page_from_sorted,
+};
+pub use blocking::maybe_spawn_blocking;
+pub use cache::{Cache, CacheBuilder, ComputeError};
+pub use codec::{BytesCodec, Codec, PostcardCodec};
+pub use envelope::{EnvelopeMeta, Integrity, Opened, VerifyError};
+pub use error::{BoxError, Context, Error, ErrorKind, Op, Result};
+pub use key::{CacheKey, CanonicalHasher, KEY_SCHEMA_VERSION, KeyBuilder, KeyInt, Namespace, ParseKeyError};
+pub use single_flight::{FlightGuard, Join, SingleFlight, WaitFuture, WaitOutcome, Waiter};
+pub use stats::{Stats, TierStats};
+pub use tiered::{Access, Hit, Tier, Tiered, TieredBuilder, WriteMode};
+
+/// Re-exported so backend authors implement [`Backend`] with the same `async_trait` version.
+pub use async_trait::async_trait;
+/// Re-exported: values are [`bytes::Bytes`].
+pub use bytes;

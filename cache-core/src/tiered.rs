@@ -1,0 +1,556 @@
+//! [`Tiered`]: backends composed fastest first, with verification, promotion, background writes,
+//! timeouts and circuit breakers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::{Either, join_all, select};
+use parking_lot::{Condvar, Mutex};
+
+use crate::backend::Backend;
+use crate::breaker::Breaker;
+use crate::envelope::{Integrity, Opened};
+use crate::error::{Error, ErrorKind};
+use crate::key::CacheKey;
+use crate::stats::{TierCounters, TierStats};
+
+/// Whether a tier takes writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read, written on put and promotion, and cleaned of bad entries.
+    ReadWrite,
+    /// Only read: never written, and bad entries are skipped, not deleted.
+    ReadOnly,
+}
+
+/// How writes reach a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// The caller's put (or get, for promotion) waits for the write.
+    Inline,
+    /// Writes go through a bounded queue to a worker thread; [`Tiered::flush`] waits for them.
+    /// When the queue is full a write is dropped and counted in
+    /// [`TierStats::dropped_writes`], never silently.
+    Background {
+        /// Queue length.
+        queue: usize,
+    },
+}
+
+/// One tier: a backend and its policy. Build with [`Tier::new`] and the setters.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    backend: Arc<dyn Backend>,
+    name: Option<String>,
+    access: Access,
+    write: WriteMode,
+    timeout: Option<Duration>,
+    breaker_threshold: u32,
+    breaker_cooldown: Duration,
+}
+
+impl Tier {
+    /// A read-write tier with inline writes, no timeout, and a circuit breaker that opens after 5
+    /// consecutive failures for 30 seconds.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self {
+            backend,
+            name: None,
+            access: Access::ReadWrite,
+            write: WriteMode::Inline,
+            timeout: None,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+        }
+    }
+
+    /// Names the tier in stats (default: its position and backend name, such as `"1:redb"`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Never writes to this tier.
+    pub fn read_only(mut self) -> Self {
+        self.access = Access::ReadOnly;
+        self
+    }
+
+    /// Writes through a background queue of `queue` entries (for slow or remote tiers).
+    pub fn background(mut self, queue: usize) -> Self {
+        self.write = WriteMode::Background {
+            queue: queue.max(1),
+        };
+        self
+    }
+
+    /// Bounds every operation on this tier; one that runs longer counts as a failure.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Opens the circuit breaker after `threshold` consecutive failures, for `cooldown`.
+    pub fn circuit_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.breaker_threshold = threshold.max(1);
+        self.breaker_cooldown = cooldown;
+        self
+    }
+}
+
+/// What a tier hit returned.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The verified entry.
+    pub opened: Opened,
+    /// Index of the tier that answered (0 is the fastest).
+    pub tier: usize,
+}
+
+/// State shared between a tier and its background worker.
+#[derive(Debug)]
+struct TierShared {
+    backend: Arc<dyn Backend>,
+    name: String,
+    timeout: Option<Duration>,
+    counters: TierCounters,
+    breaker: Breaker,
+}
+
+#[derive(Debug)]
+enum Job {
+    Put(CacheKey, Bytes),
+    Delete(CacheKey),
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    count: Mutex<u64>,
+    idle: Condvar,
+}
+
+impl Pending {
+    fn done(&self) {
+        let mut count = self.count.lock();
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.idle.notify_all();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Writer {
+    sender: SyncSender<Job>,
+    pending: Arc<Pending>,
+}
+
+#[derive(Debug)]
+struct TierState {
+    shared: Arc<TierShared>,
+    access: Access,
+    writer: Option<Writer>,
+}
+
+/// Backends composed fastest first.
+///
+/// * `get` asks tiers in order; the first entry that verifies wins and is copied into the faster
+///   writable tiers. Entries that fail verification are counted, deleted from their tier and
+///   treated as misses.
+/// * `put` writes every writable tier: inline tiers before it returns, background tiers through
+///   their queue ([`flush`](Self::flush) waits for those).
+/// * A failing or slow tier never fails the caller: errors and timeouts count as misses or failed
+///   writes, and after repeated failures the tier is skipped for a cool-down.
+///
+/// Every method is infallible by design; what went wrong is in [`stats`](Self::stats) and in
+/// `tracing` events.
+#[derive(Debug)]
+pub struct Tiered {
+    tiers: Vec<TierState>,
+    integrity: Integrity,
+}
+
+async fn timed<T>(
+    timeout: Option<Duration>,
+    fut: impl Future<Output = Result<T, Error>>,
+) -> Result<T, TierFailure> {
+    let Some(limit) = timeout else {
+        return fut.await.map_err(TierFailure::Error);
+    };
+    let fut = std::pin::pin!(fut);
+    match select(fut, futures_timer::Delay::new(limit)).await {
+        Either::Left((result, _)) => result.map_err(TierFailure::Error),
+        Either::Right(((), _)) => Err(TierFailure::Timeout(limit)),
+    }
+}
+
+#[derive(Debug)]
+enum TierFailure {
+    Error(Error),
+    Timeout(Duration),
+}
+
+impl TierShared {
+    /// Records a failed operation: timeout counter, breaker, log.
+    fn record_failure(&self, failure: &TierFailure, op: &str, key: &CacheKey) {
+        match failure {
+            TierFailure::Timeout(after) => {
+                TierCounters::add(&self.counters.timeouts, 1);
+                self.breaker.failure();
+                tracing::warn!(tier = %self.name, %key, ?after, "{op} timed out");
+            }
+            TierFailure::Error(e) => {
+                // A refused value says nothing about the tier's health.
+                if !matches!(e.kind(), ErrorKind::Capacity | ErrorKind::NotSupported) {
+                    self.breaker.failure();
+                }
+                tracing::warn!(tier = %self.name, %key, error = %e, "{op} failed");
+            }
+        }
+    }
+
+    fn run_blocking_job(&self, job: Job) {
+        match job {
+            Job::Put(key, value) => {
+                futures::executor::block_on(self.put(&key, value));
+            }
+            Job::Delete(key) => futures::executor::block_on(self.delete(&key)),
+        }
+    }
+
+    async fn put(&self, key: &CacheKey, value: Bytes) -> bool {
+        // Returns whether the write landed.
+        if !self.breaker.allow() {
+            TierCounters::add(&self.counters.skipped, 1);
+            return false;
+        }
+        let len = value.len() as u64;
+        match timed(self.timeout, self.backend.put(key, value)).await {
+            Ok(()) => {
+                self.breaker.success();
+                TierCounters::add(&self.counters.writes, 1);
+                TierCounters::add(&self.counters.bytes_written, len);
+                true
+            }
+            Err(failure) => {
+                TierCounters::add(&self.counters.write_errors, 1);
+                self.record_failure(&failure, "put", key);
+                false
+            }
+        }
+    }
+
+    async fn delete(&self, key: &CacheKey) {
+        if !self.breaker.allow() {
+            TierCounters::add(&self.counters.skipped, 1);
+            return;
+        }
+        match timed(self.timeout, self.backend.delete(key)).await {
+            Ok(()) => self.breaker.success(),
+            Err(failure) => {
+                TierCounters::add(&self.counters.write_errors, 1);
+                self.record_failure(&failure, "delete", key);
+            }
+        }
+    }
+}
+
+fn spawn_writer(shared: Arc<TierShared>, queue: usize) -> Option<Writer> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(queue);
+    let pending = Arc::new(Pending::default());
+    let worker_pending = Arc::clone(&pending);
+    let spawned = std::thread::Builder::new()
+        .name(format!("warmcache-writer-{}", shared.name))
+        .spawn(move || background_worker(shared, receiver, worker_pending));
+    match spawned {
+        Ok(_) => Some(Writer { sender, pending }),
+        Err(e) => {
+            tracing::error!(error = %e, "could not start background writer; writing inline");
+            None
+        }
+    }
+}
+
+/// Runs queued jobs until every sender is gone (the [`Tiered`] was dropped), then exits.
+fn background_worker(shared: Arc<TierShared>, receiver: Receiver<Job>, pending: Arc<Pending>) {
+    while let Ok(job) = receiver.recv() {
+        // A panicking backend must not strand flush() callers.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shared.run_blocking_job(job)
+        }));
+        if result.is_err() {
+            TierCounters::add(&shared.counters.write_errors, 1);
+            tracing::error!(tier = %shared.name, "backend panicked during a background write");
+        }
+        pending.done();
+    }
+}
+
+/// Builds a [`Tiered`].
+#[derive(Debug, Default)]
+pub struct TieredBuilder {
+    tiers: Vec<Tier>,
+    integrity: Integrity,
+}
+
+impl TieredBuilder {
+    /// Adds a tier below the ones added so far (slower).
+    pub fn tier(mut self, tier: Tier) -> Self {
+        self.tiers.push(tier);
+        self
+    }
+
+    /// Sets the integrity mode (default: plain blake3 tags).
+    pub fn integrity(mut self, integrity: Integrity) -> Self {
+        self.integrity = integrity;
+        self
+    }
+
+    /// Builds the stack, starting a writer thread for each background tier.
+    pub fn build(self) -> Tiered {
+        let tiers = self
+            .tiers
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let name = t
+                    .name
+                    .unwrap_or_else(|| format!("{i}:{}", t.backend.name()));
+                let shared = Arc::new(TierShared {
+                    backend: t.backend,
+                    name,
+                    timeout: t.timeout,
+                    counters: TierCounters::default(),
+                    breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),
+                });
+                let writer = match (t.access, t.write) {
+                    (Access::ReadWrite, WriteMode::Background { queue }) => {
+                        spawn_writer(Arc::clone(&shared), queue)
+                    }
+                    _ => None,
+                };
+                TierState {
+                    shared,
+                    access: t.access,
+                    writer,
+                }
+            })
+            .collect();
+        Tiered {
+            tiers,
+            integrity: self.integrity,
+        }
+    }
+}
+
+impl TierState {
+    fn writable(&self) -> bool {
+        self.access == Access::ReadWrite
+    }
+
+    /// Writes inline or enqueues; returns once the write is done or queued.
+    async fn write(&self, key: &CacheKey, value: Bytes) {
+        match &self.writer {
+            Some(writer) => self.enqueue(writer, Job::Put(*key, value)),
+            None => {
+                self.shared.put(key, value).await;
+            }
+        }
+    }
+
+    async fn remove(&self, key: &CacheKey) {
+        match &self.writer {
+            Some(writer) => self.enqueue(writer, Job::Delete(*key)),
+            None => self.shared.delete(key).await,
+        }
+    }
+
+    fn enqueue(&self, writer: &Writer, job: Job) {
+        *writer.pending.count.lock() += 1;
+        match writer.sender.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                writer.pending.done();
+                TierCounters::add(&self.shared.counters.dropped_writes, 1);
+                tracing::warn!(tier = %self.shared.name, "background queue full; write dropped");
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                writer.pending.done();
+                TierCounters::add(&self.shared.counters.write_errors, 1);
+                tracing::error!(tier = %self.shared.name, "background writer has stopped");
+            }
+        }
+    }
+
+    fn pending(&self) -> u64 {
+        self.writer.as_ref().map_or(0, |w| *w.pending.count.lock())
+    }
+}
+
+impl Tiered {
+    /// Starts building a stack.
+    pub fn builder() -> TieredBuilder {
+        TieredBuilder::default()
+    }
+
+    /// The integrity mode entries are sealed and verified with.
+    pub fn integrity(&self) -> &Integrity {
+        &self.integrity
+    }
+
+    /// Number of tiers.
+    pub fn len(&self) -> usize {
+        self.tiers.len()
+    }
+
+    /// Whether there are no tiers.
+    pub fn is_empty(&self) -> bool {
+        self.tiers.is_empty()
+    }
+
+    /// The backend of tier `index`, fastest first.
+    pub fn backend(&self, index: usize) -> Option<&Arc<dyn Backend>> {
+        self.tiers.get(index).map(|t| &t.shared.backend)
+    }
+
+    /// The name of tier `index`.
+    pub fn tier_name(&self, index: usize) -> Option<&str> {
+        self.tiers.get(index).map(|t| t.shared.name.as_str())
+    }
+
+    /// Seals `payload` for `key` with this stack's integrity mode.
+    pub fn seal(&self, key: &CacheKey, kind: u32, producer: &str, payload: &[u8]) -> Bytes {
+        self.integrity.seal(key, kind, producer, payload)
+    }
+
+    /// The first verified entry for `key`, promoted into faster writable tiers. `None` when no
+    /// tier has a valid one.
+    pub async fn get(&self, key: &CacheKey) -> Option<Hit> {
+        for (index, tier) in self.tiers.iter().enumerate() {
+            let shared = &tier.shared;
+            let counters = &shared.counters;
+            if !shared.breaker.allow() {
+                TierCounters::add(&counters.skipped, 1);
+                continue;
+            }
+            let started = Instant::now();
+            let result = timed(shared.timeout, shared.backend.get(key)).await;
+            counters.record_read_latency(started.elapsed());
+            let bytes = match result {
+                Ok(Some(bytes)) => {
+                    shared.breaker.success();
+                    bytes
+                }
+                Ok(None) => {
+                    shared.breaker.success();
+                    TierCounters::add(&counters.misses, 1);
+                    continue;
+                }
+                Err(failure) => {
+                    TierCounters::add(&counters.errors, 1);
+                    shared.record_failure(&failure, "get", key);
+                    continue;
+                }
+            };
+            match self.integrity.open(key, &bytes) {
+                Ok(opened) => {
+                    TierCounters::add(&counters.hits, 1);
+                    TierCounters::add(&counters.bytes_read, bytes.len() as u64);
+                    self.promote(key, &bytes, index).await;
+                    return Some(Hit {
+                        opened,
+                        tier: index,
+                    });
+                }
+                Err(e) => {
+                    TierCounters::add(&counters.misses, 1);
+                    if e.is_forgery() {
+                        TierCounters::add(&counters.forged, 1);
+                    } else {
+                        TierCounters::add(&counters.corrupt, 1);
+                    }
+                    tracing::warn!(tier = %shared.name, %key, error = %e, "entry failed verification");
+                    if tier.writable() {
+                        tier.remove(key).await;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    async fn promote(&self, key: &CacheKey, bytes: &Bytes, found_at: usize) {
+        let writes = self.tiers[..found_at]
+            .iter()
+            .filter(|t| t.writable())
+            .map(|t| async move {
+                TierCounters::add(&t.shared.counters.promotions, 1);
+                t.write(key, bytes.clone()).await;
+            });
+        join_all(writes).await;
+    }
+
+    /// Writes an already sealed entry to every writable tier.
+    pub async fn put_sealed(&self, key: &CacheKey, sealed: Bytes) {
+        let writes = self
+            .tiers
+            .iter()
+            .filter(|t| t.writable())
+            .map(|t| t.write(key, sealed.clone()));
+        join_all(writes).await;
+    }
+
+    /// Seals `payload` and writes it to every writable tier.
+    pub async fn put(&self, key: &CacheKey, kind: u32, producer: &str, payload: &[u8]) {
+        let sealed = self.seal(key, kind, producer, payload);
+        self.put_sealed(key, sealed).await;
+    }
+
+    /// Deletes `key` from every writable tier.
+    pub async fn delete(&self, key: &CacheKey) {
+        join_all(
+            self.tiers
+                .iter()
+                .filter(|t| t.writable())
+                .map(|t| t.remove(key)),
+        )
+        .await;
+    }
+
+    /// Blocks until every background write queued so far has finished.
+    ///
+    /// Call it before the process exits, or queued writes to slow tiers are lost.
+    pub fn flush(&self) {
+        for tier in &self.tiers {
+            if let Some(writer) = &tier.writer {
+                let mut count = writer.pending.count.lock();
+                while *count > 0 {
+                    writer.pending.idle.wait(&mut count);
+                }
+            }
+        }
+    }
+
+    /// Background writes queued and not yet finished, over all tiers.
+    pub fn pending_writes(&self) -> u64 {
+        self.tiers.iter().map(TierState::pending).sum()
+    }
+
+    /// Per-tier counters, fastest first.
+    pub fn stats(&self) -> Vec<TierStats> {
+        self.tiers
+            .iter()
+            .map(|t| {
+                t.shared.counters.snapshot(
+                    t.shared.name.clone(),
+                    t.shared.backend.name().to_owned(),
+                    t.shared.breaker.is_open(),
+                    t.pending(),
+                )
+            })
+            .collect()
+    }
+}
