@@ -1,0 +1,34 @@
+//! How a check reports that a backend broke the contract.
+
+use std::fmt;
+
+/// A broken contract: what was expected and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure(pub String);
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<warmcache_core::Error> for Failure {
+    fn from(e: warmcache_core::Error) -> Self {
+        Failure(format!("unexpected backend error: {e}"))
+    }
+}
+
+/// The outcome of one check.
+pub type CheckResult = Result<(), Failure>;
+
+/// Fails the check with a formatted message unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err($crate::failure::Failure(format!($($fmt)+)));
+        }
+    };
+}
+pub(crate) use ensure;
