@@ -1,0 +1,171 @@
+//! Opening a [`RedbBackend`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use warmcache_core::{Context, Error, ErrorKind, Op};
+
+use crate::backend::RedbBackend;
+use crate::error::{MAX_REDB_VALUE, map};
+use crate::store::Store;
+
+/// Default capacity: 1 GiB of values.
+const DEFAULT_CAPACITY: u64 = 1 << 30;
+/// Reads whose recency is kept in memory before it is written.
+const DEFAULT_TOUCH_BATCH: usize = 1024;
+
+/// Opens a [`RedbBackend`] at a path. Defaults: 1 GiB capacity, values up to the capacity (at most
+/// 3 GiB, redb's limit), read recency written every 1024 reads.
+#[derive(Debug, Clone)]
+pub struct RedbBackendBuilder {
+    path: PathBuf,
+    capacity: u64,
+    max_value_size: Option<u64>,
+    touch_batch: usize,
+    cache_size: Option<usize>,
+    name: String,
+}
+
+impl RedbBackendBuilder {
+    /// A builder for the database file at `path` (created if missing, with its parent directory).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            capacity: DEFAULT_CAPACITY,
+            max_value_size: None,
+            touch_batch: DEFAULT_TOUCH_BATCH,
+            cache_size: None,
+            name: "redb".to_owned(),
+        }
+    }
+
+    /// The byte capacity: the sum of stored value lengths is kept at or under it by evicting the
+    /// least recently used entries. The file itself is larger (pages, B-tree nodes, free space).
+    pub fn capacity(mut self, bytes: u64) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// The largest value accepted (default: the capacity, at most 3 GiB).
+    pub fn max_value_size(mut self, bytes: u64) -> Self {
+        self.max_value_size = Some(bytes);
+        self
+    }
+
+    /// How many reads are remembered in memory before their recency is written (default 1024).
+    /// Lower means more precise eviction and more write transactions.
+    pub fn touch_batch(mut self, reads: usize) -> Self {
+        self.touch_batch = reads;
+        self
+    }
+
+    /// redb's page cache size in bytes (redb's default when unset).
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = Some(bytes);
+        self
+    }
+
+    /// The name used in errors and stats (default `"redb"`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    fn ctx(&self) -> Context {
+        Context::new(self.name.clone(), Op::Open)
+    }
+
+    fn validate(&self) -> Result<u64, Error> {
+        if self.capacity == 0 {
+            return Err(Error::config(self.ctx(), "capacity must be at least 1 byte"));
+        }
+        let max_value = self
+            .max_value_size
+            .unwrap_or(self.capacity)
+            .min(MAX_REDB_VALUE);
+        if max_value == 0 || max_value > self.capacity {
+            return Err(Error::config(
+                self.ctx(),
+                format!(
+                    "max_value_size of {max_value} bytes must be between 1 and the capacity of {} bytes",
+                    self.capacity
+                ),
+            ));
+        }
+        Ok(max_value)
+    }
+
+    /// Opens (or creates) the database.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Locked`] when another process (or handle) has the file open; the message names
+    ///   the path.
+    /// * [`Error::Corrupt`] when the file is damaged, truncated or not a redb database; the file
+    ///   is left as it is. Use [`open_or_recreate`](Self::open_or_recreate) to start over.
+    /// * [`Error::Config`] for invalid options, [`Error::Io`] for file-system errors.
+    pub fn open(self) -> Result<RedbBackend, Error> {
+        let max_value = self.validate()?;
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(self.ctx(), e))?;
+        }
+        let mut builder = redb::Builder::new();
+        if let Some(size) = self.cache_size {
+            builder.set_cache_size(size);
+        }
+        // Catch a panic from a damaged file so the caller gets an error, not an abort.
+        let opened =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(&self.path)));
+        let db = match opened {
+            Ok(result) => result.map_err(|e| map(e, self.ctx(), &self.path))?,
+            Err(_) => {
+                return Err(Error::corrupt(
+                    self.ctx(),
+                    format!(
+                        "the cache database {} could not be read (the reader panicked); delete it \
+                         or open it with open_or_recreate",
+                        self.path.display()
+                    ),
+                ));
+            }
+        };
+        let store = Store::new(
+            db,
+            self.path.clone(),
+            self.name.clone(),
+            self.capacity,
+            max_value,
+            self.touch_batch,
+        )?;
+        tracing::debug!(path = %self.path.display(), capacity = self.capacity, "opened redb cache");
+        Ok(RedbBackend::from_store(Arc::new(store)))
+    }
+
+    /// Opens the database, and when it is corrupt or unreadable, moves it aside to
+    /// `<path>.corrupt` (replacing an older one) and creates a new, empty one.
+    ///
+    /// A cache is disposable, so this is what a long-running service or the command line wants.
+    /// A locked file is never recreated: that error is returned as from [`open`](Self::open).
+    pub fn open_or_recreate(self) -> Result<RedbBackend, Error> {
+        match self.clone().open() {
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                let aside = aside_path(&self.path);
+                tracing::warn!(
+                    path = %self.path.display(),
+                    moved_to = %aside.display(),
+                    error = %e,
+                    "cache database unreadable; starting a new one"
+                );
+                std::fs::rename(&self.path, &aside).map_err(|e| Error::io(self.ctx(), e))?;
+                self.open()
+            }
+            other => other,
+        }
+    }
+}
+
+fn aside_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".corrupt");
+    path.with_file_name(name)
+}

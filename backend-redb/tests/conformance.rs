@@ -1,0 +1,18 @@
+//! The conformance suite against redb files in temporary directories.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use warmcache_core::Backend;
+use warmcache_redb::RedbBackend;
+
+fn open(dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
+    Ok(Arc::new(
+        RedbBackend::builder(dir.join("cache.redb"))
+            .capacity(160 << 20)
+            .max_value_size(40 << 20)
+            .open()?,
+    ))
+}
+
+warmcache_conformance::backend_tests!(open);
