@@ -64,7 +64,9 @@ impl MemoryBackend {
             .weight_capacity(capacity)
             .hot_allocation(HOT_ALLOCATION)
             // A guess at entry count for ghost tracking; precision matters little.
-            .estimated_items_capacity(usize::try_from((capacity / 4096).max(256)).unwrap_or(256) * shards);
+            .estimated_items_capacity(
+                usize::try_from((capacity / 4096).max(256)).unwrap_or(256) * shards,
+            );
         let store = match options.build() {
             Ok(options) => Store::with_options(
                 options,
@@ -73,7 +75,13 @@ impl MemoryBackend {
                 DefaultLifecycle::default(),
             ),
             // Unreachable with the values above; fall back to quick_cache's own defaults.
-            Err(_) => Store::with(1024, capacity, ByteWeighter, Default::default(), Default::default()),
+            Err(_) => Store::with(
+                1024,
+                capacity,
+                ByteWeighter,
+                Default::default(),
+                Default::default(),
+            ),
         };
         Self {
             name,

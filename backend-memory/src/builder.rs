@@ -62,7 +62,10 @@ impl MemoryBackendBuilder {
         }
         let max_value = match self.max_value_size {
             Some(0) => {
-                return Err(Error::config(context(), "max_value_size must be at least 1 byte"));
+                return Err(Error::config(
+                    context(),
+                    "max_value_size must be at least 1 byte",
+                ));
             }
             Some(max) if max > largest_possible => {
                 return Err(Error::config(
@@ -85,7 +88,12 @@ impl MemoryBackendBuilder {
         }
         // A multiple of the shard count, so no shard rounds up past the total.
         let capacity = capacity / shards * shards;
-        Ok(MemoryBackend::new(name, capacity, max_value, shards as usize))
+        Ok(MemoryBackend::new(
+            name,
+            capacity,
+            max_value,
+            shards as usize,
+        ))
     }
 }
 

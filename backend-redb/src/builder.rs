@@ -77,7 +77,10 @@ impl RedbBackendBuilder {
 
     fn validate(&self) -> Result<u64, Error> {
         if self.capacity == 0 {
-            return Err(Error::config(self.ctx(), "capacity must be at least 1 byte"));
+            return Err(Error::config(
+                self.ctx(),
+                "capacity must be at least 1 byte",
+            ));
         }
         let max_value = self
             .max_value_size
@@ -165,7 +168,10 @@ impl RedbBackendBuilder {
 }
 
 fn aside_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".corrupt");
     path.with_file_name(name)
 }

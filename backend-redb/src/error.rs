@@ -35,7 +35,10 @@ pub(crate) fn map(err: impl Into<redb::Error>, context: Context, path: &Path) ->
         },
         redb::Error::RepairAborted => Error::Corrupt {
             context,
-            detail: format!("the cache database {} needs a repair that was aborted", path.display()),
+            detail: format!(
+                "the cache database {} needs a repair that was aborted",
+                path.display()
+            ),
             source: None,
         },
         redb::Error::ValueTooLarge(size) => Error::Capacity {

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use warmcache_core::{CacheKey, Context, Error, KeyInfo, ListPage, Op, Usage};
 
 use crate::error::map;
@@ -116,7 +118,11 @@ impl Store {
 
     /// Writes batched read recency into `txn`; the batch is taken even if the commit fails later
     /// (recency is a hint, never data).
-    fn apply_touches(&self, txn: &WriteTransaction, ctx: &dyn Fn() -> Context) -> Result<(), Error> {
+    fn apply_touches(
+        &self,
+        txn: &WriteTransaction,
+        ctx: &dyn Fn() -> Context,
+    ) -> Result<(), Error> {
         let touches = std::mem::take(&mut *self.touches.lock());
         if touches.is_empty() {
             return Ok(());
@@ -125,13 +131,17 @@ impl Store {
         let mut lru = txn.open_table(LRU).map_err(|e| self.err(e, ctx()))?;
         for (key, tick) in touches {
             let k = *key.as_bytes();
-            let current = meta.get(k).map_err(|e| self.err(e, ctx()))?.map(|g| g.value());
-            if let Some((size, old)) = current {
-                if tick > old {
-                    lru.remove((old, k)).map_err(|e| self.err(e, ctx()))?;
-                    lru.insert((tick, k), ()).map_err(|e| self.err(e, ctx()))?;
-                    meta.insert(k, (size, tick)).map_err(|e| self.err(e, ctx()))?;
-                }
+            let current = meta
+                .get(k)
+                .map_err(|e| self.err(e, ctx()))?
+                .map(|g| g.value());
+            if let Some((size, old)) = current
+                && tick > old
+            {
+                lru.remove((old, k)).map_err(|e| self.err(e, ctx()))?;
+                lru.insert((tick, k), ()).map_err(|e| self.err(e, ctx()))?;
+                meta.insert(k, (size, tick))
+                    .map_err(|e| self.err(e, ctx()))?;
             }
         }
         Ok(())
@@ -177,7 +187,10 @@ impl Store {
                 entries: mut count,
             } = self.read_totals(&totals, &ctx)?;
 
-            let old = meta.remove(k).map_err(|e| self.err(e, ctx()))?.map(|g| g.value());
+            let old = meta
+                .remove(k)
+                .map_err(|e| self.err(e, ctx()))?
+                .map(|g| g.value());
             if let Some((old_size, old_tick)) = old {
                 lru.remove((old_tick, k)).map_err(|e| self.err(e, ctx()))?;
                 entries.remove(k).map_err(|e| self.err(e, ctx()))?;
@@ -205,10 +218,15 @@ impl Store {
             }
             let tick = self.next_tick();
             entries.insert(k, value).map_err(|e| self.err(e, ctx()))?;
-            meta.insert(k, (size, tick)).map_err(|e| self.err(e, ctx()))?;
+            meta.insert(k, (size, tick))
+                .map_err(|e| self.err(e, ctx()))?;
             lru.insert((tick, k), ()).map_err(|e| self.err(e, ctx()))?;
-            totals.insert("bytes", bytes + size).map_err(|e| self.err(e, ctx()))?;
-            totals.insert("entries", count + 1).map_err(|e| self.err(e, ctx()))?;
+            totals
+                .insert("bytes", bytes + size)
+                .map_err(|e| self.err(e, ctx()))?;
+            totals
+                .insert("entries", count + 1)
+                .map_err(|e| self.err(e, ctx()))?;
             totals
                 .insert("tick", self.tick.load(Ordering::Relaxed))
                 .map_err(|e| self.err(e, ctx()))?;
@@ -240,10 +258,8 @@ impl Store {
             touches.insert(*key, tick);
             touches.len() >= self.touch_batch
         };
-        if full {
-            if let Err(e) = self.flush_touches() {
-                tracing::warn!(backend = %self.name, error = %e, "could not record read recency");
-            }
+        if full && let Err(e) = self.flush_touches() {
+            tracing::warn!(backend = %self.name, error = %e, "could not record read recency");
         }
     }
 
@@ -273,7 +289,10 @@ impl Store {
         let txn = self.db.begin_write().map_err(|e| self.err(e, ctx()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e, ctx()))?;
-            let old = meta.remove(k).map_err(|e| self.err(e, ctx()))?.map(|g| g.value());
+            let old = meta
+                .remove(k)
+                .map_err(|e| self.err(e, ctx()))?
+                .map(|g| g.value());
             let Some((size, tick)) = old else {
                 drop(meta);
                 return txn.abort().map_err(|e| self.err(e, ctx()));
@@ -298,7 +317,10 @@ impl Store {
         let ctx = || self.ctx(Op::Contains, Some(key));
         let txn = self.db.begin_read().map_err(|e| self.err(e, ctx()))?;
         let meta = txn.open_table(META).map_err(|e| self.err(e, ctx()))?;
-        Ok(meta.get(*key.as_bytes()).map_err(|e| self.err(e, ctx()))?.is_some())
+        Ok(meta
+            .get(*key.as_bytes())
+            .map_err(|e| self.err(e, ctx()))?
+            .is_some())
     }
 
     pub(crate) fn clear(&self) -> Result<(), Error> {
@@ -314,7 +336,9 @@ impl Store {
             txn.open_table(LRU).map_err(|e| self.err(e, ctx()))?;
             let mut totals = txn.open_table(TOTALS).map_err(|e| self.err(e, ctx()))?;
             totals.insert("bytes", 0).map_err(|e| self.err(e, ctx()))?;
-            totals.insert("entries", 0).map_err(|e| self.err(e, ctx()))?;
+            totals
+                .insert("entries", 0)
+                .map_err(|e| self.err(e, ctx()))?;
         }
         txn.commit().map_err(|e| self.err(e, ctx()))
     }
@@ -344,7 +368,11 @@ impl Store {
                 size: v.value().0,
             });
         }
-        let next = if more { entries.last().map(|e| e.key) } else { None };
+        let next = if more {
+            entries.last().map(|e| e.key)
+        } else {
+            None
+        };
         Ok(ListPage { entries, next })
     }
 

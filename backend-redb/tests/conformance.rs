@@ -1,5 +1,7 @@
 //! The conformance suite against redb files in temporary directories.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 use std::path::Path;
 use std::sync::Arc;
 

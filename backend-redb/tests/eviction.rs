@@ -1,5 +1,7 @@
 //! Least-recently-used eviction, with read recency batched.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 use futures::executor::block_on;
 use warmcache_core::{Backend, CacheKey, bytes::Bytes};
 use warmcache_redb::RedbBackend;
@@ -26,8 +28,14 @@ fn a_recently_read_entry_survives_eviction() {
         // Read the oldest: it becomes the most recent.
         assert!(b.get(&key(1)).await.unwrap().is_some());
         b.put(&key(4), value()).await.unwrap();
-        assert!(b.contains(&key(1)).await.unwrap(), "recently read entry evicted");
-        assert!(!b.contains(&key(2)).await.unwrap(), "least recently used entry kept");
+        assert!(
+            b.contains(&key(1)).await.unwrap(),
+            "recently read entry evicted"
+        );
+        assert!(
+            !b.contains(&key(2)).await.unwrap(),
+            "least recently used entry kept"
+        );
         assert!(b.contains(&key(3)).await.unwrap());
         assert!(b.contains(&key(4)).await.unwrap());
         let usage = b.usage().await.unwrap();
@@ -77,6 +85,9 @@ fn reads_are_batched_into_few_write_transactions() {
         for n in 1..=4 {
             assert!(b.contains(&key(n)).await.unwrap(), "read entry {n} evicted");
         }
-        assert!(!b.contains(&key(5)).await.unwrap(), "oldest unread entry kept");
+        assert!(
+            !b.contains(&key(5)).await.unwrap(),
+            "oldest unread entry kept"
+        );
     });
 }

@@ -1,5 +1,7 @@
 //! Opening damaged, truncated and locked database files gives clear errors and loses nothing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
@@ -26,14 +28,20 @@ fn populated(path: &std::path::Path) {
 fn garbage_file_is_a_corrupt_error_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cache.redb");
-    let garbage: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(&path, &garbage).unwrap();
     let err = RedbBackend::open(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     let msg = err.to_string();
     assert!(msg.contains(&path.display().to_string()), "{msg}");
     assert!(msg.contains("open_or_recreate"), "{msg}");
-    assert_eq!(std::fs::read(&path).unwrap(), garbage, "the file was modified");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        garbage,
+        "the file was modified"
+    );
 }
 
 #[test]
@@ -70,7 +78,11 @@ fn truncated_file_gives_a_clear_error_or_opens_consistently() {
 fn open_or_recreate_moves_a_corrupt_file_aside() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cache.redb");
-    std::fs::write(&path, b"definitely not a database, but long enough to look at").unwrap();
+    std::fs::write(
+        &path,
+        b"definitely not a database, but long enough to look at",
+    )
+    .unwrap();
     let b = RedbBackend::builder(&path).open_or_recreate().unwrap();
     block_on(b.put(&key(1), Bytes::from_static(b"fresh"))).unwrap();
     assert_eq!(
@@ -93,7 +105,11 @@ fn second_handle_in_one_process_is_locked() {
     let err = RedbBackend::open(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
     let err = RedbBackend::builder(&path).open_or_recreate().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Locked, "a locked file must never be recreated");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Locked,
+        "a locked file must never be recreated"
+    );
 }
 
 /// Holds the database open until stdin closes, when run as the child of the test below.
@@ -114,14 +130,22 @@ fn file_held_by_another_process_is_a_locked_error_naming_the_path() {
     let path = dir.path().join("cache.redb");
     populated(&path);
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["lock_holder_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "lock_holder_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(HOLDER_ENV, &path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let held = lines.by_ref().map_while(Result::ok).any(|l| l.contains("HOLDING"));
+    let held = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("HOLDING"));
     assert!(held, "child did not open the database");
     // Keep draining so the child can finish writing its test report.
     let drain = std::thread::spawn(move || lines.for_each(drop));

@@ -43,9 +43,8 @@ mod tests {
     #[test]
     fn runs_inline_without_runtime() {
         let id = std::thread::current().id();
-        let ran_on = futures::executor::block_on(maybe_spawn_blocking(move || {
-            std::thread::current().id()
-        }));
+        let ran_on =
+            futures::executor::block_on(maybe_spawn_blocking(move || std::thread::current().id()));
         assert_eq!(ran_on, id);
     }
 

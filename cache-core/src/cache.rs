@@ -426,7 +426,11 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
             // Waiters need not wait for storage writes.
             guard.complete(outcome.clone());
             match self.codec.encode(v) {
-                Ok(bytes) => self.tiers.put(key, self.codec.kind(), &self.producer, &bytes).await,
+                Ok(bytes) => {
+                    self.tiers
+                        .put(key, self.codec.kind(), &self.producer, &bytes)
+                        .await
+                }
                 Err(e) => {
                     TierCounters::add(&self.counters.encode_errors, 1);
                     tracing::warn!(%key, error = %e, "value could not be encoded; not stored");

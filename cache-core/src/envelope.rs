@@ -191,10 +191,14 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
     let created_ms = u64_at(meta, 44);
     let producer_len = u16_at(meta, 52) as usize;
     if META_FIXED_LEN + producer_len != meta_len {
-        return Err(VerifyError::BadLayout("producer length disagrees with metadata length"));
+        return Err(VerifyError::BadLayout(
+            "producer length disagrees with metadata length",
+        ));
     }
     if payload_len != meta_start as u64 {
-        return Err(VerifyError::BadLayout("payload length disagrees with entry size"));
+        return Err(VerifyError::BadLayout(
+            "payload length disagrees with entry size",
+        ));
     }
     let producer = String::from_utf8_lossy(&meta[META_FIXED_LEN..]).into_owned();
     let mut tag = [0u8; 32];
@@ -347,7 +351,10 @@ mod tests {
 
     #[test]
     fn round_trip_plain_and_keyed() {
-        for integrity in [Integrity::plain(), Integrity::keyed(b"secret secret secret")] {
+        for integrity in [
+            Integrity::plain(),
+            Integrity::keyed(b"secret secret secret"),
+        ] {
             let env = integrity.seal(&key(1), 7, "test producer", b"hello");
             let opened = integrity.open(&key(1), &env).unwrap();
             assert_eq!(&opened.payload[..], b"hello");

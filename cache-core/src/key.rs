@@ -497,7 +497,10 @@ mod tests {
         let k = |v: i128| KeyBuilder::new("e").integer(v).finish();
         let max = KeyBuilder::new("e").integer(u128::MAX).finish();
         assert_ne!(k(-1), max);
-        assert_ne!(k(i128::MIN), KeyBuilder::new("e").integer(1u128 << 127).finish());
+        assert_ne!(
+            k(i128::MIN),
+            KeyBuilder::new("e").integer(1u128 << 127).finish()
+        );
         assert_eq!(k(0), KeyBuilder::new("e").integer(-0i64).finish());
     }
 

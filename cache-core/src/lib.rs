@@ -67,15 +67,15 @@ mod stats;
 mod sync;
 mod tiered;
 
-pub use backend::{
-    Backend, BackendExt, Capabilities, KeyInfo, ListPage, Usage, page_from_sorted,
-};
+pub use backend::{Backend, BackendExt, Capabilities, KeyInfo, ListPage, Usage, page_from_sorted};
 pub use blocking::maybe_spawn_blocking;
 pub use cache::{Cache, CacheBuilder, ComputeError};
 pub use codec::{BytesCodec, Codec, PostcardCodec};
 pub use envelope::{EnvelopeMeta, Integrity, Opened, VerifyError};
 pub use error::{BoxError, Context, Error, ErrorKind, Op, Result};
-pub use key::{CacheKey, CanonicalHasher, KEY_SCHEMA_VERSION, KeyBuilder, KeyInt, Namespace, ParseKeyError};
+pub use key::{
+    CacheKey, CanonicalHasher, KEY_SCHEMA_VERSION, KeyBuilder, KeyInt, Namespace, ParseKeyError,
+};
 pub use single_flight::{FlightGuard, Join, SingleFlight, WaitFuture, WaitOutcome, Waiter};
 pub use stats::{Stats, TierStats};
 pub use tiered::{Access, Hit, Tier, Tiered, TieredBuilder, WriteMode};

@@ -25,8 +25,10 @@ const SHARDS: usize = 16;
 /// requests for other keys never wait on a computation, only on a shard lock held for a map
 /// lookup. No user code runs under a lock.
 pub struct SingleFlight<K, T> {
-    shards: Box<[Mutex<HashMap<K, Arc<Flight<T>>>>]>,
+    shards: Box<[Shard<K, T>]>,
 }
+
+type Shard<K, T> = Mutex<HashMap<K, Arc<Flight<T>>>>;
 
 struct Flight<T> {
     state: Mutex<FlightState<T>>,
@@ -86,7 +88,7 @@ impl<K: Hash + Eq + Clone, T: Clone> SingleFlight<K, T> {
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Arc<Flight<T>>>> {
+    fn shard(&self, key: &K) -> &Shard<K, T> {
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
         &self.shards[(hash as usize) % SHARDS]
     }

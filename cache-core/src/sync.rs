@@ -9,5 +9,7 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// Locks `mutex`, ignoring poisoning: no code in this crate panics while holding these locks,
 /// and the state they guard is valid at every step.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

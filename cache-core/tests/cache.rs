@@ -1,5 +1,7 @@
 //! The cache front: single-flight for sync and async callers, failures and panics, live tier.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,7 +95,10 @@ fn a_panicking_compute_releases_waiters_and_the_key() {
     assert!(panicked >= 1, "the leader's panic was swallowed");
     assert_eq!(panicked + told, 8);
     assert!(cache.stats().compute_panics >= 1);
-    assert_eq!(cache.get_or_compute(&1u32, slow_ok).unwrap(), Bytes::from("1"));
+    assert_eq!(
+        cache.get_or_compute(&1u32, slow_ok).unwrap(),
+        Bytes::from("1")
+    );
 }
 
 #[test]
@@ -116,7 +121,11 @@ fn concurrent_async_callers_share_one_compute() {
         }
         out
     });
-    assert!(results.iter().all(|r| r.as_ref().unwrap() == &Bytes::from("1")));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap() == &Bytes::from("1"))
+    );
     assert_eq!(cache.stats().computes, 1);
 }
 
@@ -143,7 +152,9 @@ fn other_keys_are_not_delayed_by_a_running_compute() {
     while !KEY1_STARTED.load(Ordering::SeqCst) {
         std::thread::yield_now();
     }
-    let two = cache.get_or_compute(&2u32, |i| Ok::<_, std::io::Error>(Bytes::from(i.to_string())));
+    let two = cache.get_or_compute(&2u32, |i| {
+        Ok::<_, std::io::Error>(Bytes::from(i.to_string()))
+    });
     assert_eq!(two.unwrap(), Bytes::from("2"));
     *KEY2_DONE.lock().unwrap() = true;
     KEY2_CV.notify_all();
@@ -167,7 +178,8 @@ fn vouched_keys_work_with_closures() {
 
 #[test]
 fn live_tier_is_bounded() {
-    let cache: Cache<Bytes, BytesCodec> = Cache::builder("live", BytesCodec).live_capacity(2).build();
+    let cache: Cache<Bytes, BytesCodec> =
+        Cache::builder("live", BytesCodec).live_capacity(2).build();
     for i in 0..10u32 {
         cache
             .get_or_compute(&i, |i| Ok::<_, std::io::Error>(Bytes::from(i.to_string())))
@@ -178,11 +190,16 @@ fn live_tier_is_bounded() {
 
 #[test]
 fn every_tier_down_still_computes() {
-    let down = Arc::new(FaultyBackend::new(MapBackend::new(), FaultConfig::default()));
+    let down = Arc::new(FaultyBackend::new(
+        MapBackend::new(),
+        FaultConfig::default(),
+    ));
     down.set_down(true);
     let tiers = Tiered::builder().tier(Tier::new(down)).build();
     let cache: Cache<Bytes, BytesCodec> = Cache::builder("down", BytesCodec).tiers(tiers).build();
-    let v = cache.get_or_compute(&5u32, |i| Ok::<_, std::io::Error>(Bytes::from(i.to_string())));
+    let v = cache.get_or_compute(&5u32, |i| {
+        Ok::<_, std::io::Error>(Bytes::from(i.to_string()))
+    });
     assert_eq!(v.unwrap(), Bytes::from("5"));
 }
 

@@ -4,6 +4,8 @@
 //! Every lock and condition variable in the table is shuttle's, so these tests explore
 //! thousands of interleavings of the threads below, and fail on any deadlock.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 use warmcache_core::{Join, SingleFlight, WaitOutcome};
@@ -76,7 +78,11 @@ fn world() -> Arc<World> {
     })
 }
 
-fn callers(w: &Arc<World>, n: usize, compute: Compute) -> Vec<thread::JoinHandle<Result<Outcome, ()>>> {
+fn callers(
+    w: &Arc<World>,
+    n: usize,
+    compute: Compute,
+) -> Vec<thread::JoinHandle<Result<Outcome, ()>>> {
     (0..n)
         .map(|_| {
             let w = Arc::clone(w);
@@ -97,7 +103,11 @@ fn n_callers_one_compute() {
         .map(|h| h.join().unwrap())
         .collect();
     assert!(results.iter().all(|r| *r == Ok(Ok(70))), "{results:?}");
-    assert_eq!(*w.computes.lock().unwrap_or_else(|e| e.into_inner()), 1, "more than one compute ran");
+    assert_eq!(
+        *w.computes.lock().unwrap_or_else(|e| e.into_inner()),
+        1,
+        "more than one compute ran"
+    );
     assert!(w.table.is_empty(), "a flight was left in the table");
 }
 
@@ -119,8 +129,14 @@ fn failing_compute_releases_waiters() {
         .collect();
     // Every caller gets the error (shared from a leader or its own), nothing is stored, and the
     // key is free again.
-    assert!(results.iter().all(|r| *r == Ok(Err("compile error"))), "{results:?}");
-    assert!(w.stored.lock().unwrap_or_else(|e| e.into_inner()).is_none(), "a failure was cached");
+    assert!(
+        results.iter().all(|r| *r == Ok(Err("compile error"))),
+        "{results:?}"
+    );
+    assert!(
+        w.stored.lock().unwrap_or_else(|e| e.into_inner()).is_none(),
+        "a failure was cached"
+    );
     assert!(w.table.is_empty());
     let computes = *w.computes.lock().unwrap_or_else(|e| e.into_inner());
     assert!((1..=4).contains(&computes));
@@ -140,7 +156,10 @@ fn panicking_compute_releases_waiters() {
         .collect();
     // A leader's own panic and a waiter's view of it are both Err(()) here; nobody hangs.
     assert!(results.iter().all(|r| r.is_err()), "{results:?}");
-    assert!(w.table.is_empty(), "the panicking flight stayed in the table");
+    assert!(
+        w.table.is_empty(),
+        "the panicking flight stayed in the table"
+    );
     // The key is not poisoned: a later successful compute works.
     let after = get(&w.table, &w.stored, &w.computes, 7, Compute::Succeed);
     assert_eq!(after, Ok(Ok(70)));

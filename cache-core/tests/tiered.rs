@@ -1,5 +1,7 @@
 //! `Tiered`: promotion, verification, read-only tiers, background writes, timeouts, breakers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 mod common;
 
 use std::sync::Arc;
@@ -56,7 +58,11 @@ fn corrupt_entry_is_deleted_and_a_lower_good_copy_wins() {
     slow.set_raw(&key(2), good.clone());
     let hit = block_on(tiers.get(&key(2))).unwrap();
     assert_eq!(hit.tier, 1);
-    assert_eq!(fast.raw(&key(2)), Some(good), "bad copy not replaced by the good one");
+    assert_eq!(
+        fast.raw(&key(2)),
+        Some(good),
+        "bad copy not replaced by the good one"
+    );
     assert_eq!(tiers.stats()[0].corrupt, 1);
 }
 
@@ -162,7 +168,10 @@ fn circuit_breaker_opens_skips_and_recovers() {
     );
     faulty.set_down(false);
     std::thread::sleep(Duration::from_millis(80));
-    assert!(block_on(tiers.get(&key(7))).is_some(), "the probe after cool-down failed");
+    assert!(
+        block_on(tiers.get(&key(7))).is_some(),
+        "the probe after cool-down failed"
+    );
     assert!(!tiers.stats()[0].breaker_open);
 }
 
@@ -176,7 +185,10 @@ fn keyed_stack_rejects_forgeries() {
         .build();
     // A plain entry, one sealed with another secret, and a valid entry copied to another key.
     store.set_raw(&key(8), sealed(&Integrity::plain(), &key(8), b"evil"));
-    store.set_raw(&key(9), sealed(&Integrity::keyed(b"another secret"), &key(9), b"evil"));
+    store.set_raw(
+        &key(9),
+        sealed(&Integrity::keyed(b"another secret"), &key(9), b"evil"),
+    );
     store.set_raw(&key(11), sealed(&integrity, &key(10), b"valid elsewhere"));
     for k in [key(8), key(9), key(11)] {
         assert!(block_on(tiers.get(&k)).is_none());
@@ -189,9 +201,14 @@ fn keyed_stack_rejects_forgeries() {
 
 #[test]
 fn every_tier_down_is_only_misses() {
-    let down = Arc::new(FaultyBackend::new(MapBackend::new(), FaultConfig::default()));
+    let down = Arc::new(FaultyBackend::new(
+        MapBackend::new(),
+        FaultConfig::default(),
+    ));
     down.set_down(true);
-    let tiers = Tiered::builder().tier(Tier::new(down.clone() as Arc<dyn Backend>)).build();
+    let tiers = Tiered::builder()
+        .tier(Tier::new(down.clone() as Arc<dyn Backend>))
+        .build();
     block_on(tiers.put(&key(13), 1, "t", b"v"));
     assert!(block_on(tiers.get(&key(13))).is_none());
     let stats = &tiers.stats()[0];

@@ -20,20 +20,28 @@ pub fn key(n: u64) -> CacheKey {
 /// `max_value_size` must be refused with a capacity error instead.
 pub async fn round_trip_sizes(b: Arc<dyn Backend>) -> CheckResult {
     let max = b.capabilities().max_value_size;
-    for (i, len) in [0usize, 1, 4 << 10, 1 << 20, 32 << 20].into_iter().enumerate() {
+    for (i, len) in [0usize, 1, 4 << 10, 1 << 20, 32 << 20]
+        .into_iter()
+        .enumerate()
+    {
         let k = key(100 + i as u64);
         let v = values::make(i as u64, 1, len);
         let result = b.put(&k, v.clone()).await;
         if max.is_some_and(|m| len as u64 > m) {
             ensure!(
-                result.as_ref().is_err_and(|e| e.kind() == ErrorKind::Capacity),
+                result
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == ErrorKind::Capacity),
                 "put of {len} bytes over max_value_size {max:?} should be a capacity error, got {result:?}"
             );
             continue;
         }
         result?;
         let got = b.get(&k).await?;
-        ensure!(got.is_some(), "value of {len} bytes missing right after put");
+        ensure!(
+            got.is_some(),
+            "value of {len} bytes missing right after put"
+        );
         let got = got.unwrap_or_default();
         ensure!(
             got == v,
@@ -47,8 +55,14 @@ pub async fn round_trip_sizes(b: Arc<dyn Backend>) -> CheckResult {
 /// A missing key is `Ok(None)` / `Ok(false)`, not an error.
 pub async fn missing_key(b: Arc<dyn Backend>) -> CheckResult {
     let k = key(1);
-    ensure!(b.get(&k).await?.is_none(), "get of a missing key returned a value");
-    ensure!(!b.contains(&k).await?, "contains of a missing key returned true");
+    ensure!(
+        b.get(&k).await?.is_none(),
+        "get of a missing key returned a value"
+    );
+    ensure!(
+        !b.contains(&k).await?,
+        "contains of a missing key returned true"
+    );
     Ok(())
 }
 
@@ -64,8 +78,16 @@ pub async fn overwrite(b: Arc<dyn Backend>) -> CheckResult {
         got.len()
     );
     let usage = b.usage().await?;
-    ensure!(usage.entries == 1, "overwrite left {} entries", usage.entries);
-    ensure!(usage.bytes == 300, "overwrite left usage of {} bytes, expected 300", usage.bytes);
+    ensure!(
+        usage.entries == 1,
+        "overwrite left {} entries",
+        usage.entries
+    );
+    ensure!(
+        usage.bytes == 300,
+        "overwrite left usage of {} bytes, expected 300",
+        usage.bytes
+    );
     Ok(())
 }
 
@@ -74,7 +96,10 @@ pub async fn delete_present_and_missing(b: Arc<dyn Backend>) -> CheckResult {
     let k = key(3);
     b.put(&k, Bytes::from_static(b"value")).await?;
     b.delete(&k).await?;
-    ensure!(b.get(&k).await?.is_none(), "value still readable after delete");
+    ensure!(
+        b.get(&k).await?.is_none(),
+        "value still readable after delete"
+    );
     ensure!(!b.contains(&k).await?, "contains true after delete");
     b.delete(&k).await?;
     b.delete(&key(4)).await?;
@@ -107,8 +132,14 @@ pub async fn clear(b: Arc<dyn Backend>) -> CheckResult {
         ensure!(b.get(&key(n)).await?.is_none(), "key {n} survived clear");
     }
     let usage = b.usage().await?;
-    ensure!(usage.entries == 0 && usage.bytes == 0, "usage after clear: {usage:?}");
-    ensure!(b.list(None, 10).await?.entries.is_empty(), "list after clear not empty");
+    ensure!(
+        usage.entries == 0 && usage.bytes == 0,
+        "usage after clear: {usage:?}"
+    );
+    ensure!(
+        b.list(None, 10).await?.entries.is_empty(),
+        "list after clear not empty"
+    );
     b.put(&key(1), Bytes::from_static(b"again")).await?;
     ensure!(b.contains(&key(1)).await?, "put after clear did not land");
     Ok(())
@@ -140,7 +171,11 @@ pub async fn list_and_usage_consistent(b: Arc<dyn Backend>) -> CheckResult {
     let mut pages = 0;
     loop {
         let page = b.list(after, 7).await?;
-        ensure!(page.entries.len() <= 7, "page of {} entries with limit 7", page.entries.len());
+        ensure!(
+            page.entries.len() <= 7,
+            "page of {} entries with limit 7",
+            page.entries.len()
+        );
         pages += 1;
         ensure!(pages < 1000, "listing does not terminate");
         paged.extend(page.entries);
@@ -175,11 +210,21 @@ pub async fn many_small_keys(b: Arc<dyn Backend>) -> CheckResult {
     }
     for n in 0..N {
         let got = b.get(&key(n)).await?.unwrap_or_default();
-        ensure!(values::identify(&got, 24) == Some((n, 7)), "key {n} of {N} lost or wrong");
+        ensure!(
+            values::identify(&got, 24) == Some((n, 7)),
+            "key {n} of {N} lost or wrong"
+        );
     }
     let usage = b.usage().await?;
-    ensure!(usage.entries == N, "usage counts {} entries, expected {N}", usage.entries);
-    ensure!(b.list_all().await?.len() as u64 == N, "listing does not hold {N} keys");
+    ensure!(
+        usage.entries == N,
+        "usage counts {} entries, expected {N}",
+        usage.entries
+    );
+    ensure!(
+        b.list_all().await?.len() as u64 == N,
+        "listing does not hold {N} keys"
+    );
     Ok(())
 }
 
@@ -206,10 +251,15 @@ pub async fn capacity_bound(b: Arc<dyn Backend>) -> CheckResult {
         );
     }
     let latest = key(puts - 1);
-    ensure!(b.contains(&latest).await?, "the most recent put was evicted at once");
+    ensure!(
+        b.contains(&latest).await?,
+        "the most recent put was evicted at once"
+    );
     let oversize = limit.saturating_add(1);
     if oversize <= 256 << 20 {
-        let err = b.put(&key(9999), values::make(9, 9, oversize as usize)).await;
+        let err = b
+            .put(&key(9999), values::make(9, 9, oversize as usize))
+            .await;
         ensure!(
             err.as_ref().is_err_and(|e| e.kind() == ErrorKind::Capacity),
             "a value of {oversize} bytes (over the limit of {limit}) should be refused with a capacity error, got {err:?}"

@@ -139,7 +139,11 @@ pub async fn concurrent_distinct_keys(b: Arc<dyn Backend>) -> CheckResult {
         .into_iter()
         .map(|e| e.key)
         .collect();
-    ensure!(listed.len() == 400, "{} keys listed after 400 distinct puts", listed.len());
+    ensure!(
+        listed.len() == 400,
+        "{} keys listed after 400 distinct puts",
+        listed.len()
+    );
     Ok(())
 }
 
@@ -149,7 +153,10 @@ pub async fn basic_ops(b: Arc<dyn Backend>) -> CheckResult {
     ensure!(b.get(&k).await?.is_none(), "fresh key present");
     b.put(&k, values::make(6, 1, 100_000)).await?;
     let got = b.get(&k).await?.unwrap_or_default();
-    ensure!(values::identify(&got, 100_000) == Some((6, 1)), "round trip failed");
+    ensure!(
+        values::identify(&got, 100_000) == Some((6, 1)),
+        "round trip failed"
+    );
     ensure!(b.contains(&k).await?, "contains false after put");
     ensure!(b.usage().await?.entries == 1, "usage wrong");
     ensure!(b.list(None, 10).await?.entries.len() == 1, "list wrong");

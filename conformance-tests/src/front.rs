@@ -68,7 +68,10 @@ pub async fn front_invalidation(b: Arc<dyn Backend>) -> CheckResult {
             cache.stats().computes == 2 + i as u64,
             "changing input field {i} hit a stale entry"
         );
-        ensure!(value == render(v).unwrap_or_default(), "variant {i} got another input's value");
+        ensure!(
+            value == render(v).unwrap_or_default(),
+            "variant {i} got another input's value"
+        );
     }
     Ok(())
 }
@@ -86,7 +89,9 @@ pub async fn front_key_echo(b: Arc<dyn Backend>) -> CheckResult {
     let (ka, kb) = (cache.key_for(&a), cache.key_for(&other));
     let stored = b.get(&ka).await?;
     let Some(stored) = stored else {
-        return Err(Failure("the cache did not store its entry in the backend".into()));
+        return Err(Failure(
+            "the cache did not store its entry in the backend".into(),
+        ));
     };
     b.put(&kb, stored).await?;
     let fresh = cache_over(&b, 0);
@@ -99,8 +104,14 @@ pub async fn front_key_echo(b: Arc<dyn Backend>) -> CheckResult {
         "a value stored under another key was returned"
     );
     let stats = fresh.stats();
-    ensure!(stats.computes == 1, "the copied entry was not treated as a miss");
-    ensure!(stats.corrupt() == 1, "the key echo mismatch was not counted as corrupt");
+    ensure!(
+        stats.computes == 1,
+        "the copied entry was not treated as a miss"
+    );
+    ensure!(
+        stats.corrupt() == 1,
+        "the key echo mismatch was not counted as corrupt"
+    );
     Ok(())
 }
 
@@ -120,7 +131,10 @@ pub async fn front_schema_version(b: Arc<dyn Backend>) -> CheckResult {
     v2.get_or_compute_async(&base(), render)
         .await
         .map_err(|e| Failure(e.to_string()))?;
-    ensure!(v2.stats().computes == 1, "a version bump hit an entry of the old version");
+    ensure!(
+        v2.stats().computes == 1,
+        "a version bump hit an entry of the old version"
+    );
     Ok(())
 }
 
@@ -150,7 +164,10 @@ pub fn front_single_flight(b: Arc<dyn Backend>) -> CheckResult {
         ensure!(value == expected, "a caller got a wrong value");
     }
     let computes = cache.stats().computes;
-    ensure!(computes == 1, "16 concurrent callers ran {computes} computations");
+    ensure!(
+        computes == 1,
+        "16 concurrent callers ran {computes} computations"
+    );
     Ok(())
 }
 
@@ -165,7 +182,9 @@ pub async fn front_corruption_recovered(b: Arc<dyn Backend>) -> CheckResult {
         .map_err(|e| Failure(e.to_string()))?;
     let k = cache.key_for(&input);
     let Some(stored) = b.get(&k).await? else {
-        return Err(Failure("the cache did not store its entry in the backend".into()));
+        return Err(Failure(
+            "the cache did not store its entry in the backend".into(),
+        ));
     };
     let mut damaged = stored.to_vec();
     let middle = damaged.len() / 3;
@@ -176,10 +195,16 @@ pub async fn front_corruption_recovered(b: Arc<dyn Backend>) -> CheckResult {
         .get_or_compute_async(&input, render)
         .await
         .map_err(|e| Failure(e.to_string()))?;
-    ensure!(value == render(&input).unwrap_or_default(), "damaged entry decoded");
+    ensure!(
+        value == render(&input).unwrap_or_default(),
+        "damaged entry decoded"
+    );
     let stats = fresh.stats();
     ensure!(stats.computes == 1, "damaged entry was not recomputed");
-    ensure!(stats.corrupt() == 1, "damaged entry was not counted as corrupt");
+    ensure!(
+        stats.corrupt() == 1,
+        "damaged entry was not counted as corrupt"
+    );
     let healed = b.get(&k).await?.unwrap_or_default();
     ensure!(
         Integrity::plain().open(&k, &healed).is_ok(),

@@ -82,13 +82,12 @@ pub use runner::{CHECKS, Check, crash_test, run, run_all, run_named, test_name};
 /// The checks as public functions, for running them outside the macro.
 pub mod checks {
     pub use crate::basic::{
-        capacity_bound, clear, contains, delete_present_and_missing, key, list_and_usage_consistent,
-        many_small_keys, missing_key, overwrite, round_trip_sizes,
+        capacity_bound, clear, contains, delete_present_and_missing, key,
+        list_and_usage_consistent, many_small_keys, missing_key, overwrite, round_trip_sizes,
     };
     pub use crate::concurrency::{
-        basic_ops, concurrent_distinct_keys, concurrent_writers_one_key,
-        dropped_put_leaves_old_or_new, driven_by_block_on, driven_by_tokio,
-        readers_during_overwrites,
+        basic_ops, concurrent_distinct_keys, concurrent_writers_one_key, driven_by_block_on,
+        driven_by_tokio, dropped_put_leaves_old_or_new, readers_during_overwrites,
     };
     pub use crate::front::{
         front_corruption_recovered, front_invalidation, front_key_echo, front_schema_version,

@@ -19,9 +19,12 @@ const CRASH_KEYS: u64 = 16;
 const ACKS_BEFORE_KILL: usize = 40;
 
 fn open(harness: &dyn Harness, dir: &Path) -> Result<Arc<dyn Backend>, Failure> {
-    harness
-        .open(dir)
-        .map_err(|e| Failure(format!("opening the backend in {} failed: {e}", dir.display())))
+    harness.open(dir).map_err(|e| {
+        Failure(format!(
+            "opening the backend in {} failed: {e}",
+            dir.display()
+        ))
+    })
 }
 
 /// Every acknowledged put survives a clean reopen; deletes stay deleted; usage agrees.
@@ -34,8 +37,11 @@ pub fn persistence_across_reopen(harness: &dyn Harness, dir: &Path) -> CheckResu
     }
     futures::executor::block_on(async {
         for n in 0..60u64 {
-            b.put(&key(n), values::make(n, 3, 100 + (n as usize * 977) % 70_000))
-                .await?;
+            b.put(
+                &key(n),
+                values::make(n, 3, 100 + (n as usize * 977) % 70_000),
+            )
+            .await?;
         }
         for n in (0..60u64).step_by(5) {
             b.delete(&key(n)).await?;
@@ -100,7 +106,9 @@ fn crash_child_loop(harness: &dyn Harness, dir: &Path) -> Result<(), Failure> {
     // Bounded, in case the parent died and nobody kills us.
     for round in 1..=5_000u64 {
         for n in 0..CRASH_KEYS {
-            futures::executor::block_on(b.put(&key(n), values::make(n, round, crash_len(n, round))))?;
+            futures::executor::block_on(
+                b.put(&key(n), values::make(n, round, crash_len(n, round))),
+            )?;
             writeln!(out, "ACK {n} {round}")
                 .and_then(|()| out.flush())
                 .map_err(|e| Failure(format!("stdout: {e}")))?;
@@ -145,10 +153,10 @@ pub fn crash_recovery(harness: &dyn Harness, dir: &Path, test_name: &str) -> Che
             }
             let n = parts.next().and_then(|p| p.parse().ok());
             let r = parts.next().and_then(|p| p.parse().ok());
-            if let (Some(n), Some(r)) = (n, r) {
-                if tx.send((n, r)).is_err() {
-                    break;
-                }
+            if let (Some(n), Some(r)) = (n, r)
+                && tx.send((n, r)).is_err()
+            {
+                break;
             }
         }
     });
@@ -189,9 +197,9 @@ pub fn crash_recovery(harness: &dyn Harness, dir: &Path, test_name: &str) -> Che
         "the crash child acknowledged only {count} puts before the deadline"
     );
 
-    let b = harness.open(dir).map_err(|e| {
-        Failure(format!("reopening after SIGKILL failed: {e}"))
-    })?;
+    let b = harness
+        .open(dir)
+        .map_err(|e| Failure(format!("reopening after SIGKILL failed: {e}")))?;
     futures::executor::block_on(async {
         let mut present = Vec::new();
         for n in 0..CRASH_KEYS {
@@ -225,9 +233,15 @@ pub fn crash_recovery(harness: &dyn Harness, dir: &Path, test_name: &str) -> Che
         let mut listed: Vec<_> = b.list_all().await?.into_iter().map(|e| e.key).collect();
         listed.sort();
         present.sort();
-        ensure!(listed == present, "after the crash, listing disagrees with get");
+        ensure!(
+            listed == present,
+            "after the crash, listing disagrees with get"
+        );
         b.put(&key(999), values::make(999, 1, 64)).await?;
-        ensure!(b.contains(&key(999)).await?, "backend unusable after crash recovery");
+        ensure!(
+            b.contains(&key(999)).await?,
+            "backend unusable after crash recovery"
+        );
         Ok(())
     })
 }

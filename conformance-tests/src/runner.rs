@@ -47,24 +47,63 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("round_trip_sizes", async_check!(basic::round_trip_sizes)),
     ("missing_key", async_check!(basic::missing_key)),
     ("overwrite", async_check!(basic::overwrite)),
-    ("delete_present_and_missing", async_check!(basic::delete_present_and_missing)),
+    (
+        "delete_present_and_missing",
+        async_check!(basic::delete_present_and_missing),
+    ),
     ("contains", async_check!(basic::contains)),
     ("clear", async_check!(basic::clear)),
-    ("list_and_usage_consistent", async_check!(basic::list_and_usage_consistent)),
+    (
+        "list_and_usage_consistent",
+        async_check!(basic::list_and_usage_consistent),
+    ),
     ("many_small_keys", async_check!(basic::many_small_keys)),
     ("capacity_bound", async_check!(basic::capacity_bound)),
-    ("concurrent_writers_one_key", async_check!(concurrency::concurrent_writers_one_key)),
-    ("readers_during_overwrites", async_check!(concurrency::readers_during_overwrites)),
-    ("concurrent_distinct_keys", async_check!(concurrency::concurrent_distinct_keys)),
-    ("dropped_put_leaves_old_or_new", async_check!(concurrency::dropped_put_leaves_old_or_new)),
-    ("driven_by_block_on", Check::Blocking(concurrency::driven_by_block_on)),
-    ("driven_by_tokio", Check::Blocking(concurrency::driven_by_tokio)),
-    ("persistence_across_reopen", Check::Harness(persistence::persistence_across_reopen)),
-    ("front_invalidation", async_check!(front::front_invalidation)),
+    (
+        "concurrent_writers_one_key",
+        async_check!(concurrency::concurrent_writers_one_key),
+    ),
+    (
+        "readers_during_overwrites",
+        async_check!(concurrency::readers_during_overwrites),
+    ),
+    (
+        "concurrent_distinct_keys",
+        async_check!(concurrency::concurrent_distinct_keys),
+    ),
+    (
+        "dropped_put_leaves_old_or_new",
+        async_check!(concurrency::dropped_put_leaves_old_or_new),
+    ),
+    (
+        "driven_by_block_on",
+        Check::Blocking(concurrency::driven_by_block_on),
+    ),
+    (
+        "driven_by_tokio",
+        Check::Blocking(concurrency::driven_by_tokio),
+    ),
+    (
+        "persistence_across_reopen",
+        Check::Harness(persistence::persistence_across_reopen),
+    ),
+    (
+        "front_invalidation",
+        async_check!(front::front_invalidation),
+    ),
     ("front_key_echo", async_check!(front::front_key_echo)),
-    ("front_schema_version", async_check!(front::front_schema_version)),
-    ("front_single_flight", Check::Blocking(front::front_single_flight)),
-    ("front_corruption_recovered", async_check!(front::front_corruption_recovered)),
+    (
+        "front_schema_version",
+        async_check!(front::front_schema_version),
+    ),
+    (
+        "front_single_flight",
+        Check::Blocking(front::front_single_flight),
+    ),
+    (
+        "front_corruption_recovered",
+        async_check!(front::front_corruption_recovered),
+    ),
 ];
 
 fn temp_dir() -> Result<tempfile::TempDir, Failure> {

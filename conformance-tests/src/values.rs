@@ -6,7 +6,8 @@ const HEADER: usize = 16;
 
 fn fill(tag: u64, seq: u64, out: &mut [u8]) {
     // xorshift64*, seeded from the header, so every byte depends on (tag, seq).
-    let mut state = tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seq.rotate_left(29) ^ 0xD1B5_4A32_D192_ED03;
+    let mut state =
+        tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seq.rotate_left(29) ^ 0xD1B5_4A32_D192_ED03;
     for chunk in out.chunks_mut(8) {
         state ^= state >> 12;
         state ^= state << 25;

@@ -1,6 +1,8 @@
 //! Tests of the tests: a correct reference backend passes the whole suite, and deliberately
 //! broken backends are each reported as failing the checks that cover their defect.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -71,14 +73,14 @@ impl Backend for MapBackend {
     }
 
     async fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
-        if let Some(cap) = self.capacity {
-            if value.len() as u64 > cap {
-                return Err(Error::Capacity {
-                    context: Context::with_key("map", Op::Put, key),
-                    size: value.len() as u64,
-                    limit: cap,
-                });
-            }
+        if let Some(cap) = self.capacity
+            && value.len() as u64 > cap
+        {
+            return Err(Error::Capacity {
+                context: Context::with_key("map", Op::Put, key),
+                size: value.len() as u64,
+                limit: cap,
+            });
         }
         match self.defect {
             Defect::LosesWrites if key.as_bytes()[0] % 2 == 1 => {}
@@ -173,7 +175,12 @@ warmcache_conformance::backend_tests!(reference);
 fn catches_lost_writes() {
     assert_fails(
         Defect::LosesWrites,
-        &["round_trip_sizes", "many_small_keys", "list_and_usage_consistent", "front_invalidation"],
+        &[
+            "round_trip_sizes",
+            "many_small_keys",
+            "list_and_usage_consistent",
+            "front_invalidation",
+        ],
     );
 }
 
