@@ -96,7 +96,6 @@ impl Backend for RedbBackend {
     }
 
     async fn usage(&self) -> Result<Usage> {
-        let store = Arc::clone(&self.store);
-        maybe_spawn_blocking(move || store.usage()).await
+        Ok(self.store.usage())
     }
 }

@@ -91,3 +91,50 @@ fn reads_are_batched_into_few_write_transactions() {
         );
     });
 }
+
+#[test]
+fn sampled_eviction_prefers_entries_not_read_recently() {
+    // Real keys are uniform digests; eviction samples rely on that.
+    let key = |n: u64| {
+        warmcache_core::KeyBuilder::new("eviction")
+            .integer(n)
+            .finish()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let b = RedbBackend::builder(dir.path().join("c.redb"))
+        .capacity(100_000)
+        .touch_batch(1)
+        .open()
+        .unwrap();
+    block_on(async {
+        for n in 0..100 {
+            b.put(&key(n), value()).await.unwrap();
+        }
+        // The even half is read after every entry was written: the odd half is older.
+        for n in (0..100).step_by(2) {
+            b.get(&key(n)).await.unwrap();
+        }
+        for n in 100..120 {
+            b.put(&key(n), value()).await.unwrap();
+        }
+        let mut recent_evicted = 0u32;
+        let mut old_evicted = 0;
+        for n in 0..100 {
+            if !b.contains(&key(n)).await.unwrap() {
+                if n % 2 == 0 {
+                    recent_evicted += 1;
+                } else {
+                    old_evicted += 1;
+                }
+            }
+        }
+        assert_eq!(recent_evicted + old_evicted, 20);
+        // Each victim is recent only if all 8 sampled entries are: (1/2)^8 per eviction.
+        assert!(
+            recent_evicted <= 2,
+            "{recent_evicted} recently read entries evicted"
+        );
+        let usage = b.usage().await.unwrap();
+        assert_eq!(usage.bytes, 100_000);
+    });
+}

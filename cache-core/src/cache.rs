@@ -275,28 +275,8 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
     where
         E: Into<BoxError>,
     {
-        if let Some(v) = self.live_get(&key) {
-            return Ok(v);
-        }
-        let guard = loop {
-            match self.flights.join(&key) {
-                Join::Leader(guard) => break guard,
-                Join::Waiter(waiter) => {
-                    TierCounters::add(&self.counters.waits, 1);
-                    match waiter.wait() {
-                        WaitOutcome::Done(outcome) => return outcome,
-                        WaitOutcome::Panicked => return Err(ComputeError::Panicked { key }),
-                        WaitOutcome::Abandoned => continue,
-                    }
-                }
-            }
-        };
-        let guard = match futures::executor::block_on(self.lookup(&key, guard)) {
-            Lead::Ready(outcome) => return outcome,
-            Lead::Guard(guard) => guard,
-        };
-        let outcome = self.compute(&key, compute);
-        futures::executor::block_on(self.finish(&key, guard, outcome))
+        // One code path: the async version parks this thread while it waits for a leader.
+        futures::executor::block_on(self.get_or_compute_vouched_async(key, compute))
     }
 
     /// [`get_or_compute_vouched`](Self::get_or_compute_vouched) for async callers.
