@@ -60,6 +60,9 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p warmcache-core --all-targets --features shuttle -- -D warnings
 
+step "cargo doc (broken links and missing docs are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 step "cargo test"
 cargo test --workspace
 

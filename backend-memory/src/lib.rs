@@ -1,4 +1,4 @@
-//! A bounded, byte-weighted, concurrent in-memory [`Backend`] for warmcache.
+//! A bounded, byte-weighted, concurrent in-memory [`Backend`](warmcache_core::Backend) for warmcache.
 //!
 //! Built on [`quick_cache`], chosen over `moka` because it is synchronous and small (no background
 //! threads, no async runtime), its S3-FIFO-style eviction keeps hot entries under scans, and its
