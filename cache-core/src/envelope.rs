@@ -8,14 +8,18 @@
 //! way and ignores bytes after them), while the metadata stays in the same file.
 //!
 //! ```text
-//! payload        payload_len bytes
-//! meta           kind u32 | key [32] | payload_len u64 | created_ms u64 | producer_len u16 | producer
+//! payload        payload_len bytes (as stored: compressed when flags say so)
+//! meta           kind u32 | key [32] | payload_len u64 | decoded_len u64 | created_ms u64
+//!                | producer_len u16 | producer
 //! footer (48 B)  meta_len u32 | version u16 | flags u16 | magic "WRMCACHE" | tag [32]
 //! ```
 //!
-//! All integers are little-endian. The tag is blake3 over everything before it: the plain hash,
-//! or blake3's keyed mode (a MAC) when a secret is configured ([`Integrity::keyed`]). Reading
-//! verifies magic, version, layout, key echo, length and tag before any payload byte is returned.
+//! All integers are little-endian. Flags: bit 0, the tag is a keyed MAC; bit 1, the payload is
+//! a zstd frame that decodes to `decoded_len` bytes. The tag is blake3 over everything before it:
+//! the plain hash, or blake3's keyed mode (a MAC) when a secret is configured
+//! ([`Integrity::keyed`]). Reading verifies magic, version, layout, key echo, length and tag
+//! before any payload byte is returned or decompressed: the tag covers the stored bytes, so a
+//! decompressor only ever sees authentic input.
 
 use std::fmt;
 use std::ops::Range;
@@ -33,8 +37,25 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const FOOTER_LEN: usize = 4 + 2 + 2 + 8 + 32;
 /// Longest producer string kept; longer ones are cut at a character boundary.
 pub const MAX_PRODUCER_LEN: usize = 256;
-const META_FIXED_LEN: usize = 4 + 32 + 8 + 8 + 2;
+const META_FIXED_LEN: usize = 4 + 32 + 8 + 8 + 8 + 2;
 const FLAG_KEYED: u16 = 1;
+const FLAG_ZSTD: u16 = 2;
+/// Largest decoded size accepted for a compressed payload (bounds the allocation).
+pub const MAX_DECODED_LEN: u64 = 4 << 30;
+
+/// How a payload is stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum Compression {
+    /// As it is.
+    #[default]
+    None,
+    /// A zstd frame at this level (1 is fast, 19 is small; 3 is zstd's default).
+    Zstd {
+        /// The zstd compression level.
+        level: i32,
+    },
+}
 const MAC_CONTEXT: &str = "warmcache 2026 envelope mac key v1";
 
 /// Why an envelope failed verification. Every variant makes the entry a miss.
@@ -56,6 +77,9 @@ pub enum VerifyError {
     /// Lengths inside the envelope disagree with each other or with its size.
     #[error("envelope layout inconsistent: {0}")]
     BadLayout(&'static str),
+    /// The entry verified, but its compressed payload does not decode to the recorded length.
+    #[error("verified envelope payload could not be decompressed: {0}")]
+    Undecodable(String),
     /// The entry names another key than the one it was read under.
     #[error("envelope is for key {found}, read under key {expected}")]
     KeyMismatch {
@@ -91,8 +115,12 @@ pub struct EnvelopeMeta {
     pub kind: u32,
     /// The key the entry was written under.
     pub key: CacheKey,
-    /// Length of the payload in bytes.
+    /// Length of the payload as stored, in bytes.
     pub payload_len: u64,
+    /// Length of the payload once decompressed (equal to `payload_len` when not compressed).
+    pub decoded_len: u64,
+    /// Whether the stored payload is a zstd frame.
+    pub compressed: bool,
     /// Creation time in milliseconds since the Unix epoch.
     pub created_ms: u64,
     /// Who produced it, for example `"wasmtime 48.0.8 x86_64-linux"`.
@@ -173,7 +201,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
         return Err(VerifyError::UnsupportedVersion(version));
     }
     let flags = u16_at(bytes, footer + 6);
-    if flags & !FLAG_KEYED != 0 {
+    if flags & !(FLAG_KEYED | FLAG_ZSTD) != 0 {
         return Err(VerifyError::BadLayout("unknown flags"));
     }
     let meta_len = u32_at(bytes, footer) as usize;
@@ -188,8 +216,18 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
     let mut key = [0u8; 32];
     key.copy_from_slice(&meta[4..36]);
     let payload_len = u64_at(meta, 36);
-    let created_ms = u64_at(meta, 44);
-    let producer_len = u16_at(meta, 52) as usize;
+    let decoded_len = u64_at(meta, 44);
+    let created_ms = u64_at(meta, 52);
+    let producer_len = u16_at(meta, 60) as usize;
+    let compressed = flags & FLAG_ZSTD != 0;
+    if !compressed && decoded_len != payload_len {
+        return Err(VerifyError::BadLayout(
+            "decoded length of an uncompressed payload differs",
+        ));
+    }
+    if decoded_len > MAX_DECODED_LEN {
+        return Err(VerifyError::BadLayout("decoded length over the limit"));
+    }
     if META_FIXED_LEN + producer_len != meta_len {
         return Err(VerifyError::BadLayout(
             "producer length disagrees with metadata length",
@@ -208,6 +246,8 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
             kind,
             key: CacheKey::from_bytes(key),
             payload_len,
+            decoded_len,
+            compressed,
             created_ms,
             producer,
             keyed: flags & FLAG_KEYED != 0,
@@ -243,19 +283,32 @@ impl Integrity {
         }
     }
 
-    /// Wraps `payload` for storage under `key`.
+    /// Wraps `payload` for storage under `key`, uncompressed.
     ///
     /// `kind` identifies the codec; `producer` is recorded for inspection (cut to
     /// [`MAX_PRODUCER_LEN`] bytes).
     pub fn seal(&self, key: &CacheKey, kind: u32, producer: &str, payload: &[u8]) -> Bytes {
+        self.seal_with(key, kind, producer, payload, Compression::None)
+    }
+
+    /// [`seal`](Self::seal) with a choice of [`Compression`]. If compressing fails or does not
+    /// make the payload smaller, it is stored uncompressed.
+    pub fn seal_with(
+        &self,
+        key: &CacheKey,
+        kind: u32,
+        producer: &str,
+        payload: &[u8],
+        compression: Compression,
+    ) -> Bytes {
         let created_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        self.seal_at(key, kind, producer, created_ms, payload)
+        self.seal_at(key, kind, producer, created_ms, payload, compression)
     }
 
-    /// [`seal`](Self::seal) with an explicit creation time, for reproducible output.
+    /// [`seal_with`](Self::seal_with) with an explicit creation time, for reproducible output.
     pub fn seal_at(
         &self,
         key: &CacheKey,
@@ -263,24 +316,43 @@ impl Integrity {
         producer: &str,
         created_ms: u64,
         payload: &[u8],
+        compression: Compression,
     ) -> Bytes {
+        let compressed = match compression {
+            Compression::Zstd { level } if payload.len() as u64 <= MAX_DECODED_LEN => {
+                match zstd::bulk::compress(payload, level) {
+                    Ok(c) if c.len() < payload.len() => Some(c),
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "zstd compression failed; storing uncompressed");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let stored: &[u8] = compressed.as_deref().unwrap_or(payload);
         let mut cut = producer.len().min(MAX_PRODUCER_LEN);
         while !producer.is_char_boundary(cut) {
             cut -= 1;
         }
         let producer = &producer.as_bytes()[..cut];
         let meta_len = META_FIXED_LEN + producer.len();
-        let mut out = BytesMut::with_capacity(payload.len() + meta_len + FOOTER_LEN);
-        out.extend_from_slice(payload);
+        let mut out = BytesMut::with_capacity(stored.len() + meta_len + FOOTER_LEN);
+        out.extend_from_slice(stored);
         out.extend_from_slice(&kind.to_le_bytes());
         out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&(stored.len() as u64).to_le_bytes());
         out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         out.extend_from_slice(&created_ms.to_le_bytes());
         out.extend_from_slice(&(producer.len() as u16).to_le_bytes());
         out.extend_from_slice(producer);
         out.extend_from_slice(&(meta_len as u32).to_le_bytes());
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        let flags = if self.is_keyed() { FLAG_KEYED } else { 0 };
+        let mut flags = if self.is_keyed() { FLAG_KEYED } else { 0 };
+        if compressed.is_some() {
+            flags |= FLAG_ZSTD;
+        }
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&MAGIC);
         let mut hasher = self.hasher();
@@ -289,8 +361,9 @@ impl Integrity {
         out.freeze()
     }
 
-    /// Verifies an envelope read under `expected` and returns its metadata and the payload's byte
-    /// range, without copying. Use this on a mapped file.
+    /// Verifies an envelope read under `expected` and returns its metadata and the stored
+    /// payload's byte range, without copying. Use this on a mapped file; when
+    /// [`EnvelopeMeta::compressed`] is set, the range holds a zstd frame (see [`decompress`]).
     pub fn verify(
         &self,
         expected: &CacheKey,
@@ -323,14 +396,32 @@ impl Integrity {
         Ok((parsed.meta, parsed.payload))
     }
 
-    /// Verifies an envelope read under `expected` and returns its payload as a zero-copy slice.
+    /// Verifies an envelope read under `expected` and returns its payload: a zero-copy slice, or
+    /// for a compressed entry the decompressed bytes (decompressed only after the tag verified).
     pub fn open(&self, expected: &CacheKey, bytes: &Bytes) -> Result<Opened, VerifyError> {
         let (meta, range) = self.verify(expected, bytes)?;
-        Ok(Opened {
-            meta,
-            payload: bytes.slice(range),
-        })
+        let payload = if meta.compressed {
+            Bytes::from(decompress(&bytes[range], meta.decoded_len)?)
+        } else {
+            bytes.slice(range)
+        };
+        Ok(Opened { meta, payload })
     }
+}
+
+/// Decompresses a verified zstd payload that must decode to exactly `decoded_len` bytes.
+pub fn decompress(stored: &[u8], decoded_len: u64) -> Result<Vec<u8>, VerifyError> {
+    let capacity = usize::try_from(decoded_len.min(MAX_DECODED_LEN))
+        .map_err(|_| VerifyError::Undecodable("decoded length does not fit in memory".into()))?;
+    let out = zstd::bulk::decompress(stored, capacity)
+        .map_err(|e| VerifyError::Undecodable(e.to_string()))?;
+    if out.len() as u64 != decoded_len {
+        return Err(VerifyError::Undecodable(format!(
+            "decoded to {} bytes, expected {decoded_len}",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 /// Reads an envelope's metadata without verifying its tag, for listings and inspection.
@@ -365,6 +456,64 @@ mod tests {
             // Payload first: the start of the envelope is the payload.
             assert_eq!(&env[..5], b"hello");
         }
+    }
+
+    #[test]
+    fn compressed_round_trip_and_flips() {
+        let payload: Vec<u8> = b"compressible ".repeat(400);
+        for integrity in [Integrity::plain(), Integrity::keyed(b"k")] {
+            let env =
+                integrity.seal_with(&key(8), 1, "p", &payload, Compression::Zstd { level: 3 });
+            assert!(
+                env.len() < payload.len() / 4,
+                "not compressed: {}",
+                env.len()
+            );
+            let opened = integrity.open(&key(8), &env).unwrap();
+            assert!(opened.meta.compressed);
+            assert_eq!(opened.meta.decoded_len, payload.len() as u64);
+            assert_eq!(&opened.payload[..], &payload[..]);
+            for i in 0..env.len() {
+                let mut damaged = env.to_vec();
+                damaged[i] ^= 0x04;
+                assert!(
+                    integrity.open(&key(8), &Bytes::from(damaged)).is_err(),
+                    "byte {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn incompressible_payload_is_stored_plain() {
+        let i = Integrity::plain();
+        let mut payload = vec![0u8; 4096];
+        blake3::Hasher::new().finalize_xof().fill(&mut payload);
+        let env = i.seal_with(&key(9), 1, "p", &payload, Compression::Zstd { level: 3 });
+        let opened = i.open(&key(9), &env).unwrap();
+        assert!(!opened.meta.compressed);
+        assert_eq!(&opened.payload[..], &payload[..]);
+    }
+
+    #[test]
+    fn a_lying_decoded_length_is_undecodable() {
+        // A frame that verifies (plain tags can be recomputed by anyone) but whose recorded
+        // length is wrong must not decode.
+        let i = Integrity::plain();
+        let payload = b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".repeat(8);
+        let env = i.seal_with(&key(1), 1, "", &payload, Compression::Zstd { level: 1 });
+        let mut forged = env.to_vec();
+        let (meta, range) = i.verify(&key(1), &env).unwrap();
+        assert!(meta.compressed);
+        let decoded_at = range.end + 44;
+        forged[decoded_at..decoded_at + 8].copy_from_slice(&10u64.to_le_bytes());
+        let tagged = forged.len() - 32;
+        let tag = blake3::hash(&forged[..tagged]);
+        forged[tagged..].copy_from_slice(tag.as_bytes());
+        assert!(matches!(
+            i.open(&key(1), &Bytes::from(forged)),
+            Err(VerifyError::Undecodable(_))
+        ));
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub use backend::{Backend, BackendExt, Capabilities, KeyInfo, ListPage, Usage, p
 pub use blocking::maybe_spawn_blocking;
 pub use cache::{Cache, CacheBuilder, ComputeError};
 pub use codec::{BytesCodec, Codec, PostcardCodec};
-pub use envelope::{EnvelopeMeta, Integrity, Opened, VerifyError};
+pub use envelope::{Compression, EnvelopeMeta, Integrity, Opened, VerifyError};
 pub use error::{BoxError, Context, Error, ErrorKind, Op, Result};
 pub use key::{
     CacheKey, CanonicalHasher, KEY_SCHEMA_VERSION, KeyBuilder, KeyInt, Namespace, ParseKeyError,

@@ -12,7 +12,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::backend::Backend;
 use crate::breaker::Breaker;
-use crate::envelope::{Integrity, Opened};
+use crate::envelope::{Compression, Integrity, Opened};
 use crate::error::{Error, ErrorKind};
 use crate::key::CacheKey;
 use crate::stats::{TierCounters, TierStats};
@@ -50,6 +50,7 @@ pub struct Tier {
     timeout: Option<Duration>,
     breaker_threshold: u32,
     breaker_cooldown: Duration,
+    compression: Compression,
 }
 
 impl Tier {
@@ -64,7 +65,16 @@ impl Tier {
             timeout: None,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(30),
+            compression: Compression::None,
         }
+    }
+
+    /// Stores entries in this tier compressed (default: uncompressed). The envelope records it
+    /// and its tag covers the compressed bytes, so nothing is decompressed before it verifies.
+    /// Worth it for tiers where bytes cost more than CPU, such as a remote bucket.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
     }
 
     /// Names the tier in stats (default: its position and backend name, such as `"1:redb"`).
@@ -152,6 +162,7 @@ struct Writer {
 struct TierState {
     shared: Arc<TierShared>,
     access: Access,
+    compression: Compression,
     writer: Option<Writer>,
 }
 
@@ -289,6 +300,33 @@ fn background_worker(shared: Arc<TierShared>, receiver: Receiver<Job>, pending: 
     }
 }
 
+/// The sealed forms of one entry, made on first use: plain, and zstd (one level per stack; the
+/// first compressed tier's level is used for all, since any level decodes the same).
+#[derive(Default)]
+struct SealedForms {
+    plain: Option<Bytes>,
+    zstd: Option<Bytes>,
+}
+
+impl SealedForms {
+    fn get(
+        &mut self,
+        integrity: &Integrity,
+        key: &CacheKey,
+        producer: &str,
+        kind: u32,
+        payload: &[u8],
+        compression: Compression,
+    ) -> Bytes {
+        let slot = match compression {
+            Compression::Zstd { .. } => &mut self.zstd,
+            _ => &mut self.plain,
+        };
+        slot.get_or_insert_with(|| integrity.seal_with(key, kind, producer, payload, compression))
+            .clone()
+    }
+}
+
 /// Builds a [`Tiered`].
 #[derive(Debug, Default)]
 pub struct TieredBuilder {
@@ -335,6 +373,7 @@ impl TieredBuilder {
                 TierState {
                     shared,
                     access: t.access,
+                    compression: t.compression,
                     writer,
                 }
             })
@@ -459,7 +498,7 @@ impl Tiered {
                 Ok(opened) => {
                     TierCounters::add(&counters.hits, 1);
                     TierCounters::add(&counters.bytes_read, bytes.len() as u64);
-                    self.promote(key, &bytes, index).await;
+                    self.promote(key, &bytes, &opened, index).await;
                     return Some(Hit {
                         opened,
                         tier: index,
@@ -482,18 +521,38 @@ impl Tiered {
         None
     }
 
-    async fn promote(&self, key: &CacheKey, bytes: &Bytes, found_at: usize) {
+    async fn promote(&self, key: &CacheKey, stored: &Bytes, opened: &Opened, found_at: usize) {
+        let mut sealed = SealedForms::default();
+        if opened.meta.compressed {
+            // The stored bytes are the form of whichever zstd level wrote them; reuse them for
+            // every compressed tier rather than recompressing.
+            sealed.zstd = Some(stored.clone());
+        } else {
+            sealed.plain = Some(stored.clone());
+        }
         let writes = self.tiers[..found_at]
             .iter()
             .filter(|t| t.writable())
-            .map(|t| async move {
-                TierCounters::add(&t.shared.counters.promotions, 1);
-                t.write(key, bytes.clone()).await;
-            });
+            .map(|t| {
+                let bytes = sealed.get(
+                    &self.integrity,
+                    key,
+                    &opened.meta.producer,
+                    opened.meta.kind,
+                    &opened.payload,
+                    t.compression,
+                );
+                async move {
+                    TierCounters::add(&t.shared.counters.promotions, 1);
+                    t.write(key, bytes).await;
+                }
+            })
+            .collect::<Vec<_>>();
         join_all(writes).await;
     }
 
-    /// Writes an already sealed entry to every writable tier.
+    /// Writes an already sealed entry as it is to every writable tier, whatever their
+    /// compression setting.
     pub async fn put_sealed(&self, key: &CacheKey, sealed: Bytes) {
         let writes = self
             .tiers
@@ -503,10 +562,21 @@ impl Tiered {
         join_all(writes).await;
     }
 
-    /// Seals `payload` and writes it to every writable tier.
+    /// Seals `payload` (once per compression setting in use) and writes it to every writable
+    /// tier.
     pub async fn put(&self, key: &CacheKey, kind: u32, producer: &str, payload: &[u8]) {
-        let sealed = self.seal(key, kind, producer, payload);
-        self.put_sealed(key, sealed).await;
+        let mut sealed = SealedForms::default();
+        let writes = self
+            .tiers
+            .iter()
+            .filter(|t| t.writable())
+            .map(|t| {
+                let bytes =
+                    sealed.get(&self.integrity, key, producer, kind, payload, t.compression);
+                t.write(key, bytes)
+            })
+            .collect::<Vec<_>>();
+        join_all(writes).await;
     }
 
     /// Deletes `key` from every writable tier.

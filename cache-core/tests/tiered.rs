@@ -214,3 +214,29 @@ fn every_tier_down_is_only_misses() {
     let stats = &tiers.stats()[0];
     assert_eq!((stats.errors, stats.write_errors), (1, 1));
 }
+
+#[test]
+fn compressed_tier_stores_zstd_and_promotes_plain() {
+    use warmcache_core::{Compression, envelope::inspect};
+    let local = MapBackend::new();
+    let remote = MapBackend::new();
+    let tiers = Tiered::builder()
+        .tier(Tier::new(local.clone()))
+        .tier(Tier::new(remote.clone()).compression(Compression::Zstd { level: 3 }))
+        .build();
+    let payload = b"a compiled artifact compresses well ".repeat(1000);
+    block_on(tiers.put(&key(20), 1, "t", &payload));
+    let stored_remote = remote.raw(&key(20)).unwrap();
+    let stored_local = local.raw(&key(20)).unwrap();
+    assert!(inspect(&stored_remote).unwrap().compressed);
+    assert!(!inspect(&stored_local).unwrap().compressed);
+    assert!(stored_remote.len() < stored_local.len() / 10);
+    // A cold local tier is filled from the compressed remote copy, uncompressed.
+    block_on(local.delete(&key(20))).unwrap();
+    let hit = block_on(tiers.get(&key(20))).unwrap();
+    assert_eq!(hit.tier, 1);
+    assert_eq!(&hit.opened.payload[..], &payload[..]);
+    let promoted = local.raw(&key(20)).unwrap();
+    assert!(!inspect(&promoted).unwrap().compressed);
+    assert_eq!(promoted.len(), stored_local.len());
+}
