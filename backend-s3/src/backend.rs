@@ -1,0 +1,316 @@
+//! [`S3Backend`]: the [`Backend`] over any [`ObjectStore`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use warmcache_core::{
+    Backend, CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
+    async_trait,
+};
+
+use crate::builder::S3BackendBuilder;
+use crate::error::map;
+use crate::layout::{object_path, parse_key};
+
+/// Where the object store's futures run.
+///
+/// object_store's HTTP clients need a Tokio reactor. Every operation is spawned onto this
+/// runtime and its `JoinHandle` awaited, which works from any executor (including
+/// `futures::executor::block_on` on a plain thread) and from inside another Tokio runtime.
+#[derive(Debug)]
+pub(crate) enum Runtime {
+    /// A runtime this backend started and shuts down when dropped.
+    Owned(Option<tokio::runtime::Runtime>, tokio::runtime::Handle),
+    /// A runtime the caller provided.
+    Shared(tokio::runtime::Handle),
+}
+
+impl Runtime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match self {
+            Runtime::Owned(_, h) | Runtime::Shared(h) => h,
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Runtime::Owned(rt, _) = self
+            && let Some(rt) = rt.take()
+        {
+            // Dropping a runtime from async code panics; this never blocks.
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A shared, persistent remote tier over an [`ObjectStore`]. See the [crate docs](crate).
+#[derive(Debug)]
+pub struct S3Backend {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) prefix: Path,
+    pub(crate) name: String,
+    pub(crate) runtime: Runtime,
+    pub(crate) multipart_threshold: usize,
+    pub(crate) part_size: usize,
+    pub(crate) ordered_listing: bool,
+    pub(crate) capabilities: Capabilities,
+}
+
+impl S3Backend {
+    /// Starts a builder for `url`, such as `s3://bucket/prefix`, `gs://bucket`, `az://container`,
+    /// `file:///var/cache/warmcache` or `memory://`.
+    pub fn builder(url: impl Into<String>) -> S3BackendBuilder {
+        S3BackendBuilder::new(url)
+    }
+
+    /// Starts a builder over an object store the caller already has, with keys under `prefix`.
+    pub fn from_store(store: Arc<dyn ObjectStore>, prefix: &str) -> S3BackendBuilder {
+        S3BackendBuilder::from_store(store, prefix)
+    }
+
+    /// The underlying object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The path prefix under which entries are stored.
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// The object path of `key`, for tools that inspect the bucket.
+    pub fn object_path(&self, key: &CacheKey) -> Path {
+        object_path(&self.prefix, key)
+    }
+
+    /// Lists one page of the prefix to check that the store is reachable, the bucket exists and
+    /// the credentials work. Use it at start-up for an early, clear error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when the endpoint cannot be reached, [`Error::Config`] when access
+    /// is denied, [`Error::Backend`] for other failures (such as a missing bucket).
+    pub async fn check(&self) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let prefix = self.prefix.clone();
+        let ctx = self.ctx(Op::Open, None);
+        self.spawn(ctx.clone(), async move {
+            let mut stream = store.list(Some(&prefix));
+            match stream.next().await {
+                None | Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(map(e, ctx)),
+            }
+        })
+        .await
+    }
+
+    fn ctx(&self, op: Op, key: Option<&CacheKey>) -> Context {
+        match key {
+            Some(k) => Context::with_key(self.name.clone(), op, k),
+            None => Context::new(self.name.clone(), op),
+        }
+    }
+
+    async fn spawn<T: Send + 'static>(
+        &self,
+        ctx: Context,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        match self.runtime.handle().spawn(fut).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::Unavailable {
+                context: ctx,
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Every entry after `after`, in key order.
+    async fn list_after(
+        &self,
+        after: Option<CacheKey>,
+        limit: Option<usize>,
+    ) -> Result<Vec<KeyInfo>> {
+        let store = Arc::clone(&self.store);
+        let prefix = self.prefix.clone();
+        let ctx = self.ctx(Op::List, None);
+        let ordered = self.ordered_listing;
+        self.spawn(ctx.clone(), async move {
+            let stream = match after {
+                Some(a) => store.list_with_offset(Some(&prefix), &object_path(&prefix, &a)),
+                None => store.list(Some(&prefix)),
+            };
+            let mut stream = stream.map_err(|e| map(e, ctx.clone()));
+            let mut out = Vec::new();
+            while let Some(meta) = stream.next().await {
+                let meta = meta?;
+                let Some(key) = parse_key(&prefix, &meta.location) else {
+                    tracing::debug!(path = %meta.location, "ignoring a foreign object under the prefix");
+                    continue;
+                };
+                if after.is_some_and(|a| key <= a) {
+                    continue;
+                }
+                out.push(KeyInfo {
+                    key,
+                    size: meta.size,
+                });
+                // Stores that list in lexicographic order (S3, GCS, Azure, memory) can stop
+                // early: path order is key order in this layout.
+                if ordered && limit.is_some_and(|l| out.len() > l) {
+                    break;
+                }
+            }
+            out.sort_by_key(|e| e.key);
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Backend for S3Backend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
+        let store = Arc::clone(&self.store);
+        let path = self.object_path(key);
+        let ctx = self.ctx(Op::Get, Some(key));
+        self.spawn(ctx.clone(), async move {
+            let result = match store.get(&path).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(map(e, ctx)),
+            };
+            match result.bytes().await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(map(e, ctx)),
+            }
+        })
+        .await
+    }
+
+    async fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let path = self.object_path(key);
+        let ctx = self.ctx(Op::Put, Some(key));
+        let (threshold, part_size) = (self.multipart_threshold, self.part_size);
+        self.spawn(ctx.clone(), async move {
+            if value.len() <= threshold {
+                store
+                    .put(&path, PutPayload::from_bytes(value))
+                    .await
+                    .map_err(|e| map(e, ctx))?;
+                return Ok(());
+            }
+            // Parts upload concurrently; the object appears only when the upload completes, so
+            // readers see the old or the new value, never a part.
+            let upload = store
+                .put_multipart(&path)
+                .await
+                .map_err(|e| map(e, ctx.clone()))?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
+            let mut offset = 0;
+            while offset < value.len() {
+                writer
+                    .wait_for_capacity(4)
+                    .await
+                    .map_err(|e| map(e, ctx.clone()))?;
+                let end = (offset + part_size).min(value.len());
+                writer.put(value.slice(offset..end));
+                offset = end;
+            }
+            writer.finish().await.map_err(|e| map(e, ctx))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &CacheKey) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let path = self.object_path(key);
+        let ctx = self.ctx(Op::Delete, Some(key));
+        self.spawn(ctx.clone(), async move {
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(map(e, ctx)),
+            }
+        })
+        .await
+    }
+
+    async fn contains(&self, key: &CacheKey) -> Result<bool> {
+        let store = Arc::clone(&self.store);
+        let path = self.object_path(key);
+        let ctx = self.ctx(Op::Contains, Some(key));
+        self.spawn(ctx.clone(), async move {
+            match store.head(&path).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(map(e, ctx)),
+            }
+        })
+        .await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let prefix = self.prefix.clone();
+        let ctx = self.ctx(Op::Clear, None);
+        self.spawn(ctx.clone(), async move {
+            // Only our own objects: anything else under the prefix is left alone.
+            let ours = store
+                .list(Some(&prefix))
+                .try_filter_map({
+                    let prefix = prefix.clone();
+                    move |meta| {
+                        let path = parse_key(&prefix, &meta.location).map(|_| meta.location);
+                        futures::future::ready(Ok(path))
+                    }
+                })
+                .boxed();
+            store
+                .delete_stream(ours)
+                .try_for_each(|_| futures::future::ready(Ok(())))
+                .await
+                .or_else(|e| match e {
+                    object_store::Error::NotFound { .. } => Ok(()),
+                    e => Err(map(e, ctx)),
+                })
+        })
+        .await
+    }
+
+    async fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
+        let limit = limit.max(1);
+        let mut entries = self.list_after(after, Some(limit)).await?;
+        let next = if entries.len() > limit {
+            entries.truncate(limit);
+            entries.last().map(|e| e.key)
+        } else {
+            None
+        };
+        Ok(ListPage { entries, next })
+    }
+
+    async fn usage(&self) -> Result<Usage> {
+        let all = self.list_after(None, None).await?;
+        Ok(Usage {
+            entries: all.len() as u64,
+            bytes: all.iter().map(|e| e.size).sum(),
+        })
+    }
+}

@@ -1,0 +1,403 @@
+//! Building an [`S3Backend`] from a URL or an existing store.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreScheme, RetryConfig};
+use warmcache_core::{Capabilities, Context, Error, Op, Result};
+
+use crate::backend::{Runtime, S3Backend};
+
+/// Values up to this size go up in one request; larger ones as multipart uploads.
+const DEFAULT_MULTIPART_THRESHOLD: usize = 16 << 20;
+/// Size of one multipart part (S3's minimum is 5 MiB).
+const DEFAULT_PART_SIZE: usize = 8 << 20;
+const MIN_PART_SIZE: usize = 5 << 20;
+
+/// What kind of store a URL named, which decides the default capabilities.
+enum StoreKind {
+    /// A cloud bucket: persistent, shared, lists in key order.
+    Bucket,
+    /// A store the caller passed in: assumed persistent and shared; listing order unknown.
+    Given,
+    /// `file://`: persistent, local, unordered listing.
+    Local,
+    /// `memory://`: volatile, local, ordered.
+    Memory,
+}
+
+enum Source {
+    Url(String),
+    Store(Arc<dyn ObjectStore>, String),
+}
+
+/// Builds an [`S3Backend`]. Start with [`S3Backend::builder`] or [`S3Backend::from_store`].
+///
+/// Credentials, region and endpoint come from the standard environment variables of each
+/// provider (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
+/// `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, ...), then from the setters here,
+/// which win. Defaults for a cache tier: 60 s per request, 5 s to connect, 3 retries within
+/// 20 s, multipart above 16 MiB in 8 MiB parts.
+pub struct S3BackendBuilder {
+    source: Source,
+    options: Vec<(String, String)>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    credentials: Option<(String, String)>,
+    allow_http: bool,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_retries: usize,
+    retry_timeout: Duration,
+    multipart_threshold: usize,
+    part_size: usize,
+    runtime: Option<tokio::runtime::Handle>,
+    name: String,
+    persistent: Option<bool>,
+    shared: Option<bool>,
+}
+
+impl fmt::Debug for S3BackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &self.source {
+            Source::Url(u) => redact(u),
+            Source::Store(s, p) => format!("{s} at {p:?}"),
+        };
+        f.debug_struct("S3BackendBuilder")
+            .field("source", &source)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "options",
+                &self.options.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL with any user information replaced, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if !u.username().is_empty() || u.password().is_some() {
+                let _ = u.set_username("***");
+                let _ = u.set_password(None);
+            }
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => match (url.find("://"), url.find('@')) {
+            (Some(s), Some(a)) if a > s => format!("{}://***{}", &url[..s], &url[a..]),
+            _ => url.to_owned(),
+        },
+    }
+}
+
+impl S3BackendBuilder {
+    /// A builder for the store named by `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self::with_source(Source::Url(url.into()))
+    }
+
+    /// A builder over an existing store, with keys under `prefix` (may be empty).
+    pub fn from_store(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        Self::with_source(Source::Store(store, prefix.to_owned()))
+    }
+
+    fn with_source(source: Source) -> Self {
+        Self {
+            source,
+            options: Vec::new(),
+            endpoint: None,
+            region: None,
+            credentials: None,
+            allow_http: false,
+            timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(20),
+            multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
+            part_size: DEFAULT_PART_SIZE,
+            runtime: None,
+            name: "s3".to_owned(),
+            persistent: None,
+            shared: None,
+        }
+    }
+
+    /// Sets a provider option by its object_store name, such as `aws_virtual_hosted_style_request`
+    /// or `google_service_account`.
+    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.push((key.into(), value.into()));
+        self
+    }
+
+    /// The endpoint URL, for S3-compatible servers (MinIO, Ceph, a local test server).
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The region.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Static credentials (for S3: access key id and secret access key). Never logged.
+    pub fn credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some((access_key_id.into(), secret.into()));
+        self
+    }
+
+    /// Allows plain `http://` endpoints (local servers). Off by default.
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// Timeout of one request (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Timeout to establish a connection (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Retries of a failed request (default 3), within `retry_timeout` (default 20 s).
+    pub fn retries(mut self, max_retries: usize, retry_timeout: Duration) -> Self {
+        self.max_retries = max_retries;
+        self.retry_timeout = retry_timeout;
+        self
+    }
+
+    /// Values larger than this go up as multipart uploads (default 16 MiB).
+    pub fn multipart_threshold(mut self, bytes: usize) -> Self {
+        self.multipart_threshold = bytes;
+        self
+    }
+
+    /// Size of each multipart part (default 8 MiB, at least 5 MiB).
+    pub fn part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes;
+        self
+    }
+
+    /// Runs requests on this Tokio runtime instead of a private two-thread one.
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// Whether entries survive the process (default: true, except for `memory://`).
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = Some(persistent);
+        self
+    }
+
+    /// Whether other hosts can reach the store (default: true for buckets and stores passed in,
+    /// false for `file://` and `memory://`).
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The name used in errors and stats (default `"s3"`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    fn ctx(&self) -> Context {
+        Context::new(self.name.clone(), Op::Open)
+    }
+
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions::new()
+            .with_timeout(self.timeout)
+            .with_connect_timeout(self.connect_timeout)
+            .with_allow_http(self.allow_http)
+    }
+
+    fn retry(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+        }
+    }
+
+    fn unknown_option(&self, key: &str) -> Error {
+        Error::config(
+            self.ctx(),
+            format!("unknown object store option {key:?} for this URL"),
+        )
+    }
+
+    /// Builds the store from the URL (or takes the given one) and starts the runtime.
+    ///
+    /// Nothing is sent over the network here; call [`S3Backend::check`] for an early check of
+    /// the endpoint, bucket and credentials.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a malformed URL, an unknown scheme, a missing bucket name, an
+    /// unknown option or invalid sizes; messages never include credentials.
+    pub fn build(self) -> Result<S3Backend> {
+        if self.part_size < MIN_PART_SIZE {
+            return Err(Error::config(
+                self.ctx(),
+                format!(
+                    "part size of {} bytes is under S3's minimum of 5 MiB",
+                    self.part_size
+                ),
+            ));
+        }
+        let (store, prefix, kind) = match &self.source {
+            Source::Store(store, prefix) => {
+                let prefix = Path::parse(prefix).map_err(|e| {
+                    Error::config(self.ctx(), format!("invalid prefix {prefix:?}: {e}"))
+                })?;
+                (Arc::clone(store), prefix, StoreKind::Given)
+            }
+            Source::Url(raw) => self.store_from_url(raw)?,
+        };
+        let (persistent, shared, ordered) = match kind {
+            StoreKind::Bucket => (true, true, true),
+            StoreKind::Given => (true, true, false),
+            StoreKind::Local => (true, false, false),
+            StoreKind::Memory => (false, false, true),
+        };
+        let capabilities = Capabilities::new()
+            .with_persistent(self.persistent.unwrap_or(persistent))
+            .with_shared(self.shared.unwrap_or(shared));
+        let runtime = match &self.runtime {
+            Some(handle) => Runtime::Shared(handle.clone()),
+            None => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("warmcache-s3")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::io(self.ctx(), e))?;
+                let handle = rt.handle().clone();
+                Runtime::Owned(Some(rt), handle)
+            }
+        };
+        Ok(S3Backend {
+            store,
+            prefix,
+            name: self.name,
+            runtime,
+            multipart_threshold: self.multipart_threshold,
+            part_size: self.part_size,
+            ordered_listing: ordered,
+            capabilities,
+        })
+    }
+
+    fn store_from_url(&self, raw: &str) -> Result<(Arc<dyn ObjectStore>, Path, StoreKind)> {
+        let shown = redact(raw);
+        let url = url::Url::parse(raw)
+            .map_err(|e| Error::config(self.ctx(), format!("invalid URL {shown}: {e}")))?;
+        let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|_| {
+            Error::config(
+                self.ctx(),
+                format!(
+                    "unsupported URL {shown}: expected s3://bucket/prefix, gs://bucket/prefix, \
+                     az://container/prefix, file:///path or memory://"
+                ),
+            )
+        })?;
+        let built =
+            |e: object_store::Error| Error::config(self.ctx(), format!("cannot use {shown}: {e}"));
+        let store: Arc<dyn ObjectStore> = match scheme {
+            ObjectStoreScheme::AmazonS3 => {
+                let mut b = AmazonS3Builder::from_env().with_url(raw);
+                for (k, v) in &self.options {
+                    let key: AmazonS3ConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+                    b = b.with_config(key, v);
+                }
+                if let Some(e) = &self.endpoint {
+                    b = b.with_endpoint(e);
+                }
+                if let Some(r) = &self.region {
+                    b = b.with_region(r);
+                }
+                if let Some((id, secret)) = &self.credentials {
+                    b = b.with_access_key_id(id).with_secret_access_key(secret);
+                }
+                let b = b
+                    .with_allow_http(self.allow_http)
+                    .with_client_options(self.client_options())
+                    .with_retry(self.retry());
+                Arc::new(b.build().map_err(built)?)
+            }
+            ObjectStoreScheme::GoogleCloudStorage => {
+                let mut b = GoogleCloudStorageBuilder::from_env().with_url(raw);
+                for (k, v) in &self.options {
+                    let key: GoogleConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+                    b = b.with_config(key, v);
+                }
+                let b = b
+                    .with_client_options(self.client_options())
+                    .with_retry(self.retry());
+                Arc::new(b.build().map_err(built)?)
+            }
+            ObjectStoreScheme::MicrosoftAzure => {
+                let mut b = MicrosoftAzureBuilder::from_env().with_url(raw);
+                for (k, v) in &self.options {
+                    let key: AzureConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+                    b = b.with_config(key, v);
+                }
+                if let Some(e) = &self.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                let b = b
+                    .with_allow_http(self.allow_http)
+                    .with_client_options(self.client_options())
+                    .with_retry(self.retry());
+                Arc::new(b.build().map_err(built)?)
+            }
+            ObjectStoreScheme::Local => {
+                let dir = url.to_file_path().map_err(|()| {
+                    Error::config(self.ctx(), format!("{shown} is not a local path"))
+                })?;
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    Error::config(self.ctx(), format!("cannot create {}: {e}", dir.display()))
+                })?;
+                let store = LocalFileSystem::new_with_prefix(&dir).map_err(built)?;
+                return Ok((Arc::new(store), Path::default(), StoreKind::Local));
+            }
+            ObjectStoreScheme::Memory => {
+                return Ok((Arc::new(InMemory::new()), path, StoreKind::Memory));
+            }
+            _ => {
+                return Err(Error::config(
+                    self.ctx(),
+                    format!("unsupported URL {shown}: plain HTTP stores cannot be written"),
+                ));
+            }
+        };
+        Ok((store, path, StoreKind::Bucket))
+    }
+}

@@ -1,0 +1,56 @@
+//! The shared remote tier of warmcache: S3 and any other [`object_store`] provider.
+//!
+//! One [`S3Backend`] stores each entry as one object, `prefix/<2 hex>/<64 hex>`, in a bucket that
+//! several hosts share, so a module compiled on one machine is a warm start on every other.
+//! The same code serves `s3://` (AWS and S3-compatible servers), `gs://`, `az://`, `file://` and
+//! `memory://` URLs, or any `Arc<dyn ObjectStore>` the caller already has.
+//!
+//! # When to choose it
+//!
+//! As the last tier of a stack (memory, local disk, then this), written in the background with a
+//! timeout and, because anyone with write access to the bucket could plant an entry, with a
+//! shared secret ([`Integrity::keyed`](warmcache_core::Integrity::keyed)) so forged entries are
+//! rejected. Compressing this tier ([`Tier::compression`](warmcache_core::Tier::compression))
+//! trades CPU for transfer. Not as the only tier of a latency-sensitive cache: every read is a
+//! network round trip.
+//!
+//! # Capacity
+//!
+//! Unbounded from warmcache's side: expiry is the bucket's business. Set a lifecycle rule that
+//! expires objects under the prefix some days after creation (for S3, an "Expiration" rule with a
+//! prefix filter); entries are immutable, so age since creation is the right measure. `list` and
+//! `usage` page through the bucket listing, so `gc` and `stats` can report.
+//!
+//! # Runtimes
+//!
+//! object_store needs a Tokio reactor. Each operation is spawned onto a runtime the backend owns
+//! (two worker threads) or one given with [`S3BackendBuilder::runtime`], and its handle awaited:
+//! the futures work under `futures::executor::block_on`, inside any Tokio runtime, or elsewhere.
+//! A dropped future lets its request finish: a put lands whole or not at all.
+//!
+//! # Example
+//!
+//! ```
+//! use warmcache_core::{Backend, CacheKey, bytes::Bytes};
+//! use warmcache_s3::S3Backend;
+//!
+//! # fn main() -> Result<(), warmcache_core::Error> {
+//! // `s3://bucket/prefix` with AWS_* variables, or an S3-compatible endpoint:
+//! // S3Backend::builder("s3://builds/wasm").endpoint("http://127.0.0.1:9000").allow_http(true)
+//! let remote = S3Backend::builder("memory://").build()?;
+//! let key = CacheKey::from_bytes([1; 32]);
+//! futures::executor::block_on(async {
+//!     remote.put(&key, Bytes::from_static(b"artifact")).await?;
+//!     assert!(remote.contains(&key).await?);
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+mod backend;
+mod builder;
+mod error;
+mod layout;
+
+pub use backend::S3Backend;
+pub use builder::S3BackendBuilder;

@@ -1,0 +1,174 @@
+//! A real S3-compatible server for tests: moto's standalone server on a free loopback port.
+//!
+//! The server runs under a small shell guard that kills it when this test process's end of a
+//! pipe closes, so it stops with the tests even if they panic or abort.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use warmcache_core::Backend;
+use warmcache_s3::S3Backend;
+
+pub struct Moto {
+    port: u16,
+    child: Child,
+    guard: Option<ChildStdin>,
+}
+
+fn moto_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("WARMCACHE_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/warmcache-venv/bin/moto_server"));
+    if let Some(v) = venv.filter(|v| v.exists()) {
+        return v;
+    }
+    PathBuf::from("moto_server")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One raw HTTP/1.1 request; returns the status code.
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    s.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {text:.80}")))
+}
+
+impl Moto {
+    /// Starts a server on a free port and waits until it answers.
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts a server on `port` (for restarting one after an outage).
+    pub fn start_on(port: u16) -> Self {
+        let binary = moto_binary();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid; wait $pid"#)
+            .arg(&binary)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}; run scripts/test.sh, which installs moto", binary.display()));
+        let guard = child.stdin.take();
+        let moto = Self { port, child, guard };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http(port, "GET", "/").is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server ({}) did not answer on port {port}; is moto[server] installed?",
+                binary.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server now.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        drop(self.guard.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Creates `bucket` on the server at `port` (idempotent).
+pub fn create_bucket(port: u16, bucket: &str) {
+    let status = http(port, "PUT", &format!("/{bucket}")).unwrap();
+    assert!(
+        status == 200 || status == 409,
+        "creating bucket {bucket} failed with HTTP {status}"
+    );
+}
+
+/// A bucket name unique to this process and call.
+pub fn unique_bucket(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "wc-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One server shared by the tests of this binary; stopped when the process exits.
+pub fn shared() -> &'static Moto {
+    static SERVER: OnceLock<Moto> = OnceLock::new();
+    SERVER.get_or_init(Moto::start)
+}
+
+/// A backend on `bucket` of the server at `endpoint`.
+pub fn backend(endpoint: &str, bucket: &str, prefix: &str) -> S3Backend {
+    S3Backend::builder(format!("s3://{bucket}/{prefix}"))
+        .endpoint(endpoint)
+        .allow_http(true)
+        .region("us-east-1")
+        .credentials("testing", "testing-secret")
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// The conformance harness: the bucket is derived from `dir`, and the endpoint is recorded in
+/// `dir`, so a reopen, or the crash test's child process, finds the same bucket on the same
+/// server.
+pub fn harness(dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
+    let record = dir.join("moto-endpoint");
+    let endpoint = match std::fs::read_to_string(&record) {
+        Ok(e) => e,
+        Err(_) => {
+            let e = shared().endpoint();
+            std::fs::write(&record, &e).unwrap();
+            e
+        }
+    };
+    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let digest = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex();
+    let bucket = format!("wc-{}", &digest[..20]);
+    create_bucket(port, &bucket);
+    Ok(Arc::new(backend(&endpoint, &bucket, "cache")))
+}

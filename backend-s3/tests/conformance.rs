@@ -1,0 +1,12 @@
+//! The conformance suite against a real S3-compatible server (moto) on loopback.
+
+use std::path::Path;
+use std::sync::Arc;
+
+mod common;
+
+fn open(dir: &Path) -> warmcache_core::Result<Arc<dyn warmcache_core::Backend>> {
+    common::harness(dir)
+}
+
+warmcache_conformance::backend_tests!(open);
