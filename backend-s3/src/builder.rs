@@ -86,21 +86,13 @@ impl fmt::Debug for S3BackendBuilder {
     }
 }
 
-/// The URL with any user information replaced, for messages.
+/// The URL with anything that could be user information replaced, for messages: everything
+/// between the scheme and the last `@`, and the query.
 pub(crate) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if !u.username().is_empty() || u.password().is_some() {
-                let _ = u.set_username("***");
-                let _ = u.set_password(None);
-            }
-            u.set_query(None);
-            u.to_string()
-        }
-        Err(_) => match (url.find("://"), url.find('@')) {
-            (Some(s), Some(a)) if a > s => format!("{}://***{}", &url[..s], &url[a..]),
-            _ => url.to_owned(),
-        },
+    let url = url.split('?').next().unwrap_or_default();
+    match (url.find(':'), url.rfind('@')) {
+        (Some(colon), Some(at)) if at > colon => format!("{}://***{}", &url[..colon], &url[at..]),
+        _ => url.to_owned(),
     }
 }
 
