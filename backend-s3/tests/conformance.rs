@@ -1,5 +1,7 @@
 //! The conformance suite against a real S3-compatible server (moto) on loopback.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 

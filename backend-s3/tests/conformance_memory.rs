@@ -1,6 +1,8 @@
 //! The conformance suite against object_store's in-memory provider: a fast extra run of the
 //! same code, in addition to (not instead of) the run against a real server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! Bad input: malformed URLs, unknown schemes and options, unreachable endpoints, missing
 //! buckets, garbage and truncated responses. Clear errors, never a credential in a message.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{Read, Write};

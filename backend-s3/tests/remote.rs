@@ -2,6 +2,8 @@
 //! with promotion into local tiers, background writes, an outage with the circuit breaker, and
 //! forged objects.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
