@@ -61,7 +61,14 @@ fn backend_vs_raw(c: &mut Criterion) {
     let moto = common::shared();
     let bucket = common::unique_bucket("bench");
     common::create_bucket(moto.port(), &bucket);
-    let backend = common::backend(&moto.endpoint(), &bucket, "backend");
+    // The default multipart threshold (100 MiB), so 64 MiB goes up in one request like raw.
+    let backend = warmcache_s3::S3Backend::builder(format!("s3://{bucket}/backend"))
+        .endpoint(moto.endpoint())
+        .allow_http(true)
+        .region("us-east-1")
+        .credentials("testing", "testing-secret")
+        .build()
+        .unwrap();
     let raw: Arc<dyn ObjectStore> = Arc::clone(backend.store());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -19,6 +19,12 @@ pub(crate) fn map(err: object_store::Error, context: Context) -> Error {
             context,
             format!("access denied ({err}); check the credentials and the bucket's permissions"),
         ),
+        // object_store reports refused requests from list calls as generic errors; its status type
+        // is private, so the status is read from the message chain.
+        err @ object_store::Error::Generic { .. } if access_denied(&err) => Error::config(
+            context,
+            format!("access denied ({err}); check the credentials and the bucket's permissions"),
+        ),
         // Connection failures, timeouts, throttling and server errors after retries.
         err @ object_store::Error::Generic { .. } => Error::Unavailable {
             context,
@@ -26,4 +32,17 @@ pub(crate) fn map(err: object_store::Error, context: Context) -> Error {
         },
         other => Error::backend(context, other),
     }
+}
+
+/// Whether an error chain carries an HTTP 401 or 403 answer.
+fn access_denied(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if text.contains("401 Unauthorized") || text.contains("403 Forbidden") {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }

@@ -105,6 +105,25 @@ fn missing_bucket_is_reported_by_check() {
     let _ = block_on(b.get(&key()));
 }
 
+#[test]
+fn wrong_credentials_are_a_clear_error() {
+    // With this setting moto checks signatures against its (empty) IAM user list, like AWS.
+    let moto = common::Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let b = S3Backend::builder("s3://some-bucket/p")
+        .endpoint(moto.endpoint())
+        .allow_http(true)
+        .region("us-east-1")
+        .credentials("AKIDWRONG", SECRET)
+        .retries(0, Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let err = block_on(b.check()).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Config, "{msg}");
+    assert!(msg.contains("credentials"), "{msg}");
+    assert!(!msg.contains(SECRET), "{msg}");
+}
+
 /// Serves every request with `response`, forever, on a free port.
 fn canned_server(response: Vec<u8>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -67,8 +67,18 @@ impl Moto {
 
     /// Starts a server on `port` (for restarting one after an outage).
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts a server on a free port with extra environment variables for moto.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        Self::start_with(free_port(), env)
+    }
+
+    fn start_with(port: u16, env: &[(&str, &str)]) -> Self {
         let binary = moto_binary();
         let mut child = Command::new("sh")
+            .envs(env.iter().copied())
             .arg("-c")
             .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid; wait $pid"#)
             .arg(&binary)
@@ -149,6 +159,8 @@ pub fn backend(endpoint: &str, bucket: &str, prefix: &str) -> S3Backend {
         .region("us-east-1")
         .credentials("testing", "testing-secret")
         .timeout(Duration::from_secs(20))
+        // Low, so the conformance suite's 32 MiB values exercise multipart uploads.
+        .multipart_threshold(8 << 20)
         .build()
         .unwrap()
 }
