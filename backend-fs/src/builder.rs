@@ -1,0 +1,93 @@
+//! Opening an [`FsBackend`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use warmcache_core::{Context, Error, Op};
+
+use crate::backend::FsBackend;
+use crate::store::Store;
+
+const DEFAULT_CAPACITY: u64 = 4 << 30;
+const DEFAULT_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Opens an [`FsBackend`]. Defaults: 4 GiB capacity, values up to the capacity, a use recorded
+/// at most once a minute per entry.
+#[derive(Debug, Clone)]
+pub struct FsBackendBuilder {
+    root: PathBuf,
+    capacity: u64,
+    max_value_size: Option<u64>,
+    touch_interval: Duration,
+    name: String,
+}
+
+impl FsBackendBuilder {
+    /// A builder for the cache directory `root` (created if missing).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            capacity: DEFAULT_CAPACITY,
+            max_value_size: None,
+            touch_interval: DEFAULT_TOUCH_INTERVAL,
+            name: "fs".to_owned(),
+        }
+    }
+
+    /// The byte capacity (sum of entry file sizes). A put that takes this process's view of the
+    /// directory over it runs an eviction pass down to 90% of it.
+    pub fn capacity(mut self, bytes: u64) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// The largest value accepted (default: the capacity).
+    pub fn max_value_size(mut self, bytes: u64) -> Self {
+        self.max_value_size = Some(bytes);
+        self
+    }
+
+    /// Records a read of an entry (by moving its mtime) at most once per `interval`
+    /// (default 60 s). Shorter means more precise eviction and more metadata writes.
+    pub fn touch_interval(mut self, interval: Duration) -> Self {
+        self.touch_interval = interval;
+        self
+    }
+
+    /// The name used in errors and stats (default `"fs"`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Opens (or creates) the directory and measures what it holds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for invalid options; [`Error::Io`] naming the path when the directory
+    /// cannot be created, read or written (for example without write permission).
+    pub fn open(self) -> Result<FsBackend, Error> {
+        let ctx = || Context::new(self.name.clone(), Op::Open);
+        if self.capacity == 0 {
+            return Err(Error::config(ctx(), "capacity must be at least 1 byte"));
+        }
+        let max_value = self.max_value_size.unwrap_or(self.capacity);
+        if max_value == 0 || max_value > self.capacity {
+            return Err(Error::config(
+                ctx(),
+                format!(
+                    "max_value_size of {max_value} bytes must be between 1 and the capacity of {} bytes",
+                    self.capacity
+                ),
+            ));
+        }
+        let store = Store::open(
+            self.root,
+            self.name,
+            self.capacity,
+            max_value,
+            self.touch_interval,
+        )?;
+        Ok(FsBackend::from_store(store))
+    }
+}

@@ -1,0 +1,84 @@
+//! Names in the cache directory, and which of them are ours.
+//!
+//! ```text
+//! root/WARMCACHE-FS          marker: this directory holds a warmcache file tier
+//! root/entries/ab/<64 hex>   one immutable entry file per key (first byte's hex as fan-out)
+//! root/entries/ab/.<64 hex>.<pid>.<nonce>.tmp   a write in progress (or left by a crash)
+//! ```
+//!
+//! Only names of exactly these shapes are ever read, counted or deleted; anything else in the
+//! directory is left alone.
+
+use std::path::{Path, PathBuf};
+
+use warmcache_core::CacheKey;
+
+pub(crate) const MARKER: &str = "WARMCACHE-FS";
+pub(crate) const ENTRIES: &str = "entries";
+
+pub(crate) fn entries_dir(root: &Path) -> PathBuf {
+    root.join(ENTRIES)
+}
+
+pub(crate) fn fan_dir(root: &Path, key: &CacheKey) -> PathBuf {
+    entries_dir(root).join(&key.to_hex()[..2])
+}
+
+pub(crate) fn entry_path(root: &Path, key: &CacheKey) -> PathBuf {
+    fan_dir(root, key).join(key.to_hex())
+}
+
+pub(crate) fn temp_name(key: &CacheKey, nonce: u64) -> String {
+    format!(".{}.{}.{nonce:016x}.tmp", key.to_hex(), std::process::id())
+}
+
+/// Whether `name` is a two-hex-digit fan-out directory.
+pub(crate) fn is_fan(name: &str) -> bool {
+    name.len() == 2
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// The key of an entry file called `name` inside fan-out directory `fan`.
+pub(crate) fn parse_entry(fan: &str, name: &str) -> Option<CacheKey> {
+    if name.len() != 64 || !name.starts_with(fan) {
+        return None;
+    }
+    let key: CacheKey = name.parse().ok()?;
+    (key.to_hex() == name).then_some(key)
+}
+
+/// The writer's pid of a temporary file called `name`, when it is one of ours.
+pub(crate) fn parse_temp(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = rest.split('.');
+    let hex = parts.next()?;
+    let pid = parts.next()?.parse().ok()?;
+    let nonce = parts.next()?;
+    if parts.next().is_some() || hex.len() != 64 || nonce.len() != 16 {
+        return None;
+    }
+    hex.parse::<CacheKey>().ok()?;
+    Some(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_strangers_are_refused() {
+        let key = CacheKey::from_bytes([0xa7; 32]);
+        let hex = key.to_hex();
+        assert_eq!(parse_entry("a7", &hex), Some(key));
+        assert_eq!(parse_entry("a8", &hex), None);
+        assert_eq!(parse_entry("a7", &hex.to_uppercase()), None);
+        assert_eq!(parse_entry("a7", "notes.txt"), None);
+        let temp = temp_name(&key, 42);
+        assert_eq!(parse_temp(&temp), Some(std::process::id()));
+        assert_eq!(parse_temp(".something.tmp"), None);
+        assert_eq!(parse_entry("a7", &temp), None);
+        assert!(is_fan("a7") && !is_fan("A7") && !is_fan("a7b"));
+    }
+}

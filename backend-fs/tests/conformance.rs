@@ -1,0 +1,20 @@
+//! The conformance suite against a real cache directory in a temporary directory.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use warmcache_core::Backend;
+use warmcache_fs::FsBackend;
+
+fn open(dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
+    Ok(Arc::new(
+        FsBackend::builder(dir.join("cache"))
+            .capacity(160 << 20)
+            .max_value_size(40 << 20)
+            .touch_interval(Duration::ZERO)
+            .open()?,
+    ))
+}
+
+warmcache_conformance::backend_tests!(open);
