@@ -182,10 +182,8 @@ impl Store {
             .and_then(|m| m.modified())
             .map(|m| now.duration_since(m).unwrap_or_default() >= self.touch_interval)
             .unwrap_or(true);
-        if stale {
-            if let Err(e) = file.set_modified(now) {
-                tracing::debug!(backend = %self.name, error = %e, "could not record use");
-            }
+        if stale && let Err(e) = file.set_modified(now) {
+            tracing::debug!(backend = %self.name, error = %e, "could not record use");
         }
     }
 
@@ -305,11 +303,11 @@ impl Store {
                         size: meta.len(),
                         used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                     });
-                } else if let Some(pid) = parse_temp(&name) {
-                    if is_stale_temp(&path, pid) {
-                        tracing::debug!(path = %path.display(), "removing a crashed writer's temporary file");
-                        let _ = fs::remove_file(&path);
-                    }
+                } else if let Some(pid) = parse_temp(&name)
+                    && is_stale_temp(&path, pid)
+                {
+                    tracing::debug!(path = %path.display(), "removing a crashed writer's temporary file");
+                    let _ = fs::remove_file(&path);
                 }
             }
         }
