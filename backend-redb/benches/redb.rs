@@ -29,16 +29,21 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("redb");
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
-    g.sample_size(30);
-    for (len, label) in [(4usize << 10, "4KiB"), (1 << 20, "1MiB")] {
+    for (len, label) in [
+        (4usize << 10, "4KiB"),
+        (1 << 20, "1MiB"),
+        (64 << 20, "64MiB"),
+    ] {
         let value = Bytes::from(vec![5u8; len]);
         g.throughput(Throughput::Bytes(len as u64));
+        g.sample_size(if len > 1 << 20 { 10 } else { 30 });
+        let slots: u64 = if len > 1 << 20 { 4 } else { 64 };
         let backend = RedbBackend::builder(dir.path().join(format!("backend-{label}.redb")))
-            .capacity(1 << 30)
+            .capacity(2 << 30)
             .open()
             .unwrap();
         let raw = redb::Database::create(dir.path().join(format!("raw-{label}.redb"))).unwrap();
-        for n in 0..64 {
+        for n in 0..slots {
             block_on(backend.put(&key(n), value.clone())).unwrap();
             let txn = raw.begin_write().unwrap();
             txn.open_table(RAW)
@@ -50,13 +55,13 @@ fn bench(c: &mut Criterion) {
         let mut i = 0u64;
         g.bench_function(BenchmarkId::new("backend_get", label), |b| {
             b.iter(|| {
-                i = (i + 1) % 64;
+                i = (i + 1) % slots;
                 block_on(backend.get(&key(i))).unwrap().unwrap()
             })
         });
         g.bench_function(BenchmarkId::new("raw_get", label), |b| {
             b.iter(|| {
-                i = (i + 1) % 64;
+                i = (i + 1) % slots;
                 let txn = raw.begin_read().unwrap();
                 let table = txn.open_table(RAW).unwrap();
                 let v = table.get(*key(i).as_bytes()).unwrap().unwrap();
@@ -65,13 +70,13 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("backend_put", label), |b| {
             b.iter(|| {
-                i = (i + 1) % 64;
+                i = (i + 1) % slots;
                 block_on(backend.put(&key(i), value.clone())).unwrap()
             })
         });
         g.bench_function(BenchmarkId::new("raw_put", label), |b| {
             b.iter(|| {
-                i = (i + 1) % 64;
+                i = (i + 1) % slots;
                 let txn = raw.begin_write().unwrap();
                 txn.open_table(RAW)
                     .unwrap()
