@@ -35,8 +35,8 @@ install_libclang() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null; then
         return 0
     fi
-    # Nothing built by default needs it yet; the RocksDB backend will.
-    step "warning: could not install libclang-dev; RocksDB builds will fail"
+    step "error: could not install libclang-dev, which warmcache-rocksdb's build needs"
+    return 1
 }
 
 install_moto() {
