@@ -201,7 +201,7 @@ impl Store {
         keep: &[u8; 32],
         ctx: &dyn Fn() -> Context,
     ) -> Result<Option<([u8; 32], u64)>, Error> {
-        let start = sample_start(self.next_tick());
+        let start = *CacheKey::pseudo_random(self.next_tick()).as_bytes();
         let mut best: Option<([u8; 32], u64, u64)> = None;
         let mut seen = 0;
         let from = meta
@@ -420,20 +420,6 @@ impl Store {
             bytes: self.bytes.load(Ordering::Relaxed),
         }
     }
-}
-
-/// A pseudo-random key to start an eviction sample at (splitmix64 of a tick).
-fn sample_start(seed: u64) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    let mut x = seed;
-    for chunk in out.chunks_mut(8) {
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out
 }
 
 impl Drop for Store {

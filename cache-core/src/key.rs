@@ -40,6 +40,23 @@ impl CacheKey {
         &self.0
     }
 
+    /// A key spread uniformly from `seed` (splitmix64), not derived from any input.
+    ///
+    /// For bounded backends that evict by sampling: start a scan of their key index at
+    /// `CacheKey::pseudo_random(counter)` to read a few entries from a random position.
+    pub fn pseudo_random(seed: u64) -> Self {
+        let mut out = [0u8; 32];
+        let mut x = seed;
+        for chunk in out.chunks_mut(8) {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        Self(out)
+    }
+
     /// The key as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
