@@ -62,6 +62,7 @@ mod codec;
 pub mod envelope;
 mod error;
 mod key;
+mod mapped;
 mod single_flight;
 mod stats;
 mod sync;
@@ -78,7 +79,7 @@ pub use key::{
 };
 pub use single_flight::{FlightGuard, Join, SingleFlight, WaitFuture, WaitOutcome, Waiter};
 pub use stats::{Stats, TierStats};
-pub use tiered::{Access, Hit, Tier, Tiered, TieredBuilder, WriteMode};
+pub use tiered::{Access, FileHit, Found, Hit, Tier, Tiered, TieredBuilder, WriteMode};
 
 /// Re-exported so backend authors implement [`Backend`] with the same `async_trait` version.
 pub use async_trait::async_trait;

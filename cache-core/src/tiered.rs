@@ -2,6 +2,7 @@
 //! timeouts and circuit breakers.
 
 use std::future::Future;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
@@ -12,9 +13,10 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::backend::Backend;
 use crate::breaker::Breaker;
-use crate::envelope::{Compression, Integrity, Opened};
-use crate::error::{Error, ErrorKind};
+use crate::envelope::{Compression, EnvelopeMeta, Integrity, Opened, VerifyError};
+use crate::error::{Context, Error, ErrorKind, Op};
 use crate::key::CacheKey;
+use crate::mapped::{self, MapError};
 use crate::stats::{TierCounters, TierStats};
 
 /// Whether a tier takes writes.
@@ -118,6 +120,72 @@ pub struct Hit {
     pub opened: Opened,
     /// Index of the tier that answered (0 is the fastest).
     pub tier: usize,
+}
+
+/// What [`Tiered::get_file`] found.
+#[derive(Debug)]
+pub enum Found {
+    /// A verified entry read into memory.
+    Bytes(Hit),
+    /// A verified, uncompressed entry in a local file.
+    File(FileHit),
+}
+
+impl Found {
+    /// Index of the tier that answered.
+    pub fn tier(&self) -> usize {
+        match self {
+            Found::Bytes(hit) => hit.tier,
+            Found::File(hit) => hit.tier,
+        }
+    }
+
+    /// The verified entry's metadata.
+    pub fn meta(&self) -> &EnvelopeMeta {
+        match self {
+            Found::Bytes(hit) => &hit.opened.meta,
+            Found::File(hit) => &hit.meta,
+        }
+    }
+
+    /// The payload bytes: the entry in memory, or the verified mapping of the file.
+    pub fn payload(&self) -> &[u8] {
+        match self {
+            Found::Bytes(hit) => &hit.opened.payload,
+            Found::File(hit) => hit.payload(),
+        }
+    }
+}
+
+/// A verified entry in a local file. The payload starts at offset 0 of the file and is followed
+/// by the envelope's trailer, so loaders that accept trailing bytes can use the file directly.
+pub struct FileHit {
+    /// The open file (read-only, positioned at its start).
+    pub file: std::fs::File,
+    map: memmap2::Mmap,
+    /// The verified metadata.
+    pub meta: EnvelopeMeta,
+    payload: Range<usize>,
+    /// Index of the tier that answered.
+    pub tier: usize,
+}
+
+impl FileHit {
+    /// The verified payload, read through the mapping the tag was checked on.
+    pub fn payload(&self) -> &[u8] {
+        &self.map[self.payload.clone()]
+    }
+}
+
+impl std::fmt::Debug for FileHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileHit")
+            .field("file", &self.file)
+            .field("meta", &self.meta)
+            .field("payload", &self.payload)
+            .field("tier", &self.tier)
+            .finish()
+    }
 }
 
 /// State shared between a tier and its background worker.
@@ -468,57 +536,184 @@ impl Tiered {
     /// The first verified entry for `key`, promoted into faster writable tiers. `None` when no
     /// tier has a valid one.
     pub async fn get(&self, key: &CacheKey) -> Option<Hit> {
-        for (index, tier) in self.tiers.iter().enumerate() {
-            let shared = &tier.shared;
-            let counters = &shared.counters;
-            if !shared.breaker.allow() {
-                TierCounters::add(&counters.skipped, 1);
-                continue;
-            }
-            let started = Instant::now();
-            let result = timed(shared.timeout, shared.backend.get(key)).await;
-            counters.record_read_latency(started.elapsed());
-            let bytes = match result {
-                Ok(Some(bytes)) => {
-                    shared.breaker.success();
-                    bytes
-                }
-                Ok(None) => {
-                    shared.breaker.success();
-                    TierCounters::add(&counters.misses, 1);
-                    continue;
-                }
-                Err(failure) => {
-                    TierCounters::add(&counters.errors, 1);
-                    shared.record_failure(&failure, "get", key);
-                    continue;
-                }
-            };
-            match self.integrity.open(key, &bytes) {
-                Ok(opened) => {
-                    TierCounters::add(&counters.hits, 1);
-                    TierCounters::add(&counters.bytes_read, bytes.len() as u64);
-                    self.promote(key, &bytes, &opened, index).await;
-                    return Some(Hit {
-                        opened,
-                        tier: index,
-                    });
-                }
-                Err(e) => {
-                    TierCounters::add(&counters.misses, 1);
-                    if e.is_forgery() {
-                        TierCounters::add(&counters.forged, 1);
-                    } else {
-                        TierCounters::add(&counters.corrupt, 1);
-                    }
-                    tracing::warn!(tier = %shared.name, %key, error = %e, "entry failed verification");
-                    if tier.writable() {
-                        tier.remove(key).await;
-                    }
-                }
+        for index in 0..self.tiers.len() {
+            if let Some(hit) = self.read_bytes(index, key).await {
+                return Some(hit);
             }
         }
         None
+    }
+
+    /// Like [`get`](Self::get), but a tier that offers local files
+    /// ([`Capabilities::local_files`](crate::Capabilities::local_files)) is read through a
+    /// read-only mapping of its file, verified there, and returned as a [`FileHit`] holding the
+    /// open file, so the caller can map it again (for example with wasmtime's
+    /// `Module::deserialize_open_file`) without copying the entry into memory.
+    ///
+    /// Compressed entries, and tiers without files, come back as [`Found::Bytes`]. A file hit is
+    /// copied into faster writable tiers only when there are any.
+    pub async fn get_file(&self, key: &CacheKey) -> Option<Found> {
+        for (index, tier) in self.tiers.iter().enumerate() {
+            let found = if tier.shared.backend.capabilities().local_files {
+                self.read_file(index, key).await
+            } else {
+                self.read_bytes(index, key).await.map(Found::Bytes)
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// Reads tier `index` as bytes; `Some` on a verified hit.
+    async fn read_bytes(&self, index: usize, key: &CacheKey) -> Option<Hit> {
+        let tier = &self.tiers[index];
+        let shared = &tier.shared;
+        let counters = &shared.counters;
+        if !shared.breaker.allow() {
+            TierCounters::add(&counters.skipped, 1);
+            return None;
+        }
+        let started = Instant::now();
+        let result = timed(shared.timeout, shared.backend.get(key)).await;
+        counters.record_read_latency(started.elapsed());
+        let bytes = match result {
+            Ok(Some(bytes)) => {
+                shared.breaker.success();
+                bytes
+            }
+            Ok(None) => {
+                shared.breaker.success();
+                TierCounters::add(&counters.misses, 1);
+                return None;
+            }
+            Err(failure) => {
+                TierCounters::add(&counters.errors, 1);
+                shared.record_failure(&failure, "get", key);
+                return None;
+            }
+        };
+        match self.integrity.open(key, &bytes) {
+            Ok(opened) => {
+                TierCounters::add(&counters.hits, 1);
+                TierCounters::add(&counters.bytes_read, bytes.len() as u64);
+                self.promote(key, &bytes, &opened, index).await;
+                Some(Hit {
+                    opened,
+                    tier: index,
+                })
+            }
+            Err(e) => {
+                self.reject(index, key, &e).await;
+                None
+            }
+        }
+    }
+
+    /// Reads tier `index` through its local file; falls back to bytes when the backend turns
+    /// out not to offer files after all.
+    async fn read_file(&self, index: usize, key: &CacheKey) -> Option<Found> {
+        let tier = &self.tiers[index];
+        let shared = &tier.shared;
+        let counters = &shared.counters;
+        if !shared.breaker.allow() {
+            TierCounters::add(&counters.skipped, 1);
+            return None;
+        }
+        let started = Instant::now();
+        let file = match timed(shared.timeout, shared.backend.open_file(key)).await {
+            Ok(Some(file)) => file,
+            Ok(None) => {
+                shared.breaker.success();
+                counters.record_read_latency(started.elapsed());
+                TierCounters::add(&counters.misses, 1);
+                return None;
+            }
+            Err(TierFailure::Error(e)) if e.kind() == ErrorKind::NotSupported => {
+                return self.read_bytes(index, key).await.map(Found::Bytes);
+            }
+            Err(failure) => {
+                counters.record_read_latency(started.elapsed());
+                TierCounters::add(&counters.errors, 1);
+                shared.record_failure(&failure, "open_file", key);
+                return None;
+            }
+        };
+        let mapped = mapped::map_and_verify(&self.integrity, key, &file);
+        counters.record_read_latency(started.elapsed());
+        let entry = match mapped {
+            Ok(entry) => entry,
+            Err(MapError::Verify(e)) => {
+                shared.breaker.success();
+                self.reject(index, key, &e).await;
+                return None;
+            }
+            Err(MapError::Io(e)) => {
+                TierCounters::add(&counters.errors, 1);
+                let failure = TierFailure::Error(Error::Io {
+                    context: Context::with_key(shared.backend.name(), Op::OpenFile, key),
+                    source: e,
+                });
+                shared.record_failure(&failure, "map", key);
+                return None;
+            }
+        };
+        shared.breaker.success();
+        TierCounters::add(&counters.hits, 1);
+        TierCounters::add(&counters.bytes_read, entry.map.len() as u64);
+        let has_faster_writable = self.tiers[..index].iter().any(TierState::writable);
+        if entry.meta.compressed || has_faster_writable {
+            let stored = Bytes::copy_from_slice(&entry.map);
+            let payload = if entry.meta.compressed {
+                match crate::envelope::decompress(
+                    &stored[entry.payload.clone()],
+                    entry.meta.decoded_len,
+                ) {
+                    Ok(decoded) => Bytes::from(decoded),
+                    Err(e) => {
+                        self.reject(index, key, &e).await;
+                        return None;
+                    }
+                }
+            } else {
+                stored.slice(entry.payload.clone())
+            };
+            let opened = Opened {
+                meta: entry.meta.clone(),
+                payload,
+            };
+            self.promote(key, &stored, &opened, index).await;
+            if entry.meta.compressed {
+                return Some(Found::Bytes(Hit {
+                    opened,
+                    tier: index,
+                }));
+            }
+        }
+        Some(Found::File(FileHit {
+            file,
+            map: entry.map,
+            meta: entry.meta,
+            payload: entry.payload,
+            tier: index,
+        }))
+    }
+
+    /// Counts an entry that failed verification and removes it from a writable tier.
+    async fn reject(&self, index: usize, key: &CacheKey, error: &VerifyError) {
+        let tier = &self.tiers[index];
+        let counters = &tier.shared.counters;
+        TierCounters::add(&counters.misses, 1);
+        if error.is_forgery() {
+            TierCounters::add(&counters.forged, 1);
+        } else {
+            TierCounters::add(&counters.corrupt, 1);
+        }
+        tracing::warn!(tier = %tier.shared.name, %key, %error, "entry failed verification");
+        if tier.writable() {
+            tier.remove(key).await;
+        }
     }
 
     async fn promote(&self, key: &CacheKey, stored: &Bytes, opened: &Opened, found_at: usize) {

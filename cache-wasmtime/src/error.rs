@@ -1,0 +1,85 @@
+//! Errors of the wasmtime caches.
+
+use std::sync::Arc;
+
+use crate::key::{ArtifactKind, ContentHash};
+
+/// Why a [`WasmCache`](crate::WasmCache) could not return an artifact.
+///
+/// Storage failures never appear here: a tier that fails is a miss, counted in
+/// [`WasmStats`](crate::WasmStats). Errors are cheap to clone because one compile's error is
+/// handed to every caller that waited for it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is the other kind of wasm binary (a component where a module was expected, or
+    /// the reverse).
+    #[error("wasm {content} is a {found}, but a {expected} was expected")]
+    WrongKind {
+        /// Hash of the input.
+        content: ContentHash,
+        /// What the cache compiles.
+        expected: ArtifactKind,
+        /// What the input is.
+        found: ArtifactKind,
+    },
+    /// The input is already a compiled wasmtime artifact, not wasm.
+    #[error(
+        "input {content} is a precompiled wasmtime artifact, not wasm; load it with \
+         `deserialize` instead of compiling it"
+    )]
+    Precompiled {
+        /// Hash of the input.
+        content: ContentHash,
+    },
+    /// wasmtime could not compile the input: it is not valid wasm, uses a feature the engine
+    /// disables, or the engine has no compiler.
+    #[error("compiling {kind} {content} failed: {source:#}")]
+    Compile {
+        /// What was compiled.
+        kind: ArtifactKind,
+        /// Hash of the input.
+        content: ContentHash,
+        /// wasmtime's error.
+        source: Arc<wasmtime::Error>,
+    },
+    /// A freshly compiled artifact could not be loaded into the engine (for example, it was
+    /// compiled for another target with [`wasmtime::Config::target`]; use
+    /// [`WasmCache::precompile`](crate::WasmCache::precompile) for cross-compilation).
+    #[error("loading the freshly compiled {kind} {content} failed: {source:#}")]
+    Load {
+        /// What was loaded.
+        kind: ArtifactKind,
+        /// Hash of the input.
+        content: ContentHash,
+        /// wasmtime's error.
+        source: Arc<wasmtime::Error>,
+    },
+    /// The bytes supplied on a miss do not hash to the content hash the caller gave.
+    #[error("the wasm supplied for content hash {expected} hashes to {found}")]
+    HashMismatch {
+        /// The hash the caller supplied.
+        expected: ContentHash,
+        /// The hash of the bytes it supplied.
+        found: ContentHash,
+    },
+    /// The caller's function that supplies or prepares the wasm failed.
+    #[error("preparing the wasm for {content} failed: {source}")]
+    Source {
+        /// Hash of the original input.
+        content: ContentHash,
+        /// The caller's error.
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// Compilation panicked. Nothing was cached; the next request compiles again.
+    #[error("compiling {kind} {content} panicked")]
+    Panicked {
+        /// What was compiled.
+        kind: ArtifactKind,
+        /// Hash of the input.
+        content: ContentHash,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
