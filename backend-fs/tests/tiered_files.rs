@@ -1,0 +1,114 @@
+//! `Tiered::get_file` over the file tier: verified mappings, damaged files, compressed entries
+//! and promotion into a faster tier.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use warmcache_core::{Backend, CacheKey, Compression, Found, Integrity, Tier, Tiered};
+use warmcache_fs::FsBackend;
+
+const KIND: u32 = 7;
+
+fn payload() -> Vec<u8> {
+    (0..3 << 20).map(|i: u32| (i % 251) as u8).collect()
+}
+
+fn fs(dir: &std::path::Path) -> Arc<FsBackend> {
+    Arc::new(FsBackend::builder(dir).open().unwrap())
+}
+
+#[test]
+fn a_verified_file_comes_back_open_with_the_payload_at_offset_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiers = Tiered::builder().tier(Tier::new(fs(dir.path()))).build();
+    let key = CacheKey::pseudo_random(1);
+    let payload = payload();
+    block_on(tiers.put(&key, KIND, "test", &payload));
+
+    let Some(Found::File(mut hit)) = block_on(tiers.get_file(&key)) else {
+        panic!("expected a file hit");
+    };
+    assert_eq!(hit.payload(), &payload[..]);
+    assert_eq!((hit.meta.kind, hit.tier), (KIND, 0));
+    let mut start = vec![0; 16];
+    hit.file.read_exact(&mut start).unwrap();
+    assert_eq!(start, payload[..16]);
+    assert_eq!(tiers.stats()[0].hits, 1);
+    assert!(block_on(tiers.get_file(&CacheKey::pseudo_random(2))).is_none());
+}
+
+#[test]
+fn damaged_and_forged_files_are_counted_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = fs(dir.path());
+    let tiers = Tiered::builder()
+        .tier(Tier::new(backend.clone()))
+        .integrity(Integrity::keyed(b"thirty-two bytes of secret, or more"))
+        .build();
+    let key = CacheKey::pseudo_random(3);
+    let sealed = tiers.seal(&key, KIND, "test", &payload());
+
+    let mut damaged = sealed.to_vec();
+    damaged[1000] ^= 4;
+    block_on(backend.put(&key, damaged.into())).unwrap();
+    assert!(block_on(tiers.get_file(&key)).is_none());
+    assert!(
+        !block_on(backend.contains(&key)).unwrap(),
+        "damaged file kept"
+    );
+
+    let forged = Integrity::plain().seal(&key, KIND, "test", &payload());
+    block_on(backend.put(&key, forged)).unwrap();
+    assert!(block_on(tiers.get_file(&key)).is_none());
+
+    block_on(backend.put(&key, sealed.slice(..10))).unwrap();
+    assert!(block_on(tiers.get_file(&key)).is_none());
+
+    let stats = &tiers.stats()[0];
+    // With a secret, damage and forgery are indistinguishable; a truncated file is corrupt.
+    assert_eq!(stats.forged + stats.corrupt, 3);
+    assert_eq!(stats.hits, 0);
+}
+
+#[test]
+fn compressed_entries_come_back_as_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiers = Tiered::builder()
+        .tier(Tier::new(fs(dir.path())).compression(Compression::Zstd { level: 1 }))
+        .build();
+    let key = CacheKey::pseudo_random(4);
+    let payload = payload();
+    block_on(tiers.put(&key, KIND, "test", &payload));
+    let Some(Found::Bytes(hit)) = block_on(tiers.get_file(&key)) else {
+        panic!("expected bytes");
+    };
+    assert!(hit.opened.meta.compressed);
+    assert_eq!(&hit.opened.payload[..], &payload[..]);
+}
+
+#[test]
+fn a_file_hit_is_promoted_into_a_faster_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Arc::new(warmcache_memory::MemoryBackend::with_capacity(64 << 20).unwrap());
+    let files = fs(dir.path());
+    let tiers = Tiered::builder()
+        .tier(Tier::new(memory.clone()))
+        .tier(Tier::new(files.clone()))
+        .build();
+    let key = CacheKey::pseudo_random(5);
+    let payload = payload();
+    let sealed = tiers.seal(&key, KIND, "test", &payload);
+    block_on(files.put(&key, sealed.clone())).unwrap();
+
+    let found = block_on(tiers.get_file(&key)).unwrap();
+    assert!(matches!(found, Found::File(_)));
+    assert_eq!(found.payload(), &payload[..]);
+    assert_eq!(block_on(memory.get(&key)).unwrap().unwrap(), sealed);
+    // Now the memory tier answers, as bytes.
+    let again = block_on(tiers.get_file(&key)).unwrap();
+    assert!(matches!(again, Found::Bytes(_)));
+    assert_eq!(again.tier(), 0);
+}

@@ -1,0 +1,279 @@
+//! Warm starts of real modules: every tier, bytes vs mmap, against a cold compile and against
+//! wasmtime's own on-disk cache, plus the parts a warm start is made of.
+//!
+//! Run with `cargo bench -p warmcache-wasmtime --bench wasmtime`. Modules: a generated small one,
+//! and `esbuild.wasm` and `yosys.wasm` from `$WARMCACHE_CORPUS/set` (default
+//! `~/.cache/warmcache-corpus/set`, filled by `shared/corpus/fetch.sh`) when present. The S3 tier
+//! is measured when `WARMCACHE_MOTO_SERVER` names moto's server (`scripts/test.sh` installs it).
+//! Cold compiles of the corpus modules take seconds each, so they are timed once and printed
+//! rather than sampled.
+//!
+//! Every warm start here uses the hash-supplied entry point, so the figures are the tier's cost
+//! (read, verify, load) without hashing the wasm; `memory_hit/unhashed` shows that cost.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+#[path = "../../backend-s3/tests/common/mod.rs"]
+mod s3_common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use futures::executor::block_on;
+use warmcache_core::bytes::Bytes;
+use warmcache_core::{
+    Backend, CacheKey, Capabilities, Integrity, ListPage, Result, Tier, Tiered, Usage, async_trait,
+};
+use warmcache_fs::FsBackend;
+use warmcache_redb::RedbBackend;
+use warmcache_rocksdb::RocksDbBackend;
+use warmcache_wasmtime::{ArtifactKind, ContentHash, ModuleCache};
+use wasmtime::{Engine, Module};
+
+/// The file tier with its files hidden, so warm starts read bytes: the bytes-vs-mmap comparison.
+#[derive(Debug)]
+struct BytesOnly(Arc<FsBackend>);
+
+#[async_trait]
+impl Backend for BytesOnly {
+    fn name(&self) -> &str {
+        "fs-bytes"
+    }
+    fn capabilities(&self) -> Capabilities {
+        let mut capabilities = self.0.capabilities();
+        capabilities.local_files = false;
+        capabilities
+    }
+    async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
+        self.0.get(key).await
+    }
+    async fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
+        self.0.put(key, value).await
+    }
+    async fn delete(&self, key: &CacheKey) -> Result<()> {
+        self.0.delete(key).await
+    }
+    async fn contains(&self, key: &CacheKey) -> Result<bool> {
+        self.0.contains(key).await
+    }
+    async fn clear(&self) -> Result<()> {
+        self.0.clear().await
+    }
+    async fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
+        self.0.list(after, limit).await
+    }
+    async fn usage(&self) -> Result<Usage> {
+        self.0.usage().await
+    }
+}
+
+fn small_module() -> Vec<u8> {
+    let mut wat = String::from("(module (memory 1)\n");
+    for i in 0..200 {
+        wat.push_str(&format!(
+            "(func (export \"f{i}\") (param i32) (result i32) local.get 0 i32.const {i} i32.mul \
+             i32.const 3 i32.shl local.get 0 i32.xor i32.load)\n"
+        ));
+    }
+    wat.push(')');
+    wat::parse_str(wat).unwrap()
+}
+
+fn corpus_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("WARMCACHE_CORPUS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warmcache-corpus"))
+        })?;
+    Some(base.join("set"))
+}
+
+fn modules() -> Vec<(String, Vec<u8>)> {
+    let mut modules = vec![("small".to_owned(), small_module())];
+    let dir = corpus_dir();
+    for name in ["esbuild", "yosys"] {
+        match dir
+            .as_ref()
+            .map(|d| std::fs::read(d.join(format!("{name}.wasm"))))
+        {
+            Some(Ok(bytes)) => modules.push((name.to_owned(), bytes)),
+            _ => eprintln!(
+                "{name}.wasm not found in the corpus (run shared/corpus/fetch.sh); skipped"
+            ),
+        }
+    }
+    modules
+}
+
+/// Tier stacks holding one module's artifact, each on its own backend.
+struct Stacks {
+    _dir: tempfile::TempDir,
+    named: Vec<(&'static str, ModuleCache)>,
+}
+
+fn stacks(
+    key: &CacheKey,
+    artifact: &[u8],
+    compile: Duration,
+    s3: Option<Arc<dyn Backend>>,
+) -> Stacks {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FsBackend::builder(dir.path().join("fs")).open().unwrap());
+    let mut backends: Vec<(&'static str, Arc<dyn Backend>)> = vec![
+        (
+            "redb",
+            Arc::new(
+                RedbBackend::builder(dir.path().join("cache.redb"))
+                    .open()
+                    .unwrap(),
+            ),
+        ),
+        (
+            "rocksdb",
+            Arc::new(
+                RocksDbBackend::builder(dir.path().join("rocks"))
+                    .open()
+                    .unwrap(),
+            ),
+        ),
+        ("fs_bytes", Arc::new(BytesOnly(fs.clone()))),
+        ("fs_mmap", fs),
+    ];
+    if let Some(s3) = s3 {
+        backends.push(("s3", s3));
+    }
+    let producer = format!("bench compile_ms={}", compile.as_millis());
+    let named = backends
+        .into_iter()
+        .map(|(name, backend)| {
+            let tiers = Tiered::builder().tier(Tier::new(backend)).build();
+            block_on(tiers.put(
+                key,
+                ArtifactKind::Module.envelope_kind(),
+                &producer,
+                artifact,
+            ));
+            (name, ModuleCache::new(tiers))
+        })
+        .collect();
+    Stacks { _dir: dir, named }
+}
+
+fn s3_backend() -> Option<Arc<dyn Backend>> {
+    if std::env::var_os("WARMCACHE_MOTO_SERVER").is_none() {
+        eprintln!("WARMCACHE_MOTO_SERVER not set; the S3 tier is skipped");
+        return None;
+    }
+    let moto = s3_common::shared();
+    let bucket = s3_common::unique_bucket("wasm");
+    s3_common::create_bucket(moto.port(), &bucket);
+    Some(Arc::new(s3_common::backend(
+        &moto.endpoint(),
+        &bucket,
+        "bench",
+    )))
+}
+
+fn wasmtime_cache_engine(dir: &Path) -> Engine {
+    let mut cache_config = wasmtime::CacheConfig::new();
+    cache_config.with_directory(dir);
+    let mut config = wasmtime::Config::new();
+    config.cache(Some(wasmtime::Cache::new(cache_config).unwrap()));
+    Engine::new(&config).unwrap()
+}
+
+fn warm_starts(c: &mut Criterion) {
+    let engine = Engine::default();
+    let s3 = s3_backend();
+    for (name, wasm) in modules() {
+        let content = ContentHash::of(&wasm);
+        let started = Instant::now();
+        let artifact = engine.precompile_module(&wasm).unwrap();
+        let compile = started.elapsed();
+        eprintln!(
+            "{name}: wasm {} bytes, artifact {} bytes, cold compile {compile:?} (one run)",
+            wasm.len(),
+            artifact.len()
+        );
+
+        let mut g = c.benchmark_group(format!("wasmtime/{name}"));
+        g.sample_size(20);
+        g.warm_up_time(Duration::from_secs(1));
+        g.measurement_time(Duration::from_secs(4));
+
+        if name == "small" {
+            g.bench_function("cold_compile", |b| {
+                b.iter(|| Module::new(&engine, &wasm).unwrap())
+            });
+        }
+
+        let live = ModuleCache::builder().build();
+        live.get_or_compile(&engine, &wasm).unwrap();
+        g.bench_function(BenchmarkId::new("memory_hit", "hashed"), |b| {
+            b.iter(|| {
+                live.get_or_compile_hashed(&engine, content, || -> std::io::Result<Vec<u8>> {
+                    unreachable!("hit")
+                })
+                .unwrap()
+            })
+        });
+        g.bench_function(BenchmarkId::new("memory_hit", "unhashed"), |b| {
+            b.iter(|| live.get_or_compile(&engine, &wasm).unwrap())
+        });
+
+        let key = live.key_for(&engine, &wasm);
+        let stacks = stacks(&key, &artifact, compile, s3.clone());
+        for (tier, cache) in &stacks.named {
+            g.bench_function(BenchmarkId::new("warm_start", tier), |b| {
+                b.iter(|| {
+                    cache.clear_live();
+                    cache
+                        .get_or_compile_hashed(&engine, content, || -> std::io::Result<Vec<u8>> {
+                            unreachable!("stored")
+                        })
+                        .unwrap()
+                })
+            });
+            let stats = cache.stats();
+            assert_eq!((stats.compiles, stats.incompatible), (0, 0), "{tier}");
+        }
+
+        let wasmtime_dir = tempfile::tempdir().unwrap();
+        let cached_engine = wasmtime_cache_engine(wasmtime_dir.path());
+        Module::new(&cached_engine, &wasm).unwrap();
+        g.bench_function(BenchmarkId::new("warm_start", "wasmtime_cache"), |b| {
+            b.iter(|| Module::new(&cached_engine, &wasm).unwrap())
+        });
+
+        // The parts of a warm start.
+        let sealed = Integrity::plain().seal(
+            &key,
+            ArtifactKind::Module.envelope_kind(),
+            "bench",
+            &artifact,
+        );
+        g.bench_function(BenchmarkId::new("part", "verify"), |b| {
+            b.iter(|| Integrity::plain().verify(&key, &sealed).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("part", "deserialize_bytes"), |b| {
+            // SAFETY: the artifact was just produced by this engine.
+            #[allow(unsafe_code)]
+            b.iter(|| unsafe { Module::deserialize(&engine, &artifact) }.unwrap())
+        });
+        let raw_file = wasmtime_dir.path().join("raw.cwasm");
+        std::fs::write(&raw_file, &artifact).unwrap();
+        g.bench_function(BenchmarkId::new("part", "deserialize_file"), |b| {
+            // SAFETY: as above; nothing modifies the file.
+            #[allow(unsafe_code)]
+            b.iter(|| unsafe { Module::deserialize_file(&engine, &raw_file) }.unwrap())
+        });
+        g.bench_function(BenchmarkId::new("part", "hash_wasm"), |b| {
+            b.iter(|| ContentHash::of(&wasm))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, warm_starts);
+criterion_main!(benches);
