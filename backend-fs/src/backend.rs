@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use warmcache_core::{
-    Backend, CacheKey, Capabilities, ListPage, Result, Usage, async_trait, maybe_spawn_blocking,
+    Backend, CacheKey, Capabilities, KeyInfo, ListPage, Result, Usage, async_trait,
+    maybe_spawn_blocking,
     page_from_sorted,
 };
 
@@ -53,6 +55,28 @@ impl FsBackend {
     pub async fn evict(&self) -> Result<u64> {
         let store = Arc::clone(&self.store);
         maybe_spawn_blocking(move || store.evict(None)).await
+    }
+
+    /// Deletes least recently used entries until the directory holds at most `max_bytes`
+    /// (maintenance, such as `warmcache gc`). Returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be read or an entry cannot be deleted.
+    pub async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        let store = Arc::clone(&self.store);
+        maybe_spawn_blocking(move || store.shrink_to(max_bytes)).await
+    }
+
+    /// Every entry with its size and when it was last used (written, or read at most
+    /// `touch_interval` ago), sorted by key.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be read.
+    pub async fn entries_with_use(&self) -> Result<Vec<(KeyInfo, SystemTime)>> {
+        let store = Arc::clone(&self.store);
+        maybe_spawn_blocking(move || store.entries_with_use()).await
     }
 }
 

@@ -248,12 +248,23 @@ impl Store {
     /// Deletes least recently used entries (never `keep`) until the directory holds at most
     /// [`LOW_WATERMARK`] of the capacity, when it holds more than the capacity.
     pub(crate) fn evict(&self, keep: Option<&CacheKey>) -> Result<u64, Error> {
+        let target = (self.capacity as f64 * LOW_WATERMARK) as u64;
+        self.evict_down_to(self.capacity, target, keep)
+    }
+
+    /// Deletes least recently used entries until the directory holds at most `max_bytes`.
+    pub(crate) fn shrink_to(&self, max_bytes: u64) -> Result<u64, Error> {
+        self.evict_down_to(max_bytes, max_bytes, None)
+    }
+
+    /// When the directory holds more than `over`, deletes least recently used entries (never
+    /// `keep`) until it holds at most `target`.
+    fn evict_down_to(&self, over: u64, target: u64, keep: Option<&CacheKey>) -> Result<u64, Error> {
         let _evicting = self.evicting.lock();
         let mut found = self.scan(Op::Put)?;
         let mut total: u64 = found.iter().map(|f| f.size).sum();
         let mut evicted = 0;
-        if total > self.capacity {
-            let target = (self.capacity as f64 * LOW_WATERMARK) as u64;
+        if total > over {
             found.sort_by_key(|f| f.used);
             for victim in found.iter().filter(|f| Some(&f.key) != keep) {
                 if total <= target {
@@ -268,6 +279,25 @@ impl Store {
         }
         self.approx_bytes.store(total, Ordering::Relaxed);
         Ok(evicted)
+    }
+
+    /// Every entry with its size and last use, sorted by key.
+    pub(crate) fn entries_with_use(&self) -> Result<Vec<(KeyInfo, SystemTime)>, Error> {
+        let mut all: Vec<(KeyInfo, SystemTime)> = self
+            .scan(Op::List)?
+            .into_iter()
+            .map(|f| {
+                (
+                    KeyInfo {
+                        key: f.key,
+                        size: f.size,
+                    },
+                    f.used,
+                )
+            })
+            .collect();
+        all.sort_by_key(|(info, _)| info.key);
+        Ok(all)
     }
 
     /// Every entry file in the directory, and removal of crashed writers' temporary files.

@@ -50,6 +50,18 @@ impl RedbBackend {
         let store = Arc::clone(&self.store);
         maybe_spawn_blocking(move || store.flush_touches()).await
     }
+
+    /// Deletes least recently used entries until the database holds at most `max_bytes` of
+    /// values (maintenance, such as `warmcache gc`; the file itself does not shrink, its free
+    /// pages are reused). Returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// When the write transaction fails.
+    pub async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        let store = Arc::clone(&self.store);
+        maybe_spawn_blocking(move || store.shrink_to(max_bytes)).await
+    }
 }
 
 #[async_trait]

@@ -358,6 +358,39 @@ impl Store {
         })
     }
 
+    /// Deletes least recently used entries (exact order, by a full scan of `meta`) until the
+    /// entries hold at most `max_bytes`. Returns how many were deleted.
+    pub(crate) fn shrink_to(&self, max_bytes: u64) -> Result<u64, Error> {
+        let ctx = || self.ctx(Op::Delete, None);
+        self.write(&ctx, Durability::Immediate, |txn, totals| {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e, ctx()))?;
+            self.apply_touches(&mut meta, &ctx)?;
+            if totals.bytes <= max_bytes {
+                return Ok(0);
+            }
+            let mut by_use = Vec::new();
+            for row in meta.iter().map_err(|e| self.err(e, ctx()))? {
+                let (k, v) = row.map_err(|e| self.err(e, ctx()))?;
+                let (size, tick) = v.value();
+                by_use.push((tick, k.value(), size));
+            }
+            by_use.sort_unstable();
+            let mut entries = txn.open_table(ENTRIES).map_err(|e| self.err(e, ctx()))?;
+            let mut evicted = 0;
+            for (_, k, size) in by_use {
+                if totals.bytes <= max_bytes {
+                    break;
+                }
+                meta.remove(k).map_err(|e| self.err(e, ctx()))?;
+                entries.remove(k).map_err(|e| self.err(e, ctx()))?;
+                totals.bytes = totals.bytes.saturating_sub(size);
+                totals.entries = totals.entries.saturating_sub(1);
+                evicted += 1;
+            }
+            Ok(evicted)
+        })
+    }
+
     pub(crate) fn contains(&self, key: &CacheKey) -> Result<bool, Error> {
         let ctx = || self.ctx(Op::Contains, Some(key));
         let txn = self.db.begin_read().map_err(|e| self.err(e, ctx()))?;

@@ -42,6 +42,17 @@ impl RocksDbBackend {
     pub fn path(&self) -> &Path {
         self.store.path()
     }
+
+    /// Deletes least recently used entries until the values total at most `max_bytes`
+    /// (maintenance, such as `warmcache gc`). Returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// When the database is read-only or the write fails.
+    pub async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        let store = Arc::clone(&self.store);
+        maybe_spawn_blocking(move || store.shrink_to(max_bytes)).await
+    }
 }
 
 #[async_trait]

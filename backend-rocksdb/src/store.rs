@@ -350,6 +350,46 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes least recently used entries (exact order, by a full scan of the metadata) until
+    /// the values total at most `max_bytes`. Returns how many were deleted.
+    pub(crate) fn shrink_to(&self, max_bytes: u64) -> Result<u64, Error> {
+        let ctx = || self.ctx(Op::Delete, None);
+        self.writable(Op::Delete, None)?;
+        let meta = self.meta(&ctx)?;
+        let mut totals = self.writer.lock();
+        self.write_touches(&ctx)?;
+        if totals.bytes <= max_bytes {
+            return Ok(0);
+        }
+        let mut by_use = Vec::new();
+        for row in self.db.iterator_cf(meta, IteratorMode::Start) {
+            let (k, v) = row.map_err(|e| self.err(e, ctx()))?;
+            if let (Some(key), Some((size, tick))) = (decode_key(&k), decode_meta(&v)) {
+                by_use.push((tick, key, size));
+            }
+        }
+        by_use.sort_unstable();
+        let mut batch = WriteBatch::default();
+        let mut bytes = totals.bytes;
+        let mut evicted = 0u64;
+        for (_, key, size) in by_use {
+            if bytes <= max_bytes {
+                break;
+            }
+            batch.delete(key.as_bytes());
+            batch.delete_cf(meta, key.as_bytes());
+            bytes = bytes.saturating_sub(size);
+            evicted += 1;
+        }
+        self.db
+            .write_opt(batch, &self.write_options())
+            .map_err(|e| self.err(e, ctx()))?;
+        totals.bytes = bytes;
+        totals.entries = totals.entries.saturating_sub(evicted);
+        self.publish(&totals);
+        Ok(evicted)
+    }
+
     pub(crate) fn contains(&self, key: &CacheKey) -> Result<bool, Error> {
         let ctx = || self.ctx(Op::Contains, Some(key));
         let meta = self.meta(&ctx)?;
