@@ -27,7 +27,7 @@ use warmcache_core::{
 };
 use warmcache_fs::FsBackend;
 use warmcache_redb::RedbBackend;
-use warmcache_rocksdb::RocksDbBackend;
+use warmcache_rocksdb::{RocksCompression, RocksDbBackend};
 use warmcache_wasmtime::{ArtifactKind, ContentHash, ModuleCache};
 use wasmtime::{Engine, Module};
 
@@ -133,6 +133,16 @@ fn stacks(
             "rocksdb",
             Arc::new(
                 RocksDbBackend::builder(dir.path().join("rocks"))
+                    .open()
+                    .unwrap(),
+            ),
+        ),
+        // The default compresses blobs with LZ4; artifacts read faster without.
+        (
+            "rocksdb_uncompressed",
+            Arc::new(
+                RocksDbBackend::builder(dir.path().join("rocks-none"))
+                    .compression(RocksCompression::None)
                     .open()
                     .unwrap(),
             ),

@@ -17,7 +17,7 @@ use wasmtime::{Engine, Module};
 
 use crate::artifact::{Artifact, Detected, detect};
 use crate::error::{Error, Result};
-use crate::key::{ArtifactKind, ContentHash, WASMTIME_VERSION, artifact_key};
+use crate::key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION};
 use crate::stats::{Counters, WasmStats, add, nanos};
 
 /// A cache of compiled [`Module`]s.
@@ -64,6 +64,7 @@ impl<A: Artifact> WasmCacheBuilder<A> {
             live,
             flights: SingleFlight::new(),
             counters: Counters::default(),
+            engines: parking_lot::RwLock::new(Vec::new()),
         }
     }
 }
@@ -74,7 +75,7 @@ impl<A: Artifact> WasmCacheBuilder<A> {
 /// * **Keys** cover everything that changes compiled code: wasmtime's version, the host, the
 ///   engine's compatibility hash (target, Cranelift settings, tunables, wasm features, fuel,
 ///   epochs, debug info), the wasm's content hash and the caller's extras. See
-///   [`artifact_key`].
+///   [`artifact_key`](crate::artifact_key).
 /// * **Loads are verified**: an entry reaches wasmtime's `deserialize` only after its envelope
 ///   verified (tag or MAC, key echo, length). An entry that verifies but that wasmtime rejects
 ///   is counted as [`incompatible`](WasmStats::incompatible), recompiled and overwritten.
@@ -95,6 +96,8 @@ pub struct WasmCache<A> {
     live: Option<quick_cache::sync::Cache<CacheKey, A>>,
     flights: SingleFlight<CacheKey, Result<A>>,
     counters: Counters,
+    /// Engine keys of the engines seen so far, so a hit does not hash an engine's settings.
+    engines: parking_lot::RwLock<Vec<(wasmtime::EngineWeak, EngineKey)>>,
 }
 
 impl<A: Artifact> std::fmt::Debug for WasmCache<A> {
@@ -158,12 +161,12 @@ impl<A: Artifact> WasmCache<A> {
 
     /// The key `wasm` has under `engine`, without extras.
     pub fn key_for(&self, engine: &Engine, wasm: &[u8]) -> CacheKey {
-        artifact_key(&self.namespace, engine, &ContentHash::of(wasm), &[])
+        self.key(engine, &ContentHash::of(wasm), &[])
     }
 
     /// The key of the wasm with content hash `content` under `engine`, without extras.
     pub fn key_for_hash(&self, engine: &Engine, content: &ContentHash) -> CacheKey {
-        artifact_key(&self.namespace, engine, content, &[])
+        self.key(engine, content, &[])
     }
 
     /// The storage tiers.
@@ -203,7 +206,7 @@ impl<A: Artifact> WasmCache<A> {
     /// ```
     pub fn get_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<A> {
         let content = ContentHash::of(wasm);
-        let key = artifact_key(&self.namespace, engine, &content, &[]);
+        let key = self.key(engine, &content, &[]);
         futures::executor::block_on(self.obtain(
             engine,
             key,
@@ -234,7 +237,7 @@ impl<A: Artifact> WasmCache<A> {
     /// ```
     pub async fn get_or_compile_async(&self, engine: &Engine, wasm: &[u8]) -> Result<A> {
         let content = ContentHash::of(wasm);
-        let key = artifact_key(&self.namespace, engine, &content, &[]);
+        let key = self.key(engine, &content, &[]);
         self.obtain(
             engine,
             key,
@@ -280,7 +283,7 @@ impl<A: Artifact> WasmCache<A> {
         B: AsRef<[u8]>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let key = artifact_key(&self.namespace, engine, &content, &[]);
+        let key = self.key(engine, &content, &[]);
         let source = move || std::future::ready(checked_source(content, load()));
         futures::executor::block_on(self.obtain(engine, key, content, source, Exec::Inline))
     }
@@ -317,7 +320,7 @@ impl<A: Artifact> WasmCache<A> {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
         F: Future<Output = std::result::Result<B, E>>,
     {
-        let key = artifact_key(&self.namespace, engine, &content, &[]);
+        let key = self.key(engine, &content, &[]);
         let source = move || async move { checked_source(content, load().await) };
         self.obtain(engine, key, content, source, Exec::Blocking)
             .await
@@ -360,12 +363,7 @@ impl<A: Artifact> WasmCache<A> {
         let content = ContentHash::of(wasm);
         let mut hasher = CanonicalHasher::new();
         extras.hash(&mut hasher);
-        let key = artifact_key(
-            &self.namespace,
-            engine,
-            &content,
-            hasher.digest().as_bytes(),
-        );
+        let key = self.key(engine, &content, hasher.digest().as_bytes());
         let source = move || {
             std::future::ready(
                 prepare(wasm, extras)
@@ -404,7 +402,7 @@ impl<A: Artifact> WasmCache<A> {
     /// ```
     pub fn precompile(&self, engine: &Engine, wasm: &[u8]) -> Result<Precompiled> {
         let content = ContentHash::of(wasm);
-        let key = artifact_key(&self.namespace, engine, &content, &[]);
+        let key = self.key(engine, &content, &[]);
         futures::executor::block_on(async {
             if let Some(found) = self.tiers.get(&key).await {
                 return Ok(Precompiled {
@@ -456,6 +454,33 @@ impl<A: Artifact> WasmCache<A> {
     pub fn stats(&self) -> WasmStats {
         let live = self.live.as_ref().map_or(0, |l| l.len() as u64);
         self.counters.snapshot(live, self.tiers.stats())
+    }
+
+    /// The key of `content` with `extras` under `engine`.
+    fn key(&self, engine: &Engine, content: &ContentHash, extras: &[u8]) -> CacheKey {
+        self.engine_key(engine)
+            .artifact_key(&self.namespace, content, extras)
+    }
+
+    /// `engine`'s key, remembered per engine (engines that were dropped are forgotten).
+    fn engine_key(&self, engine: &Engine) -> EngineKey {
+        let known = |list: &[(wasmtime::EngineWeak, EngineKey)]| {
+            list.iter().find_map(|(weak, key)| {
+                weak.upgrade()
+                    .filter(|e| Engine::same(e, engine))
+                    .map(|_| *key)
+            })
+        };
+        if let Some(key) = known(&self.engines.read()) {
+            return key;
+        }
+        let key = EngineKey::of(engine);
+        let mut engines = self.engines.write();
+        engines.retain(|(weak, _)| weak.upgrade().is_some());
+        if known(&engines).is_none() {
+            engines.push((engine.weak(), key));
+        }
+        key
     }
 
     fn live_get(&self, engine: &Engine, key: &CacheKey) -> Option<A> {

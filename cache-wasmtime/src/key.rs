@@ -115,27 +115,51 @@ impl FromStr for ContentHash {
 
 /// Derives the key of a compiled artifact.
 ///
-/// Fields, in order: wasmtime version, the host's architecture and OS (so a shared tier never
-/// offers one kind of host's entries to another), the engine's
-/// [`precompile_compatibility_hash`](Engine::precompile_compatibility_hash) (compilation target,
-/// Cranelift flags and opt level, ISA flags, tunables such as memory reservation and guard
-/// sizes, signals-based traps, fuel, epochs, debug info, and enabled wasm features) through the
-/// canonical hasher, the content hash, and the caller's extras (empty when there are none).
+/// Fields: the [`EngineKey`] of `engine` (wasmtime version, host, compatibility hash), the
+/// content hash, and the caller's extras (empty when there are none).
 pub fn artifact_key(
     namespace: &Namespace,
     engine: &Engine,
     content: &ContentHash,
     extras: &[u8],
 ) -> CacheKey {
-    let mut builder: KeyBuilder = namespace.builder();
-    builder
-        .str(WASMTIME_VERSION)
-        .str(std::env::consts::ARCH)
-        .str(std::env::consts::OS)
-        .hash(&engine.precompile_compatibility_hash())
-        .bytes(content.as_bytes())
-        .bytes(extras);
-    builder.finish()
+    EngineKey::of(engine).artifact_key(namespace, content, extras)
+}
+
+/// Everything about an engine that changes compiled code, digested once.
+///
+/// Fields, in order: wasmtime version, the host's architecture and OS (so a shared tier never
+/// offers one kind of host's entries to another), and the engine's
+/// [`precompile_compatibility_hash`](Engine::precompile_compatibility_hash) (compilation target,
+/// Cranelift flags and opt level, ISA flags, tunables such as memory reservation and guard
+/// sizes, signals-based traps, fuel, epochs, debug info, and enabled wasm features) through the
+/// canonical hasher. Hashing all of that takes microseconds, so caches remember it per engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EngineKey(CacheKey);
+
+impl EngineKey {
+    /// Digests `engine`'s settings.
+    pub fn of(engine: &Engine) -> Self {
+        let mut builder = Namespace::new("wasmtime-engine").builder();
+        builder
+            .str(WASMTIME_VERSION)
+            .str(std::env::consts::ARCH)
+            .str(std::env::consts::OS)
+            .hash(&engine.precompile_compatibility_hash());
+        Self(builder.finish())
+    }
+
+    /// The key of the artifact of `content` with `extras` in `namespace`.
+    pub fn artifact_key(
+        &self,
+        namespace: &Namespace,
+        content: &ContentHash,
+        extras: &[u8],
+    ) -> CacheKey {
+        let mut builder: KeyBuilder = namespace.builder();
+        builder.key(&self.0).bytes(content.as_bytes()).bytes(extras);
+        builder.finish()
+    }
 }
 
 /// The architecture and OS of this process, as `arch-os` (for example `x86_64-linux`).

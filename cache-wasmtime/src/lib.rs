@@ -54,4 +54,5 @@ pub use cache::{
 };
 pub use error::{Error, Result};
 pub use incremental::{IncrementalCache, IncrementalStats};
-pub use key::{ArtifactKind, ContentHash, WASMTIME_VERSION, artifact_key, host};
+pub use key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION, artifact_key, host};
+pub use stats::WasmStats;

@@ -58,12 +58,17 @@ fn corpus_modules_compile_once_and_warm_start_from_files() {
     let only = std::env::var("WARMCACHE_CORPUS_MODULES").ok();
     let engine = Engine::default();
     for name in MODULES {
-        if only.as_deref().is_some_and(|o| !o.split(',').any(|m| m == *name)) {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|m| m == *name))
+        {
             continue;
         }
         let wasm = std::fs::read(dir.join(format!("{name}.wasm"))).unwrap();
         let cache_dir = tempfile::tempdir().unwrap();
-        let compiled = stack(cache_dir.path()).get_or_compile(&engine, &wasm).unwrap();
+        let compiled = stack(cache_dir.path())
+            .get_or_compile(&engine, &wasm)
+            .unwrap();
 
         let warm = stack(cache_dir.path());
         let loaded = warm.get_or_compile(&engine, &wasm).unwrap();
@@ -71,7 +76,10 @@ fn corpus_modules_compile_once_and_warm_start_from_files() {
         assert_eq!((stats.compiles, stats.file_loads), (0, 1), "{name}");
         assert_eq!(shape(&compiled), shape(&loaded), "{name}");
         if *name != "esbuild" {
-            assert!(shape(&loaded).1.iter().any(|e| e == "_start"), "{name} is a command");
+            assert!(
+                shape(&loaded).1.iter().any(|e| e == "_start"),
+                "{name} is a command"
+            );
         }
         eprintln!(
             "{name}: {} bytes, warm start {:.1} ms (debug build), compile saved {:.0} ms",
