@@ -59,12 +59,16 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p warmcache-core --all-targets --features shuttle -- -D warnings
+cargo clippy -p warmcache --all-targets --features rocksdb -- -D warnings
 
 step "cargo doc (broken links and missing docs are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "cargo test"
 cargo test --workspace
+
+step "the CLI with RocksDB built in"
+cargo test -p warmcache --features rocksdb --test cli
 
 step "model-checked single-flight (shuttle)"
 cargo test -p warmcache-core --features shuttle --test single_flight_shuttle

@@ -7,8 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use warmcache_core::{
     Backend, CacheKey, Capabilities, KeyInfo, ListPage, Result, Usage, async_trait,
-    maybe_spawn_blocking,
-    page_from_sorted,
+    maybe_spawn_blocking, page_from_sorted,
 };
 
 use crate::builder::FsBackendBuilder;

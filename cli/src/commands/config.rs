@@ -1,0 +1,63 @@
+//! `warmcache config`: the effective configuration and where each value came from.
+
+use std::process::ExitCode;
+
+use super::Outcome;
+use crate::config::{Settings, Sourced};
+
+fn line<T: std::fmt::Display>(key: &str, value: &Sourced<T>) {
+    println!(
+        "{key:<20} = {:<40} # {}",
+        value.value.to_string(),
+        value.source
+    );
+}
+
+pub fn run(settings: &Settings) -> Outcome {
+    match &settings.config_file {
+        Some(path) => println!("# config file: {}", path.display()),
+        None => println!("# config file: none"),
+    }
+    line(
+        "cache_dir",
+        &Sourced {
+            value: settings.cache_dir.value.display(),
+            source: settings.cache_dir.source.clone(),
+        },
+    );
+    line(
+        "secret_env",
+        &Sourced {
+            value: settings.secret_env.value.as_deref().unwrap_or("(none)"),
+            source: settings.secret_env.source.clone(),
+        },
+    );
+    let e = &settings.engine;
+    line("engine.opt_level", &e.opt_level);
+    line("engine.simd", &e.simd);
+    line("engine.fuel", &e.fuel);
+    line("engine.epochs", &e.epochs);
+    line("engine.debug_info", &e.debug_info);
+    println!("# tiers, fastest first ({})", settings.tiers.source);
+    for (i, tier) in settings.tiers.value.iter().enumerate() {
+        let mut options = Vec::new();
+        if let Some(path) = &tier.path {
+            options.push(format!("path={}", path.display()));
+        }
+        if let Some(url) = &tier.url {
+            options.push(format!("url={url}"));
+        }
+        if let Some(size) = tier.size {
+            options.push(format!("size={size}"));
+        }
+        if let Some(endpoint) = &tier.endpoint {
+            options.push(format!("endpoint={endpoint}"));
+        }
+        println!(
+            "tiers[{i}]             = {} {}",
+            tier.kind.as_str(),
+            options.join(" ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

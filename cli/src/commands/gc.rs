@@ -1,0 +1,42 @@
+//! `warmcache gc`: shrink each disk tier to a size, least recently used first.
+
+use std::process::ExitCode;
+
+use futures::executor::block_on;
+
+use super::Outcome;
+use crate::config::Settings;
+use crate::size::{Size, human};
+
+pub fn run(settings: &Settings, max_size: Size) -> Outcome {
+    let stack = super::open(settings)?;
+    let mut failed = false;
+    for tier in &stack.tiers {
+        match block_on(tier.shrink_to(max_size.0)) {
+            None => {
+                if tier.persistent() {
+                    println!("{}: skipped (no recency to evict by)", tier.label);
+                }
+            }
+            Some(Ok(evicted)) => {
+                let usage = block_on(tier.backend().usage())?;
+                println!(
+                    "{}: evicted {evicted} entries, now {} in {} entries (limit {})",
+                    tier.label,
+                    human(usage.bytes),
+                    usage.entries,
+                    human(max_size.0)
+                );
+            }
+            Some(Err(e)) => {
+                failed = true;
+                eprintln!("error: {}: {e}", tier.label);
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

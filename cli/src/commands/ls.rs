@@ -1,0 +1,91 @@
+//! `warmcache ls`: every entry of every persistent tier.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::executor::block_on;
+use serde::Serialize;
+use warmcache_core::BackendExt;
+use warmcache_core::envelope::inspect;
+use warmcache_wasmtime::ArtifactKind;
+
+use super::Outcome;
+use crate::config::Settings;
+use crate::size::human;
+use crate::stack::Handle;
+
+#[derive(Debug, Serialize)]
+struct Entry {
+    tier: String,
+    key: String,
+    kind: String,
+    size: u64,
+    producer: Option<String>,
+    created: Option<String>,
+    last_used: Option<String>,
+}
+
+fn time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn kind_name(kind: u32) -> String {
+    match ArtifactKind::from_envelope_kind(kind) {
+        Some(k) => k.as_str().to_owned(),
+        None if kind == u32::from_le_bytes(*b"winc") => "incremental".to_owned(),
+        None => format!("{kind:#010x}"),
+    }
+}
+
+pub fn run(settings: &Settings, json: bool) -> Outcome {
+    let stack = super::open(settings)?;
+    let mut entries = Vec::new();
+    for tier in stack.tiers.iter().filter(|t| t.persistent()) {
+        let backend = tier.backend();
+        let used: HashMap<_, _> = match &tier.handle {
+            Handle::Fs(fs) => block_on(fs.entries_with_use())
+                .map(|all| all.into_iter().map(|(info, t)| (info.key, t)).collect())
+                .unwrap_or_default(),
+            _ => HashMap::new(),
+        };
+        let keys = block_on(backend.list_all()).map_err(|e| format!("{}: {e}", tier.label))?;
+        for info in keys {
+            let meta = match block_on(backend.get(&info.key)) {
+                Ok(Some(bytes)) => inspect(&bytes).ok(),
+                _ => None,
+            };
+            entries.push(Entry {
+                tier: tier.label.clone(),
+                key: info.key.to_hex(),
+                kind: meta
+                    .as_ref()
+                    .map_or_else(|| "unreadable".to_owned(), |m| kind_name(m.kind)),
+                size: info.size,
+                producer: meta.as_ref().map(|m| m.producer.clone()),
+                created: meta
+                    .as_ref()
+                    .map(|m| time(UNIX_EPOCH + Duration::from_millis(m.created_ms))),
+                last_used: used.get(&info.key).map(|t| time(*t)),
+            });
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in &entries {
+        println!(
+            "{}  {:<10} {:>10}  created {}  used {}  {}  [{}]",
+            &e.key[..16],
+            e.kind,
+            human(e.size),
+            e.created.as_deref().unwrap_or("-"),
+            e.last_used.as_deref().unwrap_or("-"),
+            e.producer.as_deref().unwrap_or("-"),
+            e.tier
+        );
+    }
+    println!("{} entries", entries.len());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,119 @@
+//! `warmcache precompile`: compile many files into the cache, in parallel, with progress.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use warmcache_wasmtime::{ComponentCache, ModuleCache};
+
+use super::{InputKind, Outcome, input_kind};
+use crate::config::Settings;
+
+/// Arguments of `warmcache precompile`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files (any name) and directories (searched recursively for *.wasm).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+/// A file to compile, or a path that could not be read while collecting.
+enum Item {
+    File(PathBuf),
+    Unreadable(PathBuf, std::io::Error),
+}
+
+fn collect(path: &Path, explicit: bool, out: &mut Vec<Item>) {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => match std::fs::read_dir(path) {
+            Ok(entries) => {
+                let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+                children.sort();
+                for child in children {
+                    collect(&child, false, out);
+                }
+            }
+            Err(e) => out.push(Item::Unreadable(path.to_owned(), e)),
+        },
+        Ok(_) if explicit || path.extension().is_some_and(|e| e == "wasm") => {
+            out.push(Item::File(path.to_owned()));
+        }
+        Ok(_) => {}
+        Err(e) => out.push(Item::Unreadable(path.to_owned(), e)),
+    }
+}
+
+pub fn run(settings: &Settings, args: Args) -> Outcome {
+    let mut items = Vec::new();
+    for path in &args.paths {
+        collect(path, true, &mut items);
+    }
+    let stack = super::open(settings)?;
+    let engine = super::engine(settings)?;
+    let modules = ModuleCache::new(stack.tiered());
+    let components = ComponentCache::new(stack.tiered());
+
+    let started = Instant::now();
+    let (compiled, cached, failed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let bar = ProgressBar::new(items.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    items.par_iter().for_each(|item| {
+        let outcome = match item {
+            Item::Unreadable(path, e) => Err(format!("{}: {e}", path.display())),
+            Item::File(path) => {
+                bar.set_message(path.display().to_string());
+                std::fs::read(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+                    .and_then(|bytes| {
+                        let done = match input_kind(&bytes) {
+                            InputKind::Module => modules.precompile(&engine, &bytes),
+                            InputKind::Component => components.precompile(&engine, &bytes),
+                        };
+                        done.map_err(|e| format!("{}: {e}", path.display()))
+                    })
+            }
+        };
+        match outcome {
+            Ok(done) if done.already_cached => {
+                cached.fetch_add(1, Relaxed);
+            }
+            Ok(_) => {
+                compiled.fetch_add(1, Relaxed);
+            }
+            Err(message) => {
+                failed.fetch_add(1, Relaxed);
+                // `suspend` prints above the bar, and also when the bar is hidden (no terminal).
+                bar.suspend(|| eprintln!("failed: {message}"));
+            }
+        }
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    modules.flush();
+    components.flush();
+    if let Err(e) = crate::history::record(
+        &settings.cache_dir.value,
+        &[modules.stats(), components.stats()],
+    ) {
+        tracing::warn!("could not record stats: {e}");
+    }
+    let failed = failed.load(Relaxed);
+    println!(
+        "{} files: {} compiled, {} already cached, {failed} failed, in {:.2} s",
+        items.len(),
+        compiled.load(Relaxed),
+        cached.load(Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

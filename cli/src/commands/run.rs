@@ -1,0 +1,234 @@
+//! `warmcache run`: a WASI command through the cache, like `wasmtime run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use warmcache_wasmtime::{ComponentCache, ModuleCache, WasmStats};
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Engine, Module, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::{InputKind, Outcome, input_kind};
+use crate::config::Settings;
+use crate::stack::Stack;
+
+/// Exit status for a trap, as `wasmtime run` reports it on Unix (128 + SIGABRT).
+const TRAP_EXIT: u8 = 134;
+
+/// Arguments of `warmcache run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Preopen a host directory, as HOST or HOST::GUEST.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    dirs: Vec<String>,
+    /// Set an environment variable for the guest.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = env_pair)]
+    envs: Vec<(String, String)>,
+    /// The module or component (binary or text).
+    file: PathBuf,
+    /// Arguments for the guest.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+fn env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
+}
+
+/// Where the compiled code came from, for `-v`.
+fn describe(stack: &Stack, before: &WasmStats, after: &WasmStats) -> String {
+    if after.compiles > before.compiles {
+        return "compiled".to_owned();
+    }
+    if after.live_hits > before.live_hits {
+        return "in-process tier".to_owned();
+    }
+    let mapped = if after.file_loads > before.file_loads {
+        " (mmap)"
+    } else {
+        ""
+    };
+    for (i, tier) in after.tiers.iter().enumerate() {
+        if tier.hits > before.tiers.get(i).map_or(0, |t| t.hits) {
+            let place = match stack.tiers.get(i).map(|t| t.config.kind) {
+                Some(crate::config::TierKind::Memory) => "memory tier",
+                Some(crate::config::TierKind::S3) => "remote tier",
+                _ => "disk tier",
+            };
+            return format!("{place} {}{mapped}", tier.name);
+        }
+    }
+    "cache".to_owned()
+}
+
+pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
+    let bytes =
+        std::fs::read(&args.file).map_err(|e| format!("reading {}: {e}", args.file.display()))?;
+    let stack = super::open(settings)?;
+    let engine = super::engine(settings)?;
+    let mut builder = WasiCtxBuilder::new();
+    builder.inherit_stdio();
+    let program = args
+        .file
+        .file_name()
+        .map_or_else(|| "main".to_owned(), |n| n.to_string_lossy().into_owned());
+    builder.arg(&program);
+    for arg in &args.args {
+        builder.arg(arg);
+    }
+    for (k, v) in &args.envs {
+        builder.env(k, v);
+    }
+    for dir in &args.dirs {
+        let (host, guest) = dir.split_once("::").unwrap_or((dir.as_str(), dir.as_str()));
+        builder
+            .preopened_dir(host, guest, FsPerms::ReadWrite)
+            .map_err(|e| format!("preopening {host}: {e:#}"))?;
+    }
+
+    let started = Instant::now();
+    let code = match input_kind(&bytes) {
+        InputKind::Module => {
+            let cache = ModuleCache::new(stack.tiered());
+            let before = cache.stats();
+            let module = cache.get_or_compile(&engine, &bytes)?;
+            report(&stack, &args, verbose, &before, &cache.stats(), started);
+            let code = run_module(&engine, &module, builder.build_p1());
+            finish(settings, cache.stats(), || cache.flush());
+            code
+        }
+        InputKind::Component => {
+            let cache = ComponentCache::new(stack.tiered());
+            let before = cache.stats();
+            let component = cache.get_or_compile(&engine, &bytes)?;
+            report(&stack, &args, verbose, &before, &cache.stats(), started);
+            let code = run_component(&engine, &component, builder.build());
+            finish(settings, cache.stats(), || cache.flush());
+            code
+        }
+    };
+    Ok(code)
+}
+
+fn report(
+    stack: &Stack,
+    args: &Args,
+    verbose: u8,
+    before: &WasmStats,
+    after: &WasmStats,
+    started: Instant,
+) {
+    if verbose > 0 {
+        let source = describe(stack, before, after);
+        let how = if source == "compiled" {
+            source
+        } else {
+            format!("loaded from {source}")
+        };
+        eprintln!(
+            "warmcache: {} {how} in {:.1} ms",
+            args.file.display(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// Waits for background uploads and records the counters.
+fn finish(settings: &Settings, stats: WasmStats, flush: impl FnOnce()) {
+    flush();
+    if let Err(e) = crate::history::record(&settings.cache_dir.value, &[stats]) {
+        tracing::warn!("could not record stats: {e}");
+    }
+}
+
+fn budget<T>(store: &mut Store<T>) {
+    // Engines with fuel or epochs need a budget; without them these calls are no-ops or
+    // refused, both harmless.
+    let _ = store.set_fuel(u64::MAX);
+    store.set_epoch_deadline(u64::MAX);
+}
+
+fn exit_code(error: wasmtime::Error) -> ExitCode {
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return ExitCode::from(u8::try_from(exit.0).unwrap_or(1));
+    }
+    eprintln!("error: {error:?}");
+    ExitCode::from(TRAP_EXIT)
+}
+
+fn run_module(engine: &Engine, module: &Module, wasi: WasiP1Ctx) -> ExitCode {
+    let mut linker = wasmtime::Linker::<WasiP1Ctx>::new(engine);
+    if let Err(e) = wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx) {
+        eprintln!("error: setting up WASI: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let mut store = Store::new(engine, wasi);
+    budget(&mut store);
+    let instance = match linker.instantiate(&mut store, module) {
+        Ok(instance) => instance,
+        Err(e) => {
+            eprintln!("error: instantiating: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+        Ok(start) => start,
+        Err(e) => {
+            eprintln!("error: not a WASI command (no `_start`): {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match start.call(&mut store, ()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit_code(e),
+    }
+}
+
+struct Host {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn run_component(engine: &Engine, component: &Component, wasi: WasiCtx) -> ExitCode {
+    let mut linker = wasmtime::component::Linker::<Host>::new(engine);
+    if let Err(e) = wasmtime_wasi::p2::add_to_linker_sync(&mut linker) {
+        eprintln!("error: setting up WASI: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let mut store = Store::new(
+        engine,
+        Host {
+            ctx: wasi,
+            table: ResourceTable::new(),
+        },
+    );
+    budget(&mut store);
+    let command = match wasmtime_wasi::p2::bindings::sync::Command::instantiate(
+        &mut store, component, &linker,
+    ) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("error: not a WASI command component: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match command.wasi_cli_run().call_run(&mut store) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(())) => ExitCode::FAILURE,
+        Err(e) => exit_code(e),
+    }
+}

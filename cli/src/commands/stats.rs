@@ -1,0 +1,107 @@
+//! `warmcache stats`: per-tier contents and the counters of every run so far.
+
+use std::process::ExitCode;
+
+use futures::executor::block_on;
+use serde::Serialize;
+
+use super::Outcome;
+use crate::config::Settings;
+use crate::size::human;
+
+#[derive(Debug, Serialize)]
+struct TierReport {
+    tier: String,
+    kind: &'static str,
+    entries: Option<u64>,
+    bytes: Option<u64>,
+    hits: u64,
+    misses: u64,
+    errors: u64,
+    corrupt: u64,
+    forged: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    cache_dir: String,
+    tiers: Vec<TierReport>,
+    live_hits: u64,
+    tier_hits: u64,
+    misses: u64,
+    compiles: u64,
+    compile_errors: u64,
+    compile_ms: f64,
+    compile_saved_ms: f64,
+}
+
+pub fn run(settings: &Settings, json: bool) -> Outcome {
+    let stack = super::open(settings)?;
+    let history = crate::history::load(&settings.cache_dir.value);
+    let mut tiers = Vec::new();
+    for tier in &stack.tiers {
+        let usage = match block_on(tier.backend().usage()) {
+            Ok(usage) => Some(usage),
+            Err(e) => {
+                tracing::warn!("{}: {e}", tier.label);
+                None
+            }
+        };
+        let totals = history.tiers.get(&tier.label).cloned().unwrap_or_default();
+        tiers.push(TierReport {
+            tier: tier.label.clone(),
+            kind: tier.config.kind.as_str(),
+            // A memory tier lives only inside one process.
+            entries: usage.filter(|_| tier.persistent()).map(|u| u.entries),
+            bytes: usage.filter(|_| tier.persistent()).map(|u| u.bytes),
+            hits: totals.hits,
+            misses: totals.misses,
+            errors: totals.errors,
+            corrupt: totals.corrupt,
+            forged: totals.forged,
+        });
+    }
+    let report = Report {
+        cache_dir: settings.cache_dir.value.display().to_string(),
+        tiers,
+        live_hits: history.live_hits,
+        tier_hits: history.tier_hits,
+        misses: history.misses,
+        compiles: history.compiles,
+        compile_errors: history.compile_errors,
+        compile_ms: history.compile_ms,
+        compile_saved_ms: history.compile_saved_ms,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("cache directory: {}", report.cache_dir);
+    println!(
+        "{:<48} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>6}",
+        "tier", "entries", "bytes", "hits", "misses", "errors", "corrupt", "forged"
+    );
+    for t in &report.tiers {
+        let dash = || "-".to_owned();
+        println!(
+            "{:<48} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>6}",
+            t.tier,
+            t.entries.map_or_else(dash, |e| e.to_string()),
+            t.bytes.map_or_else(dash, human),
+            t.hits,
+            t.misses,
+            t.errors,
+            t.corrupt,
+            t.forged
+        );
+    }
+    println!(
+        "compiles: {} ({} failed, {:.1} s); warm starts: {} from tiers; compile time saved: {:.1} s",
+        report.compiles,
+        report.compile_errors,
+        report.compile_ms / 1e3,
+        report.tier_hits,
+        report.compile_saved_ms / 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,56 @@
+//! `warmcache verify`: every entry's tag, in every persistent tier.
+
+use std::process::ExitCode;
+
+use futures::executor::block_on;
+use warmcache_core::BackendExt;
+
+use super::Outcome;
+use crate::config::Settings;
+
+pub fn run(settings: &Settings, remove: bool) -> Outcome {
+    let stack = super::open(settings)?;
+    let (mut checked, mut bad, mut removed) = (0u64, 0u64, 0u64);
+    for tier in stack.tiers.iter().filter(|t| t.persistent()) {
+        let backend = tier.backend();
+        let keys = block_on(backend.list_all()).map_err(|e| format!("{}: {e}", tier.label))?;
+        for info in keys {
+            checked += 1;
+            let problem = match block_on(backend.get(&info.key)) {
+                Ok(Some(bytes)) => stack
+                    .integrity
+                    .verify(&info.key, &bytes)
+                    .err()
+                    .map(|e| e.to_string()),
+                // Gone since the listing: nothing to check.
+                Ok(None) => None,
+                Err(e) => Some(format!("unreadable: {e}")),
+            };
+            let Some(problem) = problem else {
+                continue;
+            };
+            bad += 1;
+            println!("bad: {} {}: {problem}", tier.label, info.key);
+            if remove {
+                match block_on(backend.delete(&info.key)) {
+                    Ok(()) => removed += 1,
+                    Err(e) => eprintln!("error: removing {} from {}: {e}", info.key, tier.label),
+                }
+            }
+        }
+    }
+    println!(
+        "checked {checked} entries in {} tiers: {bad} bad{}",
+        stack.tiers.iter().filter(|t| t.persistent()).count(),
+        if remove {
+            format!(", {removed} removed")
+        } else {
+            String::new()
+        }
+    );
+    Ok(if bad > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

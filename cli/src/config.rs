@@ -1,0 +1,672 @@
+//! Effective settings from defaults, a TOML file, `WARMCACHE_*` variables and flags (in
+//! increasing precedence), each remembering where it came from.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::size::Size;
+
+/// Where a setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Built in.
+    Default,
+    /// A line of the configuration file.
+    File { path: PathBuf, line: usize },
+    /// An environment variable.
+    Env(&'static str),
+    /// A command-line flag.
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Source::Env(var) => write!(f, "environment {var}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Sourced<T> {
+    fn default(value: T) -> Self {
+        Self {
+            value,
+            source: Source::Default,
+        }
+    }
+
+    fn set(&mut self, value: T, source: Source) {
+        *self = Self { value, source };
+    }
+}
+
+/// A configuration error; messages name the file, line and key, or the variable or flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: key `{key}`: {message}")]
+    File {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Value { origin: String, message: String },
+    #[error(
+        "no cache directory: set XDG_CACHE_HOME or HOME, `cache_dir` in the config file, \
+         WARMCACHE_CACHE_DIR, or --cache-dir"
+    )]
+    NoCacheDir,
+}
+
+/// Kinds of tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TierKind {
+    /// In-process memory.
+    Memory,
+    /// One file per entry, loaded through mmap (`warmcache-fs`).
+    Fs,
+    /// A redb database file.
+    Redb,
+    /// A RocksDB directory (the `rocksdb` cargo feature).
+    Rocksdb,
+    /// An object store URL: `s3://`, `gs://`, `az://`, `file://`, `memory://`.
+    S3,
+}
+
+impl TierKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TierKind::Memory => "memory",
+            TierKind::Fs => "fs",
+            TierKind::Redb => "redb",
+            TierKind::Rocksdb => "rocksdb",
+            TierKind::S3 => "s3",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            TierKind::Memory,
+            TierKind::Fs,
+            TierKind::Redb,
+            TierKind::Rocksdb,
+            TierKind::S3,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// Compression of entries in a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionSetting {
+    None,
+    Zstd,
+}
+
+/// One tier as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// `memory`, `fs`, `redb`, `rocksdb` or `s3`.
+    pub kind: TierKind,
+    /// Directory or file of a disk tier (default under the cache directory; relative paths are
+    /// relative to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Size>,
+    /// Object store URL of a remote tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// S3 endpoint (for S3-compatible servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// S3 region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Allow plain HTTP endpoints.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_http: bool,
+    /// Entry compression (default: zstd for remote tiers, none for local ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<CompressionSetting>,
+    /// Per-operation timeout of a remote tier, in milliseconds (default 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl TierConfig {
+    fn new(kind: TierKind) -> Self {
+        Self {
+            kind,
+            path: None,
+            size: None,
+            url: None,
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            compression: None,
+            timeout_ms: None,
+        }
+    }
+
+    /// The tier's location for messages: a path or URL, or `memory`.
+    pub fn location(&self) -> String {
+        match (&self.path, &self.url) {
+            (Some(path), _) => path.display().to_string(),
+            (_, Some(url)) => url.clone(),
+            _ => self.kind.as_str().to_owned(),
+        }
+    }
+
+    /// Checks options against the kind; `None` when fine.
+    fn problem(&self) -> Option<&'static str> {
+        match self.kind {
+            TierKind::S3 if self.url.is_none() => Some("an s3 tier needs `url`"),
+            TierKind::S3 => None,
+            _ if self.url.is_some() => Some("`url` is only for s3 tiers"),
+            TierKind::Memory if self.path.is_some() => Some("a memory tier has no `path`"),
+            _ => None,
+        }
+    }
+
+    /// Fills in default paths and makes relative ones relative to `cache_dir`.
+    fn resolve(&mut self, cache_dir: &Path) {
+        let default = match self.kind {
+            TierKind::Fs => Some("files"),
+            TierKind::Redb => Some("cache.redb"),
+            TierKind::Rocksdb => Some("rocksdb"),
+            TierKind::Memory | TierKind::S3 => None,
+        };
+        if let Some(default) = default {
+            let path = self.path.take().unwrap_or_else(|| PathBuf::from(default));
+            self.path = Some(cache_dir.join(expand_home(&path)));
+        }
+    }
+}
+
+fn expand_home(path: &Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_owned(),
+    }
+}
+
+/// Cranelift optimization level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptLevel {
+    None,
+    Speed,
+    SpeedAndSize,
+}
+
+impl fmt::Display for OptLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OptLevel::None => "none",
+            OptLevel::Speed => "speed",
+            OptLevel::SpeedAndSize => "speed_and_size",
+        })
+    }
+}
+
+impl FromStr for OptLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" | "0" => Ok(OptLevel::None),
+            "speed" | "2" => Ok(OptLevel::Speed),
+            "speed_and_size" | "s" => Ok(OptLevel::SpeedAndSize),
+            _ => Err(format!(
+                "unknown opt level {s:?} (expected none, speed or speed_and_size)"
+            )),
+        }
+    }
+}
+
+/// Engine settings that change compiled code (and so are part of every key).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub opt_level: Sourced<OptLevel>,
+    pub simd: Sourced<bool>,
+    pub fuel: Sourced<bool>,
+    pub epochs: Sourced<bool>,
+    pub debug_info: Sourced<bool>,
+}
+
+impl EngineSettings {
+    /// The wasmtime configuration for these settings.
+    pub fn wasmtime_config(&self) -> wasmtime::Config {
+        let mut config = wasmtime::Config::new();
+        config
+            .cranelift_opt_level(match self.opt_level.value {
+                OptLevel::None => wasmtime::OptLevel::None,
+                OptLevel::Speed => wasmtime::OptLevel::Speed,
+                OptLevel::SpeedAndSize => wasmtime::OptLevel::SpeedAndSize,
+            })
+            .wasm_relaxed_simd(self.simd.value)
+            .wasm_simd(self.simd.value)
+            .consume_fuel(self.fuel.value)
+            .epoch_interruption(self.epochs.value)
+            .debug_info(self.debug_info.value);
+        config
+    }
+}
+
+/// Everything a command needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration file read, if any.
+    pub config_file: Option<PathBuf>,
+    pub cache_dir: Sourced<PathBuf>,
+    pub tiers: Sourced<Vec<TierConfig>>,
+    /// Name of the environment variable holding the integrity secret (MAC key) of every tier.
+    pub secret_env: Sourced<Option<String>>,
+    pub engine: EngineSettings,
+}
+
+/// Settings given on the command line (`None` when not given).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    pub tiers: Option<String>,
+    pub secret_env: Option<String>,
+    pub opt_level: Option<OptLevel>,
+    pub simd: Option<bool>,
+    pub fuel: Option<bool>,
+    pub epochs: Option<bool>,
+    pub debug_info: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    cache_dir: Option<Spanned<PathBuf>>,
+    secret_env: Option<Spanned<String>>,
+    engine: Option<FileEngine>,
+    tiers: Option<Spanned<Vec<Spanned<TierConfig>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEngine {
+    opt_level: Option<Spanned<OptLevel>>,
+    simd: Option<Spanned<bool>>,
+    fuel: Option<Spanned<bool>>,
+    epochs: Option<Spanned<bool>>,
+    debug_info: Option<Spanned<bool>>,
+}
+
+/// Reads the environment through a function, so tests can supply their own.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The real environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/warmcache`, else `~/.cache/warmcache`.
+fn default_cache_dir(env: Env<'_>) -> Option<PathBuf> {
+    env("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|base| base.join("warmcache"))
+}
+
+/// The configuration file to read: `--config`, else `WARMCACHE_CONFIG`, else
+/// `$XDG_CONFIG_HOME/warmcache/config.toml` (or `~/.config/...`) when it exists.
+fn config_path(flags: &Flags, env: Env<'_>) -> Option<(PathBuf, bool)> {
+    if let Some(path) = &flags.config {
+        return Some((path.clone(), true));
+    }
+    if let Some(path) = env("WARMCACHE_CONFIG") {
+        return Some((PathBuf::from(path), true));
+    }
+    let base = env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let path = base.join("warmcache").join("config.toml");
+    path.exists().then_some((path, false))
+}
+
+/// The default tiers: memory, then the file tier (mmap warm starts measured fastest).
+pub fn default_tiers() -> Vec<TierConfig> {
+    let mut memory = TierConfig::new(TierKind::Memory);
+    memory.size = Some(Size(256 << 20));
+    vec![memory, TierConfig::new(TierKind::Fs)]
+}
+
+/// Parses a compact tier list: `kind[=arg],...` where `arg` is a size for `memory`, a path for
+/// `fs`, `redb` and `rocksdb`, and a URL for `s3`. For example `memory=64MiB,fs,s3=s3://b/p`.
+pub fn parse_tier_list(spec: &str) -> Result<Vec<TierConfig>, String> {
+    let mut tiers = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (kind, arg) = match item.split_once('=') {
+            Some((k, a)) => (k.trim(), Some(a.trim())),
+            None => (item, None),
+        };
+        let kind = TierKind::parse(kind).ok_or_else(|| {
+            format!("unknown tier kind {kind:?} (expected memory, fs, redb, rocksdb or s3)")
+        })?;
+        let mut tier = TierConfig::new(kind);
+        match (kind, arg) {
+            (_, None) => {}
+            (TierKind::Memory, Some(size)) => {
+                tier.size = Some(size.parse().map_err(|e| format!("{e}"))?);
+            }
+            (TierKind::S3, Some(url)) => tier.url = Some(url.to_owned()),
+            (_, Some(path)) => tier.path = Some(PathBuf::from(path)),
+        }
+        if let Some(problem) = tier.problem() {
+            return Err(problem.to_owned());
+        }
+        tiers.push(tier);
+    }
+    if tiers.is_empty() {
+        return Err("no tiers listed".to_owned());
+    }
+    Ok(tiers)
+}
+
+fn line_of(text: &str, span: &Range<usize>) -> usize {
+    text[..span.start.min(text.len())].matches('\n').count() + 1
+}
+
+/// The key on the line holding `span`: the text before `=`, or the table header.
+fn key_at(text: &str, span: &Range<usize>) -> String {
+    let start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    match line.split_once('=') {
+        Some((key, _)) => key.trim().trim_matches('"').to_owned(),
+        None => line.trim().to_owned(),
+    }
+}
+
+fn bool_value(origin: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Value {
+            origin: origin.to_owned(),
+            message: format!("expected true or false, got {value:?}"),
+        }),
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then the file, then `env`, then `flags`.
+    pub fn load(flags: &Flags, env: Env<'_>) -> Result<Self, ConfigError> {
+        let mut settings = Settings {
+            config_file: None,
+            cache_dir: Sourced::default(PathBuf::new()),
+            tiers: Sourced::default(default_tiers()),
+            secret_env: Sourced::default(None),
+            engine: EngineSettings {
+                opt_level: Sourced::default(OptLevel::Speed),
+                simd: Sourced::default(true),
+                fuel: Sourced::default(false),
+                epochs: Sourced::default(false),
+                debug_info: Sourced::default(false),
+            },
+        };
+        let default_dir = default_cache_dir(env);
+        if let Some((path, explicit)) = config_path(flags, env) {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    settings.apply_file(&path, &text)?;
+                    settings.config_file = Some(path);
+                }
+                Err(e) if explicit || e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ConfigError::Read { path, source: e });
+                }
+                Err(_) => {}
+            }
+        }
+        settings.apply_env(env)?;
+        settings.apply_flags(flags);
+        if settings.cache_dir.value.as_os_str().is_empty() {
+            let dir = default_dir.ok_or(ConfigError::NoCacheDir)?;
+            settings.cache_dir.value = dir;
+        }
+        settings.cache_dir.value = expand_home(&settings.cache_dir.value);
+        let cache_dir = settings.cache_dir.value.clone();
+        for tier in &mut settings.tiers.value {
+            tier.resolve(&cache_dir);
+        }
+        Ok(settings)
+    }
+
+    fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            ConfigError::File {
+                path: path.to_owned(),
+                line: line_of(text, &span),
+                key: key_at(text, &span),
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let at = |span: Range<usize>| Source::File {
+            path: path.to_owned(),
+            line: line_of(text, &span),
+        };
+        if let Some(dir) = file.cache_dir {
+            self.cache_dir.set(dir.get_ref().clone(), at(dir.span()));
+        }
+        if let Some(var) = file.secret_env {
+            self.secret_env
+                .set(Some(var.get_ref().clone()), at(var.span()));
+        }
+        if let Some(tiers) = file.tiers {
+            let span = tiers.span();
+            let mut list = Vec::new();
+            for tier in tiers.into_inner() {
+                let tier_span = tier.span();
+                let tier = tier.into_inner();
+                if let Some(problem) = tier.problem() {
+                    return Err(ConfigError::File {
+                        path: path.to_owned(),
+                        line: line_of(text, &tier_span),
+                        key: "tiers".to_owned(),
+                        message: problem.to_owned(),
+                    });
+                }
+                list.push(tier);
+            }
+            self.tiers.set(list, at(span));
+        }
+        if let Some(engine) = file.engine {
+            let e = &mut self.engine;
+            if let Some(v) = engine.opt_level {
+                e.opt_level.set(*v.get_ref(), at(v.span()));
+            }
+            for (slot, value) in [
+                (&mut e.simd, engine.simd),
+                (&mut e.fuel, engine.fuel),
+                (&mut e.epochs, engine.epochs),
+                (&mut e.debug_info, engine.debug_info),
+            ] {
+                if let Some(v) = value {
+                    slot.set(*v.get_ref(), at(v.span()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: Env<'_>) -> Result<(), ConfigError> {
+        let origin = |var: &str| format!("environment {var}");
+        if let Some(dir) = env("WARMCACHE_CACHE_DIR") {
+            self.cache_dir
+                .set(PathBuf::from(dir), Source::Env("WARMCACHE_CACHE_DIR"));
+        }
+        if let Some(var) = env("WARMCACHE_SECRET_ENV") {
+            self.secret_env
+                .set(Some(var), Source::Env("WARMCACHE_SECRET_ENV"));
+        }
+        if let Some(spec) = env("WARMCACHE_TIERS") {
+            let tiers = parse_tier_list(&spec).map_err(|message| ConfigError::Value {
+                origin: origin("WARMCACHE_TIERS"),
+                message,
+            })?;
+            self.tiers.set(tiers, Source::Env("WARMCACHE_TIERS"));
+        }
+        if let Some(level) = env("WARMCACHE_OPT_LEVEL") {
+            let level = level.parse().map_err(|message| ConfigError::Value {
+                origin: origin("WARMCACHE_OPT_LEVEL"),
+                message,
+            })?;
+            self.engine
+                .opt_level
+                .set(level, Source::Env("WARMCACHE_OPT_LEVEL"));
+        }
+        let e = &mut self.engine;
+        for (slot, var) in [
+            (&mut e.simd, "WARMCACHE_SIMD"),
+            (&mut e.fuel, "WARMCACHE_FUEL"),
+            (&mut e.epochs, "WARMCACHE_EPOCHS"),
+            (&mut e.debug_info, "WARMCACHE_DEBUG_INFO"),
+        ] {
+            if let Some(value) = env(var) {
+                slot.set(bool_value(&origin(var), &value)?, Source::Env(var));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_flags(&mut self, flags: &Flags) {
+        if let Some(dir) = &flags.cache_dir {
+            self.cache_dir.set(dir.clone(), Source::Flag("--cache-dir"));
+        }
+        if let Some(var) = &flags.secret_env {
+            self.secret_env
+                .set(Some(var.clone()), Source::Flag("--secret-env"));
+        }
+        if let Some(spec) = &flags.tiers {
+            // Parsed (and refused) by clap already; see `parse_tier_list`.
+            if let Ok(tiers) = parse_tier_list(spec) {
+                self.tiers.set(tiers, Source::Flag("--tiers"));
+            }
+        }
+        let e = &mut self.engine;
+        if let Some(level) = flags.opt_level {
+            e.opt_level.set(level, Source::Flag("--opt-level"));
+        }
+        for (slot, value, flag) in [
+            (&mut e.simd, flags.simd, "--simd"),
+            (&mut e.fuel, flags.fuel, "--fuel"),
+            (&mut e.epochs, flags.epochs, "--epochs"),
+            (&mut e.debug_info, flags.debug_info, "--debug-info"),
+        ] {
+            if let Some(value) = value {
+                slot.set(value, Source::Flag(flag));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn defaults_without_any_configuration() {
+        let env = env_of(&[("HOME", "/home/u")]);
+        let s = Settings::load(&Flags::default(), &env).unwrap();
+        assert_eq!(s.cache_dir.value, PathBuf::from("/home/u/.cache/warmcache"));
+        assert_eq!(s.tiers.value.len(), 2);
+        assert_eq!(s.tiers.value[0].kind, TierKind::Memory);
+        assert_eq!(
+            s.tiers.value[1].path.as_deref(),
+            Some(Path::new("/home/u/.cache/warmcache/files"))
+        );
+        assert_eq!(s.config_file, None);
+        let env = env_of(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "/xdg")]);
+        let s = Settings::load(&Flags::default(), &env).unwrap();
+        assert_eq!(s.cache_dir.value, PathBuf::from("/xdg/warmcache"));
+    }
+
+    #[test]
+    fn tier_lists() {
+        let tiers = parse_tier_list("memory=64MiB, fs, redb=/x/db.redb ,s3=s3://b/p").unwrap();
+        assert_eq!(tiers.len(), 4);
+        assert_eq!(tiers[0].size, Some(Size(64 << 20)));
+        assert_eq!(tiers[2].path.as_deref(), Some(Path::new("/x/db.redb")));
+        assert_eq!(tiers[3].url.as_deref(), Some("s3://b/p"));
+        assert!(
+            parse_tier_list("floppy")
+                .unwrap_err()
+                .contains("unknown tier kind")
+        );
+        assert!(
+            parse_tier_list("memory=12XB")
+                .unwrap_err()
+                .contains("malformed size")
+        );
+        assert!(parse_tier_list("s3").unwrap_err().contains("needs `url`"));
+        assert!(parse_tier_list("").is_err());
+    }
+
+    fn file_error(text: &str) -> String {
+        let mut s = Settings::load(&Flags::default(), &env_of(&[("HOME", "/h")])).unwrap();
+        s.apply_file(Path::new("/etc/w.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn file_errors_name_the_file_line_and_key() {
+        let err = file_error("[[tiers]]\nkind = \"floppy\"\n");
+        assert!(err.starts_with("/etc/w.toml:2: key `kind`:"), "{err}");
+        assert!(err.contains("floppy"), "{err}");
+        let err = file_error(
+            "[[tiers]]\nkind = \"fs\"\n\n[[tiers]]\nkind = \"memory\"\nsize = \"12XB\"\n",
+        );
+        assert!(err.starts_with("/etc/w.toml:6: key `size`:"), "{err}");
+        assert!(err.contains("malformed size"), "{err}");
+        let err = file_error("[engine]\nturbo = true\n");
+        assert!(err.starts_with("/etc/w.toml:2: key `turbo`:"), "{err}");
+        let err = file_error("[[tiers]]\nkind = \"s3\"\n");
+        assert!(err.contains("needs `url`"), "{err}");
+    }
+}

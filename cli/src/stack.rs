@@ -1,0 +1,247 @@
+//! Opening the configured tiers. A tier that cannot be opened is skipped with a warning, so a
+//! locked database or a bad remote never stops a run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use warmcache_core::{Backend, Compression, ErrorKind, Integrity, Tier, Tiered};
+use warmcache_fs::FsBackend;
+use warmcache_memory::MemoryBackend;
+use warmcache_redb::RedbBackend;
+use warmcache_s3::S3Backend;
+
+use crate::config::{CompressionSetting, Settings, TierConfig, TierKind};
+
+/// Default capacity of disk tiers without a `size`.
+const DEFAULT_DISK_SIZE: u64 = 10 << 30;
+/// Default capacity of a memory tier without a `size`.
+const DEFAULT_MEMORY_SIZE: u64 = 256 << 20;
+/// Default per-operation timeout of a remote tier.
+const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A backend with its concrete type, for maintenance operations the trait does not have.
+#[derive(Debug, Clone)]
+pub enum Handle {
+    Memory(Arc<MemoryBackend>),
+    Fs(Arc<FsBackend>),
+    Redb(Arc<RedbBackend>),
+    #[cfg(feature = "rocksdb")]
+    Rocksdb(Arc<warmcache_rocksdb::RocksDbBackend>),
+    S3(Arc<S3Backend>),
+}
+
+/// One opened tier.
+#[derive(Debug, Clone)]
+pub struct OpenTier {
+    pub config: TierConfig,
+    /// `kind:location`, the tier's name in stats and messages.
+    pub label: String,
+    pub handle: Handle,
+}
+
+impl OpenTier {
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        match &self.handle {
+            Handle::Memory(b) => b.clone(),
+            Handle::Fs(b) => b.clone(),
+            Handle::Redb(b) => b.clone(),
+            #[cfg(feature = "rocksdb")]
+            Handle::Rocksdb(b) => b.clone(),
+            Handle::S3(b) => b.clone(),
+        }
+    }
+
+    /// Evicts least recently used entries down to `max_bytes`; `None` for tiers without
+    /// recency (memory, remote).
+    pub async fn shrink_to(&self, max_bytes: u64) -> Option<warmcache_core::Result<u64>> {
+        Some(match &self.handle {
+            Handle::Fs(b) => b.shrink_to(max_bytes).await,
+            Handle::Redb(b) => b.shrink_to(max_bytes).await,
+            #[cfg(feature = "rocksdb")]
+            Handle::Rocksdb(b) => b.shrink_to(max_bytes).await,
+            Handle::Memory(_) | Handle::S3(_) => return None,
+        })
+    }
+
+    /// Whether entries outlive the process.
+    pub fn persistent(&self) -> bool {
+        !matches!(self.handle, Handle::Memory(_))
+    }
+}
+
+/// The opened tiers and the integrity mode of the stack.
+#[derive(Debug)]
+pub struct Stack {
+    pub tiers: Vec<OpenTier>,
+    pub integrity: Integrity,
+}
+
+/// Why the stack cannot be used at all.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("the integrity secret variable {0} is not set or empty")]
+    MissingSecret(String),
+    #[error("creating cache directory {path}: {source}")]
+    CacheDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Stack {
+    /// Opens every configured tier, skipping (with a warning) those that cannot be opened.
+    pub fn open(settings: &Settings) -> Result<Self, StackError> {
+        let integrity = match &settings.secret_env.value {
+            Some(var) => match std::env::var(var) {
+                Ok(secret) if !secret.is_empty() => Integrity::keyed(secret.as_bytes()),
+                _ => return Err(StackError::MissingSecret(var.clone())),
+            },
+            None => Integrity::plain(),
+        };
+        let dir = &settings.cache_dir.value;
+        std::fs::create_dir_all(dir).map_err(|source| StackError::CacheDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut tiers = Vec::new();
+        for config in &settings.tiers.value {
+            let label = match config.kind {
+                TierKind::Memory => "memory".to_owned(),
+                kind => format!("{}:{}", kind.as_str(), config.location()),
+            };
+            match open_tier(config, &label) {
+                Ok(handle) => tiers.push(OpenTier {
+                    config: config.clone(),
+                    label,
+                    handle,
+                }),
+                Err(message) => tracing::warn!("skipping tier {label}: {message}"),
+            }
+        }
+        Ok(Self { tiers, integrity })
+    }
+
+    /// A tier stack over the opened backends (each call has its own counters and writers).
+    pub fn tiered(&self) -> Tiered {
+        let mut builder = Tiered::builder().integrity(self.integrity.clone());
+        for tier in &self.tiers {
+            let mut t = Tier::new(tier.backend()).name(tier.label.clone());
+            let remote = tier.config.kind == TierKind::S3;
+            let compression = match (tier.config.compression, remote) {
+                (Some(CompressionSetting::Zstd), _) | (None, true) => {
+                    warmcache_s3::RECOMMENDED_COMPRESSION
+                }
+                _ => Compression::None,
+            };
+            t = t.compression(compression);
+            if remote {
+                let timeout = tier
+                    .config
+                    .timeout_ms
+                    .map_or(DEFAULT_REMOTE_TIMEOUT, Duration::from_millis);
+                t = t
+                    .background(64)
+                    .timeout(timeout)
+                    .circuit_breaker(3, Duration::from_secs(30));
+            }
+            builder = builder.tier(t);
+        }
+        builder.build()
+    }
+}
+
+fn open_tier(config: &TierConfig, label: &str) -> Result<Handle, String> {
+    let size = |default: u64| config.size.map_or(default, |s| s.0);
+    let path = || config.path.clone().unwrap_or_default();
+    match config.kind {
+        TierKind::Memory => MemoryBackend::builder()
+            .capacity(size(DEFAULT_MEMORY_SIZE))
+            .name(label)
+            .build()
+            .map(|b| Handle::Memory(Arc::new(b)))
+            .map_err(|e| e.to_string()),
+        TierKind::Fs => FsBackend::builder(path())
+            .capacity(size(DEFAULT_DISK_SIZE))
+            .name(label)
+            .open()
+            .map(|b| Handle::Fs(Arc::new(b)))
+            .map_err(|e| e.to_string()),
+        TierKind::Redb => {
+            let path = path();
+            match RedbBackend::builder(&path)
+                .capacity(size(DEFAULT_DISK_SIZE))
+                .open()
+            {
+                Ok(b) => Ok(Handle::Redb(Arc::new(b))),
+                Err(e) if e.kind() == ErrorKind::Locked => Err(match holders(&path) {
+                    holders if holders.is_empty() => e.to_string(),
+                    holders => format!("{e} (held by {})", holders.join(", ")),
+                }),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        #[cfg(feature = "rocksdb")]
+        TierKind::Rocksdb => warmcache_rocksdb::RocksDbBackend::builder(path())
+            .capacity(size(DEFAULT_DISK_SIZE))
+            .open()
+            .map(|b| Handle::Rocksdb(Arc::new(b)))
+            .map_err(|e| e.to_string()),
+        #[cfg(not(feature = "rocksdb"))]
+        TierKind::Rocksdb => Err(
+            "this warmcache was built without RocksDB; rebuild with `--features rocksdb`".into(),
+        ),
+        TierKind::S3 => {
+            let url = config.url.clone().unwrap_or_default();
+            let timeout = config
+                .timeout_ms
+                .map_or(DEFAULT_REMOTE_TIMEOUT, Duration::from_millis);
+            let mut builder = S3Backend::builder(url)
+                .name(label)
+                .allow_http(config.allow_http)
+                .timeout(timeout)
+                .connect_timeout(Duration::from_secs(2))
+                .retries(1, timeout);
+            if let Some(endpoint) = &config.endpoint {
+                builder = builder.endpoint(endpoint);
+            }
+            if let Some(region) = &config.region {
+                builder = builder.region(region);
+            }
+            builder
+                .build()
+                .map(|b| Handle::S3(Arc::new(b)))
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Processes (other than this one) holding `path` open, as `pid (name)`; Linux only, best
+/// effort.
+fn holders(path: &Path) -> Vec<String> {
+    let Ok(target) = path.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in procs.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
+        {
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            found.push(format!("process {pid} ({})", name.trim()));
+        }
+    }
+    found
+}

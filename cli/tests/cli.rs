@@ -1,0 +1,424 @@
+//! The `warmcache` binary end to end: run, precompile, stats, ls, verify, gc, clear, config.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{Env, ok, stderr, stdout};
+
+#[test]
+fn run_twice_compiles_then_loads_from_the_file_tier() {
+    let env = Env::new();
+    let hello = common::hello();
+    let hello = hello.to_str().unwrap();
+    let first = env.run(&["run", "-v", hello]);
+    assert_eq!(ok(&first), "Hello from warmcache!\n");
+    assert!(stderr(&first).contains("compiled in"), "{}", stderr(&first));
+
+    let second = env.run(&["run", "-v", hello]);
+    assert_eq!(ok(&second), "Hello from warmcache!\n");
+    let how = stderr(&second);
+    assert!(how.contains("loaded from disk tier fs:"), "{how}");
+    assert!(how.contains("(mmap)"), "{how}");
+    assert!(env.cache_dir().join("files").is_dir());
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["stats", "--json"]))).unwrap();
+    assert_eq!(stats["compiles"], 1);
+    assert_eq!(stats["tier_hits"], 1);
+    let fs = &stats["tiers"][1];
+    assert_eq!(
+        (fs["kind"].as_str(), fs["entries"].as_u64()),
+        (Some("fs"), Some(1))
+    );
+    assert_eq!(fs["hits"], 1);
+}
+
+#[test]
+fn guest_exit_codes_arguments_environment_and_directories() {
+    let env = Env::new();
+    let exits = env.write("exits.wat", common::exits_with(7));
+    let out = env.run(&["run", exits.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+
+    let args = env.write("args.wat", common::COUNTS_ARGS);
+    let out = env.run(&["run", args.to_str().unwrap(), "--", "a", "b"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    let envs = env.write("env.wat", common::COUNTS_ENV);
+    let out = env.run(&[
+        "run",
+        "--env",
+        "A=1",
+        "--env",
+        "B=2",
+        envs.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    let preopen = env.write("preopen.wat", common::CHECKS_PREOPEN);
+    let dir = env.path().display().to_string();
+    let out = env.run(&[
+        "run",
+        "--dir",
+        &format!("{dir}::/data"),
+        preopen.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = env.run(&["run", preopen.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(8),
+        "EBADF without --dir: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn runs_preview2_command_components() {
+    let env = Env::new();
+    let good = env.write("good.wat", common::component(false));
+    let bad = env.write("bad.wat", common::component(true));
+    ok(&env.run(&["run", good.to_str().unwrap()]));
+    let again = env.run(&["run", "-v", good.to_str().unwrap()]);
+    ok(&again);
+    assert!(
+        stderr(&again).contains("loaded from disk tier"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        env.run(&["run", bad.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let env = Env::new();
+    let out = env.run(&["run", "/no/such/file.wasm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("reading /no/such/file.wasm"),
+        "{}",
+        stderr(&out)
+    );
+
+    let junk = env.write("junk.wasm", "this is not wasm");
+    let out = env.run(&["run", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("compiling module"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = env.run(&["--tiers", "memory,floppy", "stats"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown tier kind \"floppy\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["gc", "--max-size", "12XB"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("malformed size"), "{}", stderr(&out));
+}
+
+#[test]
+fn precompile_a_directory_with_an_invalid_and_an_unreadable_file() {
+    let env = Env::new();
+    let dir = env.path().join("modules");
+    for (name, text) in [
+        ("a.wasm", common::module(1, 5)),
+        ("nested/b.wasm", common::module(2, 5)),
+        ("c.wasm", "not wasm".to_owned()),
+        ("notes.txt", "ignored".to_owned()),
+    ] {
+        env.write(&format!("modules/{name}"), text);
+    }
+    std::os::unix::fs::symlink(dir.join("missing"), dir.join("dangling.wasm")).unwrap();
+
+    let out = env.run(&["precompile", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(
+        summary.contains("4 files: 2 compiled, 0 already cached, 2 failed"),
+        "{summary}"
+    );
+    let failures = format!("{summary}{}", stderr(&out));
+    assert!(failures.contains("c.wasm"), "{failures}");
+    assert!(failures.contains("dangling.wasm"), "{failures}");
+
+    let again = env.run(&["precompile", dir.join("a.wasm").to_str().unwrap()]);
+    assert!(stdout(&again).contains("1 files: 0 compiled, 1 already cached, 0 failed"));
+
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["ls", "--json"]))).unwrap();
+    let entries = listing.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    for entry in entries {
+        assert_eq!(entry["kind"], "module");
+        assert!(
+            entry["producer"]
+                .as_str()
+                .unwrap()
+                .starts_with("wasmtime 48")
+        );
+        assert!(entry["created"].as_str().unwrap().starts_with("20"));
+        assert!(entry["last_used"].as_str().is_some());
+    }
+}
+
+fn entry_files(env: &Env) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for fan in std::fs::read_dir(env.cache_dir().join("files/entries")).unwrap() {
+        for entry in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    files
+}
+
+#[test]
+fn verify_finds_and_removes_a_corrupted_entry() {
+    let env = Env::new();
+    let hello = common::hello();
+    ok(&env.run(&["run", hello.to_str().unwrap()]));
+    let m = env.write("m.wat", common::module(3, 3));
+    ok(&env.run(&["precompile", m.to_str().unwrap()]));
+    ok(&env.run(&["verify"]));
+
+    let victim = entry_files(&env).remove(0);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[10] ^= 0x40;
+    std::fs::write(&victim, bytes).unwrap();
+    let key = victim.file_name().unwrap().to_str().unwrap().to_owned();
+
+    let out = env.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout(&out);
+    assert!(
+        report.contains("bad: fs:") && report.contains(&key),
+        "{report}"
+    );
+    assert!(
+        report.contains("checked 2 entries in 1 tiers: 1 bad"),
+        "{report}"
+    );
+
+    let out = env.run(&["verify", "--remove"]);
+    assert!(stdout(&out).contains("1 removed"), "{}", stdout(&out));
+    ok(&env.run(&["verify"]));
+    assert_eq!(entry_files(&env).len(), 1);
+}
+
+#[test]
+fn gc_brings_usage_under_the_limit() {
+    let env = Env::new();
+    let dir = env.path().join("many");
+    for seed in 0..6 {
+        env.write(&format!("many/m{seed}.wasm"), common::module(seed, 40));
+    }
+    ok(&env.run(&["precompile", dir.to_str().unwrap()]));
+    let bytes = |env: &Env| {
+        let stats: serde_json::Value =
+            serde_json::from_str(&ok(&env.run(&["stats", "--json"]))).unwrap();
+        stats["tiers"][1]["bytes"].as_u64().unwrap()
+    };
+    let before = bytes(&env);
+    let limit = before / 2;
+    let out = ok(&env.run(&["gc", "--max-size", &limit.to_string()]));
+    assert!(out.contains("evicted"), "{out}");
+    let after = bytes(&env);
+    assert!(
+        after <= limit && after > 0,
+        "{after} > {limit} (was {before})"
+    );
+}
+
+#[test]
+fn clear_asks_unless_told_yes() {
+    let env = Env::new();
+    ok(&env.run(&["run", common::hello().to_str().unwrap()]));
+    let out = env
+        .command()
+        .arg("clear")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("pass --yes"), "{}", stderr(&out));
+    assert_eq!(entry_files(&env).len(), 1);
+
+    ok(&env.run(&["clear", "--yes"]));
+    assert_eq!(entry_files(&env).len(), 0);
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["stats", "--json"]))).unwrap();
+    assert_eq!(stats["compiles"], 0);
+}
+
+#[test]
+fn config_precedence_file_then_environment_then_flags() {
+    let env = Env::new();
+    let custom = env.path().join("elsewhere");
+    env.write(
+        "config/warmcache/config.toml",
+        format!(
+            "cache_dir = \"{}\"\n\n[engine]\nopt_level = \"none\"\nfuel = true\n\n[[tiers]]\nkind = \"memory\"\nsize = \"64MiB\"\n\n[[tiers]]\nkind = \"redb\"\n",
+            custom.display()
+        ),
+    );
+    let shown = ok(&env.run(&["config"]));
+    let file = env.config_file().display().to_string();
+    assert!(shown.contains(&format!("# config file: {file}")), "{shown}");
+    let line_of = |key: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in {shown}"))
+            .to_owned()
+    };
+    assert!(line_of("engine.opt_level").contains("none"));
+    assert!(
+        line_of("engine.opt_level").ends_with(&format!("{file}:4")),
+        "{shown}"
+    );
+    assert!(line_of("engine.fuel").contains("true"));
+    assert!(line_of("cache_dir").contains("elsewhere"));
+    assert!(line_of("engine.simd").ends_with("# default"));
+    assert!(
+        shown.contains(&format!(
+            "tiers[1]             = redb path={}",
+            custom.join("cache.redb").display()
+        )),
+        "{shown}"
+    );
+
+    let shown = ok(&env
+        .command()
+        .env("WARMCACHE_OPT_LEVEL", "speed_and_size")
+        .env("WARMCACHE_FUEL", "false")
+        .arg("config")
+        .output()
+        .unwrap());
+    assert!(line_of_in(&shown, "engine.opt_level").contains("speed_and_size"));
+    assert!(line_of_in(&shown, "engine.opt_level").ends_with("# environment WARMCACHE_OPT_LEVEL"));
+    assert!(line_of_in(&shown, "engine.fuel").contains("false"));
+
+    let shown = ok(&env
+        .command()
+        .env("WARMCACHE_OPT_LEVEL", "speed_and_size")
+        .args(["--opt-level", "speed", "config"])
+        .output()
+        .unwrap());
+    assert!(line_of_in(&shown, "engine.opt_level").contains("speed "));
+    assert!(line_of_in(&shown, "engine.opt_level").ends_with("# flag --opt-level"));
+
+    // The settings reach the engine: runs under the file's settings use the redb tier and
+    // compile under their own key.
+    ok(&env.run(&["run", common::hello().to_str().unwrap()]));
+    assert!(custom.join("cache.redb").exists());
+}
+
+fn line_of_in(shown: &str, key: &str) -> String {
+    shown
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} in {shown}"))
+        .to_owned()
+}
+
+#[test]
+fn config_errors_name_the_file_line_and_key() {
+    let env = Env::new();
+    let path = env.write(
+        "bad-size.toml",
+        "[[tiers]]\nkind = \"fs\"\nsize = \"12XB\"\n",
+    );
+    let out = env.run(&["--config", path.to_str().unwrap(), "stats"]);
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(
+        message.contains(&format!("{}:3: key `size`", path.display())),
+        "{message}"
+    );
+    assert!(message.contains("malformed size"), "{message}");
+
+    let path = env.write("bad-kind.toml", "[[tiers]]\nkind = \"floppy\"\n");
+    let out = env.run(&["--config", path.to_str().unwrap(), "stats"]);
+    let message = stderr(&out);
+    assert!(
+        message.contains(&format!("{}:2: key `kind`", path.display())),
+        "{message}"
+    );
+    assert!(message.contains("floppy"), "{message}");
+
+    let out = env.run(&["--config", "/no/such/config.toml", "stats"]);
+    assert!(stderr(&out).contains("reading config file /no/such/config.toml"));
+
+    let out = env
+        .command()
+        .env("WARMCACHE_FUEL", "maybe")
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("environment WARMCACHE_FUEL: expected true or false"));
+}
+
+#[test]
+fn a_locked_redb_tier_is_skipped_with_a_warning_naming_the_holder() {
+    let env = Env::new();
+    let path = env.path().join("locked.redb");
+    let _held = warmcache_redb::RedbBackend::builder(&path).open().unwrap();
+    let tiers = format!("memory,redb={}", path.display());
+    let out = env.run(&["--tiers", &tiers, "run", common::hello().to_str().unwrap()]);
+    assert_eq!(ok(&out), "Hello from warmcache!\n");
+    let warning = stderr(&out);
+    assert!(warning.contains("skipping tier redb:"), "{warning}");
+    assert!(warning.contains(&path.display().to_string()), "{warning}");
+    assert!(
+        warning.contains(&format!("process {}", std::process::id())),
+        "{warning}"
+    );
+}
+
+#[test]
+fn two_processes_share_one_cache_directory() {
+    let env = Env::new();
+    let dir = env.path().join("shared");
+    for seed in 0..4 {
+        env.write(
+            &format!("shared/m{seed}.wasm"),
+            common::module(seed + 10, 30),
+        );
+    }
+    let spawn = |what: &[&str]| {
+        env.command()
+            .args(what)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let hello = common::hello();
+    let children = [
+        spawn(&["precompile", dir.to_str().unwrap()]),
+        spawn(&["precompile", dir.to_str().unwrap()]),
+        spawn(&["run", hello.to_str().unwrap()]),
+        spawn(&["run", hello.to_str().unwrap()]),
+    ];
+    for child in children {
+        ok(&child.wait_with_output().unwrap());
+    }
+    ok(&env.run(&["verify"]));
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["ls", "--json"]))).unwrap();
+    assert_eq!(listing.as_array().unwrap().len(), 5);
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["stats", "--json"]))).unwrap();
+    // Every process recorded its counters.
+    assert!(stats["compiles"].as_u64().unwrap() >= 5);
+}
