@@ -422,3 +422,47 @@ fn two_processes_share_one_cache_directory() {
     // Every process recorded its counters.
     assert!(stats["compiles"].as_u64().unwrap() >= 5);
 }
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn a_rocksdb_tier_when_built_in() {
+    let env = Env::new();
+    let hello = common::hello();
+    let run = || {
+        env.run(&[
+            "--tiers",
+            "memory,rocksdb",
+            "run",
+            "-v",
+            hello.to_str().unwrap(),
+        ])
+    };
+    ok(&run());
+    let second = run();
+    assert!(
+        stderr(&second).contains("loaded from disk tier rocksdb:"),
+        "{}",
+        stderr(&second)
+    );
+    ok(&env.run(&["--tiers", "rocksdb", "verify"]));
+    let out = ok(&env.run(&["--tiers", "rocksdb", "gc", "--max-size", "0"]));
+    assert!(out.contains("evicted 1 entries"), "{out}");
+}
+
+#[cfg(not(feature = "rocksdb"))]
+#[test]
+fn a_rocksdb_tier_without_the_feature_is_skipped_with_a_warning() {
+    let env = Env::new();
+    let out = env.run(&[
+        "--tiers",
+        "memory,rocksdb",
+        "run",
+        common::hello().to_str().unwrap(),
+    ]);
+    assert_eq!(ok(&out), "Hello from warmcache!\n");
+    assert!(
+        stderr(&out).contains("--features rocksdb"),
+        "{}",
+        stderr(&out)
+    );
+}
