@@ -285,5 +285,56 @@ fn warm_starts(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, warm_starts);
+/// 64 threads asking for one cold module at once, against one thread compiling it: the wall
+/// time from the moment all are released until the last has its module.
+fn single_flight(c: &mut Criterion) {
+    const THREADS: usize = 64;
+    let engine = Engine::default();
+    let mut wat = String::from("(module\n");
+    for i in 0..1500 {
+        wat.push_str(&format!(
+            "(func (export \"f{i}\") (param i32) (result i32) local.get 0 i32.const {i} i32.mul)\n"
+        ));
+    }
+    wat.push(')');
+    let wasm = wat::parse_str(wat).unwrap();
+    let mut g = c.benchmark_group("wasmtime/single_flight");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    for threads in [1, THREADS] {
+        g.bench_function(
+            BenchmarkId::new("cold", format!("{threads}_threads")),
+            |b| {
+                b.iter_custom(|iterations| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let cache = ModuleCache::builder().build();
+                        let start = std::sync::Barrier::new(threads + 1);
+                        total += std::thread::scope(|s| {
+                            let handles: Vec<_> = (0..threads)
+                                .map(|_| {
+                                    s.spawn(|| {
+                                        start.wait();
+                                        cache.get_or_compile(&engine, &wasm).unwrap();
+                                    })
+                                })
+                                .collect();
+                            start.wait();
+                            let released = Instant::now();
+                            for handle in handles {
+                                handle.join().unwrap();
+                            }
+                            released.elapsed()
+                        });
+                        assert_eq!(cache.stats().compiles, 1);
+                    }
+                    total
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, warm_starts, single_flight);
 criterion_main!(benches);

@@ -49,6 +49,9 @@ pub trait Artifact: sealed::Sealed + Clone + Send + Sync + 'static {
 
     /// The engine this artifact belongs to.
     fn engine(&self) -> &Engine;
+
+    /// Size of the artifact's code image in memory, in bytes.
+    fn image_size(&self) -> u64;
 }
 
 impl Artifact for Module {
@@ -56,6 +59,11 @@ impl Artifact for Module {
 
     fn engine(&self) -> &Engine {
         Module::engine(self)
+    }
+
+    fn image_size(&self) -> u64 {
+        let range = self.image_range();
+        range.end.addr().saturating_sub(range.start.addr()) as u64
     }
 }
 
@@ -81,6 +89,11 @@ impl Artifact for Component {
 
     fn engine(&self) -> &Engine {
         Component::engine(self)
+    }
+
+    fn image_size(&self) -> u64 {
+        let range = self.image_range();
+        range.end.addr().saturating_sub(range.start.addr()) as u64
     }
 }
 

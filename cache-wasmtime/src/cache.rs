@@ -29,35 +29,92 @@ pub type ComponentCache = WasmCache<Component>;
 /// Default number of loaded artifacts kept in the in-process tier.
 pub const DEFAULT_LIVE_CAPACITY: u64 = 256;
 
+/// How the in-process tier is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LiveBound {
+    Count(u64),
+    Bytes(u64),
+}
+
+/// Weighs loaded artifacts by their code image when the tier is bounded by bytes.
+#[derive(Debug, Clone, Copy)]
+struct LiveWeighter {
+    by_bytes: bool,
+}
+
+impl<A: Artifact> quick_cache::Weighter<CacheKey, A> for LiveWeighter {
+    fn weight(&self, _key: &CacheKey, artifact: &A) -> u64 {
+        if self.by_bytes {
+            artifact.image_size().max(1)
+        } else {
+            1
+        }
+    }
+}
+
+type Live<A> = quick_cache::sync::Cache<CacheKey, A, LiveWeighter>;
+
 /// Builds a [`WasmCache`].
 #[derive(Debug)]
 pub struct WasmCacheBuilder<A> {
     tiers: Option<Tiered>,
-    live_capacity: u64,
+    live: LiveBound,
     _artifact: PhantomData<fn() -> A>,
 }
 
 impl<A: Artifact> WasmCacheBuilder<A> {
     /// The storage tiers, fastest first (default: none, so only the in-process tier).
+    ///
+    /// The in-process tier already holds loaded artifacts, so a memory *byte* tier in front of
+    /// the others mostly costs copies; put the file tier first for mapped warm starts.
     pub fn tiers(mut self, tiers: Tiered) -> Self {
         self.tiers = Some(tiers);
         self
     }
 
-    /// How many loaded artifacts the in-process tier keeps (default
-    /// [`DEFAULT_LIVE_CAPACITY`]); 0 disables it. An artifact there costs its code memory,
-    /// shared with every clone handed out.
+    /// Bounds the in-process tier of loaded artifacts to `count` of them (the default, with
+    /// [`DEFAULT_LIVE_CAPACITY`]); 0 disables it.
     pub fn live_capacity(mut self, count: u64) -> Self {
-        self.live_capacity = count;
+        self.live = LiveBound::Count(count);
+        self
+    }
+
+    /// Bounds the in-process tier by the size of the artifacts' code images instead, in bytes;
+    /// 0 disables it. An artifact larger than the bound is not kept.
+    pub fn live_bytes(mut self, bytes: u64) -> Self {
+        self.live = LiveBound::Bytes(bytes);
         self
     }
 
     /// Builds the cache.
     pub fn build(self) -> WasmCache<A> {
-        let live = (self.live_capacity > 0).then(|| {
-            let capacity = usize::try_from(self.live_capacity).unwrap_or(usize::MAX);
-            quick_cache::sync::Cache::new(capacity)
-        });
+        let live = match self.live {
+            LiveBound::Count(0) | LiveBound::Bytes(0) => None,
+            LiveBound::Count(count) => Some(Live::with_weighter(
+                usize::try_from(count).unwrap_or(usize::MAX),
+                count,
+                LiveWeighter { by_bytes: false },
+            )),
+            // One shard, so an artifact may use the whole budget (quick_cache refuses items
+            // larger than a shard's share).
+            LiveBound::Bytes(bytes) => match quick_cache::OptionsBuilder::new()
+                .estimated_items_capacity(64)
+                .weight_capacity(bytes)
+                .shards(1)
+                .build()
+            {
+                Ok(options) => Some(Live::with_options(
+                    options,
+                    LiveWeighter { by_bytes: true },
+                    Default::default(),
+                    Default::default(),
+                )),
+                Err(e) => {
+                    tracing::warn!(error = %e, "in-process tier disabled");
+                    None
+                }
+            },
+        };
         WasmCache {
             namespace: Namespace::new(A::KIND.namespace()),
             tiers: self.tiers.unwrap_or_else(|| Tiered::builder().build()),
@@ -93,7 +150,7 @@ impl<A: Artifact> WasmCacheBuilder<A> {
 pub struct WasmCache<A> {
     namespace: Namespace,
     tiers: Tiered,
-    live: Option<quick_cache::sync::Cache<CacheKey, A>>,
+    live: Option<Live<A>>,
     flights: SingleFlight<CacheKey, Result<A>>,
     counters: Counters,
     /// Engine keys of the engines seen so far, so a hit does not hash an engine's settings.
@@ -149,7 +206,7 @@ impl<A: Artifact> WasmCache<A> {
     pub fn builder() -> WasmCacheBuilder<A> {
         WasmCacheBuilder {
             tiers: None,
-            live_capacity: DEFAULT_LIVE_CAPACITY,
+            live: LiveBound::Count(DEFAULT_LIVE_CAPACITY),
             _artifact: PhantomData,
         }
     }

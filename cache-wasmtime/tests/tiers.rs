@@ -226,3 +226,25 @@ async fn async_callers_share_one_compile() {
         .unwrap_err();
     assert!(matches!(err, Error::HashMismatch { .. }), "{err}");
 }
+
+#[test]
+fn the_in_process_tier_can_be_bounded_by_code_size() {
+    let engine = Engine::default();
+    let small = ANSWER.as_bytes();
+    let large = many_functions(400, 1);
+    let cache = ModuleCache::builder().live_bytes(64 << 10).build();
+    let large_module = cache.get_or_compile(&engine, large.as_bytes()).unwrap();
+    assert!(
+        large_module.image_range().end.addr() - large_module.image_range().start.addr() > 64 << 10,
+        "the test needs a module over the bound"
+    );
+    cache.get_or_compile(&engine, small).unwrap();
+    cache.get_or_compile(&engine, small).unwrap();
+    cache.get_or_compile(&engine, large.as_bytes()).unwrap();
+    let stats = cache.stats();
+    // The small module is kept; the large one is over the bound and compiled again.
+    assert_eq!(
+        (stats.live_hits, stats.compiles, stats.live_entries),
+        (1, 3, 1)
+    );
+}

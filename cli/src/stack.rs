@@ -1,5 +1,9 @@
 //! Opening the configured tiers. A tier that cannot be opened is skipped with a warning, so a
 //! locked database or a bad remote never stops a run.
+//!
+//! A `memory` tier is the cache's in-process tier of loaded modules, bounded by their code size:
+//! for compiled wasm that is what memory is for, and a memory tier of bytes in front of the file
+//! tier would only copy each mapped artifact into the heap.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,7 +11,6 @@ use std::time::Duration;
 
 use warmcache_core::{Backend, Compression, ErrorKind, Integrity, Tier, Tiered};
 use warmcache_fs::FsBackend;
-use warmcache_memory::MemoryBackend;
 use warmcache_redb::RedbBackend;
 use warmcache_s3::S3Backend;
 
@@ -23,7 +26,6 @@ const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A backend with its concrete type, for maintenance operations the trait does not have.
 #[derive(Debug, Clone)]
 pub enum Handle {
-    Memory(Arc<MemoryBackend>),
     Fs(Arc<FsBackend>),
     Redb(Arc<RedbBackend>),
     #[cfg(feature = "rocksdb")]
@@ -43,7 +45,6 @@ pub struct OpenTier {
 impl OpenTier {
     pub fn backend(&self) -> Arc<dyn Backend> {
         match &self.handle {
-            Handle::Memory(b) => b.clone(),
             Handle::Fs(b) => b.clone(),
             Handle::Redb(b) => b.clone(),
             #[cfg(feature = "rocksdb")]
@@ -53,27 +54,26 @@ impl OpenTier {
     }
 
     /// Evicts least recently used entries down to `max_bytes`; `None` for tiers without
-    /// recency (memory, remote).
+    /// recency (remote ones).
     pub async fn shrink_to(&self, max_bytes: u64) -> Option<warmcache_core::Result<u64>> {
         Some(match &self.handle {
             Handle::Fs(b) => b.shrink_to(max_bytes).await,
             Handle::Redb(b) => b.shrink_to(max_bytes).await,
             #[cfg(feature = "rocksdb")]
             Handle::Rocksdb(b) => b.shrink_to(max_bytes).await,
-            Handle::Memory(_) | Handle::S3(_) => return None,
+            Handle::S3(_) => return None,
         })
-    }
-
-    /// Whether entries outlive the process.
-    pub fn persistent(&self) -> bool {
-        !matches!(self.handle, Handle::Memory(_))
     }
 }
 
-/// The opened tiers and the integrity mode of the stack.
+/// The opened storage tiers, the in-process tier's budget and the integrity mode.
 #[derive(Debug)]
 pub struct Stack {
+    /// Storage tiers, fastest first.
     pub tiers: Vec<OpenTier>,
+    /// Byte budget of the in-process tier of loaded modules (0 when no memory tier is
+    /// configured).
+    pub live_bytes: u64,
     pub integrity: Integrity,
 }
 
@@ -105,11 +105,13 @@ impl Stack {
             source,
         })?;
         let mut tiers = Vec::new();
+        let mut live_bytes = 0;
         for config in &settings.tiers.value {
-            let label = match config.kind {
-                TierKind::Memory => "memory".to_owned(),
-                kind => format!("{}:{}", kind.as_str(), config.location()),
-            };
+            if config.kind == TierKind::Memory {
+                live_bytes += config.size.map_or(DEFAULT_MEMORY_SIZE, |s| s.0);
+                continue;
+            }
+            let label = format!("{}:{}", config.kind.as_str(), config.location());
             match open_tier(config, &label) {
                 Ok(handle) => tiers.push(OpenTier {
                     config: config.clone(),
@@ -119,7 +121,27 @@ impl Stack {
                 Err(message) => tracing::warn!("skipping tier {label}: {message}"),
             }
         }
-        Ok(Self { tiers, integrity })
+        Ok(Self {
+            tiers,
+            live_bytes,
+            integrity,
+        })
+    }
+
+    /// A module cache over these tiers.
+    pub fn module_cache(&self) -> warmcache_wasmtime::ModuleCache {
+        warmcache_wasmtime::ModuleCache::builder()
+            .tiers(self.tiered())
+            .live_bytes(self.live_bytes)
+            .build()
+    }
+
+    /// A component cache over these tiers.
+    pub fn component_cache(&self) -> warmcache_wasmtime::ComponentCache {
+        warmcache_wasmtime::ComponentCache::builder()
+            .tiers(self.tiered())
+            .live_bytes(self.live_bytes)
+            .build()
     }
 
     /// A tier stack over the opened backends (each call has its own counters and writers).
@@ -155,12 +177,7 @@ fn open_tier(config: &TierConfig, label: &str) -> Result<Handle, String> {
     let size = |default: u64| config.size.map_or(default, |s| s.0);
     let path = || config.path.clone().unwrap_or_default();
     match config.kind {
-        TierKind::Memory => MemoryBackend::builder()
-            .capacity(size(DEFAULT_MEMORY_SIZE))
-            .name(label)
-            .build()
-            .map(|b| Handle::Memory(Arc::new(b)))
-            .map_err(|e| e.to_string()),
+        TierKind::Memory => Err("a memory tier is the in-process tier, not a backend".into()),
         TierKind::Fs => FsBackend::builder(path())
             .capacity(size(DEFAULT_DISK_SIZE))
             .name(label)

@@ -10,7 +10,7 @@ use crate::config::Settings;
 
 pub fn run(settings: &Settings, yes: bool) -> Outcome {
     let stack = super::open(settings)?;
-    let tiers: Vec<_> = stack.tiers.iter().filter(|t| t.persistent()).collect();
+    let tiers: Vec<_> = stack.tiers.iter().collect();
     let names: Vec<&str> = tiers.iter().map(|t| t.label.as_str()).collect();
     if !yes {
         if !std::io::stdin().is_terminal() {

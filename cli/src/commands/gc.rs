@@ -13,11 +13,7 @@ pub fn run(settings: &Settings, max_size: Size) -> Outcome {
     let mut failed = false;
     for tier in &stack.tiers {
         match block_on(tier.shrink_to(max_size.0)) {
-            None => {
-                if tier.persistent() {
-                    println!("{}: skipped (no recency to evict by)", tier.label);
-                }
-            }
+            None => println!("{}: skipped (no recency to evict by)", tier.label),
             Some(Ok(evicted)) => {
                 let usage = block_on(tier.backend().usage())?;
                 println!(

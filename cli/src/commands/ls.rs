@@ -41,7 +41,7 @@ fn kind_name(kind: u32) -> String {
 pub fn run(settings: &Settings, json: bool) -> Outcome {
     let stack = super::open(settings)?;
     let mut entries = Vec::new();
-    for tier in stack.tiers.iter().filter(|t| t.persistent()) {
+    for tier in stack.tiers.iter() {
         let backend = tier.backend();
         let used: HashMap<_, _> = match &tier.handle {
             Handle::Fs(fs) => block_on(fs.entries_with_use())

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use warmcache_wasmtime::{ComponentCache, ModuleCache};
 
 use super::{InputKind, Outcome, input_kind};
 use crate::config::Settings;
@@ -53,8 +52,8 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     }
     let stack = super::open(settings)?;
     let engine = super::engine(settings)?;
-    let modules = ModuleCache::new(stack.tiered());
-    let components = ComponentCache::new(stack.tiered());
+    let modules = stack.module_cache();
+    let components = stack.component_cache();
 
     let started = Instant::now();
     let (compiled, cached, failed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use warmcache_wasmtime::{ComponentCache, ModuleCache, WasmStats};
+use warmcache_wasmtime::WasmStats;
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -56,7 +56,6 @@ fn describe(stack: &Stack, before: &WasmStats, after: &WasmStats) -> String {
     for (i, tier) in after.tiers.iter().enumerate() {
         if tier.hits > before.tiers.get(i).map_or(0, |t| t.hits) {
             let place = match stack.tiers.get(i).map(|t| t.config.kind) {
-                Some(crate::config::TierKind::Memory) => "memory tier",
                 Some(crate::config::TierKind::S3) => "remote tier",
                 _ => "disk tier",
             };
@@ -94,7 +93,7 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
     let started = Instant::now();
     let code = match input_kind(&bytes) {
         InputKind::Module => {
-            let cache = ModuleCache::new(stack.tiered());
+            let cache = stack.module_cache();
             let before = cache.stats();
             let module = cache.get_or_compile(&engine, &bytes)?;
             report(&stack, &args, verbose, &before, &cache.stats(), started);
@@ -103,7 +102,7 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             code
         }
         InputKind::Component => {
-            let cache = ComponentCache::new(stack.tiered());
+            let cache = stack.component_cache();
             let before = cache.stats();
             let component = cache.get_or_compile(&engine, &bytes)?;
             report(&stack, &args, verbose, &before, &cache.stats(), started);

@@ -39,6 +39,20 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
     let stack = super::open(settings)?;
     let history = crate::history::load(&settings.cache_dir.value);
     let mut tiers = Vec::new();
+    if stack.live_bytes > 0 {
+        // The in-process tier lives only inside each process: no entries to count here.
+        tiers.push(TierReport {
+            tier: "memory".to_owned(),
+            kind: "memory",
+            entries: None,
+            bytes: None,
+            hits: history.live_hits,
+            misses: history.tier_hits + history.misses,
+            errors: 0,
+            corrupt: 0,
+            forged: 0,
+        });
+    }
     for tier in &stack.tiers {
         let usage = match block_on(tier.backend().usage()) {
             Ok(usage) => Some(usage),
@@ -51,9 +65,8 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
         tiers.push(TierReport {
             tier: tier.label.clone(),
             kind: tier.config.kind.as_str(),
-            // A memory tier lives only inside one process.
-            entries: usage.filter(|_| tier.persistent()).map(|u| u.entries),
-            bytes: usage.filter(|_| tier.persistent()).map(|u| u.bytes),
+            entries: usage.map(|u| u.entries),
+            bytes: usage.map(|u| u.bytes),
             hits: totals.hits,
             misses: totals.misses,
             errors: totals.errors,

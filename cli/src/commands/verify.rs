@@ -11,7 +11,7 @@ use crate::config::Settings;
 pub fn run(settings: &Settings, remove: bool) -> Outcome {
     let stack = super::open(settings)?;
     let (mut checked, mut bad, mut removed) = (0u64, 0u64, 0u64);
-    for tier in stack.tiers.iter().filter(|t| t.persistent()) {
+    for tier in stack.tiers.iter() {
         let backend = tier.backend();
         let keys = block_on(backend.list_all()).map_err(|e| format!("{}: {e}", tier.label))?;
         for info in keys {
@@ -41,7 +41,7 @@ pub fn run(settings: &Settings, remove: bool) -> Outcome {
     }
     println!(
         "checked {checked} entries in {} tiers: {bad} bad{}",
-        stack.tiers.iter().filter(|t| t.persistent()).count(),
+        stack.tiers.len(),
         if remove {
             format!(", {removed} removed")
         } else {
