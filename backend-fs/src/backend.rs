@@ -17,6 +17,7 @@ use crate::store::Store;
 #[derive(Debug, Clone)]
 pub struct FsBackend {
     store: Arc<Store>,
+    offer_files: bool,
 }
 
 impl FsBackend {
@@ -34,9 +35,10 @@ impl FsBackend {
         FsBackendBuilder::new(root).open()
     }
 
-    pub(crate) fn from_store(store: Store) -> Self {
+    pub(crate) fn from_store(store: Store, offer_files: bool) -> Self {
         Self {
             store: Arc::new(store),
+            offer_files,
         }
     }
 
@@ -90,7 +92,7 @@ impl Backend for FsBackend {
             .with_persistent(true)
             .with_capacity(Some(self.store.capacity()))
             .with_max_value_size(Some(self.store.max_value()))
-            .with_local_files(true)
+            .with_local_files(self.offer_files)
     }
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
@@ -132,6 +134,15 @@ impl Backend for FsBackend {
     /// The entry's file, opened read-only. It holds exactly what `get` returns, and stays
     /// valid (on Unix) even if the entry is evicted or replaced while it is open or mapped.
     async fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
+        if !self.offer_files {
+            return Err(warmcache_core::Error::NotSupported {
+                context: warmcache_core::Context::with_key(
+                    self.name(),
+                    warmcache_core::Op::OpenFile,
+                    key,
+                ),
+            });
+        }
         let (store, key) = (Arc::clone(&self.store), *key);
         maybe_spawn_blocking(move || store.open_file(&key)).await
     }

@@ -20,6 +20,7 @@ pub struct FsBackendBuilder {
     max_value_size: Option<u64>,
     touch_interval: Duration,
     name: String,
+    offer_files: bool,
 }
 
 impl FsBackendBuilder {
@@ -31,7 +32,18 @@ impl FsBackendBuilder {
             max_value_size: None,
             touch_interval: DEFAULT_TOUCH_INTERVAL,
             name: "fs".to_owned(),
+            offer_files: true,
         }
+    }
+
+    /// Whether the backend hands out opened files ([`Capabilities::local_files`]; default
+    /// yes). Turn it off to have callers read entries as bytes, for example to measure the
+    /// difference a mapping makes.
+    ///
+    /// [`Capabilities::local_files`]: warmcache_core::Capabilities::local_files
+    pub fn offer_files(mut self, offer: bool) -> Self {
+        self.offer_files = offer;
+        self
     }
 
     /// The byte capacity (sum of entry file sizes). A put that takes this process's view of the
@@ -88,6 +100,6 @@ impl FsBackendBuilder {
             max_value,
             self.touch_interval,
         )?;
-        Ok(FsBackend::from_store(store))
+        Ok(FsBackend::from_store(store, self.offer_files))
     }
 }

@@ -112,3 +112,24 @@ fn a_file_hit_is_promoted_into_a_faster_tier() {
     assert!(matches!(again, Found::Bytes(_)));
     assert_eq!(again.tier(), 0);
 }
+
+#[test]
+fn without_offered_files_entries_come_back_as_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(
+        FsBackend::builder(dir.path())
+            .offer_files(false)
+            .open()
+            .unwrap(),
+    );
+    assert!(!backend.capabilities().local_files);
+    let tiers = Tiered::builder().tier(Tier::new(backend.clone())).build();
+    let key = CacheKey::pseudo_random(6);
+    block_on(tiers.put(&key, KIND, "test", b"payload"));
+    let err = block_on(backend.open_file(&key)).unwrap_err();
+    assert_eq!(err.kind(), warmcache_core::ErrorKind::NotSupported);
+    let Some(Found::Bytes(hit)) = block_on(tiers.get_file(&key)) else {
+        panic!("expected bytes");
+    };
+    assert_eq!(&hit.opened.payload[..], b"payload");
+}

@@ -21,52 +21,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures::executor::block_on;
-use warmcache_core::bytes::Bytes;
-use warmcache_core::{
-    Backend, CacheKey, Capabilities, Integrity, ListPage, Result, Tier, Tiered, Usage, async_trait,
-};
+use warmcache_core::{Backend, CacheKey, Integrity, Tier, Tiered};
 use warmcache_fs::FsBackend;
 use warmcache_redb::RedbBackend;
 use warmcache_rocksdb::{RocksCompression, RocksDbBackend};
 use warmcache_wasmtime::{ArtifactKind, ContentHash, ModuleCache};
 use wasmtime::{Engine, Module};
-
-/// The file tier with its files hidden, so warm starts read bytes: the bytes-vs-mmap comparison.
-#[derive(Debug)]
-struct BytesOnly(Arc<FsBackend>);
-
-#[async_trait]
-impl Backend for BytesOnly {
-    fn name(&self) -> &str {
-        "fs-bytes"
-    }
-    fn capabilities(&self) -> Capabilities {
-        let mut capabilities = self.0.capabilities();
-        capabilities.local_files = false;
-        capabilities
-    }
-    async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
-        self.0.get(key).await
-    }
-    async fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
-        self.0.put(key, value).await
-    }
-    async fn delete(&self, key: &CacheKey) -> Result<()> {
-        self.0.delete(key).await
-    }
-    async fn contains(&self, key: &CacheKey) -> Result<bool> {
-        self.0.contains(key).await
-    }
-    async fn clear(&self) -> Result<()> {
-        self.0.clear().await
-    }
-    async fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
-        self.0.list(after, limit).await
-    }
-    async fn usage(&self) -> Result<Usage> {
-        self.0.usage().await
-    }
-}
 
 fn small_module() -> Vec<u8> {
     let mut wat = String::from("(module (memory 1)\n");
@@ -147,7 +107,15 @@ fn stacks(
                     .unwrap(),
             ),
         ),
-        ("fs_bytes", Arc::new(BytesOnly(fs.clone()))),
+        (
+            "fs_bytes",
+            Arc::new(
+                FsBackend::builder(dir.path().join("fs"))
+                    .offer_files(false)
+                    .open()
+                    .unwrap(),
+            ),
+        ),
         ("fs_mmap", fs),
     ];
     if let Some(s3) = s3 {
