@@ -16,6 +16,7 @@
 // its modules share.
 #![allow(clippy::print_stdout, clippy::print_stderr, unreachable_pub)]
 
+mod chart;
 mod commands;
 mod config;
 mod history;
@@ -113,6 +114,9 @@ enum Command {
     },
     /// Print the effective configuration and where each value came from.
     Config,
+    /// Measure warm starts from each tier against a cold compile and wasmtime's own cache, and
+    /// recommend a tier layout.
+    Bench(commands::bench::Args),
 }
 
 fn tier_list(s: &str) -> Result<String, String> {
@@ -175,6 +179,7 @@ fn main() -> ExitCode {
         Command::Gc { max_size } => commands::gc::run(&settings, max_size),
         Command::Clear { yes } => commands::clear::run(&settings, yes),
         Command::Config => commands::config::run(&settings),
+        Command::Bench(args) => commands::bench::run(&settings, args),
     };
     match result {
         Ok(code) => code,
