@@ -466,3 +466,58 @@ fn a_rocksdb_tier_without_the_feature_is_skipped_with_a_warning() {
         stderr(&out)
     );
 }
+
+#[test]
+fn bench_reports_a_table_json_and_a_chart() {
+    let env = Env::new();
+    let chart = env.path().join("chart.svg");
+    let out = env.run(&[
+        "--tiers",
+        "memory,fs,redb",
+        "bench",
+        "--runs",
+        "2",
+        "--json",
+        "--chart",
+        chart.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let module = &report["modules"][0];
+    assert_eq!(module["name"], "built-in");
+    let names: Vec<&str> = module["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "compile",
+            "memory (hash supplied)",
+            "memory (hashing wasm)",
+            "fs (mmap)",
+            "fs (bytes)",
+            "redb",
+            "wasmtime's cache"
+        ]
+    );
+    for m in module["measurements"].as_array().unwrap() {
+        assert!(m["median_ms"].as_f64().unwrap() > 0.0, "{m}");
+        if m["kind"] == "tier" {
+            assert_eq!(m["samples_ms"].as_array().unwrap().len(), 2);
+            assert!(m["first_call_median_ms"].as_f64().unwrap() >= m["min_ms"].as_f64().unwrap());
+        }
+    }
+    assert!(report["recommendation"]["tiers"].as_str().unwrap().starts_with("memory,"));
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("fs (mmap)"), "{svg:.200}");
+    // Nothing is left behind in the cache directory but the directory itself.
+    let left: Vec<_> = std::fs::read_dir(env.cache_dir()).unwrap().flatten().collect();
+    assert!(left.iter().all(|e| !e.file_name().to_string_lossy().starts_with("bench-")));
+
+    let table = ok(&env.run(&["bench", "--runs", "1"]));
+    assert!(table.contains("recommended tiers: memory,fs"), "{table}");
+    let out = env.run(&["bench", "/no/such.wasm"]);
+    assert!(stderr(&out).contains("reading /no/such.wasm"), "{}", stderr(&out));
+}
