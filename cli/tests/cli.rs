@@ -517,7 +517,8 @@ fn bench_reports_a_table_json_and_a_chart() {
     assert!(left.iter().all(|e| !e.file_name().to_string_lossy().starts_with("bench-")));
 
     let table = ok(&env.run(&["bench", "--runs", "1"]));
-    assert!(table.contains("recommended tiers: memory,fs"), "{table}");
+    // Which tier wins depends on the machine; that there is a recommendation does not.
+    assert!(table.contains("recommended tiers: memory,"), "{table}");
     let out = env.run(&["bench", "/no/such.wasm"]);
     assert!(stderr(&out).contains("reading /no/such.wasm"), "{}", stderr(&out));
 }
