@@ -25,6 +25,9 @@ pub struct Args {
     /// Modules to measure (default: a built-in small module).
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// Also measure the built-in module when files are given.
+    #[arg(long)]
+    builtin: bool,
     /// Samples of each warm start.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
@@ -32,8 +35,11 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     compile_runs: u32,
     /// Print JSON instead of tables.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     json: bool,
+    /// Print Markdown tables instead of the terminal table.
+    #[arg(long)]
+    markdown: bool,
     /// Write a bar chart (SVG) of the medians to FILE.
     #[arg(long, value_name = "FILE")]
     chart: Option<PathBuf>,
@@ -456,6 +462,39 @@ fn print_table(report: &Report) {
     }
 }
 
+fn print_markdown(report: &Report) {
+    for module in &report.modules {
+        println!(
+            "\n### {} (wasm {}, artifact {})\n",
+            module.name,
+            crate::size::human(module.wasm_bytes),
+            crate::size::human(module.artifact_bytes)
+        );
+        println!("| measurement | median | min - max | load + first call | compile / this |");
+        println!("|---|---|---|---|---|");
+        let compile = module.median("compile").unwrap_or(f64::NAN);
+        for m in &module.measurements {
+            println!(
+                "| {} | {} | {} - {} | {} | {} |",
+                m.name,
+                format_ms(m.median_ms),
+                format_ms(m.min_ms),
+                format_ms(m.max_ms),
+                m.first_call_median_ms.map_or_else(|| "-".to_owned(), format_ms),
+                if m.kind == "compile" {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0}x", compile / m.median_ms)
+                }
+            );
+        }
+    }
+    println!("\nRecommended tiers: `{}`\n", report.recommendation.tiers);
+    for reason in &report.recommendation.reasons {
+        println!("- {reason}");
+    }
+}
+
 pub fn format_ms(value: f64) -> String {
     if value >= 1000.0 {
         format!("{:.2} s", value / 1000.0)
@@ -471,7 +510,7 @@ pub fn format_ms(value: f64) -> String {
 pub fn run(settings: &Settings, args: Args) -> Outcome {
     let engine = super::engine(settings)?;
     let mut inputs = Vec::new();
-    if args.files.is_empty() {
+    if args.files.is_empty() || args.builtin {
         inputs.push(("built-in".to_owned(), builtin_module()));
     }
     for file in &args.files {
@@ -509,6 +548,8 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if args.markdown {
+        print_markdown(&report);
     } else {
         print_table(&report);
         if let Some(path) = &args.chart {
