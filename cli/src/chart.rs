@@ -49,7 +49,10 @@ pub fn write(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Err
         .caption(
             format!(
                 "warm start vs compile ({} {}, {} cpus, wasmtime {})",
-                report.machine.os, report.machine.arch, report.machine.cpus, report.machine.wasmtime
+                report.machine.os,
+                report.machine.arch,
+                report.machine.cpus,
+                report.machine.wasmtime
             ),
             ("sans-serif", 16),
         )

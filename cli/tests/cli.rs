@@ -509,16 +509,34 @@ fn bench_reports_a_table_json_and_a_chart() {
             assert!(m["first_call_median_ms"].as_f64().unwrap() >= m["min_ms"].as_f64().unwrap());
         }
     }
-    assert!(report["recommendation"]["tiers"].as_str().unwrap().starts_with("memory,"));
+    assert!(
+        report["recommendation"]["tiers"]
+            .as_str()
+            .unwrap()
+            .starts_with("memory,")
+    );
     let svg = std::fs::read_to_string(&chart).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("fs (mmap)"), "{svg:.200}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("fs (mmap)"),
+        "{svg:.200}"
+    );
     // Nothing is left behind in the cache directory but the directory itself.
-    let left: Vec<_> = std::fs::read_dir(env.cache_dir()).unwrap().flatten().collect();
-    assert!(left.iter().all(|e| !e.file_name().to_string_lossy().starts_with("bench-")));
+    let left: Vec<_> = std::fs::read_dir(env.cache_dir())
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(
+        left.iter()
+            .all(|e| !e.file_name().to_string_lossy().starts_with("bench-"))
+    );
 
     let table = ok(&env.run(&["bench", "--runs", "1"]));
     // Which tier wins depends on the machine; that there is a recommendation does not.
     assert!(table.contains("recommended tiers: memory,"), "{table}");
     let out = env.run(&["bench", "/no/such.wasm"]);
-    assert!(stderr(&out).contains("reading /no/such.wasm"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("reading /no/such.wasm"),
+        "{}",
+        stderr(&out)
+    );
 }

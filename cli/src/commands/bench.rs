@@ -227,7 +227,8 @@ fn probes(settings: &Settings, dir: &Path) -> Result<Vec<TierProbe>, Box<dyn std
                     warmcache_fs::FsBackend::builder(open.config.path.clone().unwrap_or_default())
                         .offer_files(false)
                         .open()?,
-                ) as Arc<dyn warmcache_core::Backend>,
+                )
+                    as Arc<dyn warmcache_core::Backend>,
                 _ => open.backend(),
             };
             let tiers = Tiered::builder()
@@ -309,11 +310,15 @@ fn measure_module(
         unhashed.push(ms(started.elapsed()) / f64::from(rounds));
         for (probe, (loads, firsts)) in probes.iter().zip(tier_samples.iter_mut()) {
             let started = Instant::now();
-            let module = probe
-                .cache
-                .get_or_compile_hashed(engine, content, || -> std::io::Result<Vec<u8>> {
-                    Err(std::io::Error::other("the artifact should have been stored"))
-                })?;
+            let module = probe.cache.get_or_compile_hashed(
+                engine,
+                content,
+                || -> std::io::Result<Vec<u8>> {
+                    Err(std::io::Error::other(
+                        "the artifact should have been stored",
+                    ))
+                },
+            )?;
             loads.push(ms(started.elapsed()));
             if first_call(engine, &module) {
                 firsts.push(ms(started.elapsed()));
@@ -334,8 +339,18 @@ fn measure_module(
     }
     let mut measurements = vec![
         summarize("compile".into(), "compile", compile_samples, Vec::new()),
-        summarize("memory (hash supplied)".into(), "memory", hashed, Vec::new()),
-        summarize("memory (hashing wasm)".into(), "memory", unhashed, Vec::new()),
+        summarize(
+            "memory (hash supplied)".into(),
+            "memory",
+            hashed,
+            Vec::new(),
+        ),
+        summarize(
+            "memory (hashing wasm)".into(),
+            "memory",
+            unhashed,
+            Vec::new(),
+        ),
     ];
     for (probe, (loads, firsts)) in probes.iter().zip(tier_samples) {
         measurements.push(summarize(probe.name.clone(), "tier", loads, firsts));
@@ -404,9 +419,9 @@ pub fn recommend(modules: &[ModuleReport]) -> Recommendation {
             .to_owned(),
     );
     if let Some(_s3) = total("s3") {
-        let beats = modules.iter().all(|m| {
-            matches!((m.median("s3"), m.median("compile")), (Some(s), Some(c)) if s < c)
-        });
+        let beats = modules
+            .iter()
+            .all(|m| matches!((m.median("s3"), m.median("compile")), (Some(s), Some(c)) if s < c));
         if beats {
             tiers.push("s3".to_owned());
             reasons.push(
@@ -480,7 +495,8 @@ fn print_markdown(report: &Report) {
                 format_ms(m.median_ms),
                 format_ms(m.min_ms),
                 format_ms(m.max_ms),
-                m.first_call_median_ms.map_or_else(|| "-".to_owned(), format_ms),
+                m.first_call_median_ms
+                    .map_or_else(|| "-".to_owned(), format_ms),
                 if m.kind == "compile" {
                     "-".to_owned()
                 } else {
@@ -515,9 +531,10 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     }
     for file in &args.files {
         let wasm = std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
-        let name = file
-            .file_stem()
-            .map_or_else(|| file.display().to_string(), |s| s.to_string_lossy().into_owned());
+        let name = file.file_stem().map_or_else(
+            || file.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
         inputs.push((name, wasm));
     }
     std::fs::create_dir_all(&settings.cache_dir.value)
