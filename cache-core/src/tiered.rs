@@ -266,6 +266,15 @@ async fn timed<T>(
     }
 }
 
+/// What one read of a tier gave.
+enum Fetched<T> {
+    Value(T),
+    /// A miss, an error, a timeout or an open breaker (all counted).
+    Nothing,
+    /// The backend does not offer the operation.
+    NotSupported,
+}
+
 #[derive(Debug)]
 enum TierFailure {
     Error(Error),
@@ -566,34 +575,51 @@ impl Tiered {
         None
     }
 
-    /// Reads tier `index` as bytes; `Some` on a verified hit.
-    async fn read_bytes(&self, index: usize, key: &CacheKey) -> Option<Hit> {
-        let tier = &self.tiers[index];
-        let shared = &tier.shared;
+    /// Runs one read on tier `index` under its breaker and timeout, counting skips, misses,
+    /// errors and latency. A backend without the operation is reported, not counted.
+    async fn fetch<T, F>(&self, index: usize, key: &CacheKey, op: &str, read: F) -> Fetched<T>
+    where
+        F: Future<Output = Result<Option<T>, Error>>,
+    {
+        let shared = &self.tiers[index].shared;
         let counters = &shared.counters;
         if !shared.breaker.allow() {
             TierCounters::add(&counters.skipped, 1);
-            return None;
+            return Fetched::Nothing;
         }
         let started = Instant::now();
-        let result = timed(shared.timeout, shared.backend.get(key)).await;
-        counters.record_read_latency(started.elapsed());
-        let bytes = match result {
-            Ok(Some(bytes)) => {
+        let result = timed(shared.timeout, read).await;
+        match result {
+            Err(TierFailure::Error(ref e)) if e.kind() == ErrorKind::NotSupported => {
+                return Fetched::NotSupported;
+            }
+            _ => counters.record_read_latency(started.elapsed()),
+        }
+        match result {
+            Ok(Some(value)) => {
                 shared.breaker.success();
-                bytes
+                Fetched::Value(value)
             }
             Ok(None) => {
                 shared.breaker.success();
                 TierCounters::add(&counters.misses, 1);
-                return None;
+                Fetched::Nothing
             }
             Err(failure) => {
                 TierCounters::add(&counters.errors, 1);
-                shared.record_failure(&failure, "get", key);
-                return None;
+                shared.record_failure(&failure, op, key);
+                Fetched::Nothing
             }
+        }
+    }
+
+    /// Reads tier `index` as bytes; `Some` on a verified hit.
+    async fn read_bytes(&self, index: usize, key: &CacheKey) -> Option<Hit> {
+        let backend = &self.tiers[index].shared.backend;
+        let Fetched::Value(bytes) = self.fetch(index, key, "get", backend.get(key)).await else {
+            return None;
         };
+        let counters = &self.tiers[index].shared.counters;
         match self.integrity.open(key, &bytes) {
             Ok(opened) => {
                 TierCounters::add(&counters.hits, 1);
@@ -614,38 +640,19 @@ impl Tiered {
     /// Reads tier `index` through its local file; falls back to bytes when the backend turns
     /// out not to offer files after all.
     async fn read_file(&self, index: usize, key: &CacheKey) -> Option<Found> {
-        let tier = &self.tiers[index];
-        let shared = &tier.shared;
+        let shared = &self.tiers[index].shared;
         let counters = &shared.counters;
-        if !shared.breaker.allow() {
-            TierCounters::add(&counters.skipped, 1);
-            return None;
-        }
-        let started = Instant::now();
-        let file = match timed(shared.timeout, shared.backend.open_file(key)).await {
-            Ok(Some(file)) => file,
-            Ok(None) => {
-                shared.breaker.success();
-                counters.record_read_latency(started.elapsed());
-                TierCounters::add(&counters.misses, 1);
-                return None;
-            }
-            Err(TierFailure::Error(e)) if e.kind() == ErrorKind::NotSupported => {
-                return self.read_bytes(index, key).await.map(Found::Bytes);
-            }
-            Err(failure) => {
-                counters.record_read_latency(started.elapsed());
-                TierCounters::add(&counters.errors, 1);
-                shared.record_failure(&failure, "open_file", key);
-                return None;
-            }
+        let file = match self
+            .fetch(index, key, "open_file", shared.backend.open_file(key))
+            .await
+        {
+            Fetched::Value(file) => file,
+            Fetched::Nothing => return None,
+            Fetched::NotSupported => return self.read_bytes(index, key).await.map(Found::Bytes),
         };
-        let mapped = mapped::map_and_verify(&self.integrity, key, &file);
-        counters.record_read_latency(started.elapsed());
-        let entry = match mapped {
+        let entry = match mapped::map_and_verify(&self.integrity, key, &file) {
             Ok(entry) => entry,
             Err(MapError::Verify(e)) => {
-                shared.breaker.success();
                 self.reject(index, key, &e).await;
                 return None;
             }
@@ -659,7 +666,6 @@ impl Tiered {
                 return None;
             }
         };
-        shared.breaker.success();
         TierCounters::add(&counters.hits, 1);
         TierCounters::add(&counters.bytes_read, entry.map.len() as u64);
         let has_faster_writable = self.tiers[..index].iter().any(TierState::writable);

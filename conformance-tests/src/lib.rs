@@ -71,6 +71,7 @@ mod concurrency;
 mod failure;
 mod faults;
 mod front;
+pub mod maintenance;
 mod persistence;
 mod runner;
 mod values;
