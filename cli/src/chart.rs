@@ -59,15 +59,19 @@ pub fn write(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Err
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..groups as f64, (lo..hi).log_scale())?;
+        // Group `g` is centred on x = g, so whole-number ticks label the modules.
+        .build_cartesian_2d(-0.5f64..groups as f64 - 0.5, (lo..hi).log_scale())?;
     let module_names: Vec<String> = report.modules.iter().map(|m| m.name.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(groups)
+        .x_labels(groups * 2 + 2)
         .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            module_names.get(i).cloned().unwrap_or_default()
+            let i = x.round();
+            if (x - i).abs() > 1e-6 || i < 0.0 {
+                return String::new();
+            }
+            module_names.get(i as usize).cloned().unwrap_or_default()
         })
         .y_desc("median, ms (log scale)")
         .y_label_formatter(&|v| crate::commands::bench::format_ms(*v))
@@ -80,7 +84,7 @@ pub fn write(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Err
             if !(m.median_ms.is_finite() && m.median_ms > 0.0) {
                 continue;
             }
-            let x0 = g as f64 + 0.1 + b as f64 * bar_width;
+            let x0 = g as f64 - 0.4 + b as f64 * bar_width;
             let color = COLORS[b % COLORS.len()];
             chart.draw_series(std::iter::once(Rectangle::new(
                 [(x0, lo), (x0 + bar_width * 0.9, m.median_ms)],

@@ -40,6 +40,9 @@ pub struct Args {
     /// Print Markdown tables instead of the terminal table.
     #[arg(long)]
     markdown: bool,
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
     /// Write a bar chart (SVG) of the medians to FILE.
     #[arg(long, value_name = "FILE")]
     chart: Option<PathBuf>,
@@ -562,6 +565,10 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     };
     if let Some(path) = &args.chart {
         crate::chart::write(path, &report)?;
+    }
+    if let Some(path) = &args.save {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
