@@ -71,4 +71,4 @@ step "the CLI with RocksDB built in"
 cargo test -p warmcache --features rocksdb --test cli
 
 step "model-checked single-flight (shuttle)"
-cargo test -p warmcache-core --features shuttle --test single_flight_shuttle
+cargo test -p warmcache-core --features shuttle --lib single_flight::model_check

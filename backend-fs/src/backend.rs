@@ -5,15 +5,19 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use std::fs::File;
+
+use warmcache_core::backend::{BlockingBackend, maybe_spawn_blocking, page_from_sorted};
 use warmcache_core::{
-    Backend, CacheKey, Capabilities, KeyInfo, ListPage, Result, Usage, async_trait,
-    maybe_spawn_blocking, page_from_sorted,
+    CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
 };
 
 use crate::builder::FsBackendBuilder;
 use crate::store::Store;
 
 /// A directory of immutable entry files. See the [crate docs](crate).
+///
+/// It implements [`BlockingBackend`], and through it [`Backend`](warmcache_core::Backend).
 #[derive(Debug, Clone)]
 pub struct FsBackend {
     store: Arc<Store>,
@@ -58,17 +62,6 @@ impl FsBackend {
         maybe_spawn_blocking(move || store.evict(None)).await
     }
 
-    /// Deletes least recently used entries until the directory holds at most `max_bytes`
-    /// (maintenance, such as `warmcache gc`). Returns how many were deleted.
-    ///
-    /// # Errors
-    ///
-    /// When the directory cannot be read or an entry cannot be deleted.
-    pub async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
-        let store = Arc::clone(&self.store);
-        maybe_spawn_blocking(move || store.shrink_to(max_bytes)).await
-    }
-
     /// Every entry with its size and when it was last used (written, or read at most
     /// `touch_interval` ago), sorted by key.
     ///
@@ -81,8 +74,7 @@ impl FsBackend {
     }
 }
 
-#[async_trait]
-impl Backend for FsBackend {
+impl BlockingBackend for FsBackend {
     fn name(&self) -> &str {
         self.store.name()
     }
@@ -90,60 +82,52 @@ impl Backend for FsBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities::new()
             .with_persistent(true)
-            .with_capacity(Some(self.store.capacity()))
-            .with_max_value_size(Some(self.store.max_value()))
+            .with_capacity(Some(self.store.limits().capacity()))
+            .with_max_value_size(Some(self.store.limits().max_value()))
             .with_local_files(self.offer_files)
     }
 
-    async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
-        let (store, key) = (Arc::clone(&self.store), *key);
-        maybe_spawn_blocking(move || store.get(&key)).await
+    fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
+        self.store.get(key)
     }
 
-    async fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
-        let (store, key) = (Arc::clone(&self.store), *key);
-        maybe_spawn_blocking(move || store.put(&key, &value)).await
+    fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
+        self.store.put(key, &value)
     }
 
-    async fn delete(&self, key: &CacheKey) -> Result<()> {
-        let (store, key) = (Arc::clone(&self.store), *key);
-        maybe_spawn_blocking(move || store.delete(&key)).await
+    fn delete(&self, key: &CacheKey) -> Result<()> {
+        self.store.delete(key)
     }
 
-    async fn contains(&self, key: &CacheKey) -> Result<bool> {
-        let (store, key) = (Arc::clone(&self.store), *key);
-        maybe_spawn_blocking(move || store.contains(&key)).await
+    fn contains(&self, key: &CacheKey) -> Result<bool> {
+        self.store.contains(key)
     }
 
-    async fn clear(&self) -> Result<()> {
-        let store = Arc::clone(&self.store);
-        maybe_spawn_blocking(move || store.clear()).await
+    fn clear(&self) -> Result<()> {
+        self.store.clear()
     }
 
-    async fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
-        let store = Arc::clone(&self.store);
-        let all = maybe_spawn_blocking(move || store.list_sorted()).await?;
-        Ok(page_from_sorted(&all, after, limit))
+    fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
+        Ok(page_from_sorted(&self.store.list_sorted()?, after, limit))
     }
 
-    async fn usage(&self) -> Result<Usage> {
-        let store = Arc::clone(&self.store);
-        maybe_spawn_blocking(move || store.usage()).await
+    fn usage(&self) -> Result<Usage> {
+        self.store.usage()
     }
 
     /// The entry's file, opened read-only. It holds exactly what `get` returns, and stays
-    /// valid (on Unix) even if the entry is evicted or replaced while it is open or mapped.
-    async fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
+    /// valid (on Unix) even if the entry is evicted or replaced while it is open or mapped:
+    /// entries are written to a new file and renamed into place, never modified in place.
+    fn open_file(&self, key: &CacheKey) -> Result<Option<File>> {
         if !self.offer_files {
-            return Err(warmcache_core::Error::NotSupported {
-                context: warmcache_core::Context::with_key(
-                    self.name(),
-                    warmcache_core::Op::OpenFile,
-                    key,
-                ),
+            return Err(Error::NotSupported {
+                context: Context::with_key(self.name(), Op::OpenFile, key),
             });
         }
-        let (store, key) = (Arc::clone(&self.store), *key);
-        maybe_spawn_blocking(move || store.open_file(&key)).await
+        self.store.open_file(key)
+    }
+
+    fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        self.store.shrink_to(max_bytes)
     }
 }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use warmcache_core::{Context, Error, Op};
+use warmcache_core::Error;
+use warmcache_core::backend::Limits;
 
 use crate::backend::FsBackend;
 use crate::store::Store;
@@ -79,27 +80,8 @@ impl FsBackendBuilder {
     /// [`Error::Config`] for invalid options; [`Error::Io`] naming the path when the directory
     /// cannot be created, read or written (for example without write permission).
     pub fn open(self) -> Result<FsBackend, Error> {
-        let ctx = || Context::new(self.name.clone(), Op::Open);
-        if self.capacity == 0 {
-            return Err(Error::config(ctx(), "capacity must be at least 1 byte"));
-        }
-        let max_value = self.max_value_size.unwrap_or(self.capacity);
-        if max_value == 0 || max_value > self.capacity {
-            return Err(Error::config(
-                ctx(),
-                format!(
-                    "max_value_size of {max_value} bytes must be between 1 and the capacity of {} bytes",
-                    self.capacity
-                ),
-            ));
-        }
-        let store = Store::open(
-            self.root,
-            self.name,
-            self.capacity,
-            max_value,
-            self.touch_interval,
-        )?;
+        let limits = Limits::new(&self.name, self.capacity, self.max_value_size, None)?;
+        let store = Store::open(self.root, self.name, limits, self.touch_interval)?;
         Ok(FsBackend::from_store(store, self.offer_files))
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use warmcache_core::backend::Limits;
 use warmcache_core::{CacheKey, Context, Error, KeyInfo, Op, Usage};
 
 use crate::layout::{self, entry_path, fan_dir, is_fan, parse_entry, parse_temp, temp_name};
@@ -20,8 +21,7 @@ const LOW_WATERMARK: f64 = 0.9;
 pub(crate) struct Store {
     root: PathBuf,
     name: String,
-    capacity: u64,
-    max_value: u64,
+    limits: Limits,
     touch_interval: Duration,
     /// This process's estimate of the bytes stored, reset by every scan. Writes from other
     /// processes are discovered by the next scan.
@@ -34,7 +34,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("root", &self.root)
-            .field("capacity", &self.capacity)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -51,8 +51,7 @@ impl Store {
     pub(crate) fn open(
         root: PathBuf,
         name: String,
-        capacity: u64,
-        max_value: u64,
+        limits: Limits,
         touch_interval: Duration,
     ) -> Result<Self, Error> {
         let ctx = || Context::new(name.clone(), Op::Open);
@@ -71,8 +70,7 @@ impl Store {
             root,
             nonce: AtomicU64::new(seed()),
             name,
-            capacity,
-            max_value,
+            limits,
             touch_interval,
             approx_bytes: AtomicU64::new(0),
             evicting: Mutex::new(()),
@@ -90,19 +88,12 @@ impl Store {
         &self.name
     }
 
-    pub(crate) fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
-    pub(crate) fn max_value(&self) -> u64 {
-        self.max_value
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
     }
 
     fn ctx(&self, op: Op, key: Option<&CacheKey>) -> Context {
-        match key {
-            Some(k) => Context::with_key(self.name.clone(), op, k),
-            None => Context::new(self.name.clone(), op),
-        }
+        Context::maybe_key(self.name.clone(), op, key)
     }
 
     /// Writes `value` to a unique temporary file in the entry's directory, syncs it, renames it
@@ -111,13 +102,7 @@ impl Store {
     pub(crate) fn put(&self, key: &CacheKey, value: &[u8]) -> Result<(), Error> {
         let ctx = || self.ctx(Op::Put, Some(key));
         let size = value.len() as u64;
-        if size > self.max_value {
-            return Err(Error::Capacity {
-                context: ctx(),
-                size,
-                limit: self.max_value,
-            });
-        }
+        self.limits.check(&self.name, key, size)?;
         let dir = fan_dir(&self.root, key);
         fs::create_dir_all(&dir).map_err(|e| io_err(ctx(), &dir, e))?;
         let temp = dir.join(temp_name(key, self.nonce.fetch_add(1, Ordering::Relaxed)));
@@ -140,7 +125,7 @@ impl Store {
         }
         sync_dir(&dir).map_err(|e| io_err(ctx(), &dir, e))?;
         let after = self.approx_bytes.fetch_add(size, Ordering::Relaxed) + size;
-        if after > self.capacity {
+        if after > self.limits.capacity() {
             self.evict(Some(key))?;
         }
         Ok(())
@@ -248,8 +233,9 @@ impl Store {
     /// Deletes least recently used entries (never `keep`) until the directory holds at most
     /// [`LOW_WATERMARK`] of the capacity, when it holds more than the capacity.
     pub(crate) fn evict(&self, keep: Option<&CacheKey>) -> Result<u64, Error> {
-        let target = (self.capacity as f64 * LOW_WATERMARK) as u64;
-        self.evict_down_to(self.capacity, target, keep)
+        let capacity = self.limits.capacity();
+        let target = (capacity as f64 * LOW_WATERMARK) as u64;
+        self.evict_down_to(capacity, target, keep)
     }
 
     /// Deletes least recently used entries until the directory holds at most `max_bytes`.

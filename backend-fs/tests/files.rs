@@ -84,7 +84,7 @@ fn foreign_files_are_never_touched_and_damaged_entries_are_misses() {
     let full = Integrity::plain().seal(&key(9), 1, "t", &[7u8; 5000]);
     std::fs::write(fan.join(key(9).to_hex()), &full[..1234]).unwrap();
     let tiers = Tiered::builder().tier(Tier::new(fs.clone())).build();
-    assert!(block_on(tiers.get(&key(9))).is_none());
+    assert!(block_on(tiers.get(&key(9), 1)).is_none());
     assert_eq!(tiers.stats()[0].corrupt, 1);
     assert!(
         !block_on(fs.contains(&key(9))).unwrap(),

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use futures::executor::block_on;
-use warmcache_core::{Backend, CacheKey, Compression, Found, Integrity, Tier, Tiered};
+use warmcache_core::{Backend, CacheKey, Compression, Integrity, Origin, Tier, Tiered};
 use warmcache_fs::FsBackend;
 
 const KIND: u32 = 7;
@@ -26,18 +26,19 @@ fn a_verified_file_comes_back_open_with_the_payload_at_offset_zero() {
     let tiers = Tiered::builder().tier(Tier::new(fs(dir.path()))).build();
     let key = CacheKey::pseudo_random(1);
     let payload = payload();
-    block_on(tiers.put(&key, KIND, "test", &payload));
+    block_on(tiers.put(&key, &Origin::new(KIND, "test"), &payload));
 
-    let Some(Found::File(mut hit)) = block_on(tiers.get_file(&key)) else {
+    let hit = block_on(tiers.get_file(&key, KIND)).unwrap();
+    let Some(mut file) = hit.file() else {
         panic!("expected a file hit");
     };
     assert_eq!(hit.payload(), &payload[..]);
-    assert_eq!((hit.meta.kind, hit.tier), (KIND, 0));
+    assert_eq!((hit.meta().kind, hit.tier()), (KIND, Some(0)));
     let mut start = vec![0; 16];
-    hit.file.read_exact(&mut start).unwrap();
+    file.read_exact(&mut start).unwrap();
     assert_eq!(start, payload[..16]);
     assert_eq!(tiers.stats()[0].hits, 1);
-    assert!(block_on(tiers.get_file(&CacheKey::pseudo_random(2))).is_none());
+    assert!(block_on(tiers.get_file(&CacheKey::pseudo_random(2), KIND)).is_none());
 }
 
 #[test]
@@ -49,12 +50,12 @@ fn damaged_and_forged_files_are_counted_and_removed() {
         .integrity(Integrity::keyed(b"thirty-two bytes of secret, or more"))
         .build();
     let key = CacheKey::pseudo_random(3);
-    let sealed = tiers.seal(&key, KIND, "test", &payload());
+    let sealed = tiers.integrity().seal(&key, KIND, "test", &payload());
 
     let mut damaged = sealed.to_vec();
     damaged[1000] ^= 4;
     block_on(backend.put(&key, damaged.into())).unwrap();
-    assert!(block_on(tiers.get_file(&key)).is_none());
+    assert!(block_on(tiers.get_file(&key, KIND)).is_none());
     assert!(
         !block_on(backend.contains(&key)).unwrap(),
         "damaged file kept"
@@ -62,10 +63,10 @@ fn damaged_and_forged_files_are_counted_and_removed() {
 
     let forged = Integrity::plain().seal(&key, KIND, "test", &payload());
     block_on(backend.put(&key, forged)).unwrap();
-    assert!(block_on(tiers.get_file(&key)).is_none());
+    assert!(block_on(tiers.get_file(&key, KIND)).is_none());
 
     block_on(backend.put(&key, sealed.slice(..10))).unwrap();
-    assert!(block_on(tiers.get_file(&key)).is_none());
+    assert!(block_on(tiers.get_file(&key, KIND)).is_none());
 
     let stats = &tiers.stats()[0];
     // With a secret, damage and forgery are indistinguishable; a truncated file is corrupt.
@@ -81,12 +82,11 @@ fn compressed_entries_come_back_as_bytes() {
         .build();
     let key = CacheKey::pseudo_random(4);
     let payload = payload();
-    block_on(tiers.put(&key, KIND, "test", &payload));
-    let Some(Found::Bytes(hit)) = block_on(tiers.get_file(&key)) else {
-        panic!("expected bytes");
-    };
-    assert!(hit.opened.meta.compressed);
-    assert_eq!(&hit.opened.payload[..], &payload[..]);
+    block_on(tiers.put(&key, &Origin::new(KIND, "test"), &payload));
+    let hit = block_on(tiers.get_file(&key, KIND)).unwrap();
+    assert!(hit.file().is_none(), "expected bytes");
+    assert!(hit.meta().compressed);
+    assert_eq!(hit.payload(), &payload[..]);
 }
 
 #[test]
@@ -100,17 +100,17 @@ fn a_file_hit_is_promoted_into_a_faster_tier() {
         .build();
     let key = CacheKey::pseudo_random(5);
     let payload = payload();
-    let sealed = tiers.seal(&key, KIND, "test", &payload);
+    let sealed = tiers.integrity().seal(&key, KIND, "test", &payload);
     block_on(files.put(&key, sealed.clone())).unwrap();
 
-    let found = block_on(tiers.get_file(&key)).unwrap();
-    assert!(matches!(found, Found::File(_)));
+    let found = block_on(tiers.get_file(&key, KIND)).unwrap();
+    assert!(found.file().is_some());
     assert_eq!(found.payload(), &payload[..]);
     assert_eq!(block_on(memory.get(&key)).unwrap().unwrap(), sealed);
     // Now the memory tier answers, as bytes.
-    let again = block_on(tiers.get_file(&key)).unwrap();
-    assert!(matches!(again, Found::Bytes(_)));
-    assert_eq!(again.tier(), 0);
+    let again = block_on(tiers.get_file(&key, KIND)).unwrap();
+    assert!(again.file().is_none());
+    assert_eq!(again.tier(), Some(0));
 }
 
 #[test]
@@ -125,11 +125,10 @@ fn without_offered_files_entries_come_back_as_bytes() {
     assert!(!backend.capabilities().local_files);
     let tiers = Tiered::builder().tier(Tier::new(backend.clone())).build();
     let key = CacheKey::pseudo_random(6);
-    block_on(tiers.put(&key, KIND, "test", b"payload"));
+    block_on(tiers.put(&key, &Origin::new(KIND, "test"), b"payload"));
     let err = block_on(backend.open_file(&key)).unwrap_err();
     assert_eq!(err.kind(), warmcache_core::ErrorKind::NotSupported);
-    let Some(Found::Bytes(hit)) = block_on(tiers.get_file(&key)) else {
-        panic!("expected bytes");
-    };
-    assert_eq!(&hit.opened.payload[..], b"payload");
+    let hit = block_on(tiers.get_file(&key, KIND)).unwrap();
+    assert!(hit.file().is_none(), "expected bytes");
+    assert_eq!(hit.payload(), b"payload");
 }

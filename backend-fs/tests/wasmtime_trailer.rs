@@ -48,7 +48,7 @@ fn an_artifact_with_the_envelope_appended_still_loads() {
     let mut file = block_on(fs.open_file(&key)).unwrap().unwrap();
     let mut on_disk = Vec::new();
     file.read_to_end(&mut on_disk).unwrap();
-    let (_, range) = integrity.verify(&key, &on_disk).unwrap();
+    let (_, range) = integrity.verify(&key, None, &on_disk).unwrap();
     assert_eq!(range, 0..artifact.len());
 
     let file = block_on(fs.open_file(&key)).unwrap().unwrap();

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter, sync::DefaultLifecycle};
+use warmcache_core::backend::{Limits, page_from_sorted};
 use warmcache_core::{
-    Backend, CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
-    async_trait, page_from_sorted,
+    Backend, CacheKey, Capabilities, KeyInfo, ListPage, Result, Usage, async_trait,
 };
 
 use crate::builder::MemoryBackendBuilder;
@@ -38,8 +38,7 @@ type Store = quick_cache::sync::Cache<
 pub struct MemoryBackend {
     name: String,
     store: Store,
-    capacity: u64,
-    max_value: u64,
+    limits: Limits,
 }
 
 impl MemoryBackend {
@@ -57,7 +56,8 @@ impl MemoryBackend {
         Self::builder().capacity(capacity).build()
     }
 
-    pub(crate) fn new(name: String, capacity: u64, max_value: u64, shards: usize) -> Self {
+    pub(crate) fn new(name: String, limits: Limits, shards: usize) -> Self {
+        let capacity = limits.capacity();
         let mut options = OptionsBuilder::new();
         options
             .shards(shards)
@@ -86,19 +86,18 @@ impl MemoryBackend {
         Self {
             name,
             store,
-            capacity,
-            max_value,
+            limits,
         }
     }
 
     /// The byte capacity.
     pub fn capacity(&self) -> u64 {
-        self.capacity
+        self.limits.capacity()
     }
 
     /// The largest value accepted.
     pub fn max_value_size(&self) -> u64 {
-        self.max_value
+        self.limits.max_value()
     }
 
     fn snapshot(&self) -> BTreeMap<CacheKey, u64> {
@@ -117,8 +116,8 @@ impl Backend for MemoryBackend {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::new()
-            .with_capacity(Some(self.capacity))
-            .with_max_value_size(Some(self.max_value))
+            .with_capacity(Some(self.limits.capacity()))
+            .with_max_value_size(Some(self.limits.max_value()))
     }
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
@@ -126,14 +125,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
-        let size = value.len() as u64;
-        if size > self.max_value {
-            return Err(Error::Capacity {
-                context: Context::with_key(self.name.clone(), Op::Put, key),
-                size,
-                limit: self.max_value,
-            });
-        }
+        self.limits.check(&self.name, key, value.len() as u64)?;
         self.store.insert(*key, value);
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Configuration of [`MemoryBackend`].
 
+use warmcache_core::backend::Limits;
 use warmcache_core::{Context, Error, Op};
 
 use crate::backend::{ENTRY_OVERHEAD, HOT_ALLOCATION, MemoryBackend};
@@ -60,25 +61,14 @@ impl MemoryBackendBuilder {
                 format!("capacity of {capacity} bytes is too small to hold any entry"),
             ));
         }
-        let max_value = match self.max_value_size {
-            Some(0) => {
-                return Err(Error::config(
-                    context(),
-                    "max_value_size must be at least 1 byte",
-                ));
-            }
-            Some(max) if max > largest_possible => {
-                return Err(Error::config(
-                    context(),
-                    format!(
-                        "max_value_size of {max} bytes does not fit a capacity of {capacity} bytes \
-                         (at most {largest_possible})"
-                    ),
-                ));
-            }
-            Some(max) => max,
-            None => DEFAULT_MAX_VALUE.max(capacity / 4).min(largest_possible),
-        };
+        let default_max = DEFAULT_MAX_VALUE.max(capacity / 4).min(largest_possible);
+        let limits = Limits::new(
+            &name,
+            capacity,
+            Some(self.max_value_size.unwrap_or(default_max)),
+            Some(largest_possible),
+        )?;
+        let max_value = limits.max_value();
         // As many shards as keep a shard's hot area above the largest value, a power of two.
         let mut shards = 1u64;
         while shards < MAX_SHARDS
@@ -88,12 +78,8 @@ impl MemoryBackendBuilder {
         }
         // A multiple of the shard count, so no shard rounds up past the total.
         let capacity = capacity / shards * shards;
-        Ok(MemoryBackend::new(
-            name,
-            capacity,
-            max_value,
-            shards as usize,
-        ))
+        let limits = Limits::new(&name, capacity, Some(max_value), None)?;
+        Ok(MemoryBackend::new(name, limits, shards as usize))
     }
 }
 

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use warmcache_core::backend::Limits;
 use warmcache_core::{Context, Error, ErrorKind, Op};
 
 use crate::backend::RedbBackend;
@@ -75,29 +76,6 @@ impl RedbBackendBuilder {
         Context::new(self.name.clone(), Op::Open)
     }
 
-    fn validate(&self) -> Result<u64, Error> {
-        if self.capacity == 0 {
-            return Err(Error::config(
-                self.ctx(),
-                "capacity must be at least 1 byte",
-            ));
-        }
-        let max_value = self
-            .max_value_size
-            .unwrap_or(self.capacity)
-            .min(MAX_REDB_VALUE);
-        if max_value == 0 || max_value > self.capacity {
-            return Err(Error::config(
-                self.ctx(),
-                format!(
-                    "max_value_size of {max_value} bytes must be between 1 and the capacity of {} bytes",
-                    self.capacity
-                ),
-            ));
-        }
-        Ok(max_value)
-    }
-
     /// Opens (or creates) the database.
     ///
     /// # Errors
@@ -108,7 +86,12 @@ impl RedbBackendBuilder {
     ///   is left as it is. Use [`open_or_recreate`](Self::open_or_recreate) to start over.
     /// * [`Error::Config`] for invalid options, [`Error::Io`] for file-system errors.
     pub fn open(self) -> Result<RedbBackend, Error> {
-        let max_value = self.validate()?;
+        let limits = Limits::new(
+            &self.name,
+            self.capacity,
+            self.max_value_size,
+            Some(MAX_REDB_VALUE),
+        )?;
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(self.ctx(), e))?;
         }
@@ -132,16 +115,17 @@ impl RedbBackendBuilder {
                 ));
             }
         };
-        let store = Store::new(
+        let store = Store::open(
             db,
             self.path.clone(),
             self.name.clone(),
-            self.capacity,
-            max_value,
+            limits,
             self.touch_batch,
         )?;
         tracing::debug!(path = %self.path.display(), capacity = self.capacity, "opened redb cache");
-        Ok(RedbBackend::from_store(Arc::new(store)))
+        Ok(RedbBackend {
+            store: Arc::new(store),
+        })
     }
 
     /// Opens the database, and when it is corrupt or unreadable, moves it aside to

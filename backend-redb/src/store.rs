@@ -1,135 +1,130 @@
-//! The synchronous operations on the database file: transactions, eviction, recency.
+//! The database file: transactions over two tables, with warmcache-core's [`SampledLru`] for
+//! capacity and recency.
 //!
 //! # Layout
 //!
 //! Two tables: `entries` (key -> value) and `meta` (key -> (value size, last-use tick)). Both
-//! change in the same transaction on every put. Nothing else is written per put: measured with
-//! `cargo bench -p warmcache-redb`, each extra B-tree a durable commit touches costs about 10% on
-//! 4 KiB puts, so totals live in memory (summed from `meta` on open) and the eviction order is
-//! sampled from `meta` instead of kept in an index.
-//!
-//! # Eviction
-//!
-//! Approximate LRU, as Redis does it: to free space, read [`EVICTION_SAMPLE`] consecutive
-//! entries of `meta` from a pseudo-random key and evict the least recently used of them; repeat
-//! until the new value fits. With 8 samples the victim is, on average, older than about 89% of
-//! entries; a cache with at most 8 entries evicts in exact LRU order.
+//! change in the same durable transaction on every put. Nothing else is written per put:
+//! measured with `cargo bench -p warmcache-redb`, each extra B-tree a durable commit touches
+//! costs about 10% on 4 KiB puts, so totals live in memory (summed from `meta` on open) and the
+//! eviction order is sampled from `meta` instead of kept in an index (see [`SampledLru`]).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
-use warmcache_core::{CacheKey, Context, Error, KeyInfo, ListPage, Op, Usage};
+use warmcache_core::backend::{BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals};
+use warmcache_core::{CacheKey, Capabilities, Context, Error, ListPage, Op, Result, Usage};
 
+use crate::RedbBackend;
 use crate::error::map;
 
 /// key -> value
 const ENTRIES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("warmcache_entries");
 /// key -> (value size, last-use tick)
 const META: TableDefinition<[u8; 32], (u64, u64)> = TableDefinition::new("warmcache_meta");
-/// Entries looked at to choose one eviction victim.
-pub(crate) const EVICTION_SAMPLE: usize = 8;
-
-/// Hashes a [`CacheKey`] by its first 8 bytes: keys are already uniform digests.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
-        }
-    }
-}
-
-type Touches = HashMap<CacheKey, u64, BuildHasherDefault<KeyHasher>>;
-
-/// Totals of the stored values, exact under the writer lock.
-#[derive(Debug, Default)]
-struct Totals {
-    bytes: u64,
-    entries: u64,
-}
 
 pub(crate) struct Store {
     db: Database,
     path: PathBuf,
     name: String,
-    capacity: u64,
-    max_value: u64,
-    touch_batch: usize,
-    tick: AtomicU64,
-    touches: Mutex<Touches>,
-    /// Held for the whole of every write transaction (redb admits one writer at a time anyway),
-    /// so the totals a writer sees are exact.
-    writer: Mutex<Totals>,
-    /// Copies of the totals for readers, updated after each commit.
-    bytes: AtomicU64,
-    entries: AtomicU64,
+    limits: Limits,
+    lru: SampledLru,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.path)
-            .field("capacity", &self.capacity)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
+/// The `meta` table (read-only or inside a write) as an [`LruIndex`].
+struct MetaIndex<'a, T> {
+    table: &'a T,
+    store: &'a Store,
+    op: Op,
+}
+
+impl<T: ReadableTable<[u8; 32], (u64, u64)>> LruIndex for MetaIndex<'_, T> {
+    fn record(&self, key: &CacheKey) -> Result<Option<LruRecord>> {
+        let found = self
+            .table
+            .get(*key.as_bytes())
+            .map_err(|e| self.store.err(e, self.op, None))?;
+        Ok(found.map(|g| {
+            let (size, tick) = g.value();
+            LruRecord {
+                key: *key,
+                size,
+                tick,
+            }
+        }))
+    }
+
+    fn scan(
+        &self,
+        from: Option<&CacheKey>,
+        visit: &mut dyn FnMut(LruRecord) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let start = match from {
+            Some(k) => Bound::Included(*k.as_bytes()),
+            None => Bound::Unbounded,
+        };
+        let range = self
+            .table
+            .range::<[u8; 32]>((start, Bound::Unbounded))
+            .map_err(|e| self.store.err(e, self.op, None))?;
+        for row in range {
+            let (k, v) = row.map_err(|e| self.store.err(e, self.op, None))?;
+            let (size, tick) = v.value();
+            let record = LruRecord {
+                key: CacheKey::from_bytes(k.value()),
+                size,
+                tick,
+            };
+            if visit(record).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Store {
-    pub(crate) fn new(
+    pub(crate) fn open(
         db: Database,
         path: PathBuf,
         name: String,
-        capacity: u64,
-        max_value: u64,
+        limits: Limits,
         touch_batch: usize,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self> {
         let store = Self {
             db,
             path,
             name,
-            capacity,
-            max_value,
-            touch_batch: touch_batch.max(1),
-            tick: AtomicU64::new(0),
-            touches: Mutex::new(Touches::default()),
-            writer: Mutex::new(Totals::default()),
-            bytes: AtomicU64::new(0),
-            entries: AtomicU64::new(0),
+            limits,
+            lru: SampledLru::new(touch_batch),
         };
-        let ctx = || store.ctx(Op::Open, None);
-        let txn = store.db.begin_write().map_err(|e| store.err(e, ctx()))?;
-        txn.open_table(ENTRIES).map_err(|e| store.err(e, ctx()))?;
-        let mut totals = Totals::default();
-        let mut tick = 0;
+        let txn = store
+            .db
+            .begin_write()
+            .map_err(|e| store.err(e, Op::Open, None))?;
+        txn.open_table(ENTRIES)
+            .map_err(|e| store.err(e, Op::Open, None))?;
         {
-            let meta = txn.open_table(META).map_err(|e| store.err(e, ctx()))?;
-            for row in meta.iter().map_err(|e| store.err(e, ctx()))? {
-                let (_, v) = row.map_err(|e| store.err(e, ctx()))?;
-                let (size, last_use) = v.value();
-                totals.bytes += size;
-                totals.entries += 1;
-                tick = tick.max(last_use);
-            }
+            let meta = txn
+                .open_table(META)
+                .map_err(|e| store.err(e, Op::Open, None))?;
+            store.lru.load(&store.index(&meta, Op::Open))?;
         }
-        txn.commit().map_err(|e| store.err(e, ctx()))?;
-        store.tick.store(tick, Ordering::Relaxed);
-        store.publish(&totals);
-        *store.writer.lock() = totals;
+        txn.commit().map_err(|e| store.err(e, Op::Open, None))?;
         Ok(store)
     }
 
@@ -137,321 +132,80 @@ impl Store {
         &self.path
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.name
+    fn err(&self, e: impl Into<redb::Error>, op: Op, key: Option<&CacheKey>) -> Error {
+        map(
+            e,
+            Context::maybe_key(self.name.clone(), op, key),
+            &self.path,
+        )
     }
 
-    pub(crate) fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
-    pub(crate) fn max_value(&self) -> u64 {
-        self.max_value
-    }
-
-    fn ctx(&self, op: Op, key: Option<&CacheKey>) -> Context {
-        match key {
-            Some(k) => Context::with_key(self.name.clone(), op, k),
-            None => Context::new(self.name.clone(), op),
+    fn index<'a, T>(&'a self, table: &'a T, op: Op) -> MetaIndex<'a, T> {
+        MetaIndex {
+            table,
+            store: self,
+            op,
         }
     }
 
-    fn err(&self, e: impl Into<redb::Error>, context: Context) -> Error {
-        map(e, context, &self.path)
-    }
-
-    fn next_tick(&self) -> u64 {
-        self.tick.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    fn publish(&self, totals: &Totals) {
-        self.bytes.store(totals.bytes, Ordering::Relaxed);
-        self.entries.store(totals.entries, Ordering::Relaxed);
-    }
-
-    /// Writes batched read recency into `meta`; the batch is taken even if the commit fails later
-    /// (recency is a hint, never data).
-    fn apply_touches(
-        &self,
-        meta: &mut Table<'_, [u8; 32], (u64, u64)>,
-        ctx: &dyn Fn() -> Context,
-    ) -> Result<(), Error> {
-        let touches = std::mem::take(&mut *self.touches.lock());
-        for (key, tick) in touches {
-            let k = *key.as_bytes();
-            let current = meta
-                .get(k)
-                .map_err(|e| self.err(e, ctx()))?
-                .map(|g| g.value());
-            if let Some((size, old)) = current
-                && tick > old
-            {
-                meta.insert(k, (size, tick))
-                    .map_err(|e| self.err(e, ctx()))?;
-            }
+    /// Writes batched read recency into `meta`.
+    fn apply_touches(&self, meta: &mut Table<'_, [u8; 32], (u64, u64)>, op: Op) -> Result<()> {
+        for r in self.lru.take_touches(&self.index(meta, op))? {
+            meta.insert(*r.key.as_bytes(), (r.size, r.tick))
+                .map_err(|e| self.err(e, op, Some(&r.key)))?;
         }
         Ok(())
     }
 
-    /// The least recently used of [`EVICTION_SAMPLE`] consecutive entries from a pseudo-random
-    /// position, with its size, never `keep` (the key being written).
-    fn eviction_victim(
-        &self,
-        meta: &Table<'_, [u8; 32], (u64, u64)>,
-        keep: &[u8; 32],
-        ctx: &dyn Fn() -> Context,
-    ) -> Result<Option<([u8; 32], u64)>, Error> {
-        let start = *CacheKey::pseudo_random(self.next_tick()).as_bytes();
-        let mut best: Option<([u8; 32], u64, u64)> = None;
-        let mut seen = 0;
-        let from = meta
-            .range::<[u8; 32]>(start..)
-            .map_err(|e| self.err(e, ctx()))?;
-        let wrapped = meta
-            .range::<[u8; 32]>(..start)
-            .map_err(|e| self.err(e, ctx()))?;
-        for row in from.chain(wrapped) {
-            let (k, v) = row.map_err(|e| self.err(e, ctx()))?;
-            if k.value() == *keep {
-                continue;
-            }
-            let (size, tick) = v.value();
-            if best.is_none_or(|(_, _, t)| tick < t) {
-                best = Some((k.value(), size, tick));
-            }
-            seen += 1;
-            if seen == EVICTION_SAMPLE {
-                break;
-            }
+    /// Removes `victims` from both tables.
+    fn remove_all(&self, txn: &WriteTransaction, victims: &[LruRecord], op: Op) -> Result<()> {
+        if victims.is_empty() {
+            return Ok(());
         }
-        Ok(best.map(|(k, size, _)| (k, size)))
+        let mut entries = txn.open_table(ENTRIES).map_err(|e| self.err(e, op, None))?;
+        let mut meta = txn.open_table(META).map_err(|e| self.err(e, op, None))?;
+        for v in victims {
+            let k = *v.key.as_bytes();
+            meta.remove(k).map_err(|e| self.err(e, op, Some(&v.key)))?;
+            entries
+                .remove(k)
+                .map_err(|e| self.err(e, op, Some(&v.key)))?;
+        }
+        tracing::debug!(backend = %self.name, evicted = victims.len(), "evicted least recently used entries");
+        Ok(())
     }
 
-    /// Runs `f` in a write transaction under the writer lock, committing with `durability`.
+    /// Runs `f` in a write transaction under the accounting's writer lock, committing with
+    /// `durability`.
     fn write<T>(
         &self,
-        ctx: &dyn Fn() -> Context,
+        op: Op,
+        key: Option<&CacheKey>,
         durability: Durability,
-        f: impl FnOnce(&WriteTransaction, &mut Totals) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let mut totals = self.writer.lock();
-        let mut txn = self.db.begin_write().map_err(|e| self.err(e, ctx()))?;
-        txn.set_durability(durability)
-            .map_err(|e| Error::backend(ctx(), e))?;
-        let mut updated = Totals {
-            bytes: totals.bytes,
-            entries: totals.entries,
-        };
-        let value = f(&txn, &mut updated)?;
-        txn.commit().map_err(|e| self.err(e, ctx()))?;
-        *totals = updated;
-        self.publish(&totals);
-        Ok(value)
-    }
-
-    pub(crate) fn put(&self, key: &CacheKey, value: &[u8]) -> Result<(), Error> {
-        let ctx = || self.ctx(Op::Put, Some(key));
-        let size = value.len() as u64;
-        if size > self.max_value {
-            return Err(Error::Capacity {
-                context: ctx(),
-                size,
-                limit: self.max_value,
-            });
-        }
-        let k = *key.as_bytes();
-        self.write(&ctx, Durability::Immediate, |txn, totals| {
-            let mut entries = txn.open_table(ENTRIES).map_err(|e| self.err(e, ctx()))?;
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e, ctx()))?;
-            self.apply_touches(&mut meta, &ctx)?;
-            // Overwrites replace in place below; only the totals need the old size now.
-            let old = meta
-                .get(k)
-                .map_err(|e| self.err(e, ctx()))?
-                .map(|g| g.value().0);
-            if let Some(old_size) = old {
-                totals.bytes = totals.bytes.saturating_sub(old_size);
-                totals.entries = totals.entries.saturating_sub(1);
-            }
-            let mut evicted = 0u64;
-            while totals.bytes + size > self.capacity {
-                let Some((victim, victim_size)) = self.eviction_victim(&meta, &k, &ctx)? else {
-                    break;
-                };
-                meta.remove(victim).map_err(|e| self.err(e, ctx()))?;
-                entries.remove(victim).map_err(|e| self.err(e, ctx()))?;
-                totals.bytes = totals.bytes.saturating_sub(victim_size);
-                totals.entries = totals.entries.saturating_sub(1);
-                evicted += 1;
-            }
-            if evicted > 0 {
-                tracing::debug!(backend = %self.name, evicted, "evicted least recently used entries");
-            }
-            entries.insert(k, value).map_err(|e| self.err(e, ctx()))?;
-            meta.insert(k, (size, self.next_tick()))
-                .map_err(|e| self.err(e, ctx()))?;
-            totals.bytes += size;
-            totals.entries += 1;
-            Ok(())
+        f: impl FnOnce(&WriteTransaction, &mut Totals) -> Result<T>,
+    ) -> Result<T> {
+        self.lru.write(|totals| {
+            let mut txn = self.db.begin_write().map_err(|e| self.err(e, op, key))?;
+            txn.set_durability(durability)
+                .map_err(|e| Error::backend(Context::maybe_key(self.name.clone(), op, key), e))?;
+            let value = f(&txn, totals)?;
+            txn.commit().map_err(|e| self.err(e, op, key))?;
+            Ok(value)
         })
-    }
-
-    pub(crate) fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, Error> {
-        let ctx = || self.ctx(Op::Get, Some(key));
-        let value = {
-            let txn = self.db.begin_read().map_err(|e| self.err(e, ctx()))?;
-            let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e, ctx()))?;
-            entries
-                .get(*key.as_bytes())
-                .map_err(|e| self.err(e, ctx()))?
-                .map(|g| Bytes::copy_from_slice(g.value()))
-        };
-        if value.is_some() {
-            self.touch(key);
-        }
-        Ok(value)
-    }
-
-    /// Records a read in memory; every `touch_batch` distinct keys, writes them in one
-    /// transaction.
-    fn touch(&self, key: &CacheKey) {
-        let tick = self.next_tick();
-        let full = {
-            let mut touches = self.touches.lock();
-            touches.insert(*key, tick);
-            touches.len() >= self.touch_batch
-        };
-        if full && let Err(e) = self.flush_touches() {
-            tracing::warn!(backend = %self.name, error = %e, "could not record read recency");
-        }
     }
 
     /// Writes pending read recency in a non-durable transaction (the next durable put persists
     /// it; a crash loses only recency).
-    pub(crate) fn flush_touches(&self) -> Result<(), Error> {
-        if self.touches.lock().is_empty() {
+    pub(crate) fn flush_touches(&self) -> Result<()> {
+        if !self.lru.has_touches() {
             return Ok(());
         }
-        let ctx = || self.ctx(Op::Get, None);
-        self.write(&ctx, Durability::None, |txn, _| {
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e, ctx()))?;
-            self.apply_touches(&mut meta, &ctx)
+        self.write(Op::Get, None, Durability::None, |txn, _| {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|e| self.err(e, Op::Get, None))?;
+            self.apply_touches(&mut meta, Op::Get)
         })
-    }
-
-    pub(crate) fn delete(&self, key: &CacheKey) -> Result<(), Error> {
-        let ctx = || self.ctx(Op::Delete, Some(key));
-        let k = *key.as_bytes();
-        self.write(&ctx, Durability::Immediate, |txn, totals| {
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e, ctx()))?;
-            let old = meta
-                .remove(k)
-                .map_err(|e| self.err(e, ctx()))?
-                .map(|g| g.value().0);
-            if let Some(size) = old {
-                let mut entries = txn.open_table(ENTRIES).map_err(|e| self.err(e, ctx()))?;
-                entries.remove(k).map_err(|e| self.err(e, ctx()))?;
-                totals.bytes = totals.bytes.saturating_sub(size);
-                totals.entries = totals.entries.saturating_sub(1);
-            }
-            Ok(())
-        })
-    }
-
-    /// Deletes least recently used entries (exact order, by a full scan of `meta`) until the
-    /// entries hold at most `max_bytes`. Returns how many were deleted.
-    pub(crate) fn shrink_to(&self, max_bytes: u64) -> Result<u64, Error> {
-        let ctx = || self.ctx(Op::Delete, None);
-        self.write(&ctx, Durability::Immediate, |txn, totals| {
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e, ctx()))?;
-            self.apply_touches(&mut meta, &ctx)?;
-            if totals.bytes <= max_bytes {
-                return Ok(0);
-            }
-            let mut by_use = Vec::new();
-            for row in meta.iter().map_err(|e| self.err(e, ctx()))? {
-                let (k, v) = row.map_err(|e| self.err(e, ctx()))?;
-                let (size, tick) = v.value();
-                by_use.push((tick, k.value(), size));
-            }
-            by_use.sort_unstable();
-            let mut entries = txn.open_table(ENTRIES).map_err(|e| self.err(e, ctx()))?;
-            let mut evicted = 0;
-            for (_, k, size) in by_use {
-                if totals.bytes <= max_bytes {
-                    break;
-                }
-                meta.remove(k).map_err(|e| self.err(e, ctx()))?;
-                entries.remove(k).map_err(|e| self.err(e, ctx()))?;
-                totals.bytes = totals.bytes.saturating_sub(size);
-                totals.entries = totals.entries.saturating_sub(1);
-                evicted += 1;
-            }
-            Ok(evicted)
-        })
-    }
-
-    pub(crate) fn contains(&self, key: &CacheKey) -> Result<bool, Error> {
-        let ctx = || self.ctx(Op::Contains, Some(key));
-        let txn = self.db.begin_read().map_err(|e| self.err(e, ctx()))?;
-        let meta = txn.open_table(META).map_err(|e| self.err(e, ctx()))?;
-        Ok(meta
-            .get(*key.as_bytes())
-            .map_err(|e| self.err(e, ctx()))?
-            .is_some())
-    }
-
-    pub(crate) fn clear(&self) -> Result<(), Error> {
-        let ctx = || self.ctx(Op::Clear, None);
-        self.touches.lock().clear();
-        self.write(&ctx, Durability::Immediate, |txn, totals| {
-            txn.delete_table(ENTRIES).map_err(|e| self.err(e, ctx()))?;
-            txn.delete_table(META).map_err(|e| self.err(e, ctx()))?;
-            txn.open_table(ENTRIES).map_err(|e| self.err(e, ctx()))?;
-            txn.open_table(META).map_err(|e| self.err(e, ctx()))?;
-            *totals = Totals::default();
-            Ok(())
-        })
-    }
-
-    pub(crate) fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage, Error> {
-        let ctx = || self.ctx(Op::List, None);
-        let limit = limit.max(1);
-        let txn = self.db.begin_read().map_err(|e| self.err(e, ctx()))?;
-        let meta = txn.open_table(META).map_err(|e| self.err(e, ctx()))?;
-        let start = match &after {
-            Some(a) => Bound::Excluded(*a.as_bytes()),
-            None => Bound::Unbounded,
-        };
-        let range = meta
-            .range::<[u8; 32]>((start, Bound::Unbounded))
-            .map_err(|e| self.err(e, ctx()))?;
-        let mut entries = Vec::new();
-        let mut more = false;
-        for item in range {
-            let (k, v) = item.map_err(|e| self.err(e, ctx()))?;
-            if entries.len() == limit {
-                more = true;
-                break;
-            }
-            entries.push(KeyInfo {
-                key: CacheKey::from_bytes(k.value()),
-                size: v.value().0,
-            });
-        }
-        let next = if more {
-            entries.last().map(|e| e.key)
-        } else {
-            None
-        };
-        Ok(ListPage { entries, next })
-    }
-
-    pub(crate) fn usage(&self) -> Usage {
-        Usage {
-            entries: self.entries.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-        }
     }
 }
 
@@ -460,5 +214,164 @@ impl Drop for Store {
         if let Err(e) = self.flush_touches() {
             tracing::debug!(backend = %self.name, error = %e, "read recency not saved on close");
         }
+    }
+}
+
+impl RedbBackend {
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+impl BlockingBackend for RedbBackend {
+    fn name(&self) -> &str {
+        &self.store.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .with_persistent(true)
+            .with_capacity(Some(self.store.limits.capacity()))
+            .with_max_value_size(Some(self.store.limits.max_value()))
+    }
+
+    fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
+        let s = &*self.store;
+        let size = value.len() as u64;
+        s.limits.check(&s.name, key, size)?;
+        let k = *key.as_bytes();
+        s.write(Op::Put, Some(key), Durability::Immediate, |txn, totals| {
+            let victims = {
+                let mut meta = txn
+                    .open_table(META)
+                    .map_err(|e| s.err(e, Op::Put, Some(key)))?;
+                s.apply_touches(&mut meta, Op::Put)?;
+                let index = s.index(&meta, Op::Put);
+                // Overwrites replace in place below; only the totals need the old size now.
+                if let Some(old) = index.record(key)? {
+                    totals.remove(old.size);
+                }
+                s.lru
+                    .victims(&index, totals, size, s.limits.capacity(), key)?
+            };
+            s.remove_all(txn, &victims, Op::Put)?;
+            let mut entries = txn
+                .open_table(ENTRIES)
+                .map_err(|e| s.err(e, Op::Put, Some(key)))?;
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|e| s.err(e, Op::Put, Some(key)))?;
+            entries
+                .insert(k, value.as_ref())
+                .map_err(|e| s.err(e, Op::Put, Some(key)))?;
+            meta.insert(k, (size, s.lru.next_tick()))
+                .map_err(|e| s.err(e, Op::Put, Some(key)))?;
+            totals.add(size);
+            Ok(())
+        })
+    }
+
+    fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
+        let s = &*self.store;
+        let value = {
+            let txn =
+                s.db.begin_read()
+                    .map_err(|e| s.err(e, Op::Get, Some(key)))?;
+            let entries = txn
+                .open_table(ENTRIES)
+                .map_err(|e| s.err(e, Op::Get, Some(key)))?;
+            entries
+                .get(*key.as_bytes())
+                .map_err(|e| s.err(e, Op::Get, Some(key)))?
+                .map(|g| Bytes::copy_from_slice(g.value()))
+        };
+        if value.is_some()
+            && s.lru.touch(key)
+            && let Err(e) = s.flush_touches()
+        {
+            tracing::warn!(backend = %s.name, error = %e, "could not record read recency");
+        }
+        Ok(value)
+    }
+
+    fn delete(&self, key: &CacheKey) -> Result<()> {
+        let s = &*self.store;
+        s.write(
+            Op::Delete,
+            Some(key),
+            Durability::Immediate,
+            |txn, totals| {
+                let mut meta = txn
+                    .open_table(META)
+                    .map_err(|e| s.err(e, Op::Delete, Some(key)))?;
+                let old = meta
+                    .remove(*key.as_bytes())
+                    .map_err(|e| s.err(e, Op::Delete, Some(key)))?
+                    .map(|g| g.value().0);
+                if let Some(size) = old {
+                    let mut entries = txn
+                        .open_table(ENTRIES)
+                        .map_err(|e| s.err(e, Op::Delete, Some(key)))?;
+                    entries
+                        .remove(*key.as_bytes())
+                        .map_err(|e| s.err(e, Op::Delete, Some(key)))?;
+                    totals.remove(size);
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn contains(&self, key: &CacheKey) -> Result<bool> {
+        let s = &*self.store;
+        let txn =
+            s.db.begin_read()
+                .map_err(|e| s.err(e, Op::Contains, Some(key)))?;
+        let meta = txn
+            .open_table(META)
+            .map_err(|e| s.err(e, Op::Contains, Some(key)))?;
+        Ok(s.index(&meta, Op::Contains).record(key)?.is_some())
+    }
+
+    fn clear(&self) -> Result<()> {
+        let s = &*self.store;
+        s.lru.forget_touches();
+        s.write(Op::Clear, None, Durability::Immediate, |txn, totals| {
+            let err = |e: redb::TableError| s.err(e, Op::Clear, None);
+            txn.delete_table(ENTRIES).map_err(err)?;
+            txn.delete_table(META).map_err(err)?;
+            txn.open_table(ENTRIES).map_err(err)?;
+            txn.open_table(META).map_err(err)?;
+            *totals = Totals::default();
+            Ok(())
+        })
+    }
+
+    fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
+        let s = &*self.store;
+        let txn = s.db.begin_read().map_err(|e| s.err(e, Op::List, None))?;
+        let meta = txn.open_table(META).map_err(|e| s.err(e, Op::List, None))?;
+        SampledLru::page(&s.index(&meta, Op::List), after, limit)
+    }
+
+    fn usage(&self) -> Result<Usage> {
+        Ok(self.store.lru.usage())
+    }
+
+    /// The file itself does not shrink; its free pages are reused.
+    fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        let s = &*self.store;
+        s.write(Op::Shrink, None, Durability::Immediate, |txn, totals| {
+            let victims = {
+                let mut meta = txn
+                    .open_table(META)
+                    .map_err(|e| s.err(e, Op::Shrink, None))?;
+                s.apply_touches(&mut meta, Op::Shrink)?;
+                s.lru
+                    .shrink_victims(&s.index(&meta, Op::Shrink), totals, max_bytes)?
+            };
+            s.remove_all(txn, &victims, Op::Shrink)?;
+            Ok(victims.len() as u64)
+        })
     }
 }

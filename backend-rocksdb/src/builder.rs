@@ -8,6 +8,7 @@ use warmcache_core::{Context, Error, Op};
 use crate::backend::RocksDbBackend;
 use crate::error::map;
 use crate::store::{META, Settings, Store};
+use warmcache_core::backend::Limits;
 
 /// Compression of stored values (SST files and blob files alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -127,19 +128,7 @@ impl RocksDbBackendBuilder {
     /// * [`Error::Config`] for invalid options, [`Error::Io`] naming the path otherwise.
     pub fn open(self) -> Result<RocksDbBackend, Error> {
         let ctx = || Context::new(self.name.clone(), Op::Open);
-        if self.capacity == 0 {
-            return Err(Error::config(ctx(), "capacity must be at least 1 byte"));
-        }
-        let max_value = self.max_value_size.unwrap_or(self.capacity);
-        if max_value == 0 || max_value > self.capacity {
-            return Err(Error::config(
-                ctx(),
-                format!(
-                    "max_value_size of {max_value} bytes must be between 1 and the capacity of {} bytes",
-                    self.capacity
-                ),
-            ));
-        }
+        let limits = Limits::new(&self.name, self.capacity, self.max_value_size, None)?;
         if self.path.is_file() {
             return Err(Error::Corrupt {
                 context: ctx(),
@@ -176,13 +165,14 @@ impl RocksDbBackendBuilder {
             self.path.clone(),
             Settings {
                 name: self.name.clone(),
-                capacity: self.capacity,
-                max_value,
+                limits,
                 read_only: self.read_only,
                 sync: self.sync_writes,
                 touch_batch: self.touch_batch,
             },
         )?;
-        Ok(RocksDbBackend::from_store(store))
+        Ok(RocksDbBackend {
+            store: std::sync::Arc::new(store),
+        })
     }
 }

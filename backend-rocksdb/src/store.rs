@@ -1,52 +1,38 @@
-//! The synchronous operations on the database: batches, eviction, recency.
+//! The database: atomic write batches over two column families, with warmcache-core's
+//! [`SampledLru`] for capacity and recency.
 //!
 //! Two column families change together in one atomic write batch: `default` (key -> value, large
 //! values in blob files) and `meta` (key -> value size and last-use tick, 16 bytes). Totals live
-//! in memory (summed from `meta` on open) and eviction samples `meta` (approximate LRU, as in
-//! warmcache-redb): to free space, read 8 consecutive entries from a pseudo-random key and evict
-//! the least recently used, until the new value fits.
+//! in memory (summed from `meta` on open) and eviction samples `meta` (see [`SampledLru`]).
 
-use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
-use warmcache_core::{CacheKey, Context, Error, KeyInfo, ListPage, Op, Usage};
+use warmcache_core::backend::{BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals};
+use warmcache_core::{CacheKey, Capabilities, Context, Error, ListPage, Op, Result, Usage};
 
+use crate::RocksDbBackend;
 use crate::error::map;
 
 pub(crate) const META: &str = "meta";
-const EVICTION_SAMPLE: usize = 8;
-
-#[derive(Debug, Default)]
-struct Totals {
-    bytes: u64,
-    entries: u64,
-}
 
 pub(crate) struct Store {
     db: DB,
     path: PathBuf,
     name: String,
-    capacity: u64,
-    max_value: u64,
+    limits: Limits,
     read_only: bool,
     sync: bool,
-    touch_batch: usize,
-    tick: AtomicU64,
-    touches: Mutex<HashMap<CacheKey, u64>>,
-    writer: Mutex<Totals>,
-    bytes: AtomicU64,
-    entries: AtomicU64,
+    lru: SampledLru,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.path)
-            .field("capacity", &self.capacity)
+            .field("limits", &self.limits)
             .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
@@ -71,80 +57,107 @@ fn decode_key(bytes: &[u8]) -> Option<CacheKey> {
 
 pub(crate) struct Settings {
     pub(crate) name: String,
-    pub(crate) capacity: u64,
-    pub(crate) max_value: u64,
+    pub(crate) limits: Limits,
     pub(crate) read_only: bool,
     pub(crate) sync: bool,
     pub(crate) touch_batch: usize,
 }
 
+/// The `meta` column family as an [`LruIndex`].
+struct MetaIndex<'a> {
+    store: &'a Store,
+    meta: &'a rocksdb::ColumnFamily,
+    op: Op,
+    /// On open, a record that is not 16 bytes is corruption; elsewhere it is skipped.
+    strict: bool,
+}
+
+impl LruIndex for MetaIndex<'_> {
+    fn record(&self, key: &CacheKey) -> Result<Option<LruRecord>> {
+        let found = self
+            .store
+            .db
+            .get_pinned_cf(self.meta, key.as_bytes())
+            .map_err(|e| self.store.err(e, self.op, Some(key)))?;
+        Ok(found
+            .and_then(|v| decode_meta(&v))
+            .map(|(size, tick)| LruRecord {
+                key: *key,
+                size,
+                tick,
+            }))
+    }
+
+    fn scan(
+        &self,
+        from: Option<&CacheKey>,
+        visit: &mut dyn FnMut(LruRecord) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let mode = match from {
+            Some(k) => IteratorMode::From(k.as_bytes(), Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        for row in self.store.db.iterator_cf(self.meta, mode) {
+            let (k, v) = row.map_err(|e| self.store.err(e, self.op, None))?;
+            let (Some(key), Some((size, tick))) = (decode_key(&k), decode_meta(&v)) else {
+                if self.strict {
+                    return Err(Error::corrupt(
+                        self.store.ctx(self.op, None),
+                        "a metadata record is not a 32-byte key with a 16-byte value",
+                    ));
+                }
+                continue;
+            };
+            if visit(LruRecord { key, size, tick }).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Store {
-    pub(crate) fn new(db: DB, path: PathBuf, s: Settings) -> Result<Self, Error> {
+    pub(crate) fn new(db: DB, path: PathBuf, s: Settings) -> Result<Self> {
         let store = Self {
             db,
             path,
             name: s.name,
-            capacity: s.capacity,
-            max_value: s.max_value,
+            limits: s.limits,
             read_only: s.read_only,
             sync: s.sync,
-            touch_batch: s.touch_batch.max(1),
-            tick: AtomicU64::new(0),
-            touches: Mutex::new(HashMap::new()),
-            writer: Mutex::new(Totals::default()),
-            bytes: AtomicU64::new(0),
-            entries: AtomicU64::new(0),
+            lru: SampledLru::new(s.touch_batch),
         };
-        let ctx = || store.ctx(Op::Open, None);
-        let meta = store.meta(&ctx)?;
-        let mut totals = Totals::default();
-        let mut tick = 0;
-        for row in store.db.iterator_cf(meta, IteratorMode::Start) {
-            let (_, v) = row.map_err(|e| store.err(e, ctx()))?;
-            let (size, last) = decode_meta(&v)
-                .ok_or_else(|| Error::corrupt(ctx(), "a metadata record is not 16 bytes"))?;
-            totals.bytes += size;
-            totals.entries += 1;
-            tick = tick.max(last);
-        }
-        store.tick.store(tick, Ordering::Relaxed);
-        store.bytes.store(totals.bytes, Ordering::Relaxed);
-        store.entries.store(totals.entries, Ordering::Relaxed);
-        *store.writer.lock() = totals;
+        let mut index = store.index(Op::Open)?;
+        index.strict = true;
+        store.lru.load(&index)?;
         Ok(store)
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-    pub(crate) fn capacity(&self) -> u64 {
-        self.capacity
-    }
-    pub(crate) fn max_value(&self) -> u64 {
-        self.max_value
-    }
 
     fn ctx(&self, op: Op, key: Option<&CacheKey>) -> Context {
-        match key {
-            Some(k) => Context::with_key(self.name.clone(), op, k),
-            None => Context::new(self.name.clone(), op),
-        }
+        Context::maybe_key(self.name.clone(), op, key)
     }
 
-    fn err(&self, e: rocksdb::Error, context: Context) -> Error {
-        map(e, context, &self.path)
+    fn err(&self, e: rocksdb::Error, op: Op, key: Option<&CacheKey>) -> Error {
+        map(e, self.ctx(op, key), &self.path)
     }
 
-    fn meta(&self, ctx: &dyn Fn() -> Context) -> Result<&rocksdb::ColumnFamily, Error> {
-        self.db
-            .cf_handle(META)
-            .ok_or_else(|| Error::corrupt(ctx(), "the metadata column family is missing"))
+    fn index(&self, op: Op) -> Result<MetaIndex<'_>> {
+        let meta = self.db.cf_handle(META).ok_or_else(|| {
+            Error::corrupt(self.ctx(op, None), "the metadata column family is missing")
+        })?;
+        Ok(MetaIndex {
+            store: self,
+            meta,
+            op,
+            strict: false,
+        })
     }
 
-    fn writable(&self, op: Op, key: Option<&CacheKey>) -> Result<(), Error> {
+    fn writable(&self, op: Op, key: Option<&CacheKey>) -> Result<()> {
         if self.read_only {
             return Err(Error::NotSupported {
                 context: self.ctx(op, key),
@@ -153,310 +166,44 @@ impl Store {
         Ok(())
     }
 
-    fn next_tick(&self) -> u64 {
-        self.tick.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    fn write_options(&self) -> WriteOptions {
-        let mut o = WriteOptions::default();
-        o.set_sync(self.sync);
-        o
-    }
-
-    fn publish(&self, t: &Totals) {
-        self.bytes.store(t.bytes, Ordering::Relaxed);
-        self.entries.store(t.entries, Ordering::Relaxed);
-    }
-
-    /// Adds batched read recency to `batch` for keys still present.
-    fn apply_touches(
-        &self,
-        batch: &mut WriteBatch,
-        ctx: &dyn Fn() -> Context,
-    ) -> Result<(), Error> {
-        let touches = std::mem::take(&mut *self.touches.lock());
-        let meta = self.meta(ctx)?;
-        for (key, tick) in touches {
-            let current = self
-                .db
-                .get_pinned_cf(meta, key.as_bytes())
-                .map_err(|e| self.err(e, ctx()))?
-                .and_then(|v| decode_meta(&v));
-            if let Some((size, old)) = current
-                && tick > old
-            {
-                batch.put_cf(meta, key.as_bytes(), encode_meta(size, tick));
-            }
-        }
-        Ok(())
-    }
-
-    fn eviction_victim(
-        &self,
-        keep: &CacheKey,
-        exclude: &[CacheKey],
-        ctx: &dyn Fn() -> Context,
-    ) -> Result<Option<(CacheKey, u64)>, Error> {
-        let meta = self.meta(ctx)?;
-        let start = *CacheKey::pseudo_random(self.next_tick()).as_bytes();
-        let mut best: Option<(CacheKey, u64, u64)> = None;
-        let mut seen = 0;
-        let from = self
-            .db
-            .iterator_cf(meta, IteratorMode::From(&start, Direction::Forward));
-        let wrapped = self.db.iterator_cf(meta, IteratorMode::Start);
-        for row in from.chain(wrapped) {
-            let (k, v) = row.map_err(|e| self.err(e, ctx()))?;
-            let (Some(key), Some((size, tick))) = (decode_key(&k), decode_meta(&v)) else {
-                continue;
-            };
-            if key == *keep || exclude.contains(&key) {
-                continue;
-            }
-            if best.is_none_or(|(_, _, t)| tick < t) {
-                best = Some((key, size, tick));
-            }
-            seen += 1;
-            if seen == EVICTION_SAMPLE {
-                break;
-            }
-        }
-        Ok(best.map(|(k, size, _)| (k, size)))
-    }
-
-    pub(crate) fn put(&self, key: &CacheKey, value: &[u8]) -> Result<(), Error> {
-        let ctx = || self.ctx(Op::Put, Some(key));
-        self.writable(Op::Put, Some(key))?;
-        let size = value.len() as u64;
-        if size > self.max_value {
-            return Err(Error::Capacity {
-                context: ctx(),
-                size,
-                limit: self.max_value,
-            });
-        }
-        let meta = self.meta(&ctx)?;
-        let mut totals = self.writer.lock();
-        let mut t = Totals {
-            bytes: totals.bytes,
-            entries: totals.entries,
-        };
-        // Recency first, in its own batch, so the eviction sample below sees it.
-        self.write_touches(&ctx)?;
-        let mut batch = WriteBatch::default();
-        let old = self
-            .db
-            .get_pinned_cf(meta, key.as_bytes())
-            .map_err(|e| self.err(e, ctx()))?
-            .and_then(|v| decode_meta(&v));
-        if let Some((old_size, _)) = old {
-            t.bytes = t.bytes.saturating_sub(old_size);
-            t.entries = t.entries.saturating_sub(1);
-        }
-        // Victims are only deleted when the batch commits, so the sampler must skip them.
-        let mut victims = Vec::new();
-        while t.bytes + size > self.capacity {
-            let Some((victim, victim_size)) = self.eviction_victim(key, &victims, &ctx)? else {
-                break;
-            };
-            batch.delete(victim.as_bytes());
-            batch.delete_cf(meta, victim.as_bytes());
-            t.bytes = t.bytes.saturating_sub(victim_size);
-            t.entries = t.entries.saturating_sub(1);
-            victims.push(victim);
-        }
-        batch.put(key.as_bytes(), value);
-        batch.put_cf(meta, key.as_bytes(), encode_meta(size, self.next_tick()));
-        t.bytes += size;
-        t.entries += 1;
+    fn commit(&self, batch: WriteBatch, op: Op, key: Option<&CacheKey>) -> Result<()> {
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync);
         self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(|e| self.err(e, ctx()))?;
+            .write_opt(batch, &options)
+            .map_err(|e| self.err(e, op, key))
+    }
+
+    /// Adds `victims` (removing values and records) to `batch`.
+    fn remove_all(&self, batch: &mut WriteBatch, index: &MetaIndex<'_>, victims: &[LruRecord]) {
+        for v in victims {
+            batch.delete(v.key.as_bytes());
+            batch.delete_cf(index.meta, v.key.as_bytes());
+        }
         if !victims.is_empty() {
             tracing::debug!(backend = %self.name, evicted = victims.len(), "evicted least recently used entries");
         }
-        *totals = t;
-        self.publish(&totals);
-        Ok(())
     }
 
-    pub(crate) fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, Error> {
-        let value = self
-            .db
-            .get_pinned(key.as_bytes())
-            .map_err(|e| self.err(e, self.ctx(Op::Get, Some(key))))?
-            .map(|v| Bytes::copy_from_slice(&v));
-        if value.is_some() && !self.read_only {
-            self.touch(key);
-        }
-        Ok(value)
-    }
-
-    fn touch(&self, key: &CacheKey) {
-        let tick = self.next_tick();
-        let full = {
-            let mut touches = self.touches.lock();
-            touches.insert(*key, tick);
-            touches.len() >= self.touch_batch
-        };
-        if full && let Err(e) = self.flush_touches() {
-            tracing::warn!(backend = %self.name, error = %e, "could not record read recency");
-        }
-    }
-
-    pub(crate) fn flush_touches(&self) -> Result<(), Error> {
-        if self.read_only || self.touches.lock().is_empty() {
-            return Ok(());
-        }
-        let ctx = || self.ctx(Op::Get, None);
-        let _totals = self.writer.lock();
-        self.write_touches(&ctx)
-    }
-
-    /// Writes pending recency; the caller holds the writer lock.
-    fn write_touches(&self, ctx: &dyn Fn() -> Context) -> Result<(), Error> {
-        if self.touches.lock().is_empty() {
+    /// Writes pending read recency in its own batch; call under the accounting's writer lock,
+    /// before sampling, so the sample sees it.
+    fn write_touches(&self, index: &MetaIndex<'_>, op: Op) -> Result<()> {
+        if !self.lru.has_touches() {
             return Ok(());
         }
         let mut batch = WriteBatch::default();
-        self.apply_touches(&mut batch, ctx)?;
-        self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(|e| self.err(e, ctx()))
+        for r in self.lru.take_touches(index)? {
+            batch.put_cf(index.meta, r.key.as_bytes(), encode_meta(r.size, r.tick));
+        }
+        self.commit(batch, op, None)
     }
 
-    pub(crate) fn delete(&self, key: &CacheKey) -> Result<(), Error> {
-        let ctx = || self.ctx(Op::Delete, Some(key));
-        self.writable(Op::Delete, Some(key))?;
-        let meta = self.meta(&ctx)?;
-        let mut totals = self.writer.lock();
-        let old = self
-            .db
-            .get_pinned_cf(meta, key.as_bytes())
-            .map_err(|e| self.err(e, ctx()))?
-            .and_then(|v| decode_meta(&v));
-        let Some((size, _)) = old else {
+    pub(crate) fn flush_touches(&self) -> Result<()> {
+        if self.read_only || !self.lru.has_touches() {
             return Ok(());
-        };
-        let mut batch = WriteBatch::default();
-        batch.delete(key.as_bytes());
-        batch.delete_cf(meta, key.as_bytes());
-        self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(|e| self.err(e, ctx()))?;
-        totals.bytes = totals.bytes.saturating_sub(size);
-        totals.entries = totals.entries.saturating_sub(1);
-        self.publish(&totals);
-        Ok(())
-    }
-
-    /// Deletes least recently used entries (exact order, by a full scan of the metadata) until
-    /// the values total at most `max_bytes`. Returns how many were deleted.
-    pub(crate) fn shrink_to(&self, max_bytes: u64) -> Result<u64, Error> {
-        let ctx = || self.ctx(Op::Delete, None);
-        self.writable(Op::Delete, None)?;
-        let meta = self.meta(&ctx)?;
-        let mut totals = self.writer.lock();
-        self.write_touches(&ctx)?;
-        if totals.bytes <= max_bytes {
-            return Ok(0);
         }
-        let mut by_use = Vec::new();
-        for row in self.db.iterator_cf(meta, IteratorMode::Start) {
-            let (k, v) = row.map_err(|e| self.err(e, ctx()))?;
-            if let (Some(key), Some((size, tick))) = (decode_key(&k), decode_meta(&v)) {
-                by_use.push((tick, key, size));
-            }
-        }
-        by_use.sort_unstable();
-        let mut batch = WriteBatch::default();
-        let mut bytes = totals.bytes;
-        let mut evicted = 0u64;
-        for (_, key, size) in by_use {
-            if bytes <= max_bytes {
-                break;
-            }
-            batch.delete(key.as_bytes());
-            batch.delete_cf(meta, key.as_bytes());
-            bytes = bytes.saturating_sub(size);
-            evicted += 1;
-        }
-        self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(|e| self.err(e, ctx()))?;
-        totals.bytes = bytes;
-        totals.entries = totals.entries.saturating_sub(evicted);
-        self.publish(&totals);
-        Ok(evicted)
-    }
-
-    pub(crate) fn contains(&self, key: &CacheKey) -> Result<bool, Error> {
-        let ctx = || self.ctx(Op::Contains, Some(key));
-        let meta = self.meta(&ctx)?;
-        Ok(self
-            .db
-            .get_pinned_cf(meta, key.as_bytes())
-            .map_err(|e| self.err(e, ctx()))?
-            .is_some())
-    }
-
-    pub(crate) fn clear(&self) -> Result<(), Error> {
-        let ctx = || self.ctx(Op::Clear, None);
-        self.writable(Op::Clear, None)?;
-        let meta = self.meta(&ctx)?;
-        let mut totals = self.writer.lock();
-        self.touches.lock().clear();
-        // A 33-byte end sorts after every 32-byte key.
-        let (from, to) = ([0u8; 32], [0xffu8; 33]);
-        let mut batch = WriteBatch::default();
-        batch.delete_range(&from[..], &to[..]);
-        batch.delete_range_cf(meta, &from[..], &to[..]);
-        self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(|e| self.err(e, ctx()))?;
-        *totals = Totals::default();
-        self.publish(&totals);
-        Ok(())
-    }
-
-    pub(crate) fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage, Error> {
-        let ctx = || self.ctx(Op::List, None);
-        let limit = limit.max(1);
-        let meta = self.meta(&ctx)?;
-        let start = after.map(|a| *a.as_bytes());
-        let mode = match &start {
-            Some(s) => IteratorMode::From(s, Direction::Forward),
-            None => IteratorMode::Start,
-        };
-        let mut entries = Vec::new();
-        let mut more = false;
-        for row in self.db.iterator_cf(meta, mode) {
-            let (k, v) = row.map_err(|e| self.err(e, ctx()))?;
-            let (Some(key), Some((size, _))) = (decode_key(&k), decode_meta(&v)) else {
-                continue;
-            };
-            if after.is_some_and(|a| key <= a) {
-                continue;
-            }
-            if entries.len() == limit {
-                more = true;
-                break;
-            }
-            entries.push(KeyInfo { key, size });
-        }
-        let next = if more {
-            entries.last().map(|e| e.key)
-        } else {
-            None
-        };
-        Ok(ListPage { entries, next })
-    }
-
-    pub(crate) fn usage(&self) -> Usage {
-        Usage {
-            entries: self.entries.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-        }
+        let index = self.index(Op::Get)?;
+        self.lru.write(|_| self.write_touches(&index, Op::Get))
     }
 }
 
@@ -465,5 +212,124 @@ impl Drop for Store {
         if let Err(e) = self.flush_touches() {
             tracing::debug!(backend = %self.name, error = %e, "read recency not saved on close");
         }
+    }
+}
+
+impl BlockingBackend for RocksDbBackend {
+    fn name(&self) -> &str {
+        &self.store.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .with_persistent(true)
+            .with_capacity(Some(self.store.limits.capacity()))
+            .with_max_value_size(Some(self.store.limits.max_value()))
+    }
+
+    fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
+        let s = &*self.store;
+        s.writable(Op::Put, Some(key))?;
+        let size = value.len() as u64;
+        s.limits.check(&s.name, key, size)?;
+        let index = s.index(Op::Put)?;
+        s.lru.write(|totals| {
+            s.write_touches(&index, Op::Put)?;
+            if let Some(old) = index.record(key)? {
+                totals.remove(old.size);
+            }
+            let victims = s
+                .lru
+                .victims(&index, totals, size, s.limits.capacity(), key)?;
+            let mut batch = WriteBatch::default();
+            s.remove_all(&mut batch, &index, &victims);
+            batch.put(key.as_bytes(), &value);
+            batch.put_cf(
+                index.meta,
+                key.as_bytes(),
+                encode_meta(size, s.lru.next_tick()),
+            );
+            s.commit(batch, Op::Put, Some(key))?;
+            totals.add(size);
+            Ok(())
+        })
+    }
+
+    fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
+        let s = &*self.store;
+        let value =
+            s.db.get_pinned(key.as_bytes())
+                .map_err(|e| s.err(e, Op::Get, Some(key)))?
+                .map(|v| Bytes::copy_from_slice(&v));
+        if value.is_some()
+            && !s.read_only
+            && s.lru.touch(key)
+            && let Err(e) = s.flush_touches()
+        {
+            tracing::warn!(backend = %s.name, error = %e, "could not record read recency");
+        }
+        Ok(value)
+    }
+
+    fn delete(&self, key: &CacheKey) -> Result<()> {
+        let s = &*self.store;
+        s.writable(Op::Delete, Some(key))?;
+        let index = s.index(Op::Delete)?;
+        s.lru.write(|totals| {
+            let Some(old) = index.record(key)? else {
+                return Ok(());
+            };
+            let mut batch = WriteBatch::default();
+            s.remove_all(&mut batch, &index, &[old]);
+            s.commit(batch, Op::Delete, Some(key))?;
+            totals.remove(old.size);
+            Ok(())
+        })
+    }
+
+    fn contains(&self, key: &CacheKey) -> Result<bool> {
+        Ok(self.store.index(Op::Contains)?.record(key)?.is_some())
+    }
+
+    fn clear(&self) -> Result<()> {
+        let s = &*self.store;
+        s.writable(Op::Clear, None)?;
+        let index = s.index(Op::Clear)?;
+        s.lru.write(|totals| {
+            s.lru.forget_touches();
+            // A 33-byte end sorts after every 32-byte key.
+            let (from, to) = ([0u8; 32], [0xffu8; 33]);
+            let mut batch = WriteBatch::default();
+            batch.delete_range(&from[..], &to[..]);
+            batch.delete_range_cf(index.meta, &from[..], &to[..]);
+            s.commit(batch, Op::Clear, None)?;
+            *totals = Totals::default();
+            Ok(())
+        })
+    }
+
+    fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
+        SampledLru::page(&self.store.index(Op::List)?, after, limit)
+    }
+
+    fn usage(&self) -> Result<Usage> {
+        Ok(self.store.lru.usage())
+    }
+
+    fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        let s = &*self.store;
+        s.writable(Op::Shrink, None)?;
+        let index = s.index(Op::Shrink)?;
+        s.lru.write(|totals| {
+            s.write_touches(&index, Op::Shrink)?;
+            let victims = s.lru.shrink_victims(&index, totals, max_bytes)?;
+            if victims.is_empty() {
+                return Ok(0);
+            }
+            let mut batch = WriteBatch::default();
+            s.remove_all(&mut batch, &index, &victims);
+            s.commit(batch, Op::Shrink, None)?;
+            Ok(victims.len() as u64)
+        })
     }
 }

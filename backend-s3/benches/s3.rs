@@ -25,7 +25,7 @@ use futures::executor::block_on;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use warmcache_core::bytes::Bytes;
-use warmcache_core::{Backend, CacheKey, Compression, Integrity, Tier, Tiered};
+use warmcache_core::{Backend, CacheKey, Compression, Integrity, Origin, Tier, Tiered};
 use warmcache_redb::RedbBackend;
 
 fn key(n: u64) -> CacheKey {
@@ -128,7 +128,7 @@ fn cold_warm_start(c: &mut Criterion) {
             .tier(Tier::new(s3z).compression(Compression::Zstd { level: 3 }))
             .integrity(integrity.clone())
             .build();
-        block_on(tiers.put(&k, 1, "bench", &module));
+        block_on(tiers.put(&k, &Origin::new(1, "bench"), &module));
     }
     let mut g = c.benchmark_group(format!("cold_warm_start/{name}"));
     g.throughput(Throughput::Bytes(module.len() as u64));
@@ -146,8 +146,8 @@ fn cold_warm_start(c: &mut Criterion) {
                     .tier(Tier::new(s3).compression(compression))
                     .integrity(integrity.clone())
                     .build();
-                let hit = block_on(tiers.get(&k)).unwrap();
-                assert_eq!(hit.opened.payload.len(), module.len());
+                let hit = block_on(tiers.get(&k, 1)).unwrap();
+                assert_eq!(hit.payload().len(), module.len());
             })
         });
     }
@@ -158,8 +158,8 @@ fn cold_warm_start(c: &mut Criterion) {
                 .tier(Tier::new(redb))
                 .integrity(integrity.clone())
                 .build();
-            let hit = block_on(tiers.get(&k)).unwrap();
-            assert_eq!(hit.opened.payload.len(), module.len());
+            let hit = block_on(tiers.get(&k, 1)).unwrap();
+            assert_eq!(hit.payload().len(), module.len());
         })
     });
     g.finish();

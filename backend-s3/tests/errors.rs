@@ -162,7 +162,7 @@ fn garbage_body_is_a_counted_miss() {
     .into_bytes();
     response.extend_from_slice(&body);
     let tiers = tiered_over(canned_server(response));
-    assert!(block_on(tiers.get(&key())).is_none());
+    assert!(block_on(tiers.get(&key(), 1)).is_none());
     let stats = &tiers.stats()[0];
     assert_eq!(stats.hits, 0);
     assert!(stats.corrupt + stats.errors >= 1, "{stats:?}");
@@ -172,7 +172,7 @@ fn garbage_body_is_a_counted_miss() {
 fn truncated_body_is_a_counted_miss() {
     let response = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nLast-Modified: Sat, 21 Nov 2026 05:00:00 GMT\r\nETag: \"abc\"\r\nConnection: close\r\n\r\nonly a few bytes".to_vec();
     let tiers = tiered_over(canned_server(response));
-    assert!(block_on(tiers.get(&key())).is_none());
+    assert!(block_on(tiers.get(&key(), 1)).is_none());
     let stats = &tiers.stats()[0];
     assert_eq!(stats.hits, 0);
     assert!(stats.corrupt + stats.errors >= 1, "{stats:?}");

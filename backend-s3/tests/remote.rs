@@ -92,16 +92,8 @@ fn a_second_host_hits_the_bucket_and_promotes_locally() {
     // The bucket copy is compressed; the promoted local copy is not.
     let remote = block_on(s3.get(&key)).unwrap().unwrap();
     let local = block_on(second.redb.get(&key)).unwrap().unwrap();
-    assert!(
-        warmcache_core::envelope::inspect(&remote)
-            .unwrap()
-            .compressed
-    );
-    assert!(
-        !warmcache_core::envelope::inspect(&local)
-            .unwrap()
-            .compressed
-    );
+    assert!(warmcache_core::inspect(&remote).unwrap().compressed);
+    assert!(!warmcache_core::inspect(&local).unwrap().compressed);
     assert!(remote.len() < local.len());
 }
 
@@ -204,19 +196,20 @@ fn an_outage_never_fails_callers_and_the_breaker_recovers() {
 }
 
 /// A codec that counts what reaches its decoder.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct CountingCodec(Arc<AtomicU64>);
 
 impl Codec<Bytes> for CountingCodec {
+    type Caller = ();
     fn kind(&self) -> u32 {
         1
     }
     fn encode(&self, value: &Bytes) -> Result<Bytes, BoxError> {
         Ok(value.clone())
     }
-    fn decode(&self, payload: Bytes) -> Result<Bytes, BoxError> {
+    fn decode(&self, _caller: &(), entry: &warmcache_core::Entry) -> Result<Bytes, BoxError> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(payload)
+        Ok(entry.to_bytes())
     }
 }
 

@@ -9,16 +9,20 @@
 //!
 //! ```text
 //! payload        payload_len bytes (as stored: compressed when flags say so)
-//! meta           kind u32 | key [32] | payload_len u64 | decoded_len u64 | created_ms u64
-//!                | producer_len u16 | producer
+//! meta (v2)      kind u32 | key [32] | payload_len u64 | decoded_len u64 | created_ms u64
+//!                | compute_ms u64 | producer_len u16 | producer
+//! meta (v1)      the same without compute_ms
 //! footer (48 B)  meta_len u32 | version u16 | flags u16 | magic "WRMCACHE" | tag [32]
 //! ```
+//!
+//! This release writes version 2 and reads versions 1 and 2; committed fixtures of version 1
+//! (`tests/fixtures/v1-*.bin`) keep verifying, so a format change cannot slip in unnoticed.
 //!
 //! All integers are little-endian. Flags: bit 0, the tag is a keyed MAC; bit 1, the payload is
 //! a zstd frame that decodes to `decoded_len` bytes. The tag is blake3 over everything before it:
 //! the plain hash, or blake3's keyed mode (a MAC) when a secret is configured
-//! ([`Integrity::keyed`]). Reading verifies magic, version, layout, key echo, length and tag
-//! before any payload byte is returned or decompressed: the tag covers the stored bytes, so a
+//! ([`Integrity::keyed`]). Reading verifies magic, version, layout, key echo, length, tag and
+//! the expected kind before any payload byte is returned or decompressed: the tag covers the stored bytes, so a
 //! decompressor only ever sees authentic input.
 
 use std::fmt;
@@ -27,21 +31,27 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::entry::Entry;
 use crate::key::CacheKey;
 
 /// Identifies the envelope format at the end of every entry.
-pub const MAGIC: [u8; 8] = *b"WRMCACHE";
-/// The envelope format version this release writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+const MAGIC: [u8; 8] = *b"WRMCACHE";
+/// The envelope format version this release writes.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this release reads.
+const OLDEST_READ_VERSION: u16 = 1;
 /// Bytes of the fixed footer.
-pub const FOOTER_LEN: usize = 4 + 2 + 2 + 8 + 32;
+const FOOTER_LEN: usize = 4 + 2 + 2 + 8 + 32;
 /// Longest producer string kept; longer ones are cut at a character boundary.
 pub const MAX_PRODUCER_LEN: usize = 256;
-const META_FIXED_LEN: usize = 4 + 32 + 8 + 8 + 8 + 2;
+/// Fixed part of the metadata in version 1 (without `compute_ms`).
+const META_FIXED_LEN_V1: usize = 4 + 32 + 8 + 8 + 8 + 2;
+/// Fixed part of the metadata in version 2.
+const META_FIXED_LEN: usize = META_FIXED_LEN_V1 + 8;
 const FLAG_KEYED: u16 = 1;
 const FLAG_ZSTD: u16 = 2;
 /// Largest decoded size accepted for a compressed payload (bounds the allocation).
-pub const MAX_DECODED_LEN: u64 = 4 << 30;
+const MAX_DECODED_LEN: u64 = 4 << 30;
 
 /// How a payload is stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -72,7 +82,10 @@ pub enum VerifyError {
     #[error("envelope magic missing")]
     BadMagic,
     /// Written by a format version this release does not read.
-    #[error("envelope format version {0} is not supported (this release reads {FORMAT_VERSION})")]
+    #[error(
+        "envelope format version {0} is not supported (this release reads {OLDEST_READ_VERSION} \
+         to {FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u16),
     /// Lengths inside the envelope disagree with each other or with its size.
     #[error("envelope layout inconsistent: {0}")]
@@ -99,6 +112,15 @@ pub enum VerifyError {
     /// The entry carries a MAC but no secret is configured to check it.
     #[error("envelope carries a MAC but no secret is configured to verify it")]
     Unverifiable,
+    /// The entry is intact but holds another kind of value than the reader decodes (another
+    /// codec, another value type, a component where a module was expected).
+    #[error("entry holds kind {found:#x}, the reader expects kind {expected:#x}")]
+    WrongKind {
+        /// The kind the reader decodes.
+        expected: u32,
+        /// The kind recorded in the entry.
+        found: u32,
+    },
 }
 
 impl VerifyError {
@@ -110,7 +132,10 @@ impl VerifyError {
 
 /// Metadata recorded in an envelope.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct EnvelopeMeta {
+    /// The envelope format version the entry was written in.
+    pub version: u16,
     /// The codec or artifact kind that produced the payload.
     pub kind: u32,
     /// The key the entry was written under.
@@ -123,19 +148,41 @@ pub struct EnvelopeMeta {
     pub compressed: bool,
     /// Creation time in milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// How long computing the value took, in milliseconds (what a hit saves). Zero for entries
+    /// of format version 1, which did not record it.
+    pub compute_ms: u64,
     /// Who produced it, for example `"wasmtime 48.0.8 x86_64-linux"`.
     pub producer: String,
     /// Whether the tag is a keyed MAC.
     pub keyed: bool,
 }
 
-/// A verified envelope: its metadata and the payload, sharing the original buffer.
-#[derive(Debug, Clone)]
-pub struct Opened {
-    /// The metadata.
-    pub meta: EnvelopeMeta,
-    /// The payload bytes (a zero-copy slice of the envelope).
-    pub payload: Bytes,
+/// What an entry is and where it came from, written into its envelope by [`Integrity::seal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The codec or artifact kind of the payload; a reader expecting another kind rejects it.
+    pub kind: u32,
+    /// Who produced it, for inspection (cut to [`MAX_PRODUCER_LEN`] bytes).
+    pub producer: String,
+    /// How long computing the value took, in milliseconds.
+    pub compute_ms: u64,
+}
+
+impl Origin {
+    /// An origin of `kind` by `producer`, with no compute time recorded.
+    pub fn new(kind: u32, producer: impl Into<String>) -> Self {
+        Self {
+            kind,
+            producer: producer.into(),
+            compute_ms: 0,
+        }
+    }
+
+    /// Records how long computing the value took.
+    pub fn compute_ms(mut self, ms: u64) -> Self {
+        self.compute_ms = ms;
+        self
+    }
 }
 
 /// The integrity mode: plain blake3 tags or a keyed MAC.
@@ -203,7 +250,7 @@ fn hash_into(hasher: &mut blake3::Hasher, bytes: &[u8]) {
 /// Parses the structure without checking the tag. Every index is bounds-checked before use.
 fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
     let len = bytes.len();
-    if len < FOOTER_LEN + META_FIXED_LEN {
+    if len < FOOTER_LEN + META_FIXED_LEN_V1 {
         return Err(VerifyError::Truncated { len });
     }
     let footer = len - FOOTER_LEN;
@@ -211,15 +258,17 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
         return Err(VerifyError::BadMagic);
     }
     let version = u16_at(bytes, footer + 4);
-    if version != FORMAT_VERSION {
-        return Err(VerifyError::UnsupportedVersion(version));
-    }
+    let fixed = match version {
+        1 => META_FIXED_LEN_V1,
+        FORMAT_VERSION => META_FIXED_LEN,
+        other => return Err(VerifyError::UnsupportedVersion(other)),
+    };
     let flags = u16_at(bytes, footer + 6);
     if flags & !(FLAG_KEYED | FLAG_ZSTD) != 0 {
         return Err(VerifyError::BadLayout("unknown flags"));
     }
     let meta_len = u32_at(bytes, footer) as usize;
-    if !(META_FIXED_LEN..=META_FIXED_LEN + MAX_PRODUCER_LEN).contains(&meta_len) {
+    if !(fixed..=fixed + MAX_PRODUCER_LEN).contains(&meta_len) {
         return Err(VerifyError::BadLayout("metadata length out of range"));
     }
     let Some(meta_start) = footer.checked_sub(meta_len) else {
@@ -232,7 +281,8 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
     let payload_len = u64_at(meta, 36);
     let decoded_len = u64_at(meta, 44);
     let created_ms = u64_at(meta, 52);
-    let producer_len = u16_at(meta, 60) as usize;
+    let compute_ms = if version == 1 { 0 } else { u64_at(meta, 60) };
+    let producer_len = u16_at(meta, fixed - 2) as usize;
     let compressed = flags & FLAG_ZSTD != 0;
     if !compressed && decoded_len != payload_len {
         return Err(VerifyError::BadLayout(
@@ -242,7 +292,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
     if decoded_len > MAX_DECODED_LEN {
         return Err(VerifyError::BadLayout("decoded length over the limit"));
     }
-    if META_FIXED_LEN + producer_len != meta_len {
+    if fixed + producer_len != meta_len {
         return Err(VerifyError::BadLayout(
             "producer length disagrees with metadata length",
         ));
@@ -252,17 +302,19 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
             "payload length disagrees with entry size",
         ));
     }
-    let producer = String::from_utf8_lossy(&meta[META_FIXED_LEN..]).into_owned();
+    let producer = String::from_utf8_lossy(&meta[fixed..]).into_owned();
     let mut tag = [0u8; 32];
     tag.copy_from_slice(&bytes[len - 32..]);
     Ok(Parsed {
         meta: EnvelopeMeta {
+            version,
             kind,
             key: CacheKey::from_bytes(key),
             payload_len,
             decoded_len,
             compressed,
             created_ms,
+            compute_ms,
             producer,
             keyed: flags & FLAG_KEYED != 0,
         },
@@ -270,6 +322,13 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
         tagged_len: len - 32,
         tag,
     })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 impl Integrity {
@@ -297,37 +356,35 @@ impl Integrity {
         }
     }
 
-    /// Wraps `payload` for storage under `key`, uncompressed.
-    ///
-    /// `kind` identifies the codec; `producer` is recorded for inspection (cut to
-    /// [`MAX_PRODUCER_LEN`] bytes).
+    /// Wraps `payload` of `kind` by `producer` for storage under `key`, uncompressed, with no
+    /// compute time recorded. See [`seal_origin`](Self::seal_origin) for the full form.
     pub fn seal(&self, key: &CacheKey, kind: u32, producer: &str, payload: &[u8]) -> Bytes {
-        self.seal_with(key, kind, producer, payload, Compression::None)
+        self.seal_origin(
+            key,
+            &Origin::new(kind, producer),
+            payload,
+            Compression::None,
+        )
     }
 
-    /// [`seal`](Self::seal) with a choice of [`Compression`]. If compressing fails or does not
-    /// make the payload smaller, it is stored uncompressed.
-    pub fn seal_with(
+    /// Wraps `payload` for storage under `key`, recording `origin` and compressing as asked. If
+    /// compressing fails or does not make the payload smaller, it is stored uncompressed.
+    pub fn seal_origin(
         &self,
         key: &CacheKey,
-        kind: u32,
-        producer: &str,
+        origin: &Origin,
         payload: &[u8],
         compression: Compression,
     ) -> Bytes {
-        let created_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        self.seal_at(key, kind, producer, created_ms, payload, compression)
+        self.seal_at(key, origin, now_ms(), payload, compression)
     }
 
-    /// [`seal_with`](Self::seal_with) with an explicit creation time, for reproducible output.
+    /// [`seal_origin`](Self::seal_origin) with an explicit creation time, for reproducible
+    /// output.
     pub fn seal_at(
         &self,
         key: &CacheKey,
-        kind: u32,
-        producer: &str,
+        origin: &Origin,
         created_ms: u64,
         payload: &[u8],
         compression: Compression,
@@ -346,6 +403,7 @@ impl Integrity {
             _ => None,
         };
         let stored: &[u8] = compressed.as_deref().unwrap_or(payload);
+        let producer = origin.producer.as_str();
         let mut cut = producer.len().min(MAX_PRODUCER_LEN);
         while !producer.is_char_boundary(cut) {
             cut -= 1;
@@ -354,11 +412,12 @@ impl Integrity {
         let meta_len = META_FIXED_LEN + producer.len();
         let mut out = BytesMut::with_capacity(stored.len() + meta_len + FOOTER_LEN);
         out.extend_from_slice(stored);
-        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&origin.kind.to_le_bytes());
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(&(stored.len() as u64).to_le_bytes());
         out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         out.extend_from_slice(&created_ms.to_le_bytes());
+        out.extend_from_slice(&origin.compute_ms.to_le_bytes());
         out.extend_from_slice(&(producer.len() as u16).to_le_bytes());
         out.extend_from_slice(producer);
         out.extend_from_slice(&(meta_len as u32).to_le_bytes());
@@ -377,10 +436,13 @@ impl Integrity {
 
     /// Verifies an envelope read under `expected` and returns its metadata and the stored
     /// payload's byte range, without copying. Use this on a mapped file; when
-    /// [`EnvelopeMeta::compressed`] is set, the range holds a zstd frame (see [`decompress`]).
+    /// [`EnvelopeMeta::compressed`] is set, the range holds a zstd frame.
+    ///
+    /// With `kind`, an intact entry of another kind is [`VerifyError::WrongKind`].
     pub fn verify(
         &self,
         expected: &CacheKey,
+        kind: Option<u32>,
         bytes: &[u8],
     ) -> Result<(EnvelopeMeta, Range<usize>), VerifyError> {
         let parsed = parse(bytes)?;
@@ -407,24 +469,53 @@ impl Integrity {
             }
             return Err(VerifyError::TagMismatch);
         }
+        if let Some(expected) = kind
+            && parsed.meta.kind != expected
+        {
+            return Err(VerifyError::WrongKind {
+                expected,
+                found: parsed.meta.kind,
+            });
+        }
         Ok((parsed.meta, parsed.payload))
     }
 
-    /// Verifies an envelope read under `expected` and returns its payload: a zero-copy slice, or
-    /// for a compressed entry the decompressed bytes (decompressed only after the tag verified).
-    pub fn open(&self, expected: &CacheKey, bytes: &Bytes) -> Result<Opened, VerifyError> {
-        let (meta, range) = self.verify(expected, bytes)?;
-        let payload = if meta.compressed {
-            Bytes::from(decompress(&bytes[range], meta.decoded_len)?)
-        } else {
-            bytes.slice(range)
-        };
-        Ok(Opened { meta, payload })
+    /// Verifies an envelope read under `expected` (of any kind) and returns it as an [`Entry`]:
+    /// the payload is a zero-copy slice, or for a compressed entry the decompressed bytes
+    /// (decompressed only after the tag verified).
+    pub fn open(&self, expected: &CacheKey, bytes: &Bytes) -> Result<Entry, VerifyError> {
+        self.open_kind(expected, None, bytes)
+    }
+
+    /// [`open`](Self::open) that also requires the entry to be of `kind`.
+    pub(crate) fn open_kind(
+        &self,
+        expected: &CacheKey,
+        kind: Option<u32>,
+        bytes: &Bytes,
+    ) -> Result<Entry, VerifyError> {
+        let (meta, range) = self.verify(expected, kind, bytes)?;
+        entry_of(meta, bytes, range)
     }
 }
 
+/// The entry of a verified envelope `stored` whose payload is at `range`, decompressed when the
+/// metadata says so.
+pub(crate) fn entry_of(
+    meta: EnvelopeMeta,
+    stored: &Bytes,
+    range: Range<usize>,
+) -> Result<Entry, VerifyError> {
+    let payload = if meta.compressed {
+        Bytes::from(decompress(&stored[range], meta.decoded_len)?)
+    } else {
+        stored.slice(range)
+    };
+    Ok(Entry::from_bytes(meta, payload))
+}
+
 /// Decompresses a verified zstd payload that must decode to exactly `decoded_len` bytes.
-pub fn decompress(stored: &[u8], decoded_len: u64) -> Result<Vec<u8>, VerifyError> {
+pub(crate) fn decompress(stored: &[u8], decoded_len: u64) -> Result<Vec<u8>, VerifyError> {
     let capacity = usize::try_from(decoded_len.min(MAX_DECODED_LEN))
         .map_err(|_| VerifyError::Undecodable("decoded length does not fit in memory".into()))?;
     let out = zstd::bulk::decompress(stored, capacity)
@@ -454,6 +545,42 @@ mod tests {
         CacheKey::from_bytes([b; 32])
     }
 
+    fn zstd(integrity: &Integrity, key: &CacheKey, payload: &[u8], level: i32) -> Bytes {
+        integrity.seal_origin(
+            key,
+            &Origin::new(1, "p"),
+            payload,
+            Compression::Zstd { level },
+        )
+    }
+
+    #[test]
+    fn compute_time_and_version_are_recorded() {
+        let i = Integrity::plain();
+        let origin = Origin::new(5, "producer").compute_ms(13_059);
+        let env = i.seal_origin(&key(1), &origin, b"artifact", Compression::None);
+        let meta = i.open(&key(1), &env).unwrap().meta().clone();
+        assert_eq!(meta.version, FORMAT_VERSION);
+        assert_eq!(meta.compute_ms, 13_059);
+        assert_eq!(meta.producer, "producer");
+    }
+
+    #[test]
+    fn an_intact_entry_of_another_kind_is_refused_when_a_kind_is_expected() {
+        for integrity in [Integrity::plain(), Integrity::keyed(b"k")] {
+            let env = integrity.seal(&key(2), 7, "p", b"v");
+            assert!(integrity.verify(&key(2), Some(7), &env).is_ok());
+            assert!(integrity.verify(&key(2), None, &env).is_ok());
+            assert_eq!(
+                integrity.verify(&key(2), Some(8), &env).unwrap_err(),
+                VerifyError::WrongKind {
+                    expected: 8,
+                    found: 7
+                }
+            );
+        }
+    }
+
     #[test]
     fn round_trip_plain_and_keyed() {
         for integrity in [
@@ -462,11 +589,11 @@ mod tests {
         ] {
             let env = integrity.seal(&key(1), 7, "test producer", b"hello");
             let opened = integrity.open(&key(1), &env).unwrap();
-            assert_eq!(&opened.payload[..], b"hello");
-            assert_eq!(opened.meta.kind, 7);
-            assert_eq!(opened.meta.producer, "test producer");
-            assert_eq!(opened.meta.payload_len, 5);
-            assert_eq!(opened.meta.keyed, integrity.is_keyed());
+            assert_eq!(opened.payload(), b"hello");
+            assert_eq!(opened.meta().kind, 7);
+            assert_eq!(opened.meta().producer, "test producer");
+            assert_eq!(opened.meta().payload_len, 5);
+            assert_eq!(opened.meta().keyed, integrity.is_keyed());
             // Payload first: the start of the envelope is the payload.
             assert_eq!(&env[..5], b"hello");
         }
@@ -476,17 +603,16 @@ mod tests {
     fn compressed_round_trip_and_flips() {
         let payload: Vec<u8> = b"compressible ".repeat(400);
         for integrity in [Integrity::plain(), Integrity::keyed(b"k")] {
-            let env =
-                integrity.seal_with(&key(8), 1, "p", &payload, Compression::Zstd { level: 3 });
+            let env = zstd(&integrity, &key(8), &payload, 3);
             assert!(
                 env.len() < payload.len() / 4,
                 "not compressed: {}",
                 env.len()
             );
             let opened = integrity.open(&key(8), &env).unwrap();
-            assert!(opened.meta.compressed);
-            assert_eq!(opened.meta.decoded_len, payload.len() as u64);
-            assert_eq!(&opened.payload[..], &payload[..]);
+            assert!(opened.meta().compressed);
+            assert_eq!(opened.meta().decoded_len, payload.len() as u64);
+            assert_eq!(opened.payload(), &payload[..]);
             for i in 0..env.len() {
                 let mut damaged = env.to_vec();
                 damaged[i] ^= 0x04;
@@ -503,10 +629,10 @@ mod tests {
         let i = Integrity::plain();
         let mut payload = vec![0u8; 4096];
         blake3::Hasher::new().finalize_xof().fill(&mut payload);
-        let env = i.seal_with(&key(9), 1, "p", &payload, Compression::Zstd { level: 3 });
+        let env = zstd(&i, &key(9), &payload, 3);
         let opened = i.open(&key(9), &env).unwrap();
-        assert!(!opened.meta.compressed);
-        assert_eq!(&opened.payload[..], &payload[..]);
+        assert!(!opened.meta().compressed);
+        assert_eq!(opened.payload(), &payload[..]);
     }
 
     #[test]
@@ -515,9 +641,9 @@ mod tests {
         // length is wrong must not decode.
         let i = Integrity::plain();
         let payload = b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".repeat(8);
-        let env = i.seal_with(&key(1), 1, "", &payload, Compression::Zstd { level: 1 });
+        let env = zstd(&i, &key(1), &payload, 1);
         let mut forged = env.to_vec();
-        let (meta, range) = i.verify(&key(1), &env).unwrap();
+        let (meta, range) = i.verify(&key(1), None, &env).unwrap();
         assert!(meta.compressed);
         let decoded_at = range.end + 44;
         forged[decoded_at..decoded_at + 8].copy_from_slice(&10u64.to_le_bytes());
@@ -534,7 +660,7 @@ mod tests {
     fn empty_payload_round_trips() {
         let i = Integrity::plain();
         let env = i.seal(&key(2), 0, "", b"");
-        assert!(i.open(&key(2), &env).unwrap().payload.is_empty());
+        assert!(i.open(&key(2), &env).unwrap().payload().is_empty());
     }
 
     #[test]
@@ -601,7 +727,7 @@ mod tests {
         let i = Integrity::plain();
         let producer = "é".repeat(200);
         let env = i.seal(&key(7), 1, &producer, b"v");
-        let meta = i.open(&key(7), &env).unwrap().meta;
+        let meta = i.open(&key(7), &env).unwrap().meta().clone();
         assert!(meta.producer.len() <= MAX_PRODUCER_LEN);
         assert!(producer.starts_with(&meta.producer));
     }

@@ -33,6 +33,8 @@ pub enum Op {
     Usage,
     /// [`Backend::open_file`](crate::Backend::open_file).
     OpenFile,
+    /// [`Backend::shrink_to`](crate::Backend::shrink_to).
+    Shrink,
 }
 
 impl fmt::Display for Op {
@@ -47,6 +49,7 @@ impl fmt::Display for Op {
             Op::List => "list",
             Op::Usage => "usage",
             Op::OpenFile => "open_file",
+            Op::Shrink => "shrink",
         })
     }
 }
@@ -78,6 +81,15 @@ impl Context {
             backend: backend.into(),
             op,
             key: Some(*key),
+        }
+    }
+
+    /// Context for an operation on `key` when it has one.
+    pub fn maybe_key(backend: impl Into<String>, op: Op, key: Option<&CacheKey>) -> Self {
+        Self {
+            backend: backend.into(),
+            op,
+            key: key.copied(),
         }
     }
 }

@@ -17,7 +17,8 @@
 //! use std::sync::Arc;
 //! use bytes::Bytes;
 //! use warmcache_core::{Backend, BytesCodec, Cache, Tier, Tiered};
-//! # use warmcache_core::{CacheKey, Capabilities, ListPage, Usage, Result, page_from_sorted, KeyInfo};
+//! # use warmcache_core::{CacheKey, Capabilities, ListPage, Usage, Result, KeyInfo};
+//! # use warmcache_core::backend::page_from_sorted;
 //! # #[derive(Debug, Default)]
 //! # struct MapBackend(std::sync::Mutex<std::collections::BTreeMap<CacheKey, Bytes>>);
 //! # #[async_trait::async_trait]
@@ -54,12 +55,12 @@
 //! # Ok::<(), warmcache_core::ComputeError>(())
 //! ```
 
-mod backend;
-mod blocking;
+pub mod backend;
 mod breaker;
 mod cache;
 mod codec;
-pub mod envelope;
+mod entry;
+mod envelope;
 mod error;
 mod key;
 mod mapped;
@@ -68,18 +69,20 @@ mod stats;
 mod sync;
 mod tiered;
 
-pub use backend::{Backend, BackendExt, Capabilities, KeyInfo, ListPage, Usage, page_from_sorted};
-pub use blocking::maybe_spawn_blocking;
-pub use cache::{Cache, CacheBuilder, ComputeError};
+pub use backend::{Backend, BackendExt, Capabilities, KeyInfo, ListPage, Usage};
+pub use cache::{Cache, CacheBuilder, ComputeError, Exec, Failure, Produced};
 pub use codec::{BytesCodec, Codec, PostcardCodec};
-pub use envelope::{Compression, EnvelopeMeta, Integrity, Opened, VerifyError};
+pub use entry::Entry;
+pub use envelope::{
+    Compression, EnvelopeMeta, FORMAT_VERSION, Integrity, MAX_PRODUCER_LEN, Origin, VerifyError,
+    inspect,
+};
 pub use error::{BoxError, Context, Error, ErrorKind, Op, Result};
 pub use key::{
     CacheKey, CanonicalHasher, KEY_SCHEMA_VERSION, KeyBuilder, KeyInt, Namespace, ParseKeyError,
 };
-pub use single_flight::{FlightGuard, Join, SingleFlight, WaitFuture, WaitOutcome, Waiter};
 pub use stats::{Stats, TierStats};
-pub use tiered::{Access, FileHit, Found, Hit, Tier, Tiered, TieredBuilder, WriteMode};
+pub use tiered::{Access, Tier, Tiered, TieredBuilder, WriteMode};
 
 /// Re-exported so backend authors implement [`Backend`] with the same `async_trait` version.
 pub use async_trait::async_trait;

@@ -26,6 +26,7 @@ pub(crate) enum MapError {
 pub(crate) fn map_and_verify(
     integrity: &Integrity,
     key: &CacheKey,
+    kind: u32,
     file: &File,
 ) -> Result<MappedEntry, MapError> {
     let len = file.metadata().map_err(MapError::Io)?.len();
@@ -40,6 +41,8 @@ pub(crate) fn map_and_verify(
     // wasmtime's own `deserialize_file`, which maps the file the same way.
     #[allow(unsafe_code)]
     let map = unsafe { memmap2::MmapOptions::new().populate().map(file) }.map_err(MapError::Io)?;
-    let (meta, payload) = integrity.verify(key, &map).map_err(MapError::Verify)?;
+    let (meta, payload) = integrity
+        .verify(key, Some(kind), &map)
+        .map_err(MapError::Verify)?;
     Ok(MappedEntry { map, meta, payload })
 }

@@ -131,8 +131,13 @@ pub(crate) struct CacheCounters {
     pub(crate) compute_panics: AtomicU64,
     pub(crate) compute_nanos: AtomicU64,
     pub(crate) waits: AtomicU64,
+    pub(crate) decodes: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
     pub(crate) encode_errors: AtomicU64,
+    pub(crate) file_loads: AtomicU64,
+    pub(crate) load_nanos: AtomicU64,
+    pub(crate) saved_nanos: AtomicU64,
+    pub(crate) inserts: AtomicU64,
 }
 
 /// A snapshot of a [`Cache`](crate::Cache)'s counters, with its tiers'.
@@ -145,6 +150,13 @@ pub struct Stats {
     pub live_entries: u64,
     /// Requests answered by decoding an entry from a storage tier.
     pub tier_hits: u64,
+    /// Of `tier_hits`, those decoded from a local file handed over as a file (mapped).
+    pub file_loads: u64,
+    /// Time spent reading, verifying and decoding entries on tier hits, in milliseconds.
+    pub load_ms: f64,
+    /// Compute time that tier hits saved, in milliseconds: for each hit, the time its entry's
+    /// computation took when it was stored (recorded in the entry).
+    pub compute_saved_ms: f64,
     /// Requests no tier could answer.
     pub misses: u64,
     /// Computations run.
@@ -157,8 +169,13 @@ pub struct Stats {
     pub compute_ms: f64,
     /// Requests that waited for another caller's computation of the same key.
     pub waits: u64,
-    /// Entries that verified but the codec could not decode (evicted and recomputed).
+    /// Entries handed to the codec's decoder: verified stored entries, and a leader's freshly
+    /// computed payload for waiters the codec would not hand the leader's value to.
+    pub decodes: u64,
+    /// Entries that verified but the codec could not decode (recomputed and overwritten).
     pub decode_errors: u64,
+    /// Values stored with [`Cache::insert`](crate::Cache::insert).
+    pub inserts: u64,
     /// Values the codec could not encode (returned, not stored).
     pub encode_errors: u64,
     /// Per-tier counters, fastest tier first.
@@ -183,12 +200,17 @@ impl CacheCounters {
             live_hits: self.live_hits.load(Relaxed),
             live_entries,
             tier_hits: self.tier_hits.load(Relaxed),
+            file_loads: self.file_loads.load(Relaxed),
+            load_ms: self.load_nanos.load(Relaxed) as f64 / 1e6,
+            compute_saved_ms: self.saved_nanos.load(Relaxed) as f64 / 1e6,
             misses: self.misses.load(Relaxed),
             computes: self.computes.load(Relaxed),
             compute_errors: self.compute_errors.load(Relaxed),
             compute_panics: self.compute_panics.load(Relaxed),
             compute_ms: self.compute_nanos.load(Relaxed) as f64 / 1e6,
             waits: self.waits.load(Relaxed),
+            decodes: self.decodes.load(Relaxed),
+            inserts: self.inserts.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),
             encode_errors: self.encode_errors.load(Relaxed),
             tiers,

@@ -11,7 +11,7 @@ use common::{Gate, MapBackend};
 use futures::executor::block_on;
 use warmcache_conformance::{FaultConfig, FaultyBackend};
 use warmcache_core::bytes::Bytes;
-use warmcache_core::{Backend, CacheKey, Integrity, Tier, Tiered};
+use warmcache_core::{Backend, CacheKey, Integrity, Origin, Tier, Tiered};
 
 fn key(n: u8) -> CacheKey {
     CacheKey::from_bytes([n; 32])
@@ -30,12 +30,12 @@ fn lower_tier_hit_is_promoted() {
         .tier(Tier::new(slow.clone()))
         .build();
     slow.set_raw(&key(1), sealed(&Integrity::plain(), &key(1), b"v"));
-    let hit = block_on(tiers.get(&key(1))).unwrap();
-    assert_eq!(hit.tier, 1);
-    assert_eq!(&hit.opened.payload[..], b"v");
+    let hit = block_on(tiers.get(&key(1), 1)).unwrap();
+    assert_eq!(hit.tier(), Some(1));
+    assert_eq!(hit.payload(), b"v");
     assert!(fast.has(&key(1)), "not promoted");
-    let hit = block_on(tiers.get(&key(1))).unwrap();
-    assert_eq!(hit.tier, 0);
+    let hit = block_on(tiers.get(&key(1), 1)).unwrap();
+    assert_eq!(hit.tier(), Some(0));
     let stats = tiers.stats();
     assert_eq!(stats[0].promotions, 1);
     assert_eq!(stats[0].hits, 1);
@@ -56,8 +56,8 @@ fn corrupt_entry_is_deleted_and_a_lower_good_copy_wins() {
     bad[3] ^= 1;
     fast.set_raw(&key(2), Bytes::from(bad));
     slow.set_raw(&key(2), good.clone());
-    let hit = block_on(tiers.get(&key(2))).unwrap();
-    assert_eq!(hit.tier, 1);
+    let hit = block_on(tiers.get(&key(2), 1)).unwrap();
+    assert_eq!(hit.tier(), Some(1));
     assert_eq!(
         fast.raw(&key(2)),
         Some(good),
@@ -74,11 +74,11 @@ fn read_only_tier_is_never_written_nor_cleaned() {
         .tier(Tier::new(ro.clone()).read_only())
         .tier(Tier::new(rw.clone()))
         .build();
-    block_on(tiers.put(&key(3), 1, "t", b"x"));
+    block_on(tiers.put(&key(3), &Origin::new(1, "t"), b"x"));
     assert!(!ro.has(&key(3)));
     assert!(rw.has(&key(3)));
     ro.set_raw(&key(4), Bytes::from_static(b"garbage"));
-    assert!(block_on(tiers.get(&key(4))).is_none());
+    assert!(block_on(tiers.get(&key(4), 1)).is_none());
     assert!(ro.has(&key(4)), "a read-only tier was modified");
     assert_eq!(tiers.stats()[0].corrupt, 1);
 }
@@ -93,7 +93,7 @@ fn background_writes_do_not_hold_the_caller_and_flush_waits() {
         .tier(Tier::new(remote.clone()).background(8))
         .build();
     // The remote put blocks until the gate opens; put still returns.
-    block_on(tiers.put(&key(5), 1, "t", b"v"));
+    block_on(tiers.put(&key(5), &Origin::new(1, "t"), b"v"));
     assert!(local.has(&key(5)));
     assert!(!remote.has(&key(5)));
     assert_eq!(tiers.pending_writes(), 1);
@@ -112,7 +112,7 @@ fn a_full_queue_drops_and_counts() {
         .tier(Tier::new(remote.clone()).background(1))
         .build();
     for n in 0..4 {
-        block_on(tiers.put(&key(10 + n), 1, "t", b"v"));
+        block_on(tiers.put(&key(10 + n), &Origin::new(1, "t"), b"v"));
     }
     gate.open();
     tiers.flush();
@@ -136,8 +136,8 @@ fn a_hanging_tier_times_out_as_a_miss() {
         .tier(Tier::new(good.clone()))
         .build();
     good.set_raw(&key(6), sealed(&Integrity::plain(), &key(6), b"v"));
-    let hit = block_on(tiers.get(&key(6))).unwrap();
-    assert_eq!(hit.tier, 1);
+    let hit = block_on(tiers.get(&key(6), 1)).unwrap();
+    assert_eq!(hit.tier(), Some(1));
     // The promotion into the hanging tier also times out instead of hanging.
     let stats = tiers.stats();
     assert_eq!(stats[0].timeouts, 2, "{:?}", stats[0]);
@@ -155,11 +155,11 @@ fn circuit_breaker_opens_skips_and_recovers() {
     inner.set_raw(&key(7), sealed(&Integrity::plain(), &key(7), b"v"));
     faulty.set_down(true);
     for _ in 0..3 {
-        assert!(block_on(tiers.get(&key(7))).is_none());
+        assert!(block_on(tiers.get(&key(7), 1)).is_none());
     }
     assert!(tiers.stats()[0].breaker_open);
     let gets_before = inner.gets.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(block_on(tiers.get(&key(7))).is_none());
+    assert!(block_on(tiers.get(&key(7), 1)).is_none());
     assert_eq!(tiers.stats()[0].skipped, 1);
     assert_eq!(
         inner.gets.load(std::sync::atomic::Ordering::SeqCst),
@@ -169,7 +169,7 @@ fn circuit_breaker_opens_skips_and_recovers() {
     faulty.set_down(false);
     std::thread::sleep(Duration::from_millis(80));
     assert!(
-        block_on(tiers.get(&key(7))).is_some(),
+        block_on(tiers.get(&key(7), 1)).is_some(),
         "the probe after cool-down failed"
     );
     assert!(!tiers.stats()[0].breaker_open);
@@ -191,12 +191,12 @@ fn keyed_stack_rejects_forgeries() {
     );
     store.set_raw(&key(11), sealed(&integrity, &key(10), b"valid elsewhere"));
     for k in [key(8), key(9), key(11)] {
-        assert!(block_on(tiers.get(&k)).is_none());
+        assert!(block_on(tiers.get(&k, 1)).is_none());
         assert!(!store.has(&k), "forged entry not removed");
     }
     assert_eq!(tiers.stats()[0].forged, 3);
     store.set_raw(&key(12), sealed(&integrity, &key(12), b"genuine"));
-    assert!(block_on(tiers.get(&key(12))).is_some());
+    assert!(block_on(tiers.get(&key(12), 1)).is_some());
 }
 
 #[test]
@@ -209,15 +209,15 @@ fn every_tier_down_is_only_misses() {
     let tiers = Tiered::builder()
         .tier(Tier::new(down.clone() as Arc<dyn Backend>))
         .build();
-    block_on(tiers.put(&key(13), 1, "t", b"v"));
-    assert!(block_on(tiers.get(&key(13))).is_none());
+    block_on(tiers.put(&key(13), &Origin::new(1, "t"), b"v"));
+    assert!(block_on(tiers.get(&key(13), 1)).is_none());
     let stats = &tiers.stats()[0];
     assert_eq!((stats.errors, stats.write_errors), (1, 1));
 }
 
 #[test]
 fn compressed_tier_stores_zstd_and_promotes_plain() {
-    use warmcache_core::{Compression, envelope::inspect};
+    use warmcache_core::{Compression, inspect};
     let local = MapBackend::new();
     let remote = MapBackend::new();
     let tiers = Tiered::builder()
@@ -225,7 +225,7 @@ fn compressed_tier_stores_zstd_and_promotes_plain() {
         .tier(Tier::new(remote.clone()).compression(Compression::Zstd { level: 3 }))
         .build();
     let payload = b"a compiled artifact compresses well ".repeat(1000);
-    block_on(tiers.put(&key(20), 1, "t", &payload));
+    block_on(tiers.put(&key(20), &Origin::new(1, "t"), &payload));
     let stored_remote = remote.raw(&key(20)).unwrap();
     let stored_local = local.raw(&key(20)).unwrap();
     assert!(inspect(&stored_remote).unwrap().compressed);
@@ -233,9 +233,9 @@ fn compressed_tier_stores_zstd_and_promotes_plain() {
     assert!(stored_remote.len() < stored_local.len() / 10);
     // A cold local tier is filled from the compressed remote copy, uncompressed.
     block_on(local.delete(&key(20))).unwrap();
-    let hit = block_on(tiers.get(&key(20))).unwrap();
-    assert_eq!(hit.tier, 1);
-    assert_eq!(&hit.opened.payload[..], &payload[..]);
+    let hit = block_on(tiers.get(&key(20), 1)).unwrap();
+    assert_eq!(hit.tier(), Some(1));
+    assert_eq!(hit.payload(), &payload[..]);
     let promoted = local.raw(&key(20)).unwrap();
     assert!(!inspect(&promoted).unwrap().compressed);
     assert_eq!(promoted.len(), stored_local.len());

@@ -121,17 +121,13 @@ fn stacks(
     if let Some(s3) = s3 {
         backends.push(("s3", s3));
     }
-    let producer = format!("bench compile_ms={}", compile.as_millis());
+    let origin = warmcache_core::Origin::new(ArtifactKind::Module.envelope_kind(), "bench")
+        .compute_ms(u64::try_from(compile.as_millis()).unwrap_or(u64::MAX));
     let named = backends
         .into_iter()
         .map(|(name, backend)| {
             let tiers = Tiered::builder().tier(Tier::new(backend)).build();
-            block_on(tiers.put(
-                key,
-                ArtifactKind::Module.envelope_kind(),
-                &producer,
-                artifact,
-            ));
+            block_on(tiers.put(key, &origin, artifact));
             (name, ModuleCache::new(tiers))
         })
         .collect();
@@ -232,7 +228,7 @@ fn warm_starts(c: &mut Criterion) {
             &artifact,
         );
         g.bench_function(BenchmarkId::new("part", "verify"), |b| {
-            b.iter(|| Integrity::plain().verify(&key, &sealed).unwrap())
+            b.iter(|| Integrity::plain().verify(&key, None, &sealed).unwrap())
         });
         g.bench_function(BenchmarkId::new("part", "deserialize_bytes"), |b| {
             // SAFETY: the artifact was just produced by this engine.

@@ -21,6 +21,9 @@ pub(crate) mod sealed {
         /// Compiles `wasm` into artifact bytes with `engine`.
         fn precompile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>>;
 
+        /// The artifact bytes of a loaded artifact (what `precompile` produced).
+        fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+
         /// Loads artifact bytes.
         ///
         /// # Safety
@@ -72,6 +75,10 @@ impl sealed::Sealed for Module {
         engine.precompile_module(wasm)
     }
 
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+
     unsafe fn load(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
         // SAFETY: forwarded from this function's contract.
         unsafe { Module::deserialize(engine, bytes) }
@@ -100,6 +107,10 @@ impl Artifact for Component {
 impl sealed::Sealed for Component {
     fn precompile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
         engine.precompile_component(wasm)
+    }
+
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
     }
 
     unsafe fn load(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {

@@ -1,4 +1,8 @@
-//! [`WasmCache`]: the live tier, single-flight, verified loads and compiles.
+//! [`WasmCache`]: wasmtime modules and components over warmcache-core's one cache front.
+//!
+//! Everything about lookups, single-flight and storage is `warmcache_core::Cache`'s; this file
+//! says how an artifact is compiled ([`WasmCache`]'s produce step), how a verified entry
+//! becomes a loaded artifact ([`ArtifactCodec`]), and which failures are whose.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -6,11 +10,13 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bytes::Bytes;
+use warmcache_core::backend::maybe_spawn_blocking;
 use warmcache_core::{
-    CacheKey, CanonicalHasher, Found, Join, Namespace, SingleFlight, Tiered, WaitOutcome,
-    maybe_spawn_blocking,
+    BoxError, Cache, CacheKey, CanonicalHasher, Codec, ComputeError, Entry, Exec, Failure,
+    Namespace, Produced, Tiered,
 };
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
@@ -18,7 +24,7 @@ use wasmtime::{Engine, Module};
 use crate::artifact::{Artifact, Detected, detect};
 use crate::error::{Error, Result};
 use crate::key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION};
-use crate::stats::{Counters, WasmStats, add, nanos};
+use crate::stats::WasmStats;
 
 /// A cache of compiled [`Module`]s.
 pub type ModuleCache = WasmCache<Module>;
@@ -36,23 +42,64 @@ enum LiveBound {
     Bytes(u64),
 }
 
-/// Weighs loaded artifacts by their code image when the tier is bounded by bytes.
-#[derive(Debug, Clone, Copy)]
-struct LiveWeighter {
-    by_bytes: bool,
-}
+/// How wasmtime artifacts are stored and loaded: the artifact bytes as `precompile` made them,
+/// loaded into the caller's engine. An artifact is handed only to callers of the engine it was
+/// loaded into; others load their own copy from the entry.
+struct ArtifactCodec<A>(PhantomData<fn() -> A>);
 
-impl<A: Artifact> quick_cache::Weighter<CacheKey, A> for LiveWeighter {
-    fn weight(&self, _key: &CacheKey, artifact: &A) -> u64 {
-        if self.by_bytes {
-            artifact.image_size().max(1)
-        } else {
-            1
-        }
+impl<A> Clone for ArtifactCodec<A> {
+    fn clone(&self) -> Self {
+        Self(PhantomData)
     }
 }
 
-type Live<A> = quick_cache::sync::Cache<CacheKey, A, LiveWeighter>;
+impl<A: Artifact> Codec<A> for ArtifactCodec<A> {
+    type Caller = Engine;
+
+    fn kind(&self) -> u32 {
+        A::KIND.envelope_kind()
+    }
+
+    fn producer(&self) -> String {
+        format!("wasmtime {WASMTIME_VERSION} {}", crate::key::host())
+    }
+
+    fn encode(&self, artifact: &A) -> std::result::Result<Bytes, BoxError> {
+        Ok(Bytes::from(artifact.serialize()?))
+    }
+
+    fn decode(&self, engine: &Engine, entry: &Entry) -> std::result::Result<A, BoxError> {
+        // SAFETY (both arms): an `Entry` is either verified by warmcache-core (tag or MAC, key
+        // echo, length, this artifact kind), so it holds exactly what `precompile` stored, or
+        // it is the payload this cache's own compile just produced. A file entry's file is not
+        // modified in place by file-offering backends, so it still holds the verified bytes.
+        #[allow(unsafe_code)]
+        let loaded = match entry.file() {
+            Some(file) => {
+                let file = file.try_clone()?;
+                unsafe { A::load_file(engine, file, entry.payload()) }
+            }
+            None => unsafe { A::load(engine, entry.payload()) },
+        };
+        Ok(loaded?)
+    }
+
+    fn accepts(&self, engine: &Engine, artifact: &A) -> bool {
+        Engine::same(artifact.engine(), engine)
+    }
+
+    fn blocking(&self) -> bool {
+        true
+    }
+
+    fn prefers_files(&self) -> bool {
+        true
+    }
+}
+
+fn image_size<A: Artifact>(artifact: &A) -> u64 {
+    artifact.image_size()
+}
 
 /// Builds a [`WasmCache`].
 #[derive(Debug)]
@@ -88,39 +135,18 @@ impl<A: Artifact> WasmCacheBuilder<A> {
 
     /// Builds the cache.
     pub fn build(self) -> WasmCache<A> {
-        let live = match self.live {
-            LiveBound::Count(0) | LiveBound::Bytes(0) => None,
-            LiveBound::Count(count) => Some(Live::with_weighter(
-                usize::try_from(count).unwrap_or(usize::MAX),
-                count,
-                LiveWeighter { by_bytes: false },
-            )),
-            // One shard, so an artifact may use the whole budget (quick_cache refuses items
-            // larger than a shard's share).
-            LiveBound::Bytes(bytes) => match quick_cache::OptionsBuilder::new()
-                .estimated_items_capacity(64)
-                .weight_capacity(bytes)
-                .shards(1)
-                .build()
-            {
-                Ok(options) => Some(Live::with_options(
-                    options,
-                    LiveWeighter { by_bytes: true },
-                    Default::default(),
-                    Default::default(),
-                )),
-                Err(e) => {
-                    tracing::warn!(error = %e, "in-process tier disabled");
-                    None
-                }
-            },
+        let builder = Cache::builder(A::KIND.namespace(), ArtifactCodec::<A>(PhantomData));
+        let builder = match self.live {
+            LiveBound::Count(count) => builder.live_capacity(count),
+            LiveBound::Bytes(bytes) => builder.live_weighted(bytes, image_size::<A>),
+        };
+        let builder = match self.tiers {
+            Some(tiers) => builder.tiers(tiers),
+            None => builder,
         };
         WasmCache {
             namespace: Namespace::new(A::KIND.namespace()),
-            tiers: self.tiers.unwrap_or_else(|| Tiered::builder().build()),
-            live,
-            flights: SingleFlight::new(),
-            counters: Counters::default(),
+            cache: builder.build(),
             engines: parking_lot::RwLock::new(Vec::new()),
         }
     }
@@ -134,25 +160,26 @@ impl<A: Artifact> WasmCacheBuilder<A> {
 ///   epochs, debug info), the wasm's content hash and the caller's extras. See
 ///   [`artifact_key`](crate::artifact_key).
 /// * **Loads are verified**: an entry reaches wasmtime's `deserialize` only after its envelope
-///   verified (tag or MAC, key echo, length). An entry that verifies but that wasmtime rejects
-///   is counted as [`incompatible`](WasmStats::incompatible), recompiled and overwritten.
+///   verified (tag or MAC, key echo, length, artifact kind). An entry that verifies but that
+///   wasmtime rejects is counted as [`incompatible`](WasmStats::incompatible), recompiled and
+///   overwritten.
 /// * **File tiers are mapped**: when a tier offers local files (`warmcache-fs`), the entry is
 ///   verified through a mapping and loaded with `Module::deserialize_open_file`, without
 ///   reading it into memory.
 /// * **One compile per artifact**: concurrent requests for one key run one lookup and at most
-///   one compile; the rest wait and share the result, or its error. Other keys never wait.
+///   one compile; the rest wait and share the result, or the compile's error. A request that
+///   arrives while the compiled artifact is still being written to storage waits for it too.
+///   A failure to load a caller's own input (its loader's error, bytes that do not match the
+///   hash, the wrong kind of binary) is that caller's alone.
 /// * **Artifacts stay with their engine**: an artifact is handed out only to callers of the
-///   engine it was loaded into; another engine with the same settings gets its own copy from
-///   the byte tiers.
+///   engine it was loaded into; a caller on another engine with the same settings loads its
+///   own copy from the same verified entry or freshly compiled bytes, never by compiling.
 ///
 /// Failures of storage tiers are never errors: they are misses, counted in
 /// [`stats`](Self::stats).
-pub struct WasmCache<A> {
+pub struct WasmCache<A: Artifact> {
     namespace: Namespace,
-    tiers: Tiered,
-    live: Option<Live<A>>,
-    flights: SingleFlight<CacheKey, Result<A>>,
-    counters: Counters,
+    cache: Cache<A, ArtifactCodec<A>>,
     /// Engine keys of the engines seen so far, so a hit does not hash an engine's settings.
     engines: parking_lot::RwLock<Vec<(wasmtime::EngineWeak, EngineKey)>>,
 }
@@ -161,9 +188,7 @@ impl<A: Artifact> std::fmt::Debug for WasmCache<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmCache")
             .field("namespace", &self.namespace.name())
-            .field("tiers", &self.tiers)
-            .field("live", &self.live.as_ref().map(|l| l.len()))
-            .field("counters", &self.counters)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -180,23 +205,6 @@ pub struct Precompiled {
     pub size: u64,
     /// How long compiling took; zero when it was already cached.
     pub compile_time: Duration,
-}
-
-/// Where compiles and loads run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Exec {
-    /// On the calling thread (the synchronous API).
-    Inline,
-    /// On Tokio's blocking pool when a runtime is current (the async API), so executor
-    /// threads are not held for seconds.
-    Blocking,
-}
-
-/// What the leader of a flight produced.
-struct Led<A> {
-    result: Result<A>,
-    /// A freshly compiled artifact to store, with its producer string.
-    store: Option<(Vec<u8>, String)>,
 }
 
 type PanicPayload = Box<dyn std::any::Any + Send>;
@@ -228,7 +236,7 @@ impl<A: Artifact> WasmCache<A> {
 
     /// The storage tiers.
     pub fn tiers(&self) -> &Tiered {
-        &self.tiers
+        self.cache.tiers()
     }
 
     /// Returns the compiled `wasm` (binary or text) for `engine`: from the in-process tier, from
@@ -341,7 +349,8 @@ impl<A: Artifact> WasmCache<A> {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let key = self.key(engine, &content, &[]);
-        let source = move || std::future::ready(checked_source(content, load()));
+        let source =
+            move || std::future::ready(checked_source(content, load()).map_err(Failure::Input));
         futures::executor::block_on(self.obtain(engine, key, content, source, Exec::Inline))
     }
 
@@ -378,7 +387,8 @@ impl<A: Artifact> WasmCache<A> {
         F: Future<Output = std::result::Result<B, E>>,
     {
         let key = self.key(engine, &content, &[]);
-        let source = move || async move { checked_source(content, load().await) };
+        let source =
+            move || async move { checked_source(content, load().await).map_err(Failure::Input) };
         self.obtain(engine, key, content, source, Exec::Blocking)
             .await
     }
@@ -421,13 +431,14 @@ impl<A: Artifact> WasmCache<A> {
         let mut hasher = CanonicalHasher::new();
         extras.hash(&mut hasher);
         let key = self.key(engine, &content, hasher.digest().as_bytes());
-        let source = move || {
-            std::future::ready(
-                prepare(wasm, extras)
-                    .map(Cow::Owned)
-                    .map_err(|e| source_error(content, e)),
-            )
-        };
+        // `prepare` is a function of the keyed input alone, so its failure is shared like a
+        // compile's.
+        let source =
+            move || {
+                std::future::ready(prepare(wasm, extras).map(Cow::Owned).map_err(|e| {
+                    Failure::Compute(ComputeError::failed(key, source_error(content, e)))
+                }))
+            };
         futures::executor::block_on(self.obtain(engine, key, content, source, Exec::Inline))
     }
 
@@ -460,22 +471,24 @@ impl<A: Artifact> WasmCache<A> {
     pub fn precompile(&self, engine: &Engine, wasm: &[u8]) -> Result<Precompiled> {
         let content = ContentHash::of(wasm);
         let key = self.key(engine, &content, &[]);
+        let tiers = self.cache.tiers();
         futures::executor::block_on(async {
-            if let Some(found) = self.tiers.get(&key).await {
+            if let Some(found) = tiers.get(&key, A::KIND.envelope_kind()).await {
                 return Ok(Precompiled {
                     key,
                     already_cached: true,
-                    size: found.opened.payload.len() as u64,
+                    size: found.payload().len() as u64,
                     compile_time: Duration::ZERO,
                 });
             }
-            let (artifact, took) = self
-                .compile(engine, content, Cow::Borrowed(wasm), Exec::Inline)
-                .await?;
+            check_kind::<A>(content, wasm)?;
+            let compiled = async {
+                compile::<A>(engine, content, Cow::Borrowed(wasm), Exec::Inline)
+                    .await
+                    .map(Bytes::from)
+            };
+            let (artifact, took) = self.cache.compute_and_store(key, compiled).await?;
             let size = artifact.len() as u64;
-            self.tiers
-                .put(&key, A::KIND.envelope_kind(), &producer(took), &artifact)
-                .await;
             Ok(Precompiled {
                 key,
                 already_cached: false,
@@ -489,28 +502,22 @@ impl<A: Artifact> WasmCache<A> {
     /// storage tier.
     pub fn invalidate(&self, engine: &Engine, wasm: &[u8]) {
         let key = self.key_for(engine, wasm);
-        if let Some(live) = &self.live {
-            live.remove(&key);
-        }
-        futures::executor::block_on(self.tiers.delete(&key));
+        futures::executor::block_on(self.cache.invalidate(&key));
     }
 
     /// Empties the in-process tier (storage tiers keep their entries).
     pub fn clear_live(&self) {
-        if let Some(live) = &self.live {
-            live.clear();
-        }
+        self.cache.clear_live();
     }
 
     /// Waits until background writes to storage tiers have finished. Call before exiting.
     pub fn flush(&self) {
-        self.tiers.flush();
+        self.cache.flush();
     }
 
     /// Counters of this cache and its tiers.
     pub fn stats(&self) -> WasmStats {
-        let live = self.live.as_ref().map_or(0, |l| l.len() as u64);
-        self.counters.snapshot(live, self.tiers.stats())
+        WasmStats::from_core(self.cache.stats())
     }
 
     /// The key of `content` with `extras` under `engine`.
@@ -540,16 +547,7 @@ impl<A: Artifact> WasmCache<A> {
         key
     }
 
-    fn live_get(&self, engine: &Engine, key: &CacheKey) -> Option<A> {
-        let artifact = self.live.as_ref()?.get(key)?;
-        if !Engine::same(artifact.engine(), engine) {
-            return None;
-        }
-        add(&self.counters.live_hits, 1);
-        Some(artifact)
-    }
-
-    /// The one path behind every entry point.
+    /// The one path behind every entry point: the core cache with this crate's produce step.
     async fn obtain<'w, S, F>(
         &self,
         engine: &Engine,
@@ -560,210 +558,95 @@ impl<A: Artifact> WasmCache<A> {
     ) -> Result<A>
     where
         S: FnOnce() -> F,
-        F: Future<Output = Result<Cow<'w, [u8]>>>,
+        F: Future<Output = std::result::Result<Cow<'w, [u8]>, Failure<Error>>>,
     {
-        if let Some(artifact) = self.live_get(engine, &key) {
-            return Ok(artifact);
-        }
-        let guard = loop {
-            match self.flights.join(&key) {
-                Join::Leader(guard) => break Some(guard),
-                Join::Waiter(waiter) => {
-                    add(&self.counters.waits, 1);
-                    match waiter.wait_async().await {
-                        WaitOutcome::Done(Ok(artifact)) => {
-                            if Engine::same(artifact.engine(), engine) {
-                                return Ok(artifact);
-                            }
-                            // Loaded into another engine with the same settings: load our own
-                            // copy from storage, outside the flight.
-                            break None;
-                        }
-                        WaitOutcome::Done(Err(e)) => return Err(e),
-                        WaitOutcome::Panicked => {
-                            return Err(Error::Panicked {
-                                kind: A::KIND,
-                                content,
-                            });
-                        }
-                        WaitOutcome::Abandoned => continue,
-                    }
-                }
-            }
-        };
-        let led = self.lead(engine, &key, content, source, exec).await;
-        if let (Ok(artifact), Some(live)) = (&led.result, &self.live) {
-            live.insert(key, artifact.clone());
-        }
-        // Waiters need not wait for the storage writes.
-        if let Some(guard) = guard {
-            guard.complete(led.result.clone());
-        }
-        if let Some((artifact, producer)) = led.store {
-            self.tiers
-                .put(&key, A::KIND.envelope_kind(), &producer, &artifact)
-                .await;
-        }
-        led.result
-    }
-
-    /// As the leader: the in-process tier again (a previous leader may just have filled it),
-    /// then storage, then a compile.
-    async fn lead<'w, S, F>(
-        &self,
-        engine: &Engine,
-        key: &CacheKey,
-        content: ContentHash,
-        source: S,
-        exec: Exec,
-    ) -> Led<A>
-    where
-        S: FnOnce() -> F,
-        F: Future<Output = Result<Cow<'w, [u8]>>>,
-    {
-        if let Some(artifact) = self.live_get(engine, key) {
-            return Led {
-                result: Ok(artifact),
-                store: None,
-            };
-        }
-        if let Some(artifact) = self.load_stored(engine, key, exec).await {
-            return Led {
-                result: Ok(artifact),
-                store: None,
-            };
-        }
-        add(&self.counters.misses, 1);
-        let wasm = match source().await {
-            Ok(wasm) => wasm,
-            Err(e) => {
-                return Led {
-                    result: Err(e),
-                    store: None,
-                };
-            }
-        };
-        let (artifact_bytes, took) = match self.compile(engine, content, wasm, exec).await {
-            Ok(compiled) => compiled,
-            Err(e) => {
-                return Led {
-                    result: Err(e),
-                    store: None,
-                };
-            }
-        };
-        // SAFETY: `artifact_bytes` was just produced by `precompile` in this process.
-        #[allow(unsafe_code)]
-        let loaded = unsafe { A::load(engine, &artifact_bytes) };
-        match loaded {
-            Ok(artifact) => Led {
-                result: Ok(artifact),
-                store: Some((artifact_bytes, producer(took))),
-            },
-            Err(e) => Led {
-                result: Err(Error::Load {
-                    kind: A::KIND,
-                    content,
-                    source: Arc::new(e),
-                }),
-                store: None,
-            },
-        }
-    }
-
-    /// A verified stored entry loaded into `engine`, or `None` (after counting why).
-    async fn load_stored(&self, engine: &Engine, key: &CacheKey, exec: Exec) -> Option<A> {
-        let started = Instant::now();
-        let found = self.tiers.get_file(key).await?;
-        let meta = found.meta();
-        if ArtifactKind::from_envelope_kind(meta.kind) != Some(A::KIND) {
-            // Keys are per kind, so only a key collision or a foreign writer gets here.
-            add(&self.counters.incompatible, 1);
-            tracing::warn!(%key, kind = meta.kind, "stored entry is not a {}", A::KIND);
-            return None;
-        }
-        let saved = recorded_compile_time(&meta.producer);
-        let tier = found.tier();
-        let from_file = matches!(found, Found::File(_));
-        add(&self.counters.stored_loads, 1);
-        let loaded = match exec {
-            Exec::Inline => load_found::<A>(engine, found),
-            Exec::Blocking => {
-                let engine = engine.clone();
-                maybe_spawn_blocking(move || load_found::<A>(&engine, found)).await
-            }
-        };
-        match loaded {
-            Ok(artifact) => {
-                add(&self.counters.tier_hits, 1);
-                if from_file {
-                    add(&self.counters.file_loads, 1);
-                }
-                add(&self.counters.load_nanos, nanos(started.elapsed()));
-                add(&self.counters.saved_nanos, nanos(saved));
-                tracing::debug!(%key, tier, from_file, elapsed = ?started.elapsed(), "loaded {}", A::KIND);
-                Some(artifact)
-            }
-            Err(e) => {
-                add(&self.counters.incompatible, 1);
-                tracing::warn!(
-                    %key, tier, error = format!("{e:#}"),
-                    "verified entry rejected by wasmtime; recompiling"
-                );
-                None
-            }
-        }
-    }
-
-    /// Checks what `wasm` is and compiles it, counting the compile.
-    async fn compile(
-        &self,
-        engine: &Engine,
-        content: ContentHash,
-        wasm: Cow<'_, [u8]>,
-        exec: Exec,
-    ) -> Result<(Vec<u8>, Duration)> {
-        match (detect(&wasm), A::KIND) {
-            (Detected::Precompiled, _) => return Err(Error::Precompiled { content }),
-            (Detected::Component, ArtifactKind::Module) => {
-                return Err(wrong_kind::<A>(content, ArtifactKind::Component));
-            }
-            (Detected::Module, ArtifactKind::Component) => {
-                return Err(wrong_kind::<A>(content, ArtifactKind::Module));
-            }
-            _ => {}
-        }
-        add(&self.counters.compiles, 1);
-        let started = Instant::now();
-        let outcome = match exec {
-            Exec::Inline => precompile_caught::<A>(engine, &wasm),
-            Exec::Blocking => {
-                let engine = engine.clone();
-                let wasm = wasm.into_owned();
-                maybe_spawn_blocking(move || precompile_caught::<A>(&engine, &wasm)).await
-            }
-        };
-        let took = started.elapsed();
-        add(&self.counters.compile_nanos, nanos(took));
-        match outcome {
-            Ok(Ok(artifact)) => Ok((artifact, took)),
-            Ok(Err(e)) => {
-                add(&self.counters.compile_errors, 1);
-                tracing::debug!(%content, error = format!("{e:#}"), "compile failed");
-                Err(Error::Compile {
+        let produce = || async move {
+            let wasm = source().await?;
+            // The wrong kind of binary is this caller's input, detected without compiling.
+            check_kind::<A>(content, &wasm).map_err(Failure::Input)?;
+            let shared = |e: Error| Failure::Compute(ComputeError::failed(key, e));
+            let artifact = compile::<A>(engine, content, wasm, exec)
+                .await
+                .map_err(shared)?;
+            // SAFETY: `artifact` was just produced by `precompile` in this process.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { A::load(engine, &artifact) };
+            let artifact_value = loaded.map_err(|e| {
+                shared(Error::Load {
                     kind: A::KIND,
                     content,
                     source: Arc::new(e),
                 })
-            }
-            Err(_panic) => {
-                add(&self.counters.compile_errors, 1);
-                tracing::error!(%content, "compiling panicked");
-                Err(Error::Panicked {
-                    kind: A::KIND,
-                    content,
-                })
-            }
+            })?;
+            Ok(Produced {
+                value: artifact_value,
+                payload: Some(Bytes::from(artifact)),
+            })
+        };
+        match self.cache.get_or_produce(engine, key, exec, produce).await {
+            Ok(artifact) => Ok(artifact),
+            Err(Failure::Input(e)) => Err(e),
+            Err(Failure::Compute(e)) => Err(compute_error::<A>(content, &e)),
+        }
+    }
+}
+
+/// This crate's error back out of a shared compute failure.
+fn compute_error<A: Artifact>(content: ContentHash, e: &ComputeError) -> Error {
+    match e.downcast_ref::<Error>() {
+        Some(e) => e.clone(),
+        None => Error::Panicked {
+            kind: A::KIND,
+            content,
+        },
+    }
+}
+
+/// Refuses a precompiled artifact, and the other kind of binary, before compiling.
+fn check_kind<A: Artifact>(content: ContentHash, wasm: &[u8]) -> Result<()> {
+    match (detect(wasm), A::KIND) {
+        (Detected::Precompiled, _) => Err(Error::Precompiled { content }),
+        (Detected::Component, ArtifactKind::Module) => {
+            Err(wrong_kind::<A>(content, ArtifactKind::Component))
+        }
+        (Detected::Module, ArtifactKind::Component) => {
+            Err(wrong_kind::<A>(content, ArtifactKind::Module))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Compiles `wasm` into artifact bytes, on Tokio's blocking pool for [`Exec::Blocking`].
+async fn compile<A: Artifact>(
+    engine: &Engine,
+    content: ContentHash,
+    wasm: Cow<'_, [u8]>,
+    exec: Exec,
+) -> Result<Vec<u8>> {
+    let outcome = match exec {
+        Exec::Inline => precompile_caught::<A>(engine, &wasm),
+        Exec::Blocking => {
+            let engine = engine.clone();
+            let wasm = wasm.into_owned();
+            maybe_spawn_blocking(move || precompile_caught::<A>(&engine, &wasm)).await
+        }
+    };
+    match outcome {
+        Ok(Ok(artifact)) => Ok(artifact),
+        Ok(Err(e)) => {
+            tracing::debug!(%content, error = format!("{e:#}"), "compile failed");
+            Err(Error::Compile {
+                kind: A::KIND,
+                content,
+                source: Arc::new(e),
+            })
+        }
+        Err(_panic) => {
+            tracing::error!(%content, "compiling panicked");
+            Err(Error::Panicked {
+                kind: A::KIND,
+                content,
+            })
         }
     }
 }
@@ -781,23 +664,6 @@ fn precompile_caught<A: Artifact>(
     wasm: &[u8],
 ) -> std::result::Result<wasmtime::Result<Vec<u8>>, PanicPayload> {
     std::panic::catch_unwind(AssertUnwindSafe(|| A::precompile(engine, wasm)))
-}
-
-fn load_found<A: Artifact>(engine: &Engine, found: Found) -> wasmtime::Result<A> {
-    // SAFETY (both arms): `Tiered` returns only entries whose envelope verified for this key:
-    // the tag (or MAC) covers the payload, so it is exactly what `precompile` stored. The file
-    // arm's file is not modified in place by file-offering backends (see `Tiered::get_file`).
-    #[allow(unsafe_code)]
-    match found {
-        Found::Bytes(hit) => unsafe { A::load(engine, &hit.opened.payload) },
-        Found::File(hit) => {
-            let file = match hit.file.try_clone() {
-                Ok(file) => file,
-                Err(e) => return Err(wasmtime::Error::from(e)),
-            };
-            unsafe { A::load_file(engine, file, hit.payload()) }
-        }
-    }
 }
 
 fn source_error(
@@ -828,37 +694,4 @@ where
         });
     }
     Ok(Cow::Owned(bytes.as_ref().to_vec()))
-}
-
-/// The producer string stored with an artifact: who made it and how long compiling took, so a
-/// later hit knows how much time it saved.
-fn producer(compile_time: Duration) -> String {
-    format!(
-        "wasmtime {WASMTIME_VERSION} {} compile_ms={}",
-        crate::key::host(),
-        compile_time.as_millis()
-    )
-}
-
-/// The compile time recorded by [`producer`], or zero for entries without one.
-pub(crate) fn recorded_compile_time(producer: &str) -> Duration {
-    producer
-        .split_ascii_whitespace()
-        .find_map(|field| field.strip_prefix("compile_ms="))
-        .and_then(|ms| ms.parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_millis)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn producer_round_trips_compile_time() {
-        let p = producer(Duration::from_millis(1234));
-        assert!(p.starts_with("wasmtime "));
-        assert_eq!(recorded_compile_time(&p), Duration::from_millis(1234));
-        assert_eq!(recorded_compile_time("someone else"), Duration::ZERO);
-        assert_eq!(recorded_compile_time("compile_ms=x"), Duration::ZERO);
-    }
 }

@@ -1,27 +1,42 @@
 //! [`IncrementalCache`]: Cranelift's incremental compilation cache over warmcache tiers.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use warmcache_core::{CacheKey, Namespace, TierStats, Tiered};
+use warmcache_core::{BoxError, Cache, CacheKey, Codec, Entry, Exec, TierStats, Tiered};
 
 use crate::key::WASMTIME_VERSION;
-
-/// Envelope kind of incremental cache entries (`"winc"`).
-const KIND: u32 = u32::from_le_bytes(*b"winc");
 
 /// Default byte budget of the in-memory tier.
 const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 
-#[derive(Clone)]
-struct ByLength;
+/// Cranelift's per-function results, stored as the bytes Cranelift hands over.
+#[derive(Debug, Clone, Copy)]
+struct IncrementalCodec;
 
-impl quick_cache::Weighter<CacheKey, Bytes> for ByLength {
-    fn weight(&self, _key: &CacheKey, value: &Bytes) -> u64 {
-        value.len() as u64 + 64
+impl Codec<Bytes> for IncrementalCodec {
+    type Caller = ();
+
+    fn kind(&self) -> u32 {
+        u32::from_le_bytes(*b"winc")
     }
+
+    fn producer(&self) -> String {
+        "cranelift incremental".to_owned()
+    }
+
+    fn encode(&self, value: &Bytes) -> Result<Bytes, BoxError> {
+        Ok(value.clone())
+    }
+
+    fn decode(&self, _caller: &(), entry: &Entry) -> Result<Bytes, BoxError> {
+        Ok(entry.to_bytes())
+    }
+}
+
+fn weigh(value: &Bytes) -> u64 {
+    value.len() as u64 + 64
 }
 
 /// Cranelift's incremental compilation cache (per-function results) stored in a [`Tiered`]
@@ -49,21 +64,14 @@ impl quick_cache::Weighter<CacheKey, Bytes> for ByLength {
 /// # Ok::<(), wasmtime::Error>(())
 /// ```
 pub struct IncrementalCache {
-    namespace: Namespace,
-    memory: quick_cache::sync::Cache<CacheKey, Bytes, ByLength>,
-    tiers: Tiered,
-    memory_hits: AtomicU64,
-    tier_hits: AtomicU64,
-    misses: AtomicU64,
-    inserts: AtomicU64,
+    cache: Cache<Bytes, IncrementalCodec>,
 }
 
 impl std::fmt::Debug for IncrementalCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IncrementalCache")
-            .field("memory_entries", &self.memory.len())
-            .field("tiers", &self.tiers)
-            .finish_non_exhaustive()
+            .field("cache", &self.cache)
+            .finish()
     }
 }
 
@@ -98,42 +106,39 @@ impl IncrementalCache {
 
     /// A cache over `tiers` with an in-memory tier of `memory_bytes`.
     pub fn with_memory(tiers: Tiered, memory_bytes: u64) -> Self {
-        Self {
-            namespace: Namespace::new("wasmtime-incremental"),
-            memory: quick_cache::sync::Cache::with_weighter(4096, memory_bytes.max(1), ByLength),
-            tiers,
-            memory_hits: AtomicU64::new(0),
-            tier_hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            inserts: AtomicU64::new(0),
-        }
+        let cache = Cache::builder("wasmtime-incremental", IncrementalCodec)
+            .live_weighted(memory_bytes.max(1), weigh)
+            .tiers(tiers)
+            .build();
+        Self { cache }
     }
 
     /// Counters so far.
     pub fn stats(&self) -> IncrementalStats {
+        let core = self.cache.stats();
         IncrementalStats {
-            memory_hits: self.memory_hits.load(Relaxed),
-            tier_hits: self.tier_hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            inserts: self.inserts.load(Relaxed),
-            tiers: self.tiers.stats(),
+            memory_hits: core.live_hits,
+            tier_hits: core.tier_hits,
+            misses: core.misses,
+            inserts: core.inserts,
+            tiers: core.tiers,
         }
     }
 
     /// Empties the in-memory tier.
     pub fn clear_memory(&self) {
-        self.memory.clear();
+        self.cache.clear_live();
     }
 
     /// Waits for background writes to storage tiers.
     pub fn flush(&self) {
-        self.tiers.flush();
+        self.cache.flush();
     }
 
     fn key(&self, cranelift_key: &[u8]) -> CacheKey {
         // Cranelift's key covers the function and the compiler settings; the wasmtime version
         // guards against a format change between releases.
-        let mut builder = self.namespace.builder();
+        let mut builder = self.cache.key_builder();
         builder.str(WASMTIME_VERSION).bytes(cranelift_key);
         builder.finish()
     }
@@ -142,30 +147,13 @@ impl IncrementalCache {
 impl wasmtime::CacheStore for IncrementalCache {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
         let key = self.key(key);
-        if let Some(value) = self.memory.get(&key) {
-            self.memory_hits.fetch_add(1, Relaxed);
-            return Some(Cow::Owned(value.to_vec()));
-        }
-        match futures::executor::block_on(self.tiers.get(&key)) {
-            Some(hit) if hit.opened.meta.kind == KIND => {
-                self.tier_hits.fetch_add(1, Relaxed);
-                let value = hit.opened.payload;
-                self.memory.insert(key, value.clone());
-                Some(Cow::Owned(value.to_vec()))
-            }
-            _ => {
-                self.misses.fetch_add(1, Relaxed);
-                None
-            }
-        }
+        futures::executor::block_on(self.cache.lookup(&(), &key, Exec::Inline))
+            .map(|value| Cow::Owned(value.to_vec()))
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
         let key = self.key(key);
-        self.inserts.fetch_add(1, Relaxed);
-        let value = Bytes::from(value);
-        futures::executor::block_on(self.tiers.put(&key, KIND, "cranelift incremental", &value));
-        self.memory.insert(key, value);
+        futures::executor::block_on(self.cache.insert(key, Bytes::from(value)));
         true
     }
 }

@@ -1,34 +1,7 @@
 //! Counters of a wasmtime cache and their snapshot.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
-use warmcache_core::TierStats;
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) live_hits: AtomicU64,
-    pub(crate) tier_hits: AtomicU64,
-    pub(crate) file_loads: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) compiles: AtomicU64,
-    pub(crate) compile_errors: AtomicU64,
-    pub(crate) compile_nanos: AtomicU64,
-    pub(crate) saved_nanos: AtomicU64,
-    pub(crate) load_nanos: AtomicU64,
-    pub(crate) stored_loads: AtomicU64,
-    pub(crate) incompatible: AtomicU64,
-    pub(crate) waits: AtomicU64,
-}
-
-pub(crate) fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Relaxed);
-}
-
-pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
+use warmcache_core::{Stats, TierStats};
 
 /// A snapshot of a [`WasmCache`](crate::WasmCache)'s counters, with its tiers'.
 ///
@@ -57,8 +30,9 @@ pub struct WasmStats {
     pub compile_saved_ms: f64,
     /// Time spent reading, verifying and loading entries on tier hits, in milliseconds.
     pub load_ms: f64,
-    /// Stored entries handed to wasmtime's `deserialize` (all verified first). Entries that fail
-    /// verification never count here.
+    /// Entries handed to wasmtime's `deserialize`: verified stored entries, and a leader's
+    /// freshly compiled artifact for a waiter on another engine. Entries that fail verification
+    /// never count here.
     pub stored_loads: u64,
     /// Verified entries wasmtime rejected as incompatible (evicted and recompiled).
     pub incompatible: u64,
@@ -80,24 +54,24 @@ impl WasmStats {
     }
 }
 
-impl Counters {
-    pub(crate) fn snapshot(&self, live_entries: u64, tiers: Vec<TierStats>) -> WasmStats {
-        let ms = |c: &AtomicU64| c.load(Relaxed) as f64 / 1e6;
+impl WasmStats {
+    /// The wasmtime view of the core cache's counters.
+    pub(crate) fn from_core(core: Stats) -> Self {
         WasmStats {
-            live_hits: self.live_hits.load(Relaxed),
-            live_entries,
-            tier_hits: self.tier_hits.load(Relaxed),
-            file_loads: self.file_loads.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            compiles: self.compiles.load(Relaxed),
-            compile_errors: self.compile_errors.load(Relaxed),
-            compile_ms: ms(&self.compile_nanos),
-            compile_saved_ms: ms(&self.saved_nanos),
-            load_ms: ms(&self.load_nanos),
-            stored_loads: self.stored_loads.load(Relaxed),
-            incompatible: self.incompatible.load(Relaxed),
-            waits: self.waits.load(Relaxed),
-            tiers,
+            live_hits: core.live_hits,
+            live_entries: core.live_entries,
+            tier_hits: core.tier_hits,
+            file_loads: core.file_loads,
+            misses: core.misses,
+            compiles: core.computes,
+            compile_errors: core.compute_errors + core.compute_panics,
+            compile_ms: core.compute_ms,
+            compile_saved_ms: core.compute_saved_ms,
+            load_ms: core.load_ms,
+            stored_loads: core.decodes,
+            incompatible: core.decode_errors,
+            waits: core.waits,
+            tiers: core.tiers,
         }
     }
 }

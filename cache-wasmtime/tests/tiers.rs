@@ -127,12 +127,8 @@ fn compile_time_saved_is_reported_from_the_stored_entry() {
     let key = cache.key_for(&engine, ANSWER.as_bytes());
     let artifact = engine.precompile_module(ANSWER.as_bytes()).unwrap();
     let kind = warmcache_wasmtime::ArtifactKind::Module.envelope_kind();
-    futures::executor::block_on(cache.tiers().put(
-        &key,
-        kind,
-        "elsewhere compile_ms=4321",
-        &artifact,
-    ));
+    let origin = warmcache_core::Origin::new(kind, "elsewhere").compute_ms(4321);
+    futures::executor::block_on(cache.tiers().put(&key, &origin, &artifact));
     let before = cache.stats().compile_saved_ms;
     cache.get_or_compile(&engine, ANSWER.as_bytes()).unwrap();
     assert_eq!(cache.stats().compile_saved_ms - before, 4321.0);

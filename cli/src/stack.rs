@@ -23,46 +23,20 @@ const DEFAULT_MEMORY_SIZE: u64 = 256 << 20;
 /// Default per-operation timeout of a remote tier.
 const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A backend with its concrete type, for maintenance operations the trait does not have.
-#[derive(Debug, Clone)]
-pub enum Handle {
-    Fs(Arc<FsBackend>),
-    Redb(Arc<RedbBackend>),
-    #[cfg(feature = "rocksdb")]
-    Rocksdb(Arc<warmcache_rocksdb::RocksDbBackend>),
-    S3(Arc<S3Backend>),
-}
-
 /// One opened tier.
 #[derive(Debug, Clone)]
 pub struct OpenTier {
     pub config: TierConfig,
     /// `kind:location`, the tier's name in stats and messages.
     pub label: String,
-    pub handle: Handle,
+    pub backend: Arc<dyn Backend>,
+    /// The file tier's own handle, for what only it knows (when each entry was last used).
+    pub fs: Option<Arc<FsBackend>>,
 }
 
 impl OpenTier {
     pub fn backend(&self) -> Arc<dyn Backend> {
-        match &self.handle {
-            Handle::Fs(b) => b.clone(),
-            Handle::Redb(b) => b.clone(),
-            #[cfg(feature = "rocksdb")]
-            Handle::Rocksdb(b) => b.clone(),
-            Handle::S3(b) => b.clone(),
-        }
-    }
-
-    /// Evicts least recently used entries down to `max_bytes`; `None` for tiers without
-    /// recency (remote ones).
-    pub async fn shrink_to(&self, max_bytes: u64) -> Option<warmcache_core::Result<u64>> {
-        Some(match &self.handle {
-            Handle::Fs(b) => b.shrink_to(max_bytes).await,
-            Handle::Redb(b) => b.shrink_to(max_bytes).await,
-            #[cfg(feature = "rocksdb")]
-            Handle::Rocksdb(b) => b.shrink_to(max_bytes).await,
-            Handle::S3(_) => return None,
-        })
+        Arc::clone(&self.backend)
     }
 }
 
@@ -113,10 +87,11 @@ impl Stack {
             }
             let label = format!("{}:{}", config.kind.as_str(), config.location());
             match open_tier(config, &label) {
-                Ok(handle) => tiers.push(OpenTier {
+                Ok((backend, fs)) => tiers.push(OpenTier {
                     config: config.clone(),
                     label,
-                    handle,
+                    backend,
+                    fs,
                 }),
                 Err(message) => tracing::warn!("skipping tier {label}: {message}"),
             }
@@ -173,7 +148,9 @@ impl Stack {
     }
 }
 
-fn open_tier(config: &TierConfig, label: &str) -> Result<Handle, String> {
+type Opened = (Arc<dyn Backend>, Option<Arc<FsBackend>>);
+
+fn open_tier(config: &TierConfig, label: &str) -> Result<Opened, String> {
     let size = |default: u64| config.size.map_or(default, |s| s.0);
     let path = || config.path.clone().unwrap_or_default();
     match config.kind {
@@ -182,7 +159,10 @@ fn open_tier(config: &TierConfig, label: &str) -> Result<Handle, String> {
             .capacity(size(DEFAULT_DISK_SIZE))
             .name(label)
             .open()
-            .map(|b| Handle::Fs(Arc::new(b)))
+            .map(|b| {
+                let fs = Arc::new(b);
+                (fs.clone() as Arc<dyn Backend>, Some(fs))
+            })
             .map_err(|e| e.to_string()),
         TierKind::Redb => {
             let path = path();
@@ -190,7 +170,7 @@ fn open_tier(config: &TierConfig, label: &str) -> Result<Handle, String> {
                 .capacity(size(DEFAULT_DISK_SIZE))
                 .open()
             {
-                Ok(b) => Ok(Handle::Redb(Arc::new(b))),
+                Ok(b) => Ok((Arc::new(b) as Arc<dyn Backend>, None)),
                 Err(e) if e.kind() == ErrorKind::Locked => Err(match holders(&path) {
                     holders if holders.is_empty() => e.to_string(),
                     holders => format!("{e} (held by {})", holders.join(", ")),
@@ -202,7 +182,7 @@ fn open_tier(config: &TierConfig, label: &str) -> Result<Handle, String> {
         TierKind::Rocksdb => warmcache_rocksdb::RocksDbBackend::builder(path())
             .capacity(size(DEFAULT_DISK_SIZE))
             .open()
-            .map(|b| Handle::Rocksdb(Arc::new(b)))
+            .map(|b| (Arc::new(b) as Arc<dyn Backend>, None))
             .map_err(|e| e.to_string()),
         #[cfg(not(feature = "rocksdb"))]
         TierKind::Rocksdb => Err(
@@ -227,7 +207,7 @@ fn open_tier(config: &TierConfig, label: &str) -> Result<Handle, String> {
             }
             builder
                 .build()
-                .map(|b| Handle::S3(Arc::new(b)))
+                .map(|b| (Arc::new(b) as Arc<dyn Backend>, None))
                 .map_err(|e| e.to_string())
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use warmcache_core::{Backend, BackendExt, CacheKey, ErrorKind, KeyInfo};
 
-use crate::failure::{CheckResult, ensure};
+use crate::failure::{CheckResult, PASSED, ensure, skipped};
 use crate::values;
 
 /// A key for test number `n`.
@@ -49,7 +49,7 @@ pub async fn round_trip_sizes(b: Arc<dyn Backend>) -> CheckResult {
             got.len()
         );
     }
-    Ok(())
+    PASSED
 }
 
 /// A missing key is `Ok(None)` / `Ok(false)`, not an error.
@@ -63,7 +63,7 @@ pub async fn missing_key(b: Arc<dyn Backend>) -> CheckResult {
         !b.contains(&k).await?,
         "contains of a missing key returned true"
     );
-    Ok(())
+    PASSED
 }
 
 /// A second put replaces the first, also with a shorter value.
@@ -88,7 +88,7 @@ pub async fn overwrite(b: Arc<dyn Backend>) -> CheckResult {
         "overwrite left usage of {} bytes, expected 300",
         usage.bytes
     );
-    Ok(())
+    PASSED
 }
 
 /// Delete removes a present key; deleting a missing key is not an error.
@@ -103,7 +103,7 @@ pub async fn delete_present_and_missing(b: Arc<dyn Backend>) -> CheckResult {
     ensure!(!b.contains(&k).await?, "contains true after delete");
     b.delete(&k).await?;
     b.delete(&key(4)).await?;
-    Ok(())
+    PASSED
 }
 
 /// `contains` agrees with `get`.
@@ -119,7 +119,7 @@ pub async fn contains(b: Arc<dyn Backend>) -> CheckResult {
         ensure!(has == (n % 2 == 0), "contains({n}) = {has}");
         ensure!(has == got, "contains({n}) = {has} but get found {got}");
     }
-    Ok(())
+    PASSED
 }
 
 /// `clear` removes everything and the backend stays usable.
@@ -142,7 +142,7 @@ pub async fn clear(b: Arc<dyn Backend>) -> CheckResult {
     );
     b.put(&key(1), Bytes::from_static(b"again")).await?;
     ensure!(b.contains(&key(1)).await?, "put after clear did not land");
-    Ok(())
+    PASSED
 }
 
 /// Listing (paged, in ascending key order) and usage agree with the puts and deletes made.
@@ -199,7 +199,7 @@ pub async fn list_and_usage_consistent(b: Arc<dyn Backend>) -> CheckResult {
         "usage {usage:?}, expected {} entries and {bytes} bytes",
         model.len()
     );
-    Ok(())
+    PASSED
 }
 
 /// 10,000 small keys can be written, all read back, and are all listed.
@@ -225,16 +225,15 @@ pub async fn many_small_keys(b: Arc<dyn Backend>) -> CheckResult {
         b.list_all().await?.len() as u64 == N,
         "listing does not hold {N} keys"
     );
-    Ok(())
+    PASSED
 }
 
 /// A bounded backend never holds more than its capacity, evicts to make room, and refuses a value
-/// over its limit with a capacity error. Unbounded backends pass trivially.
+/// over its limit with a capacity error. Skipped for unbounded backends.
 pub async fn capacity_bound(b: Arc<dyn Backend>) -> CheckResult {
     let caps = b.capabilities();
     let Some(capacity) = caps.capacity else {
-        tracing::info!("capacity_bound: backend is unbounded; nothing to check");
-        return Ok(());
+        return skipped("the backend is unbounded (no capacity in its capabilities)");
     };
     let limit = caps.max_value_size.unwrap_or(capacity).min(capacity);
     let chunk = (capacity / 8).min(limit).max(1) as usize;
@@ -270,5 +269,5 @@ pub async fn capacity_bound(b: Arc<dyn Backend>) -> CheckResult {
             "capacity error does not name the backend: {message}"
         );
     }
-    Ok(())
+    PASSED
 }

@@ -11,12 +11,14 @@ use futures::task::noop_waker_ref;
 use warmcache_core::Backend;
 
 use crate::basic::key;
-use crate::failure::{CheckResult, Failure, ensure};
+use crate::failure::{CheckResult, Failure, PASSED, ensure};
 use crate::values;
 
 const LEN: usize = 64 << 10;
 
-async fn join_all_tasks(handles: Vec<tokio::task::JoinHandle<CheckResult>>) -> CheckResult {
+async fn join_all_tasks(
+    handles: Vec<tokio::task::JoinHandle<Result<(), Failure>>>,
+) -> Result<(), Failure> {
     for h in handles {
         h.await
             .map_err(|e| Failure(format!("a concurrent task panicked: {e}")))??;
@@ -72,7 +74,7 @@ pub async fn concurrent_writers_one_key(b: Arc<dyn Backend>) -> CheckResult {
         values::identify(&last, LEN).is_some_and(|(_, s)| s == 25),
         "after all writers finished, the value is not one writer's last write"
     );
-    Ok(())
+    PASSED
 }
 
 /// One writer overwrites a key repeatedly while many readers read it: each read is the complete
@@ -112,7 +114,8 @@ pub async fn readers_during_overwrites(b: Arc<dyn Backend>) -> CheckResult {
         }
     }
     done.store(true, Ordering::Relaxed);
-    join_all_tasks(readers).await
+    join_all_tasks(readers).await?;
+    PASSED
 }
 
 /// Many tasks writing and reading distinct keys see only their own values.
@@ -144,7 +147,7 @@ pub async fn concurrent_distinct_keys(b: Arc<dyn Backend>) -> CheckResult {
         "{} keys listed after 400 distinct puts",
         listed.len()
     );
-    Ok(())
+    PASSED
 }
 
 /// The basic operations, driven by whatever executor polls this future.
@@ -163,7 +166,7 @@ pub async fn basic_ops(b: Arc<dyn Backend>) -> CheckResult {
     b.delete(&k).await?;
     ensure!(!b.contains(&k).await?, "contains true after delete");
     b.clear().await?;
-    Ok(())
+    PASSED
 }
 
 /// Futures work when driven by `futures::executor::block_on` on a plain thread, with no Tokio
@@ -233,5 +236,5 @@ pub async fn dropped_put_leaves_old_or_new(b: Arc<dyn Backend>) -> CheckResult {
         b.put(&k, values::make(7, seq, LEN)).await?;
         current = seq;
     }
-    Ok(())
+    PASSED
 }

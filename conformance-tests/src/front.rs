@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use warmcache_core::{Backend, BytesCodec, Cache, Integrity, Tier, Tiered};
 
-use crate::failure::{CheckResult, Failure, ensure};
+use crate::failure::{CheckResult, Failure, PASSED, ensure};
 
 /// The input of the test computation: like a compile, it depends on every field.
 type Input = (String, u64, bool, Vec<u8>);
@@ -73,7 +73,7 @@ pub async fn front_invalidation(b: Arc<dyn Backend>) -> CheckResult {
             "variant {i} got another input's value"
         );
     }
-    Ok(())
+    PASSED
 }
 
 /// An entry stored under one key is never returned for another: a valid envelope copied to a
@@ -112,7 +112,7 @@ pub async fn front_key_echo(b: Arc<dyn Backend>) -> CheckResult {
         stats.corrupt() == 1,
         "the key echo mismatch was not counted as corrupt"
     );
-    Ok(())
+    PASSED
 }
 
 /// Bumping the caller's schema version is a miss for every entry stored under the old one.
@@ -135,7 +135,7 @@ pub async fn front_schema_version(b: Arc<dyn Backend>) -> CheckResult {
         v2.stats().computes == 1,
         "a version bump hit an entry of the old version"
     );
-    Ok(())
+    PASSED
 }
 
 /// Sixteen threads asking for one cold key over this backend run one computation and all get its
@@ -168,7 +168,7 @@ pub fn front_single_flight(b: Arc<dyn Backend>) -> CheckResult {
         computes == 1,
         "16 concurrent callers ran {computes} computations"
     );
-    Ok(())
+    PASSED
 }
 
 /// A stored value damaged in the backend is a counted miss: recomputed, and replaced by a good
@@ -210,5 +210,5 @@ pub async fn front_corruption_recovered(b: Arc<dyn Backend>) -> CheckResult {
         Integrity::plain().open(&k, &healed).is_ok(),
         "the recomputed value did not replace the damaged entry"
     );
-    Ok(())
+    PASSED
 }

@@ -4,9 +4,11 @@
 //! [`backend_tests!`] once; the macro expands to a module with one named `#[test]` per behaviour:
 //! round trips from 0 B to 32 MiB, missing keys, overwrite, delete, clear, paged listing and
 //! usage, 10,000 keys, concurrent writers and readers without torn values, the capacity bound,
-//! futures under `block_on` and under Tokio, dropped futures, persistence across reopen, a crash
-//! test that SIGKILLs a writer process mid-write, and the [`Cache`](warmcache_core::Cache) front
-//! over the backend (invalidation, key echo, schema versions, single-flight, corruption).
+//! futures under `block_on` and under Tokio, dropped futures, `open_file` and `shrink_to` where
+//! offered, persistence across reopen, a crash test that SIGKILLs a writer process mid-write,
+//! and the [`Cache`](warmcache_core::Cache) front over the backend (invalidation, key echo,
+//! schema versions, single-flight, corruption). The list of checks is kept once, in
+//! [`CHECKS`]; a check that does not apply to a backend reports itself as skipped.
 //!
 //! The same checks are public functions (in [`checks`]) returning a [`CheckResult`], and
 //! [`run_all`] runs them all, for use outside libtest.
@@ -36,7 +38,8 @@
 //! ```
 //! # use std::path::Path;
 //! # use std::sync::Arc;
-//! # use warmcache_core::{Backend, bytes::Bytes, CacheKey, Capabilities, ListPage, Usage, Result, KeyInfo, page_from_sorted};
+//! # use warmcache_core::{Backend, bytes::Bytes, CacheKey, Capabilities, ListPage, Usage, Result, KeyInfo};
+//! # use warmcache_core::backend::page_from_sorted;
 //! # #[derive(Debug, Default)]
 //! # struct MapBackend(std::sync::Mutex<std::collections::BTreeMap<CacheKey, Bytes>>);
 //! # #[warmcache_core::async_trait]
@@ -58,7 +61,9 @@
 //!     Ok(Arc::new(MapBackend::default()))
 //! };
 //! let outcome = warmcache_conformance::run_named(&harness, "overwrite");
-//! assert!(outcome.is_ok(), "{outcome:?}");
+//! assert_eq!(outcome, Ok(warmcache_conformance::Verdict::Passed));
+//! let outcome = warmcache_conformance::run_named(&harness, "persistence_across_reopen");
+//! assert!(matches!(outcome, Ok(warmcache_conformance::Verdict::Skipped(_))));
 //! ```
 
 use std::path::Path;
@@ -71,29 +76,21 @@ mod concurrency;
 mod failure;
 mod faults;
 mod front;
-pub mod maintenance;
+mod maintenance;
 mod persistence;
 mod runner;
 mod values;
 
-pub use failure::{CheckResult, Failure};
+pub use failure::{CheckResult, Failure, Verdict};
 pub use faults::{CorruptingBackend, FaultConfig, FaultyBackend};
-pub use runner::{CHECKS, Check, crash_test, run, run_all, run_named, test_name};
+pub use runner::{CHECKS, Check, crash_test, report, run, run_all, run_named, run_test, test_name};
 
 /// The checks as public functions, for running them outside the macro.
 pub mod checks {
-    pub use crate::basic::{
-        capacity_bound, clear, contains, delete_present_and_missing, key,
-        list_and_usage_consistent, many_small_keys, missing_key, overwrite, round_trip_sizes,
-    };
-    pub use crate::concurrency::{
-        basic_ops, concurrent_distinct_keys, concurrent_writers_one_key, driven_by_block_on,
-        driven_by_tokio, dropped_put_leaves_old_or_new, readers_during_overwrites,
-    };
-    pub use crate::front::{
-        front_corruption_recovered, front_invalidation, front_key_echo, front_schema_version,
-        front_single_flight,
-    };
+    pub use crate::basic::*;
+    pub use crate::concurrency::*;
+    pub use crate::front::*;
+    pub use crate::maintenance::*;
     pub use crate::persistence::{CHILD_ENV, crash_recovery, persistence_across_reopen};
     pub use crate::values::{identify as identify_value, make as make_value};
 }
@@ -120,71 +117,93 @@ where
     }
 }
 
-/// Expands to `mod conformance` with one `#[test]` per conformance check, for the [`Harness`]
-/// given as an expression (a function path or a closure; it is evaluated once per test).
+/// Expands to a module with one `#[test]` per conformance check, for the [`Harness`] given as
+/// an expression (a function path or a closure; it is evaluated once per test).
+///
+/// `backend_tests!(open)` names the module `conformance`; `backend_tests!(name, open)` names it
+/// `name`, so one crate can run the suite for several configurations of its backend.
+///
+/// A check that does not apply to the backend (persistence for a volatile one, files for one
+/// without `local_files`) passes as a test but prints `conformance check NAME skipped: REASON`
+/// to the terminal, so a skip is never mistaken for a pass. The crash test re-runs the test
+/// binary as a child process, so the test target must use the default libtest harness.
 #[macro_export]
 macro_rules! backend_tests {
     ($harness:expr) => {
+        $crate::backend_tests!(conformance, $harness);
+    };
+    ($module:ident, $harness:expr) => {
         #[allow(missing_docs, unused_imports)]
-        mod conformance {
+        mod $module {
             use super::*;
 
-            $crate::__backend_tests!(
-                $harness;
-                round_trip_sizes,
-                missing_key,
-                overwrite,
-                delete_present_and_missing,
-                contains,
-                clear,
-                list_and_usage_consistent,
-                many_small_keys,
-                capacity_bound,
-                concurrent_writers_one_key,
-                readers_during_overwrites,
-                concurrent_distinct_keys,
-                dropped_put_leaves_old_or_new,
-                driven_by_block_on,
-                driven_by_tokio,
-                persistence_across_reopen,
-                front_invalidation,
-                front_key_echo,
-                front_schema_version,
-                front_single_flight,
-                front_corruption_recovered
-            );
-
-            #[test]
-            fn crash_recovery() {
-                let harness = $harness;
-                let name = $crate::test_name(module_path!(), "crash_recovery");
-                if let Err(e) = $crate::crash_test(&harness, &name) {
-                    panic!("conformance check crash_recovery failed: {e}");
-                }
-            }
+            $crate::__checks!(@list tests [$harness]);
         }
     };
 }
 
+/// The one list of checks. `@list MODE [ARGS]` hands it to the arm for MODE: `checks` defines
+/// [`CHECKS`], `tests` emits one test per check.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __backend_tests {
-    ($harness:expr; $($name:ident),*) => {
+macro_rules! __checks {
+    (@list $mode:ident [$($args:tt)*]) => {
+        $crate::__checks!($mode [$($args)*]
+            round_trip_sizes: Async,
+            missing_key: Async,
+            overwrite: Async,
+            delete_present_and_missing: Async,
+            contains: Async,
+            clear: Async,
+            list_and_usage_consistent: Async,
+            many_small_keys: Async,
+            capacity_bound: Async,
+            concurrent_writers_one_key: Async,
+            readers_during_overwrites: Async,
+            concurrent_distinct_keys: Async,
+            dropped_put_leaves_old_or_new: Async,
+            driven_by_block_on: Blocking,
+            driven_by_tokio: Blocking,
+            open_file_matches_get: Async,
+            shrink_keeps_recently_used: Async,
+            persistence_across_reopen: Harness,
+            crash_recovery: Crash,
+            front_invalidation: Async,
+            front_key_echo: Async,
+            front_schema_version: Async,
+            front_single_flight: Blocking,
+            front_corruption_recovered: Async
+        );
+    };
+    (checks [] $($name:ident: $kind:ident),*) => {
+        /// Every check, by name, in the order the [`backend_tests!`] macro emits them.
+        pub const CHECKS: &[(&str, $crate::Check)] = &[
+            $((stringify!($name), $crate::__checks!(@check $kind $name))),*
+        ];
+    };
+    (@check Async $name:ident) => {
+        $crate::Check::Async(|b| Box::pin($crate::checks::$name(b)))
+    };
+    (@check Blocking $name:ident) => {
+        $crate::Check::Blocking($crate::checks::$name)
+    };
+    (@check Harness $name:ident) => {
+        $crate::Check::Harness($crate::checks::$name)
+    };
+    (@check Crash $name:ident) => {
+        $crate::Check::Crash($crate::checks::$name)
+    };
+    (tests [$harness:expr] $($name:ident: $kind:ident),*) => {
         $(
             #[test]
             fn $name() {
                 let harness = $harness;
-                if let Err(e) = $crate::run_named(&harness, stringify!($name)) {
-                    panic!("conformance check {} failed: {}", stringify!($name), e);
+                let test = $crate::test_name(module_path!(), stringify!($name));
+                match $crate::run_test(&harness, stringify!($name), &test) {
+                    Ok(verdict) => $crate::report(stringify!($name), &verdict),
+                    Err(e) => panic!("conformance check {} failed: {}", stringify!($name), e),
                 }
             }
         )*
-
-        #[test]
-        fn every_check_has_a_test() {
-            let listed = [$(stringify!($name)),*];
-            let known: Vec<&str> = $crate::CHECKS.iter().map(|(n, _)| *n).collect();
-            assert_eq!(listed.as_slice(), known.as_slice());
-        }
     };
 }

@@ -10,7 +10,7 @@ use warmcache_core::{Backend, BackendExt};
 
 use crate::Harness;
 use crate::basic::key;
-use crate::failure::{CheckResult, Failure, ensure};
+use crate::failure::{CheckResult, Failure, PASSED, ensure, skipped};
 use crate::values;
 
 /// Environment variable that turns a re-executed test binary into the crash test's writer.
@@ -28,12 +28,11 @@ fn open(harness: &dyn Harness, dir: &Path) -> Result<Arc<dyn Backend>, Failure> 
 }
 
 /// Every acknowledged put survives a clean reopen; deletes stay deleted; usage agrees.
-/// Backends that do not claim persistence pass trivially.
+/// Skipped for backends that do not claim persistence.
 pub fn persistence_across_reopen(harness: &dyn Harness, dir: &Path) -> CheckResult {
     let b = open(harness, dir)?;
     if !b.capabilities().persistent {
-        tracing::info!("persistence_across_reopen: backend is not persistent; nothing to check");
-        return Ok(());
+        return skipped("the backend does not claim persistence");
     }
     futures::executor::block_on(async {
         for n in 0..60u64 {
@@ -79,7 +78,7 @@ pub fn persistence_across_reopen(harness: &dyn Harness, dir: &Path) -> CheckResu
             usage.entries == entries && usage.bytes == bytes,
             "usage after reopen is {usage:?}, expected {entries} entries and {bytes} bytes"
         );
-        Ok(())
+        PASSED
     })
 }
 
@@ -119,15 +118,14 @@ fn crash_child_loop(harness: &dyn Harness, dir: &Path) -> Result<(), Failure> {
 
 /// A child process writes and is killed with SIGKILL mid-write. The backend must then reopen
 /// without error, every acknowledged put must be there (or a later write of the same key), and
-/// no torn value may be visible. Backends that do not claim persistence pass trivially.
+/// no torn value may be visible. Skipped for backends that do not claim persistence.
 ///
 /// `test_name` is the libtest name of the test calling this, which the child is re-executed as.
 pub fn crash_recovery(harness: &dyn Harness, dir: &Path, test_name: &str) -> CheckResult {
     {
         let b = open(harness, dir)?;
         if !b.capabilities().persistent {
-            tracing::info!("crash_recovery: backend is not persistent; nothing to check");
-            return Ok(());
+            return skipped("the backend does not claim persistence");
         }
     }
     let exe = std::env::current_exe().map_err(|e| Failure(format!("current_exe: {e}")))?;
@@ -242,6 +240,6 @@ pub fn crash_recovery(harness: &dyn Harness, dir: &Path, test_name: &str) -> Che
             b.contains(&key(999)).await?,
             "backend unusable after crash recovery"
         );
-        Ok(())
+        PASSED
     })
 }

@@ -1,6 +1,7 @@
 //! The list of checks, and running them against a [`Harness`].
 
 use std::future::Future;
+use std::io::Write;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,8 +9,8 @@ use std::sync::Arc;
 use warmcache_core::Backend;
 
 use crate::Harness;
-use crate::failure::{CheckResult, Failure};
-use crate::{basic, concurrency, front, persistence};
+use crate::failure::{CheckResult, Failure, Verdict, skipped};
+use crate::persistence;
 
 type AsyncCheck = fn(Arc<dyn Backend>) -> Pin<Box<dyn Future<Output = CheckResult> + Send>>;
 
@@ -22,6 +23,9 @@ pub enum Check {
     Blocking(fn(Arc<dyn Backend>) -> CheckResult),
     /// A check that opens (and reopens) backends itself in a directory.
     Harness(fn(&dyn Harness, &Path) -> CheckResult),
+    /// The crash test: re-runs the test binary as a child process (as the libtest test named
+    /// by its third argument), kills it mid-write and reopens.
+    Crash(fn(&dyn Harness, &Path, &str) -> CheckResult),
 }
 
 impl std::fmt::Debug for Check {
@@ -30,81 +34,12 @@ impl std::fmt::Debug for Check {
             Check::Async(_) => "Check::Async",
             Check::Blocking(_) => "Check::Blocking",
             Check::Harness(_) => "Check::Harness",
+            Check::Crash(_) => "Check::Crash",
         })
     }
 }
 
-macro_rules! async_check {
-    ($f:path) => {
-        Check::Async(|b| Box::pin($f(b)))
-    };
-}
-
-/// Every check but the crash test (which needs to re-execute its test binary; see
-/// [`crash_test`](crate::crash_test)), by name. The [`backend_tests!`](crate::backend_tests)
-/// macro emits one `#[test]` for each.
-pub const CHECKS: &[(&str, Check)] = &[
-    ("round_trip_sizes", async_check!(basic::round_trip_sizes)),
-    ("missing_key", async_check!(basic::missing_key)),
-    ("overwrite", async_check!(basic::overwrite)),
-    (
-        "delete_present_and_missing",
-        async_check!(basic::delete_present_and_missing),
-    ),
-    ("contains", async_check!(basic::contains)),
-    ("clear", async_check!(basic::clear)),
-    (
-        "list_and_usage_consistent",
-        async_check!(basic::list_and_usage_consistent),
-    ),
-    ("many_small_keys", async_check!(basic::many_small_keys)),
-    ("capacity_bound", async_check!(basic::capacity_bound)),
-    (
-        "concurrent_writers_one_key",
-        async_check!(concurrency::concurrent_writers_one_key),
-    ),
-    (
-        "readers_during_overwrites",
-        async_check!(concurrency::readers_during_overwrites),
-    ),
-    (
-        "concurrent_distinct_keys",
-        async_check!(concurrency::concurrent_distinct_keys),
-    ),
-    (
-        "dropped_put_leaves_old_or_new",
-        async_check!(concurrency::dropped_put_leaves_old_or_new),
-    ),
-    (
-        "driven_by_block_on",
-        Check::Blocking(concurrency::driven_by_block_on),
-    ),
-    (
-        "driven_by_tokio",
-        Check::Blocking(concurrency::driven_by_tokio),
-    ),
-    (
-        "persistence_across_reopen",
-        Check::Harness(persistence::persistence_across_reopen),
-    ),
-    (
-        "front_invalidation",
-        async_check!(front::front_invalidation),
-    ),
-    ("front_key_echo", async_check!(front::front_key_echo)),
-    (
-        "front_schema_version",
-        async_check!(front::front_schema_version),
-    ),
-    (
-        "front_single_flight",
-        Check::Blocking(front::front_single_flight),
-    ),
-    (
-        "front_corruption_recovered",
-        async_check!(front::front_corruption_recovered),
-    ),
-];
+crate::__checks!(@list checks []);
 
 fn temp_dir() -> Result<tempfile::TempDir, Failure> {
     tempfile::Builder::new()
@@ -113,11 +48,20 @@ fn temp_dir() -> Result<tempfile::TempDir, Failure> {
         .map_err(|e| Failure(format!("cannot create a temporary directory: {e}")))
 }
 
-/// Runs `check` against a fresh backend from `harness` in a new temporary directory.
+/// Runs `check` against a fresh backend from `harness` in a new temporary directory. A crash
+/// check needs the libtest name it runs as; here, without one, it is skipped.
 pub fn run(harness: &dyn Harness, check: Check) -> CheckResult {
+    run_as(harness, check, None)
+}
+
+fn run_as(harness: &dyn Harness, check: Check, test_name: Option<&str>) -> CheckResult {
     let dir = temp_dir()?;
     match check {
         Check::Harness(f) => f(harness, dir.path()),
+        Check::Crash(f) => match test_name {
+            Some(name) => f(harness, dir.path(), name),
+            None => skipped("the crash test runs only as a test emitted by backend_tests!"),
+        },
         Check::Blocking(f) => f(open(harness, dir.path())?),
         Check::Async(f) => {
             let backend = open(harness, dir.path())?;
@@ -137,17 +81,35 @@ fn open(harness: &dyn Harness, dir: &Path) -> Result<Arc<dyn Backend>, Failure> 
         .map_err(|e| Failure(format!("opening the backend failed: {e}")))
 }
 
-/// Runs the check called `name`.
-pub fn run_named(harness: &dyn Harness, name: &str) -> CheckResult {
-    let check = CHECKS
+fn find(name: &str) -> Result<Check, Failure> {
+    CHECKS
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, c)| *c)
-        .ok_or_else(|| Failure(format!("no conformance check is called {name}")))?;
-    run(harness, check)
+        .ok_or_else(|| Failure(format!("no conformance check is called {name}")))
 }
 
-/// Runs every check in [`CHECKS`] and returns each outcome, in order.
+/// Runs the check called `name`.
+pub fn run_named(harness: &dyn Harness, name: &str) -> CheckResult {
+    run(harness, find(name)?)
+}
+
+/// Runs the check called `name` as the libtest test `test_name` (what [`backend_tests!`]
+/// emits). In the crash test's child process, runs the writer and never returns.
+///
+/// [`backend_tests!`]: crate::backend_tests
+pub fn run_test(harness: &dyn Harness, name: &str, test_name: &str) -> CheckResult {
+    let check = find(name)?;
+    if let Check::Crash(_) = check
+        && let Some(dir) = std::env::var_os(persistence::CHILD_ENV)
+    {
+        persistence::crash_child(harness, Path::new(&dir));
+    }
+    run_as(harness, check, Some(test_name))
+}
+
+/// Runs every check in [`CHECKS`] and returns each outcome, in order (the crash test is
+/// skipped here; see [`run`]).
 pub fn run_all(harness: &dyn Harness) -> Vec<(&'static str, CheckResult)> {
     CHECKS
         .iter()
@@ -158,11 +120,19 @@ pub fn run_all(harness: &dyn Harness) -> Vec<(&'static str, CheckResult)> {
 /// Runs the crash test as the test named `test_name` (its libtest path, which the child process
 /// is re-executed as). In the child, runs the writer and never returns.
 pub fn crash_test(harness: &dyn Harness, test_name: &str) -> CheckResult {
-    if let Some(dir) = std::env::var_os(persistence::CHILD_ENV) {
-        persistence::crash_child(harness, Path::new(&dir));
+    run_test(harness, "crash_recovery", test_name)
+}
+
+/// Reports a verdict where a person sees it: a skipped check prints
+/// `conformance check NAME skipped: REASON` straight to standard error, past libtest's output
+/// capture, so a skip never reads as a pass.
+pub fn report(name: &str, verdict: &Verdict) {
+    if let Verdict::Skipped(reason) = verdict {
+        let _ = writeln!(
+            std::io::stderr(),
+            "conformance check {name} skipped: {reason}"
+        );
     }
-    let dir = temp_dir()?;
-    persistence::crash_recovery(harness, dir.path(), test_name)
 }
 
 /// Strips the crate name from a `module_path!()` and appends `test`, giving the libtest name.

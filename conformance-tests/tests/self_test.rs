@@ -11,9 +11,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use warmcache_conformance::{Harness, run_named};
+use warmcache_core::backend::maybe_spawn_blocking;
+use warmcache_core::backend::page_from_sorted;
 use warmcache_core::{
     Backend, CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
-    async_trait, page_from_sorted,
+    async_trait,
 };
 
 /// Which defect a [`MapBackend`] has.
@@ -146,7 +148,7 @@ impl Backend for MapBackend {
 
 async fn futures_timer_sleep(d: Duration) {
     // The pause must let readers on other threads run; a real sleep guarantees that.
-    let _ = warmcache_core::maybe_spawn_blocking(move || std::thread::sleep(d)).await;
+    let _ = maybe_spawn_blocking(move || std::thread::sleep(d)).await;
 }
 
 fn harness(defect: Defect) -> impl Harness {

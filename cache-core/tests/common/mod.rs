@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use warmcache_core::backend::page_from_sorted;
 use warmcache_core::bytes::Bytes;
 use warmcache_core::{
     Backend, CacheKey, Capabilities, KeyInfo, ListPage, Result, Usage, async_trait,
-    page_from_sorted,
 };
 
 #[derive(Debug, Default)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use serde::Serialize;
-use warmcache_core::{Tier, Tiered};
+use warmcache_core::{Origin, Tier, Tiered};
 use warmcache_wasmtime::{ArtifactKind, ContentHash, ModuleCache};
 use wasmtime::{Engine, Linker, Module, Store};
 
@@ -225,13 +225,12 @@ fn probes(settings: &Settings, dir: &Path) -> Result<Vec<TierProbe>, Box<dyn std
             let Some(open) = stack.tiers.first() else {
                 return Err(format!("tier {} could not be opened", config.location()).into());
             };
-            let backend = match (&open.handle, files) {
-                (crate::stack::Handle::Fs(_), false) => Arc::new(
+            let backend = match (&open.fs, files) {
+                (Some(_), false) => Arc::new(
                     warmcache_fs::FsBackend::builder(open.config.path.clone().unwrap_or_default())
                         .offer_files(false)
                         .open()?,
-                )
-                    as Arc<dyn warmcache_core::Backend>,
+                ) as Arc<dyn warmcache_core::Backend>,
                 _ => open.backend(),
             };
             let tiers = Tiered::builder()
@@ -264,15 +263,11 @@ fn measure_module(
     let mut compile_samples = vec![ms(started.elapsed())];
 
     let probes = probes(settings, dir)?;
-    let producer = format!("warmcache bench compile_ms={}", compile_samples[0] as u64);
+    let origin = Origin::new(ArtifactKind::Module.envelope_kind(), "warmcache bench")
+        .compute_ms(compile_samples[0] as u64);
     for probe in &probes {
         let key = probe.cache.key_for_hash(engine, &content);
-        block_on(probe.cache.tiers().put(
-            &key,
-            ArtifactKind::Module.envelope_kind(),
-            &producer,
-            &artifact,
-        ));
+        block_on(probe.cache.tiers().put(&key, &origin, &artifact));
         probe.cache.flush();
     }
     let live = ModuleCache::builder().build();

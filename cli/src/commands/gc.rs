@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use futures::executor::block_on;
+use warmcache_core::ErrorKind;
 
 use super::Outcome;
 use crate::config::Settings;
@@ -12,9 +13,11 @@ pub fn run(settings: &Settings, max_size: Size) -> Outcome {
     let stack = super::open(settings)?;
     let mut failed = false;
     for tier in &stack.tiers {
-        match block_on(tier.shrink_to(max_size.0)) {
-            None => println!("{}: skipped (no recency to evict by)", tier.label),
-            Some(Ok(evicted)) => {
+        match block_on(tier.backend.shrink_to(max_size.0)) {
+            Err(e) if e.kind() == ErrorKind::NotSupported => {
+                println!("{}: skipped (no recency to evict by)", tier.label)
+            }
+            Ok(evicted) => {
                 let usage = block_on(tier.backend().usage())?;
                 println!(
                     "{}: evicted {evicted} entries, now {} in {} entries (limit {})",
@@ -24,7 +27,7 @@ pub fn run(settings: &Settings, max_size: Size) -> Outcome {
                     human(max_size.0)
                 );
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 failed = true;
                 eprintln!("error: {}: {e}", tier.label);
             }

@@ -7,13 +7,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::executor::block_on;
 use serde::Serialize;
 use warmcache_core::BackendExt;
-use warmcache_core::envelope::inspect;
+use warmcache_core::inspect;
 use warmcache_wasmtime::ArtifactKind;
 
 use super::Outcome;
 use crate::config::Settings;
 use crate::size::human;
-use crate::stack::Handle;
 
 #[derive(Debug, Serialize)]
 struct Entry {
@@ -43,11 +42,11 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
     let mut entries = Vec::new();
     for tier in stack.tiers.iter() {
         let backend = tier.backend();
-        let used: HashMap<_, _> = match &tier.handle {
-            Handle::Fs(fs) => block_on(fs.entries_with_use())
+        let used: HashMap<_, _> = match &tier.fs {
+            Some(fs) => block_on(fs.entries_with_use())
                 .map(|all| all.into_iter().map(|(info, t)| (info.key, t)).collect())
                 .unwrap_or_default(),
-            _ => HashMap::new(),
+            None => HashMap::new(),
         };
         let keys = block_on(backend.list_all()).map_err(|e| format!("{}: {e}", tier.label))?;
         for info in keys {

@@ -19,7 +19,7 @@ pub fn run(settings: &Settings, remove: bool) -> Outcome {
             let problem = match block_on(backend.get(&info.key)) {
                 Ok(Some(bytes)) => stack
                     .integrity
-                    .verify(&info.key, &bytes)
+                    .verify(&info.key, None, &bytes)
                     .err()
                     .map(|e| e.to_string()),
                 // Gone since the listing: nothing to check.

@@ -1,4 +1,20 @@
-//! The storage contract: [`Backend`].
+//! What a backend author needs: the storage contract [`Backend`], its synchronous form
+//! [`BlockingBackend`] (one adapter makes any blocking store a `Backend`), [`Limits`] for
+//! bounded stores, the [`SampledLru`] eviction that redb and RocksDB share, and the helpers
+//! [`maybe_spawn_blocking`] and [`page_from_sorted`].
+//!
+//! Implement [`Backend`] (async stores) or [`BlockingBackend`] (file and database stores), then
+//! run `warmcache-conformance`'s suite against it.
+
+mod blocking;
+mod limits;
+mod lru;
+mod spawn;
+
+pub use blocking::BlockingBackend;
+pub use limits::Limits;
+pub use lru::{EVICTION_SAMPLE, LruIndex, LruRecord, SampledLru, Totals};
+pub use spawn::maybe_spawn_blocking;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -123,8 +139,11 @@ pub struct ListPage {
 /// * A persistent backend keeps every acknowledged put across a clean reopen, and after a crash
 ///   (SIGKILL mid-write) reopens without error, with no torn value visible.
 /// * Futures do not depend on a particular executor: they make progress when polled by Tokio or
-///   by `futures::executor::block_on`. Blocking work goes through
-///   [`maybe_spawn_blocking`](crate::maybe_spawn_blocking).
+///   by `futures::executor::block_on`. Blocking work goes through [`maybe_spawn_blocking`];
+///   stores whose operations block implement [`BlockingBackend`] instead, which does that.
+/// * `open_file`, where offered, hands out a file holding exactly `get`'s bytes that is never
+///   modified in place afterwards: a new value is written to a new file and renamed over the
+///   entry, a delete unlinks it. A loader may map the file for as long as it holds it.
 ///
 /// # Errors
 ///
@@ -168,10 +187,23 @@ pub trait Backend: Debug + Send + Sync + 'static {
     /// so a loader can map it instead of copying it. `Ok(None)` when the key is missing.
     ///
     /// The default returns [`Error::NotSupported`]; backends that set
-    /// [`Capabilities::local_files`] override it.
+    /// [`Capabilities::local_files`] override it. The file must never be modified in place
+    /// after it was handed out (see the contract above).
     async fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
         Err(Error::NotSupported {
             context: Context::with_key(self.name(), Op::OpenFile, key),
+        })
+    }
+
+    /// Deletes least recently used entries until the values total at most `max_bytes`
+    /// (maintenance, such as `warmcache gc`). Returns how many were deleted.
+    ///
+    /// The default returns [`Error::NotSupported`], for stores that keep no recency (a remote
+    /// bucket: use its lifecycle rules).
+    async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        let _ = max_bytes;
+        Err(Error::NotSupported {
+            context: Context::new(self.name(), Op::Shrink),
         })
     }
 }
@@ -229,6 +261,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     async fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
         (**self).open_file(key).await
+    }
+    async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        (**self).shrink_to(max_bytes).await
     }
 }
 

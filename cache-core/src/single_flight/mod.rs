@@ -8,23 +8,32 @@ use std::task::{Context, Poll, Waker};
 
 use crate::sync::{Arc, Condvar, Mutex, lock};
 
+#[cfg(all(test, feature = "shuttle"))]
+mod model_check;
+
 const SHARDS: usize = 16;
 
 /// A table of computations in flight, one per key.
 ///
 /// [`join`](Self::join) makes the first caller for a key the leader, holding a [`FlightGuard`];
-/// later callers get a [`Waiter`] that resolves when the leader finishes. The guard is RAII:
+/// later callers get a [`Waiter`] that resolves when the leader publishes an outcome. The guard
+/// is RAII:
 ///
-/// * [`FlightGuard::complete`] hands every waiter a clone of the outcome (a value or an error:
-///   failures are shared, not retried by each waiter);
-/// * dropped during a panic, waiters see [`WaitOutcome::Panicked`];
-/// * dropped otherwise (a cancelled future), waiters see [`WaitOutcome::Abandoned`] and should
-///   [`join`](Self::join) again, so one of them takes over.
+/// * [`FlightGuard::publish`] hands every waiter, and every caller that joins from then on, a
+///   clone of the outcome (a value or an error: failures are shared, not retried by each
+///   waiter), while the flight stays in the table. The leader publishes as soon as it has a
+///   value and keeps the flight until the value can be found elsewhere (stored in a tier), so
+///   no request in between starts the computation again.
+/// * [`FlightGuard::complete`] publishes and ends the flight;
+/// * dropped unpublished during a panic, waiters see [`WaitOutcome::Panicked`];
+/// * dropped unpublished otherwise (a cancelled future, or a leader that gave up on its own
+///   input), waiters see [`WaitOutcome::Abandoned`] and [`join`](Self::join) again, so one of
+///   them takes over.
 ///
-/// Either way the key leaves the table, so no key is ever stuck. Keys hash to one of 16 shards;
-/// requests for other keys never wait on a computation, only on a shard lock held for a map
-/// lookup. No user code runs under a lock.
-pub struct SingleFlight<K, T> {
+/// Either way the key leaves the table when the guard goes, so no key is ever stuck. Keys hash
+/// to one of 16 shards; requests for other keys never wait on a computation, only on a shard
+/// lock held for a map lookup. No user code runs under a lock.
+pub(crate) struct SingleFlight<K, T> {
     shards: Box<[Shard<K, T>]>,
 }
 
@@ -43,7 +52,7 @@ struct FlightState<T> {
 
 /// How a flight ended, as seen by a waiter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WaitOutcome<T> {
+pub(crate) enum WaitOutcome<T> {
     /// The leader completed with this outcome.
     Done(T),
     /// The leader panicked.
@@ -53,7 +62,7 @@ pub enum WaitOutcome<T> {
 }
 
 /// The result of [`SingleFlight::join`].
-pub enum Join<'a, K: Hash + Eq + Clone, T: Clone> {
+pub(crate) enum Join<'a, K: Hash + Eq + Clone, T: Clone> {
     /// This caller runs the computation.
     Leader(FlightGuard<'a, K, T>),
     /// Another caller is running it.
@@ -61,16 +70,16 @@ pub enum Join<'a, K: Hash + Eq + Clone, T: Clone> {
 }
 
 /// Held by the leader of a flight. See [`SingleFlight`].
-pub struct FlightGuard<'a, K: Hash + Eq + Clone, T: Clone> {
+pub(crate) struct FlightGuard<'a, K: Hash + Eq + Clone, T: Clone> {
     table: &'a SingleFlight<K, T>,
     key: K,
     flight: Arc<Flight<T>>,
-    completed: bool,
+    published: bool,
 }
 
 /// Waits for another caller's flight. Blocking ([`wait`](Self::wait)) or async
 /// ([`wait_async`](Self::wait_async)); the async wait is cancel-safe.
-pub struct Waiter<T> {
+pub(crate) struct Waiter<T> {
     flight: Arc<Flight<T>>,
 }
 
@@ -82,7 +91,7 @@ impl<K: Hash + Eq + Clone, T: Clone> Default for SingleFlight<K, T> {
 
 impl<K: Hash + Eq + Clone, T: Clone> SingleFlight<K, T> {
     /// An empty table.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
         }
@@ -94,7 +103,7 @@ impl<K: Hash + Eq + Clone, T: Clone> SingleFlight<K, T> {
     }
 
     /// Becomes the leader for `key`, or a waiter on the flight already running.
-    pub fn join(&self, key: &K) -> Join<'_, K, T> {
+    pub(crate) fn join(&self, key: &K) -> Join<'_, K, T> {
         let mut map = lock(self.shard(key));
         if let Some(flight) = map.get(key) {
             return Join::Waiter(Waiter {
@@ -114,43 +123,39 @@ impl<K: Hash + Eq + Clone, T: Clone> SingleFlight<K, T> {
             table: self,
             key: key.clone(),
             flight,
-            completed: false,
+            published: false,
         })
     }
 
     /// Number of flights running.
-    pub fn len(&self) -> usize {
+    #[cfg(all(test, feature = "shuttle"))]
+    pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).len()).sum()
-    }
-
-    /// Whether no flight is running.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
 impl<K: Hash + Eq + Clone, T: Clone> FlightGuard<'_, K, T> {
-    /// Ends the flight with `outcome`, handing a clone to every waiter.
-    pub fn complete(mut self, outcome: T) {
-        self.finish(WaitOutcome::Done(outcome));
-        self.completed = true;
+    /// Hands `outcome` to every waiter and to every caller that joins until the guard is
+    /// dropped. A second publish is ignored.
+    pub(crate) fn publish(&mut self, outcome: T) {
+        if !self.published {
+            self.set(WaitOutcome::Done(outcome));
+            self.published = true;
+        }
     }
 
-    fn finish(&self, outcome: WaitOutcome<T>) {
+    /// Publishes `outcome` and ends the flight.
+    #[cfg(all(test, feature = "shuttle"))]
+    pub(crate) fn complete(mut self, outcome: T) {
+        self.publish(outcome);
+    }
+
+    fn set(&self, outcome: WaitOutcome<T>) {
         let wakers = {
             let mut state = lock(&self.flight.state);
             state.outcome = Some(outcome);
             std::mem::take(&mut state.wakers)
         };
-        {
-            let mut map = lock(self.table.shard(&self.key));
-            if map
-                .get(&self.key)
-                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-            {
-                map.remove(&self.key);
-            }
-        }
         self.flight.changed.notify_all();
         for (_, waker) in wakers {
             waker.wake();
@@ -160,20 +165,28 @@ impl<K: Hash + Eq + Clone, T: Clone> FlightGuard<'_, K, T> {
 
 impl<K: Hash + Eq + Clone, T: Clone> Drop for FlightGuard<'_, K, T> {
     fn drop(&mut self) {
-        if !self.completed {
+        if !self.published {
             let outcome = if std::thread::panicking() {
                 WaitOutcome::Panicked
             } else {
                 WaitOutcome::Abandoned
             };
-            self.finish(outcome);
+            self.set(outcome);
+        }
+        let mut map = lock(self.table.shard(&self.key));
+        if map
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            map.remove(&self.key);
         }
     }
 }
 
 impl<T: Clone> Waiter<T> {
     /// Blocks the thread until the flight ends.
-    pub fn wait(self) -> WaitOutcome<T> {
+    #[cfg(all(test, feature = "shuttle"))]
+    pub(crate) fn wait(self) -> WaitOutcome<T> {
         let mut state = lock(&self.flight.state);
         loop {
             if let Some(outcome) = &state.outcome {
@@ -189,7 +202,7 @@ impl<T: Clone> Waiter<T> {
 
     /// Waits asynchronously until the flight ends. Dropping the future stops waiting and leaves
     /// the flight undisturbed.
-    pub fn wait_async(self) -> WaitFuture<T> {
+    pub(crate) fn wait_async(self) -> WaitFuture<T> {
         WaitFuture {
             flight: self.flight,
             waker_id: None,
@@ -198,7 +211,7 @@ impl<T: Clone> Waiter<T> {
 }
 
 /// Future returned by [`Waiter::wait_async`].
-pub struct WaitFuture<T> {
+pub(crate) struct WaitFuture<T> {
     flight: Arc<Flight<T>>,
     waker_id: Option<u64>,
 }

@@ -1,6 +1,6 @@
 //! Model-checked tests of the single-flight table under shuttle's randomized and PCT schedulers.
 //!
-//! Run with `cargo test -p warmcache-core --features shuttle --test single_flight_shuttle`.
+//! Run with `cargo test -p warmcache-core --features shuttle --lib model_check`.
 //! Every lock and condition variable in the table is shuttle's, so these tests explore
 //! thousands of interleavings of the threads below, and fail on any deadlock.
 
@@ -8,7 +8,8 @@
 
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
-use warmcache_core::{Join, SingleFlight, WaitOutcome};
+
+use super::{Join, SingleFlight, WaitOutcome};
 
 type Outcome = Result<u32, &'static str>;
 
@@ -23,9 +24,10 @@ enum Compute {
     Panic,
 }
 
-/// What [`warmcache_core::Cache`] does around the table: look in the store, else join; as leader,
-/// look again, then compute, store on success and complete; as waiter, take the outcome or
-/// rejoin when the leader gave up.
+/// What [`crate::Cache`] does around the table: look in the store, else join; as leader, look
+/// again, then compute, publish, store on success and only then end the flight; as waiter, take
+/// the outcome or rejoin when the leader gave up. A caller that arrives between the publish and
+/// the store joins the flight and takes its outcome, so it never computes again.
 fn get(
     table: &SingleFlight<u32, Outcome>,
     stored: &Mutex<Option<u32>>,
@@ -38,7 +40,7 @@ fn get(
     }
     loop {
         match table.join(&key) {
-            Join::Leader(guard) => {
+            Join::Leader(mut guard) => {
                 if let Some(v) = *stored.lock().unwrap_or_else(|e| e.into_inner()) {
                     guard.complete(Ok(v));
                     return Ok(Ok(v));
@@ -49,10 +51,12 @@ fn get(
                     Compute::Fail => Err("compile error"),
                     Compute::Panic => panic!("compute panicked"),
                 };
+                guard.publish(outcome);
+                thread::yield_now();
                 if let Ok(v) = outcome {
                     *stored.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
                 }
-                guard.complete(outcome);
+                drop(guard);
                 return Ok(outcome);
             }
             Join::Waiter(waiter) => match waiter.wait() {
@@ -108,7 +112,7 @@ fn n_callers_one_compute() {
         1,
         "more than one compute ran"
     );
-    assert!(w.table.is_empty(), "a flight was left in the table");
+    assert!(w.table.len() == 0, "a flight was left in the table");
 }
 
 #[test]
@@ -137,7 +141,7 @@ fn failing_compute_releases_waiters() {
         w.stored.lock().unwrap_or_else(|e| e.into_inner()).is_none(),
         "a failure was cached"
     );
-    assert!(w.table.is_empty());
+    assert!(w.table.len() == 0);
     let computes = *w.computes.lock().unwrap_or_else(|e| e.into_inner());
     assert!((1..=4).contains(&computes));
 }
@@ -157,7 +161,7 @@ fn panicking_compute_releases_waiters() {
     // A leader's own panic and a waiter's view of it are both Err(()) here; nobody hangs.
     assert!(results.iter().all(|r| r.is_err()), "{results:?}");
     assert!(
-        w.table.is_empty(),
+        w.table.len() == 0,
         "the panicking flight stayed in the table"
     );
     // The key is not poisoned: a later successful compute works.
@@ -189,7 +193,7 @@ fn abandoned_leader_hands_over() {
     abandoner.join().unwrap();
     assert!(results.iter().all(|r| *r == Ok(Ok(70))), "{results:?}");
     assert_eq!(*w.computes.lock().unwrap_or_else(|e| e.into_inner()), 1);
-    assert!(w.table.is_empty());
+    assert!(w.table.len() == 0);
 }
 
 #[test]
@@ -233,7 +237,7 @@ fn other_keys_never_wait() {
     };
     other.join().unwrap();
     leader1.join().unwrap();
-    assert!(table.is_empty());
+    assert_eq!(table.len(), 0);
 }
 
 #[test]

@@ -11,7 +11,7 @@
 ///
 /// ```
 /// # futures::executor::block_on(async {
-/// let n = warmcache_core::maybe_spawn_blocking(|| 6 * 7).await;
+/// let n = warmcache_core::backend::maybe_spawn_blocking(|| 6 * 7).await;
 /// assert_eq!(n, 42);
 /// # });
 /// ```

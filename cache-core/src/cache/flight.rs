@@ -1,0 +1,296 @@
+//! One request through the cache: live tier, single-flight, storage, computation.
+//!
+//! The rules, in the order a request meets them:
+//!
+//! 1. A live value the codec accepts for this caller is returned at once.
+//! 2. Otherwise the request joins the key's flight. The first caller leads; the others wait.
+//! 3. The leader looks again (live, then storage). On a miss it produces the value.
+//! 4. A produced value is put in the live tier and *published*: waiters, and callers that join
+//!    from now on, receive it (or decode their own from its payload when the codec declines
+//!    the value for them). The flight stays registered until the value has been written to the
+//!    storage tiers, and only then ends, so no request in between computes it again.
+//! 5. A failure of the computation is published like a value and shared; nothing is stored. A
+//!    failure of the leader's own input ([`Failure::Input`]) ends the flight unpublished: the
+//!    waiters join again and one of them leads with its own input.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::FutureExt;
+
+use super::{Cache, ComputeError, Exec, Failure, Produced};
+use crate::backend::maybe_spawn_blocking;
+use crate::codec::Codec;
+use crate::entry::Entry;
+use crate::envelope::{EnvelopeMeta, FORMAT_VERSION, Origin};
+use crate::key::CacheKey;
+use crate::single_flight::{FlightGuard, Join, WaitOutcome};
+use crate::stats::TierCounters;
+
+/// What a flight hands its waiters: the value, and the entry it was decoded from or encoded
+/// to, for waiters the codec does not hand the value to.
+#[derive(Clone)]
+pub(super) struct Shared<V> {
+    value: V,
+    entry: Option<Entry>,
+}
+
+pub(super) type Flown<V> = Result<Shared<V>, ComputeError>;
+
+type Guard<'a, V> = FlightGuard<'a, CacheKey, Flown<V>>;
+
+fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+    TierCounters::add(counter, n);
+}
+
+fn nanos(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl<V, C> Cache<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Codec<V>,
+{
+    pub(super) async fn request<X, F, Fut>(
+        &self,
+        caller: &C::Caller,
+        key: CacheKey,
+        exec: Exec,
+        produce: F,
+    ) -> Result<V, Failure<X>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Produced<V>, Failure<X>>>,
+    {
+        if let Some(v) = self.live_get(caller, &key) {
+            return Ok(v);
+        }
+        let guard = loop {
+            match self.flights.join(&key) {
+                Join::Leader(guard) => break Some(guard),
+                Join::Waiter(waiter) => {
+                    add(&self.counters.waits, 1);
+                    match waiter.wait_async().await {
+                        WaitOutcome::Done(Ok(shared)) => {
+                            match self.adopt(caller, shared, exec).await {
+                                Some(v) => return Ok(v),
+                                // The value is not for this caller and its entry could not
+                                // be decoded for it: go on alone, outside the flight.
+                                None => break None,
+                            }
+                        }
+                        WaitOutcome::Done(Err(e)) => return Err(Failure::Compute(e)),
+                        WaitOutcome::Panicked => {
+                            return Err(Failure::Compute(ComputeError::Panicked { key }));
+                        }
+                        WaitOutcome::Abandoned => continue,
+                    }
+                }
+            }
+        };
+        self.lead(caller, key, exec, guard, produce).await
+    }
+
+    /// The live value for `key`, if the codec hands it to `caller`.
+    pub(super) fn live_get(&self, caller: &C::Caller, key: &CacheKey) -> Option<V> {
+        let v = self.live.as_ref()?.get(key)?;
+        if !self.codec.accepts(caller, &v) {
+            return None;
+        }
+        add(&self.counters.live_hits, 1);
+        Some(v)
+    }
+
+    /// A waiter's value from the leader's result.
+    async fn adopt(&self, caller: &C::Caller, shared: Shared<V>, exec: Exec) -> Option<V> {
+        if self.codec.accepts(caller, &shared.value) {
+            return Some(shared.value);
+        }
+        let entry = shared.entry?;
+        self.decode(caller, &entry, exec).await.ok()
+    }
+
+    /// Decodes `entry` for `caller`, on the blocking pool when asked and the codec blocks.
+    async fn decode(
+        &self,
+        caller: &C::Caller,
+        entry: &Entry,
+        exec: Exec,
+    ) -> Result<V, crate::BoxError> {
+        add(&self.counters.decodes, 1);
+        let result = if exec == Exec::Blocking && self.codec.blocking() {
+            let (codec, caller, entry) = (self.codec.clone(), caller.clone(), entry.clone());
+            maybe_spawn_blocking(move || codec.decode(&caller, &entry)).await
+        } else {
+            self.codec.decode(caller, entry)
+        };
+        if let Err(e) = &result {
+            add(&self.counters.decode_errors, 1);
+            tracing::warn!(
+                key = %entry.meta().key,
+                tier = ?entry.tier(),
+                error = %e,
+                "verified entry could not be decoded; computing it again"
+            );
+        }
+        result
+    }
+
+    /// A stored entry for `key`, decoded for `caller`: `None` on a miss or when it does not
+    /// decode (counted).
+    pub(super) async fn load(
+        &self,
+        caller: &C::Caller,
+        key: &CacheKey,
+        exec: Exec,
+    ) -> Option<(V, Entry)> {
+        let started = Instant::now();
+        let kind = self.codec.kind();
+        let entry = if self.codec.prefers_files() {
+            self.tiers.get_file(key, kind).await
+        } else {
+            self.tiers.get(key, kind).await
+        }?;
+        let value = self.decode(caller, &entry, exec).await.ok()?;
+        add(&self.counters.tier_hits, 1);
+        if entry.file().is_some() {
+            add(&self.counters.file_loads, 1);
+        }
+        add(&self.counters.load_nanos, nanos(started));
+        add(
+            &self.counters.saved_nanos,
+            entry.meta().compute_ms.saturating_mul(1_000_000),
+        );
+        Some((value, entry))
+    }
+
+    /// As leader (or alone, without a guard): look again, then produce, publish and store.
+    async fn lead<X, F, Fut>(
+        &self,
+        caller: &C::Caller,
+        key: CacheKey,
+        exec: Exec,
+        mut guard: Option<Guard<'_, V>>,
+        produce: F,
+    ) -> Result<V, Failure<X>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Produced<V>, Failure<X>>>,
+    {
+        if let Some(v) = self.live_get(caller, &key) {
+            publish(
+                &mut guard,
+                Ok(Shared {
+                    value: v.clone(),
+                    entry: None,
+                }),
+            );
+            return Ok(v);
+        }
+        if let Some((v, entry)) = self.load(caller, &key, exec).await {
+            self.live_insert(key, &v);
+            publish(
+                &mut guard,
+                Ok(Shared {
+                    value: v.clone(),
+                    entry: Some(entry),
+                }),
+            );
+            return Ok(v);
+        }
+        add(&self.counters.misses, 1);
+        let started = Instant::now();
+        let produced = AssertUnwindSafe(produce()).catch_unwind().await;
+        let compute_nanos = nanos(started);
+        let produced = match produced {
+            Ok(Ok(produced)) => produced,
+            // The leader's own input failed: not shared, nothing counted as a computation.
+            // Dropping the guard unpublished lets a waiter lead with its own input.
+            Ok(Err(Failure::Input(e))) => return Err(Failure::Input(e)),
+            Ok(Err(Failure::Compute(e))) => {
+                self.count_compute(compute_nanos);
+                add(&self.counters.compute_errors, 1);
+                publish(&mut guard, Err(e.clone()));
+                return Err(Failure::Compute(e));
+            }
+            Err(panic) => {
+                self.count_compute(compute_nanos);
+                add(&self.counters.compute_panics, 1);
+                publish(&mut guard, Err(ComputeError::Panicked { key }));
+                std::panic::resume_unwind(panic);
+            }
+        };
+        self.count_compute(compute_nanos);
+        let Produced { value, payload } = produced;
+        let payload = match payload {
+            Some(payload) => Some(payload),
+            None => match self.codec.encode(&value) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    add(&self.counters.encode_errors, 1);
+                    tracing::warn!(%key, error = %e, "value could not be encoded; not stored");
+                    None
+                }
+            },
+        };
+        self.live_insert(key, &value);
+        let origin = Origin::new(self.codec.kind(), self.producer.clone())
+            .compute_ms(compute_nanos / 1_000_000);
+        let entry = payload
+            .as_ref()
+            .map(|p| fresh_entry(&key, &origin, p.clone()));
+        publish(
+            &mut guard,
+            Ok(Shared {
+                value: value.clone(),
+                entry,
+            }),
+        );
+        if let Some(payload) = payload {
+            self.tiers.put(&key, &origin, &payload).await;
+        }
+        // Only now can the value be found in storage: the flight ends here.
+        drop(guard);
+        Ok(value)
+    }
+
+    fn count_compute(&self, nanos: u64) {
+        add(&self.counters.computes, 1);
+        add(&self.counters.compute_nanos, nanos);
+    }
+
+    pub(super) fn live_insert(&self, key: CacheKey, value: &V) {
+        if let Some(live) = &self.live {
+            live.insert(key, value.clone());
+        }
+    }
+}
+
+fn publish<V: Clone>(guard: &mut Option<Guard<'_, V>>, outcome: Flown<V>) {
+    if let Some(guard) = guard {
+        guard.publish(outcome);
+    }
+}
+
+/// The entry a computation just produced, as a decoder will see it once stored.
+pub(super) fn fresh_entry(key: &CacheKey, origin: &Origin, payload: Bytes) -> Entry {
+    let len = payload.len() as u64;
+    Entry::from_bytes(
+        EnvelopeMeta {
+            version: FORMAT_VERSION,
+            kind: origin.kind,
+            key: *key,
+            payload_len: len,
+            decoded_len: len,
+            compressed: false,
+            created_ms: 0,
+            compute_ms: origin.compute_ms,
+            producer: origin.producer.clone(),
+            keyed: false,
+        },
+        payload,
+    )
+}

@@ -1,0 +1,181 @@
+//! [`Tiered`]: backends composed fastest first, with verification, promotion, background writes,
+//! timeouts and circuit breakers.
+//!
+//! `tier.rs` holds a tier's configuration and its guarded backend, `writer.rs` the background
+//! queue, `read.rs` lookups (verify, reject, promote) and `write.rs` puts and deletes.
+
+mod read;
+mod tier;
+mod write;
+mod writer;
+
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::breaker::Breaker;
+use crate::entry::Entry;
+use crate::envelope::Integrity;
+use crate::key::CacheKey;
+use crate::stats::{TierCounters, TierStats};
+
+pub use tier::{Access, Tier, WriteMode};
+use tier::{TierShared, TierState};
+use writer::Writer;
+
+/// Backends composed fastest first.
+///
+/// * `get` asks tiers in order; the first entry that verifies (and is of the kind the caller
+///   decodes) wins and is copied into the faster writable tiers. Entries that fail
+///   verification are counted, deleted from their tier and treated as misses, before anything
+///   copies them.
+/// * `put` writes every writable tier: inline tiers before it returns, background tiers through
+///   their queue ([`flush`](Self::flush) waits for those).
+/// * A failing or slow tier never fails the caller: errors and timeouts count as misses or failed
+///   writes, and after repeated failures the tier is skipped for a cool-down.
+///
+/// Every method is infallible by design; what went wrong is in [`stats`](Self::stats) and in
+/// `tracing` events.
+#[derive(Debug)]
+pub struct Tiered {
+    tiers: Vec<TierState>,
+    integrity: Integrity,
+}
+
+/// Builds a [`Tiered`].
+#[derive(Debug, Default)]
+pub struct TieredBuilder {
+    tiers: Vec<Tier>,
+    integrity: Integrity,
+}
+
+impl TieredBuilder {
+    /// Adds a tier below the ones added so far (slower).
+    pub fn tier(mut self, tier: Tier) -> Self {
+        self.tiers.push(tier);
+        self
+    }
+
+    /// Sets the integrity mode (default: plain blake3 tags).
+    pub fn integrity(mut self, integrity: Integrity) -> Self {
+        self.integrity = integrity;
+        self
+    }
+
+    /// Builds the stack, starting a writer thread for each background tier.
+    pub fn build(self) -> Tiered {
+        let tiers = self
+            .tiers
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let name = t
+                    .name
+                    .unwrap_or_else(|| format!("{i}:{}", t.backend.name()));
+                let shared = Arc::new(TierShared {
+                    backend: t.backend,
+                    name,
+                    timeout: t.timeout,
+                    counters: TierCounters::default(),
+                    breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),
+                });
+                let writer = match (t.access, t.write) {
+                    (Access::ReadWrite, WriteMode::Background { queue }) => {
+                        Writer::spawn(Arc::clone(&shared), queue)
+                    }
+                    _ => None,
+                };
+                TierState {
+                    shared,
+                    access: t.access,
+                    compression: t.compression,
+                    writer,
+                }
+            })
+            .collect();
+        Tiered {
+            tiers,
+            integrity: self.integrity,
+        }
+    }
+}
+
+impl Tiered {
+    /// Starts building a stack.
+    pub fn builder() -> TieredBuilder {
+        TieredBuilder::default()
+    }
+
+    /// The integrity mode entries are sealed and verified with.
+    pub fn integrity(&self) -> &Integrity {
+        &self.integrity
+    }
+
+    /// Number of tiers.
+    pub fn len(&self) -> usize {
+        self.tiers.len()
+    }
+
+    /// Whether there are no tiers.
+    pub fn is_empty(&self) -> bool {
+        self.tiers.is_empty()
+    }
+
+    /// The backend of tier `index`, fastest first.
+    pub fn backend(&self, index: usize) -> Option<&Arc<dyn Backend>> {
+        self.tiers.get(index).map(|t| &t.shared.backend)
+    }
+
+    /// The name of tier `index`.
+    pub fn tier_name(&self, index: usize) -> Option<&str> {
+        self.tiers.get(index).map(|t| t.shared.name.as_str())
+    }
+
+    /// The first verified entry of `kind` for `key`, read into memory and promoted into faster
+    /// writable tiers. `None` when no tier has a valid one.
+    pub async fn get(&self, key: &CacheKey, kind: u32) -> Option<Entry> {
+        self.read(key, kind, false).await
+    }
+
+    /// Like [`get`](Self::get), but a tier that offers local files
+    /// ([`Capabilities::local_files`](crate::Capabilities::local_files)) is read through a
+    /// read-only mapping of its file and verified there; the [`Entry`] then holds the open file
+    /// ([`Entry::file`]), so the caller can map it again (for example with wasmtime's
+    /// `Module::deserialize_open_file`) without copying it into memory.
+    ///
+    /// Compressed entries, and tiers without files, come back in memory. A file hit is copied
+    /// into faster writable tiers only when there are any.
+    pub async fn get_file(&self, key: &CacheKey, kind: u32) -> Option<Entry> {
+        self.read(key, kind, true).await
+    }
+
+    /// Blocks until every background write queued so far has finished.
+    ///
+    /// Call it before the process exits, or queued writes to slow tiers are lost.
+    pub fn flush(&self) {
+        for tier in &self.tiers {
+            if let Some(writer) = &tier.writer {
+                writer.wait_idle();
+            }
+        }
+    }
+
+    /// Background writes queued and not yet finished, over all tiers.
+    pub fn pending_writes(&self) -> u64 {
+        self.tiers.iter().map(TierState::pending).sum()
+    }
+
+    /// Per-tier counters, fastest first.
+    pub fn stats(&self) -> Vec<TierStats> {
+        self.tiers
+            .iter()
+            .map(|t| {
+                t.shared.counters.snapshot(
+                    t.shared.name.clone(),
+                    t.shared.backend.name().to_owned(),
+                    t.shared.breaker.is_open(),
+                    t.pending(),
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,208 @@
+//! Reads: each tier under its breaker and timeout, verification, rejection of bad entries, and
+//! promotion of a hit into the faster tiers.
+
+use std::future::Future;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::join_all;
+
+use crate::entry::Entry;
+use crate::envelope::VerifyError;
+use crate::error::{Context, Error, ErrorKind, Op};
+use crate::key::CacheKey;
+use crate::mapped::{self, MapError};
+use crate::stats::TierCounters;
+
+use super::Tiered;
+use super::tier::{TierFailure, timed};
+use super::write::SealedForms;
+
+/// What one read of a tier gave.
+enum Fetched<T> {
+    Value(T),
+    /// A miss, an error, a timeout or an open breaker (all counted).
+    Nothing,
+    /// The backend does not offer the operation.
+    NotSupported,
+}
+
+impl Tiered {
+    /// The first entry of `kind` that verifies, from any tier, fastest first; read through a
+    /// file mapping where `files` and the tier offers files.
+    pub(super) async fn read(&self, key: &CacheKey, kind: u32, files: bool) -> Option<Entry> {
+        for (index, tier) in self.tiers.iter().enumerate() {
+            let found = if files && tier.shared.backend.capabilities().local_files {
+                self.read_file(index, key, kind).await
+            } else {
+                self.read_bytes(index, key, kind).await
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// Runs one read on tier `index` under its breaker and timeout, counting skips, misses,
+    /// errors and latency. A backend without the operation is reported, not counted.
+    async fn fetch<T, F>(&self, index: usize, key: &CacheKey, op: &str, read: F) -> Fetched<T>
+    where
+        F: Future<Output = Result<Option<T>, Error>>,
+    {
+        let shared = &self.tiers[index].shared;
+        let counters = &shared.counters;
+        if !shared.breaker.allow() {
+            TierCounters::add(&counters.skipped, 1);
+            return Fetched::Nothing;
+        }
+        let started = Instant::now();
+        let result = timed(shared.timeout, read).await;
+        match result {
+            Err(TierFailure::Error(ref e)) if e.kind() == ErrorKind::NotSupported => {
+                return Fetched::NotSupported;
+            }
+            _ => counters.record_read_latency(started.elapsed()),
+        }
+        match result {
+            Ok(Some(value)) => {
+                shared.breaker.success();
+                Fetched::Value(value)
+            }
+            Ok(None) => {
+                shared.breaker.success();
+                TierCounters::add(&counters.misses, 1);
+                Fetched::Nothing
+            }
+            Err(failure) => {
+                TierCounters::add(&counters.errors, 1);
+                shared.record_failure(&failure, op, key);
+                Fetched::Nothing
+            }
+        }
+    }
+
+    /// Reads tier `index` as bytes; `Some` on a verified hit.
+    async fn read_bytes(&self, index: usize, key: &CacheKey, kind: u32) -> Option<Entry> {
+        let backend = &self.tiers[index].shared.backend;
+        let Fetched::Value(bytes) = self.fetch(index, key, "get", backend.get(key)).await else {
+            return None;
+        };
+        match self.integrity.open_kind(key, Some(kind), &bytes) {
+            Ok(entry) => {
+                self.count_hit(index, bytes.len());
+                self.promote(key, &bytes, &entry, index).await;
+                Some(entry.at_tier(index))
+            }
+            Err(e) => {
+                self.reject(index, key, &e).await;
+                None
+            }
+        }
+    }
+
+    /// Reads tier `index` through its local file; falls back to bytes when the backend turns
+    /// out not to offer files after all.
+    async fn read_file(&self, index: usize, key: &CacheKey, kind: u32) -> Option<Entry> {
+        let shared = &self.tiers[index].shared;
+        let file = match self
+            .fetch(index, key, "open_file", shared.backend.open_file(key))
+            .await
+        {
+            Fetched::Value(file) => file,
+            Fetched::Nothing => return None,
+            Fetched::NotSupported => return self.read_bytes(index, key, kind).await,
+        };
+        let mapped = match mapped::map_and_verify(&self.integrity, key, kind, &file) {
+            Ok(mapped) => mapped,
+            Err(MapError::Verify(e)) => {
+                self.reject(index, key, &e).await;
+                return None;
+            }
+            Err(MapError::Io(e)) => {
+                TierCounters::add(&shared.counters.errors, 1);
+                let failure = TierFailure::Error(Error::Io {
+                    context: Context::with_key(shared.backend.name(), Op::OpenFile, key),
+                    source: e,
+                });
+                shared.record_failure(&failure, "map", key);
+                return None;
+            }
+        };
+        self.count_hit(index, mapped.map.len());
+        let has_faster_writable = self.tiers[..index].iter().any(|t| t.writable());
+        if mapped.meta.compressed || has_faster_writable {
+            // Promotion (and decompression) need the stored bytes in memory.
+            let stored = Bytes::copy_from_slice(&mapped.map);
+            // Verified through the mapping above; the copy is not hashed again.
+            let entry = match crate::envelope::entry_of(
+                mapped.meta.clone(),
+                &stored,
+                mapped.payload.clone(),
+            ) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.reject(index, key, &e).await;
+                    return None;
+                }
+            };
+            self.promote(key, &stored, &entry, index).await;
+            if mapped.meta.compressed {
+                return Some(entry.at_tier(index));
+            }
+        }
+        Some(Entry::from_file(mapped.meta, file, mapped.map, mapped.payload).at_tier(index))
+    }
+
+    fn count_hit(&self, index: usize, stored_len: usize) {
+        let counters = &self.tiers[index].shared.counters;
+        TierCounters::add(&counters.hits, 1);
+        TierCounters::add(&counters.bytes_read, stored_len as u64);
+    }
+
+    /// Counts an entry that failed verification and removes it from a writable tier.
+    async fn reject(&self, index: usize, key: &CacheKey, error: &VerifyError) {
+        let tier = &self.tiers[index];
+        let counters = &tier.shared.counters;
+        TierCounters::add(&counters.misses, 1);
+        if error.is_forgery() {
+            TierCounters::add(&counters.forged, 1);
+        } else {
+            TierCounters::add(&counters.corrupt, 1);
+        }
+        tracing::warn!(tier = %tier.shared.name, %key, %error, "entry failed verification");
+        if tier.writable() {
+            tier.remove(key).await;
+        }
+    }
+
+    /// Copies a verified hit from tier `found_at` into the faster writable tiers, reusing the
+    /// stored bytes where the target's compression matches.
+    async fn promote(&self, key: &CacheKey, stored: &Bytes, entry: &Entry, found_at: usize) {
+        let meta = entry.meta();
+        let mut sealed = SealedForms::from_stored(stored.clone(), meta.compressed);
+        let origin = crate::envelope::Origin {
+            kind: meta.kind,
+            producer: meta.producer.clone(),
+            compute_ms: meta.compute_ms,
+        };
+        let writes = self.tiers[..found_at]
+            .iter()
+            .filter(|t| t.writable())
+            .map(|t| {
+                let bytes = sealed.get(
+                    &self.integrity,
+                    key,
+                    &origin,
+                    entry.payload(),
+                    t.compression,
+                );
+                async move {
+                    TierCounters::add(&t.shared.counters.promotions, 1);
+                    t.write(key, bytes).await;
+                }
+            })
+            .collect::<Vec<_>>();
+        join_all(writes).await;
+    }
+}

@@ -1,0 +1,71 @@
+//! The envelope's on-disk format: entries written by earlier releases keep verifying.
+//!
+//! `tests/fixtures/v1-*.bin` were written by warmcache-core 0.1.0 (envelope format version 1,
+//! before compute times were a field) with `Integrity::seal_at` and are committed as they are.
+//! A change that stops this release reading them fails here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use warmcache_core::bytes::Bytes;
+use warmcache_core::{Compression, FORMAT_VERSION, Integrity, KeyBuilder, Origin, inspect};
+
+const SECRET: &[u8] = b"warmcache fixture secret, 32 bytes or more";
+const CREATED_MS: u64 = 1_767_225_600_000;
+
+fn fixture(name: &str) -> Bytes {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    Bytes::from(std::fs::read(&path).unwrap())
+}
+
+fn payload() -> Vec<u8> {
+    b"warmcache envelope format 1 fixture payload\n".repeat(20)
+}
+
+#[test]
+fn version_1_entries_still_verify() {
+    let cases = [
+        ("v1-plain.bin", Integrity::plain(), false),
+        ("v1-keyed.bin", Integrity::keyed(SECRET), false),
+        ("v1-keyed-zstd.bin", Integrity::keyed(SECRET), true),
+    ];
+    for (name, integrity, compressed) in cases {
+        let key = KeyBuilder::new("fixture").str(name).finish();
+        let stored = fixture(name);
+        let entry = integrity.open(&key, &stored).unwrap();
+        assert_eq!(entry.payload(), &payload()[..], "{name}");
+        let meta = entry.meta();
+        assert_eq!(meta.version, 1, "{name}");
+        assert_eq!(meta.kind, 2);
+        assert_eq!(meta.created_ms, CREATED_MS);
+        assert_eq!(meta.compute_ms, 0, "version 1 recorded no compute time");
+        assert_eq!(meta.producer, "warmcache-core 0.1.0 compile_ms=1234");
+        assert_eq!(meta.compressed, compressed);
+        assert_eq!(inspect(&stored).unwrap(), *meta);
+        // Still authenticated: a flipped byte or another secret is refused.
+        let mut damaged = stored.to_vec();
+        damaged[10] ^= 1;
+        assert!(integrity.open(&key, &Bytes::from(damaged)).is_err());
+        if integrity.is_keyed() {
+            assert!(
+                Integrity::keyed(b"another secret")
+                    .open(&key, &stored)
+                    .is_err()
+            );
+        }
+    }
+}
+
+#[test]
+fn this_release_writes_version_2_with_the_compute_time() {
+    let key = KeyBuilder::new("fixture").str("v2").finish();
+    let origin = Origin::new(2, "warmcache-core 0.1.0 compile_ms=1234").compute_ms(4321);
+    let sealed =
+        Integrity::plain().seal_at(&key, &origin, CREATED_MS, &payload(), Compression::None);
+    let meta = inspect(&sealed).unwrap();
+    assert_eq!(FORMAT_VERSION, 2);
+    assert_eq!((meta.version, meta.compute_ms), (2, 4321));
+    // Version 2 is 8 bytes longer than version 1 for the same entry.
+    assert_eq!(sealed.len(), fixture("v1-plain.bin").len() + 8);
+}
