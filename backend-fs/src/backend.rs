@@ -80,10 +80,10 @@ impl BlockingBackend for FsBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
+        self.store
+            .limits()
+            .capabilities()
             .with_persistent(true)
-            .with_capacity(Some(self.store.limits().capacity()))
-            .with_max_value_size(Some(self.store.limits().max_value()))
             .with_local_files(self.offer_files)
     }
 

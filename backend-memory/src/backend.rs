@@ -115,9 +115,7 @@ impl Backend for MemoryBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-            .with_capacity(Some(self.limits.capacity()))
-            .with_max_value_size(Some(self.limits.max_value()))
+        self.limits.capabilities()
     }
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {

@@ -9,7 +9,7 @@
 //! costs about 10% on 4 KiB puts, so totals live in memory (summed from `meta` on open) and the
 //! eviction order is sampled from `meta` instead of kept in an index (see [`SampledLru`]).
 
-use std::ops::{Bound, ControlFlow};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,7 +17,9 @@ use bytes::Bytes;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
-use warmcache_core::backend::{BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals};
+use warmcache_core::backend::{
+    BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals, Visit,
+};
 use warmcache_core::{CacheKey, Capabilities, Context, Error, ListPage, Op, Result, Usage};
 
 use crate::RedbBackend;
@@ -60,19 +62,11 @@ impl<T: ReadableTable<[u8; 32], (u64, u64)>> LruIndex for MetaIndex<'_, T> {
             .map_err(|e| self.store.err(e, self.op, None))?;
         Ok(found.map(|g| {
             let (size, tick) = g.value();
-            LruRecord {
-                key: *key,
-                size,
-                tick,
-            }
+            LruRecord::new(*key, size, tick)
         }))
     }
 
-    fn scan(
-        &self,
-        from: Option<&CacheKey>,
-        visit: &mut dyn FnMut(LruRecord) -> ControlFlow<()>,
-    ) -> Result<()> {
+    fn scan(&self, from: Option<&CacheKey>, visit: Visit<'_>) -> Result<()> {
         let start = match from {
             Some(k) => Bound::Included(*k.as_bytes()),
             None => Bound::Unbounded,
@@ -84,12 +78,7 @@ impl<T: ReadableTable<[u8; 32], (u64, u64)>> LruIndex for MetaIndex<'_, T> {
         for row in range {
             let (k, v) = row.map_err(|e| self.store.err(e, self.op, None))?;
             let (size, tick) = v.value();
-            let record = LruRecord {
-                key: CacheKey::from_bytes(k.value()),
-                size,
-                tick,
-            };
-            if visit(record).is_break() {
+            if visit(LruRecord::new(CacheKey::from_bytes(k.value()), size, tick)).is_break() {
                 break;
             }
         }
@@ -211,9 +200,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Err(e) = self.flush_touches() {
-            tracing::debug!(backend = %self.name, error = %e, "read recency not saved on close");
-        }
+        self.lru.closed(&self.name, self.flush_touches());
     }
 }
 
@@ -229,10 +216,7 @@ impl BlockingBackend for RedbBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-            .with_persistent(true)
-            .with_capacity(Some(self.store.limits.capacity()))
-            .with_max_value_size(Some(self.store.limits.max_value()))
+        self.store.limits.capabilities().with_persistent(true)
     }
 
     fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {

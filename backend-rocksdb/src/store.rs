@@ -5,12 +5,13 @@
 //! values in blob files) and `meta` (key -> value size and last-use tick, 16 bytes). Totals live
 //! in memory (summed from `meta` on open) and eviction samples `meta` (see [`SampledLru`]).
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
-use warmcache_core::backend::{BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals};
+use warmcache_core::backend::{
+    BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals, Visit,
+};
 use warmcache_core::{CacheKey, Capabilities, Context, Error, ListPage, Op, Result, Usage};
 
 use crate::RocksDbBackend;
@@ -81,18 +82,10 @@ impl LruIndex for MetaIndex<'_> {
             .map_err(|e| self.store.err(e, self.op, Some(key)))?;
         Ok(found
             .and_then(|v| decode_meta(&v))
-            .map(|(size, tick)| LruRecord {
-                key: *key,
-                size,
-                tick,
-            }))
+            .map(|(size, tick)| LruRecord::new(*key, size, tick)))
     }
 
-    fn scan(
-        &self,
-        from: Option<&CacheKey>,
-        visit: &mut dyn FnMut(LruRecord) -> ControlFlow<()>,
-    ) -> Result<()> {
+    fn scan(&self, from: Option<&CacheKey>, visit: Visit<'_>) -> Result<()> {
         let mode = match from {
             Some(k) => IteratorMode::From(k.as_bytes(), Direction::Forward),
             None => IteratorMode::Start,
@@ -108,7 +101,7 @@ impl LruIndex for MetaIndex<'_> {
                 }
                 continue;
             };
-            if visit(LruRecord { key, size, tick }).is_break() {
+            if visit(LruRecord::new(key, size, tick)).is_break() {
                 break;
             }
         }
@@ -209,9 +202,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Err(e) = self.flush_touches() {
-            tracing::debug!(backend = %self.name, error = %e, "read recency not saved on close");
-        }
+        self.lru.closed(&self.name, self.flush_touches());
     }
 }
 
@@ -221,10 +212,7 @@ impl BlockingBackend for RocksDbBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-            .with_persistent(true)
-            .with_capacity(Some(self.store.limits.capacity()))
-            .with_max_value_size(Some(self.store.limits.max_value()))
+        self.store.limits.capabilities().with_persistent(true)
     }
 
     fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {

@@ -176,7 +176,8 @@ macro_rules! __checks {
         );
     };
     (checks [] $($name:ident: $kind:ident),*) => {
-        /// Every check, by name, in the order the [`backend_tests!`] macro emits them.
+        /// Every check, by name, in the order the [`backend_tests!`](crate::backend_tests) macro
+        /// emits them.
         pub const CHECKS: &[(&str, $crate::Check)] = &[
             $((stringify!($name), $crate::__checks!(@check $kind $name))),*
         ];

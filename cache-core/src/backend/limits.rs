@@ -1,5 +1,6 @@
 //! [`Limits`]: a bounded backend's capacity and largest value, validated once.
 
+use super::Capabilities;
 use crate::error::{Context, Error, Op, Result};
 use crate::key::CacheKey;
 
@@ -68,6 +69,14 @@ impl Limits {
     /// The largest value accepted, in bytes.
     pub fn max_value(&self) -> u64 {
         self.max_value
+    }
+
+    /// Capabilities of a store with these limits: bounded by the capacity, values up to the
+    /// largest value; add the rest with the `with_*` setters.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .with_capacity(Some(self.capacity))
+            .with_max_value_size(Some(self.max_value))
     }
 
     /// Refuses a value of `size` bytes for `key` when it is over the largest value, with

@@ -2,20 +2,7 @@
 //! small metadata record (size, last-use tick) per key, as warmcache-redb and warmcache-rocksdb
 //! do.
 //!
-//! # Why sampled
-//!
-//! An exact LRU index adds B-trees (or column families) to every durable commit, measured at
-//! about 25-30% on 4 KiB puts in redb. Instead, totals live in memory (summed from the records
-//! at open, exact under one writer lock), and to free space the store reads
-//! [`EVICTION_SAMPLE`] consecutive records from a pseudo-random key and evicts the least
-//! recently used of them, as Redis does. With 8 samples the victim is, on average, older than
-//! about 89% of entries; a store with at most 8 entries evicts in exact LRU order.
-//!
-//! # Read recency without write transactions
-//!
-//! A read records its key and a logical tick in memory ([`SampledLru::touch`]). The store writes
-//! those records in one batch with its next put, when a batch is full, or when it closes. A
-//! crash loses at most the recency of the reads since the last batch, never data.
+//! See [`SampledLru`] for why eviction is sampled and how read recency is kept.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -40,6 +27,16 @@ pub struct LruRecord {
     /// Logical time of the last write or recorded read (larger is more recent).
     pub tick: u64,
 }
+
+impl LruRecord {
+    /// The record of `key`: `size` bytes, last used at `tick`.
+    pub fn new(key: CacheKey, size: u64, tick: u64) -> Self {
+        Self { key, size, tick }
+    }
+}
+
+/// What [`LruIndex::scan`] calls for each record; it breaks to stop the scan.
+pub type Visit<'a> = &'a mut dyn FnMut(LruRecord) -> ControlFlow<()>;
 
 /// The entry count and stored bytes of a store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,11 +76,7 @@ pub trait LruIndex {
     /// # Errors
     ///
     /// When the store cannot be read.
-    fn scan(
-        &self,
-        from: Option<&CacheKey>,
-        visit: &mut dyn FnMut(LruRecord) -> ControlFlow<()>,
-    ) -> Result<()>;
+    fn scan(&self, from: Option<&CacheKey>, visit: Visit<'_>) -> Result<()>;
 }
 
 /// One eviction sample: the least recently used of up to [`EVICTION_SAMPLE`] records, skipping
@@ -112,8 +105,22 @@ impl Sample<'_> {
     }
 }
 
-/// Capacity accounting and sampled-LRU eviction over an [`LruIndex`]. See the
-/// [module docs](self).
+/// Capacity accounting and sampled-LRU eviction over an [`LruIndex`].
+///
+/// # Why sampled
+///
+/// An exact LRU index adds B-trees (or column families) to every durable commit, measured at
+/// about 25-30% on 4 KiB puts in redb. Instead, totals live in memory (summed from the records
+/// at open, exact under one writer lock), and to free space the store reads
+/// [`EVICTION_SAMPLE`] consecutive records from a pseudo-random key and evicts the least
+/// recently used of them, as Redis does. With 8 samples the victim is, on average, older than
+/// about 89% of entries; a store with at most 8 entries evicts in exact LRU order.
+///
+/// # Read recency without write transactions
+///
+/// A read records its key and a logical tick in memory ([`SampledLru::touch`]). The store writes
+/// those records in one batch with its next put, when a batch is full, or when it closes. A
+/// crash loses at most the recency of the reads since the last batch, never data.
 #[derive(Debug)]
 pub struct SampledLru {
     tick: AtomicU64,
@@ -197,6 +204,14 @@ impl SampledLru {
             }
         }
         Ok(updates)
+    }
+
+    /// Logs what a store's final write of pending recency (when it closes) returned: losing
+    /// recency is harmless, so it is not an error.
+    pub fn closed(&self, store: &str, flushed: Result<()>) {
+        if let Err(e) = flushed {
+            tracing::debug!(backend = %store, error = %e, "read recency not saved on close");
+        }
     }
 
     /// Drops pending read recency (when the store is cleared).
@@ -359,11 +374,7 @@ mod tests {
                 tick,
             }))
         }
-        fn scan(
-            &self,
-            from: Option<&CacheKey>,
-            visit: &mut dyn FnMut(LruRecord) -> ControlFlow<()>,
-        ) -> Result<()> {
+        fn scan(&self, from: Option<&CacheKey>, visit: Visit<'_>) -> Result<()> {
             let start = from.copied().unwrap_or(CacheKey::from_bytes([0; 32]));
             for (&key, &(size, tick)) in self.0.range(start..) {
                 if visit(LruRecord { key, size, tick }).is_break() {

@@ -13,7 +13,7 @@ mod spawn;
 
 pub use blocking::BlockingBackend;
 pub use limits::Limits;
-pub use lru::{EVICTION_SAMPLE, LruIndex, LruRecord, SampledLru, Totals};
+pub use lru::{EVICTION_SAMPLE, LruIndex, LruRecord, SampledLru, Totals, Visit};
 pub use spawn::maybe_spawn_blocking;
 
 use std::fmt::Debug;
