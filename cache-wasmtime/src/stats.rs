@@ -23,7 +23,7 @@ pub struct WasmStats {
     pub compiles: u64,
     /// Compilations that failed (not cached).
     pub compile_errors: u64,
-    /// Time spent compiling, in milliseconds.
+    /// Time spent compiling (and loading the fresh artifact), in milliseconds.
     pub compile_ms: f64,
     /// Compile time that tier hits saved, in milliseconds: for each hit, the time the entry's
     /// compilation took when it was stored (recorded in the entry).
@@ -34,7 +34,7 @@ pub struct WasmStats {
     /// freshly compiled artifact for a waiter on another engine. Entries that fail verification
     /// never count here.
     pub stored_loads: u64,
-    /// Verified entries wasmtime rejected as incompatible (evicted and recompiled).
+    /// Verified entries wasmtime rejected as incompatible (recompiled and overwritten).
     pub incompatible: u64,
     /// Requests that waited for another caller's lookup or compile of the same artifact.
     pub waits: u64,

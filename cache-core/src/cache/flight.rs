@@ -54,7 +54,23 @@ where
     V: Clone + Send + Sync + 'static,
     C: Codec<V>,
 {
-    pub(super) async fn request<X, F, Fut>(
+    /// The value for `key` as `caller` needs it: from the live tier, from storage, or by
+    /// running `produce`, with single-flight. The entry point for adapters that bring their
+    /// own [`Codec`]; `produce` says which of its failures are the computation's (shared with
+    /// waiters) and which are this caller's own input's ([`Failure`]).
+    ///
+    /// The caller vouches that `key` covers everything the result depends on.
+    ///
+    /// # Errors
+    ///
+    /// The computation's failure (this caller's or the one it waited on), or this caller's
+    /// input failure. Storage failures are never errors here.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future while it waits is harmless. Dropping it while it leads releases the
+    /// waiters, one of which takes over.
+    pub async fn get_or_produce<X, F, Fut>(
         &self,
         caller: &C::Caller,
         key: CacheKey,

@@ -231,36 +231,6 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
         &self.codec
     }
 
-    /// The value for `key` as `caller` needs it: from the live tier, from storage, or by
-    /// running `produce`, with single-flight. The entry point for adapters that bring their
-    /// own [`Codec`]; `produce` says which of its failures are the computation's (shared with
-    /// waiters) and which are this caller's own input's ([`Failure`]).
-    ///
-    /// The caller vouches that `key` covers everything the result depends on.
-    ///
-    /// # Errors
-    ///
-    /// The computation's failure (this caller's or the one it waited on), or this caller's
-    /// input failure. Storage failures are never errors here.
-    ///
-    /// # Cancellation
-    ///
-    /// Dropping the future while it waits is harmless. Dropping it while it leads releases the
-    /// waiters, one of which takes over.
-    pub async fn get_or_produce<X, F, Fut>(
-        &self,
-        caller: &C::Caller,
-        key: CacheKey,
-        exec: Exec,
-        produce: F,
-    ) -> Result<V, Failure<X>>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Produced<V>, Failure<X>>>,
-    {
-        self.request(caller, key, exec, produce).await
-    }
-
     /// The value for `key` from the live tier or storage, without computing anything on a
     /// miss and without joining a flight.
     pub async fn lookup(&self, caller: &C::Caller, key: &CacheKey, exec: Exec) -> Option<V> {
@@ -459,7 +429,7 @@ where
                     Failure::<std::convert::Infallible>::Compute(ComputeError::failed(key, e))
                 })
         };
-        match self.request(&(), key, exec, produce).await {
+        match self.get_or_produce(&(), key, exec, produce).await {
             Ok(v) => Ok(v),
             Err(Failure::Compute(e)) => Err(e),
             Err(Failure::Input(never)) => match never {},

@@ -67,17 +67,6 @@ impl Tiered {
         join_all(writes).await;
     }
 
-    /// Writes an already sealed entry as it is to every writable tier, whatever their
-    /// compression setting.
-    pub async fn put_sealed(&self, key: &CacheKey, sealed: Bytes) {
-        let writes = self
-            .tiers
-            .iter()
-            .filter(|t| t.writable())
-            .map(|t| t.write(key, sealed.clone()));
-        join_all(writes).await;
-    }
-
     /// Deletes `key` from every writable tier.
     pub async fn delete(&self, key: &CacheKey) {
         join_all(
