@@ -272,13 +272,13 @@ impl<A: Artifact> WasmCache<A> {
     pub fn get_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<A> {
         let content = ContentHash::of(wasm);
         let key = self.key(engine, &content, &[]);
-        futures::executor::block_on(self.obtain(
+        self.obtain_blocking(
             engine,
             key,
             content,
             || std::future::ready(Ok(Cow::Borrowed(wasm))),
             Exec::Inline,
-        ))
+        )
     }
 
     /// [`get_or_compile`](Self::get_or_compile) for async callers. Under a Tokio runtime,
@@ -351,7 +351,7 @@ impl<A: Artifact> WasmCache<A> {
         let key = self.key(engine, &content, &[]);
         let source =
             move || std::future::ready(checked_source(content, load()).map_err(Failure::Input));
-        futures::executor::block_on(self.obtain(engine, key, content, source, Exec::Inline))
+        self.obtain_blocking(engine, key, content, source, Exec::Inline)
     }
 
     /// [`get_or_compile_hashed`](Self::get_or_compile_hashed) for async callers, with an async
@@ -439,7 +439,7 @@ impl<A: Artifact> WasmCache<A> {
                     Failure::Compute(ComputeError::failed(key, source_error(content, e)))
                 }))
             };
-        futures::executor::block_on(self.obtain(engine, key, content, source, Exec::Inline))
+        self.obtain_blocking(engine, key, content, source, Exec::Inline)
     }
 
     /// Compiles `wasm` with `engine` into the storage tiers without loading it, unless a
@@ -545,6 +545,26 @@ impl<A: Artifact> WasmCache<A> {
             engines.push((engine.weak(), key));
         }
         key
+    }
+
+    /// [`obtain`](Self::obtain) for the synchronous entry points: a live hit returns without
+    /// entering an executor.
+    fn obtain_blocking<'w, S, F>(
+        &self,
+        engine: &Engine,
+        key: CacheKey,
+        content: ContentHash,
+        source: S,
+        exec: Exec,
+    ) -> Result<A>
+    where
+        S: FnOnce() -> F,
+        F: Future<Output = std::result::Result<Cow<'w, [u8]>, Failure<Error>>>,
+    {
+        if let Some(artifact) = self.cache.get_live(engine, &key) {
+            return Ok(artifact);
+        }
+        futures::executor::block_on(self.obtain(engine, key, content, source, exec))
     }
 
     /// The one path behind every entry point: the core cache with this crate's produce step.

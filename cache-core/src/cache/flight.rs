@@ -81,7 +81,7 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Produced<V>, Failure<X>>>,
     {
-        if let Some(v) = self.live_get(caller, &key) {
+        if let Some(v) = self.get_live(caller, &key) {
             return Ok(v);
         }
         let guard = loop {
@@ -110,8 +110,10 @@ where
         self.lead(caller, key, exec, guard, produce).await
     }
 
-    /// The live value for `key`, if the codec hands it to `caller`.
-    pub(super) fn live_get(&self, caller: &C::Caller, key: &CacheKey) -> Option<V> {
+    /// The value for `key` in the live tier, if there is one and the codec hands it to
+    /// `caller`; counted as a live hit. Never blocks: synchronous entry points try it before
+    /// entering an executor.
+    pub fn get_live(&self, caller: &C::Caller, key: &CacheKey) -> Option<V> {
         let v = self.live.as_ref()?.get(key)?;
         if !self.codec.accepts(caller, &v) {
             return None;
@@ -196,7 +198,7 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Produced<V>, Failure<X>>>,
     {
-        if let Some(v) = self.live_get(caller, &key) {
+        if let Some(v) = self.get_live(caller, &key) {
             publish(
                 &mut guard,
                 Ok(Shared {

@@ -234,7 +234,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
     /// The value for `key` from the live tier or storage, without computing anything on a
     /// miss and without joining a flight.
     pub async fn lookup(&self, caller: &C::Caller, key: &CacheKey, exec: Exec) -> Option<V> {
-        if let Some(v) = self.live_get(caller, key) {
+        if let Some(v) = self.get_live(caller, key) {
             return Some(v);
         }
         match self.load(caller, key, exec).await {
@@ -394,6 +394,9 @@ where
     where
         E: Into<BoxError>,
     {
+        if let Some(v) = self.get_live(&(), &key) {
+            return Ok(v);
+        }
         // One code path: the async version parks this thread while it waits for a leader.
         futures::executor::block_on(self.vouched(key, Exec::Inline, compute))
     }
