@@ -32,7 +32,7 @@ install_libclang() {
     step "installing libclang-dev (RocksDB's bindings need libclang)"
     if command -v apt-get >/dev/null 2>&1 &&
         as_root apt-get update -qq &&
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev strace >/dev/null; then
         return 0
     fi
     step "error: could not install libclang-dev, which warmcache-rocksdb's build needs"

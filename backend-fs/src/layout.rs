@@ -49,18 +49,18 @@ pub(crate) fn parse_entry(fan: &str, name: &str) -> Option<CacheKey> {
     (key.to_hex() == name).then_some(key)
 }
 
-/// The writer's pid of a temporary file called `name`, when it is one of ours.
-pub(crate) fn parse_temp(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
-    let mut parts = rest.split('.');
-    let hex = parts.next()?;
-    let pid = parts.next()?.parse().ok()?;
-    let nonce = parts.next()?;
-    if parts.next().is_some() || hex.len() != 64 || nonce.len() != 16 {
-        return None;
-    }
-    hex.parse::<CacheKey>().ok()?;
-    Some(pid)
+/// Whether `name` is one of our temporary files. The pid in it is only for people reading a
+/// listing: it says nothing about the writer's liveness across PID namespaces or hosts.
+pub(crate) fn is_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('.').collect();
+    matches!(parts.as_slice(), [hex, pid, nonce]
+        if hex.len() == 64
+            && hex.parse::<CacheKey>().is_ok()
+            && pid.parse::<u32>().is_ok()
+            && nonce.len() == 16)
 }
 
 #[cfg(test)]
@@ -76,8 +76,8 @@ mod tests {
         assert_eq!(parse_entry("a7", &hex.to_uppercase()), None);
         assert_eq!(parse_entry("a7", "notes.txt"), None);
         let temp = temp_name(&key, 42);
-        assert_eq!(parse_temp(&temp), Some(std::process::id()));
-        assert_eq!(parse_temp(".something.tmp"), None);
+        assert!(is_temp(&temp));
+        assert!(!is_temp(".something.tmp"));
         assert_eq!(parse_entry("a7", &temp), None);
         assert!(is_fan("a7") && !is_fan("A7") && !is_fan("a7b"));
     }

@@ -17,9 +17,28 @@
 //! SIGKILL mid-write) no torn entry is visible. A file, once visible, is never modified (only its
 //! mtime, see below); eviction unlinks, and on Unix an open or mapped file stays valid after
 //! unlink. Several processes may share a directory with no lock held across operations.
-//! Temporary files left by a crashed writer are never read and are removed by a later scan (at
-//! once when their writer's pid is gone, else after an hour). Nothing that is not of these
-//! shapes is ever deleted: other files in the directory are left alone.
+//! A writer holds a lock on its temporary file until it is done; temporary files left by a
+//! crashed writer are never read, and a later scan removes one only when nobody holds its lock
+//! (which works across PID namespaces and hosts, unlike a pid). Nothing that is not of these
+//! shapes is ever deleted: other files in the directory are left alone. A new directory is
+//! synced in its parent before an entry in it is acknowledged.
+//!
+//! # A directory shared with others
+//!
+//! The directory may be writable by co-tenants (a group-writable `/var/cache`, a CI runner's
+//! volume, a volume mounted into several containers), so no name in it is trusted: entries are
+//! opened without following symbolic links and without blocking (a FIFO or device is refused,
+//! never read), reads stop at the largest value the tier stores, files are created exclusively
+//! with mode `0644` whatever the umask (a planted link is never written through), and scans,
+//! eviction and `clear` never descend through a linked fan-out directory.
+//!
+//! A mapping shares pages with its file, so whoever can write the file could change mapped
+//! code after it was verified. [`open_file`](warmcache_core::Backend::open_file) therefore hands
+//! out only a regular file owned by this process's user, without group or other write
+//! permission and with a single link; any other entry answers
+//! [`Error::NotSupported`](warmcache_core::Error::NotSupported), and the tier stack reads a
+//! verified copy into memory instead. Whoever runs as the same user is trusted, as with any file
+//! the process uses.
 //!
 //! # Capacity and eviction
 //!
@@ -56,6 +75,7 @@
 
 mod backend;
 mod builder;
+mod files;
 mod layout;
 mod store;
 

@@ -1,7 +1,7 @@
 //! The synchronous file operations: atomic writes, reads, scans and eviction.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File, TryLockError};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -11,10 +11,13 @@ use parking_lot::Mutex;
 use warmcache_core::backend::Limits;
 use warmcache_core::{CacheKey, Context, Error, KeyInfo, Op, Usage};
 
-use crate::layout::{self, entry_path, fan_dir, is_fan, parse_entry, parse_temp, temp_name};
+use crate::files::{self, create_new, ensure_dir, open_regular, read_bounded, sync_dir};
+use crate::layout::{self, entry_path, fan_dir, is_fan, is_temp, parse_entry, temp_name};
 
-/// A temporary file older than this is a crashed writer's, whatever its pid says.
-const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+/// A temporary file is only ever removed when nobody holds its lock and it is at least this old:
+/// a writer locks its file right after creating it, so this covers that instant, with room for
+/// clocks of hosts sharing a network filesystem.
+const TEMP_GRACE: Duration = Duration::from_secs(10);
 /// Eviction frees space down to this fraction of the capacity, so it does not run on every put.
 const LOW_WATERMARK: f64 = 0.9;
 
@@ -28,6 +31,8 @@ pub(crate) struct Store {
     approx_bytes: AtomicU64,
     evicting: Mutex<()>,
     nonce: AtomicU64,
+    /// The user this process creates files as: only files it owns are handed out for mapping.
+    owner: u32,
 }
 
 impl std::fmt::Debug for Store {
@@ -55,18 +60,29 @@ impl Store {
         touch_interval: Duration,
     ) -> Result<Self, Error> {
         let ctx = || Context::new(name.clone(), Op::Open);
+        fs::create_dir_all(&root).map_err(|e| io_err(ctx(), &root, e))?;
         let entries = layout::entries_dir(&root);
-        fs::create_dir_all(&entries).map_err(|e| io_err(ctx(), &entries, e))?;
+        ensure_dir(&root, &entries).map_err(|e| io_err(ctx(), &entries, e))?;
         let marker = root.join(layout::MARKER);
-        if !marker.exists() {
-            fs::write(&marker, b"warmcache file tier, format 1\n")
-                .map_err(|e| io_err(ctx(), &marker, e))?;
+        match create_new(&marker) {
+            Ok(mut file) => file
+                .write_all(b"warmcache file tier, format 1\n")
+                .map_err(|e| io_err(ctx(), &marker, e))?,
+            // Present already, or a planted link: either way nothing is written through it.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(ctx(), &marker, e)),
         }
-        // Probe that we can create files here, for an early, clear error.
-        let probe = entries.join(format!(".probe.{}", std::process::id()));
-        File::create(&probe).map_err(|e| io_err(ctx(), &entries, e))?;
+        // Probe that we can create files here, for an early, clear error, and learn which user
+        // our files belong to. A unique name: a planted file or link at a fixed name is refused
+        // by the exclusive create, never truncated.
+        let probe = entries.join(format!(".probe.{}.{:016x}", std::process::id(), seed()));
+        let owner = create_new(&probe)
+            .and_then(|file| file.metadata())
+            .map(|meta| files::owner_of(&meta))
+            .map_err(|e| io_err(ctx(), &entries, e))?;
         let _ = fs::remove_file(&probe);
         let store = Self {
+            owner,
             root,
             nonce: AtomicU64::new(seed()),
             name,
@@ -104,20 +120,24 @@ impl Store {
         let size = value.len() as u64;
         self.limits.check(&self.name, key, size)?;
         let dir = fan_dir(&self.root, key);
-        fs::create_dir_all(&dir).map_err(|e| io_err(ctx(), &dir, e))?;
+        self.ensure_fan(&dir).map_err(|e| io_err(ctx(), &dir, e))?;
         let temp = dir.join(temp_name(key, self.nonce.fetch_add(1, Ordering::Relaxed)));
         let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)?;
+            let mut file = create_new(&temp)?;
+            // Held until the file is closed after the rename: the lock is how a cleaner in
+            // another process, PID namespace or host tells this write is still in progress.
+            file.lock()?;
             file.write_all(value)?;
-            file.sync_all()
+            file.sync_all()?;
+            Ok::<_, io::Error>(file)
         })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(io_err(ctx(), &temp, e));
-        }
+        let _locked = match written {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                return Err(io_err(ctx(), &temp, e));
+            }
+        };
         let target = entry_path(&self.root, key);
         if let Err(e) = fs::rename(&temp, &target) {
             let _ = fs::remove_file(&temp);
@@ -131,40 +151,89 @@ impl Store {
         Ok(())
     }
 
+    /// Reads the entry into memory: only a regular file, and never more than the largest value
+    /// this tier stores.
+    /// Creates the fan-out directory `dir` (and `entries/`, if someone removed it), each made
+    /// durable in its parent.
+    fn ensure_fan(&self, dir: &Path) -> io::Result<()> {
+        let entries = layout::entries_dir(&self.root);
+        match ensure_dir(&entries, dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                ensure_dir(&self.root, &entries)?;
+                ensure_dir(&entries, dir)
+            }
+            other => other,
+        }
+    }
+
     pub(crate) fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, Error> {
         let path = entry_path(&self.root, key);
-        let Some(mut file) = self.open_entry(key, &path, Op::Get)? else {
+        let Some((file, meta)) = self.open_entry(key, &path, Op::Get)? else {
             return Ok(None);
         };
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf)
-            .map_err(|e| io_err(self.ctx(Op::Get, Some(key)), &path, e))?;
-        Ok(Some(Bytes::from(buf)))
+        let limit = self.limits.max_value();
+        match read_bounded(&file, meta.len(), limit) {
+            Ok(Some(buf)) => Ok(Some(Bytes::from(buf))),
+            Ok(None) => Err(Error::Corrupt {
+                context: self.ctx(Op::Get, Some(key)),
+                detail: format!(
+                    "{} holds more than the largest value this tier stores ({limit} bytes);                      not read",
+                    path.display()
+                ),
+                source: None,
+            }),
+            Err(e) => Err(io_err(self.ctx(Op::Get, Some(key)), &path, e)),
+        }
     }
 
+    /// The entry's file, for mapping, when nobody but this user can change it; otherwise
+    /// [`Error::NotSupported`], so the caller reads a verified copy through [`get`](Self::get).
     pub(crate) fn open_file(&self, key: &CacheKey) -> Result<Option<File>, Error> {
         let path = entry_path(&self.root, key);
-        self.open_entry(key, &path, Op::OpenFile)
+        let Some((file, meta)) = self.open_entry(key, &path, Op::OpenFile)? else {
+            return Ok(None);
+        };
+        if let Some(why) = files::unsafe_to_map(&meta, self.owner) {
+            tracing::warn!(
+                backend = %self.name,
+                path = %path.display(),
+                why,
+                "entry file could be changed after verification; reading a copy instead of mapping it"
+            );
+            return Err(Error::NotSupported {
+                context: self.ctx(Op::OpenFile, Some(key)),
+            });
+        }
+        Ok(Some(file))
     }
 
-    fn open_entry(&self, key: &CacheKey, path: &Path, op: Op) -> Result<Option<File>, Error> {
-        match File::open(path) {
-            Ok(file) => {
-                self.touch(&file);
-                Ok(Some(file))
+    fn open_entry(
+        &self,
+        key: &CacheKey,
+        path: &Path,
+        op: Op,
+    ) -> Result<Option<(File, fs::Metadata)>, Error> {
+        match open_regular(path) {
+            Ok(Some((file, meta))) => {
+                self.touch(&file, &meta);
+                Ok(Some((file, meta)))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Error::Corrupt {
+                context: self.ctx(op, Some(key)),
+                detail: e.to_string(),
+                source: None,
+            }),
             Err(e) => Err(io_err(self.ctx(op, Some(key)), path, e)),
         }
     }
 
     /// Records a use by moving the file's modification time to now, at most once per
     /// `touch_interval`: entries are immutable, so their mtime is free to mean "last used".
-    fn touch(&self, file: &File) {
+    fn touch(&self, file: &File, meta: &fs::Metadata) {
         let now = SystemTime::now();
-        let stale = file
-            .metadata()
-            .and_then(|m| m.modified())
+        let stale = meta
+            .modified()
             .map(|m| now.duration_since(m).unwrap_or_default() >= self.touch_interval)
             .unwrap_or(true);
         if stale && let Err(e) = file.set_modified(now) {
@@ -174,7 +243,7 @@ impl Store {
 
     pub(crate) fn delete(&self, key: &CacheKey) -> Result<(), Error> {
         let path = entry_path(&self.root, key);
-        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
         match fs::remove_file(&path) {
             Ok(()) => {
                 let _ = self
@@ -191,7 +260,7 @@ impl Store {
 
     pub(crate) fn contains(&self, key: &CacheKey) -> Result<bool, Error> {
         let path = entry_path(&self.root, key);
-        match fs::metadata(&path) {
+        match fs::symlink_metadata(&path) {
             Ok(m) => Ok(m.is_file()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(io_err(self.ctx(Op::Contains, Some(key)), &path, e)),
@@ -296,7 +365,8 @@ impl Store {
             let Some(fan_name) = fan.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            if !is_fan(&fan_name) {
+            // Never descend through a link: eviction and `clear` must not reach outside.
+            if !is_fan(&fan_name) || !fan.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
             let fan_path = fan.path();
@@ -319,9 +389,7 @@ impl Store {
                         size: meta.len(),
                         used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                     });
-                } else if let Some(pid) = parse_temp(&name)
-                    && is_stale_temp(&path, pid)
-                {
+                } else if is_temp(&name) && is_abandoned_temp(&path) {
                     tracing::debug!(path = %path.display(), "removing a crashed writer's temporary file");
                     let _ = fs::remove_file(&path);
                 }
@@ -331,14 +399,25 @@ impl Store {
     }
 }
 
-fn is_stale_temp(path: &Path, pid: u32) -> bool {
-    let old = fs::metadata(path)
-        .and_then(|m| m.modified())
-        .map(|m| SystemTime::now().duration_since(m).unwrap_or_default() > STALE_TEMP_AGE)
+/// Whether a temporary file's writer is gone: nobody holds its lock (a writer holds it from
+/// creation until it closes the file), and it is older than [`TEMP_GRACE`]. Works across PID
+/// namespaces and, where the filesystem supports locks, across hosts.
+fn is_abandoned_temp(path: &Path) -> bool {
+    let Ok(Some((file, meta))) = open_regular(path) else {
+        return false;
+    };
+    let old = meta
+        .modified()
+        .map(|m| SystemTime::now().duration_since(m).unwrap_or_default() > TEMP_GRACE)
         .unwrap_or(false);
-    // On Linux a writer that no longer exists cannot finish its file.
-    let dead = cfg!(target_os = "linux") && !Path::new(&format!("/proc/{pid}")).exists();
-    old || dead
+    old && match file.try_lock() {
+        Ok(()) => true,
+        Err(TryLockError::WouldBlock) => false,
+        Err(TryLockError::Error(e)) => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot test a temporary file's lock; leaving it");
+            false
+        }
+    }
 }
 
 fn read_dir(path: &Path) -> io::Result<Vec<fs::DirEntry>> {
@@ -354,10 +433,6 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// An I/O error whose message names the path.

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,8 @@ use warmcache_wasmtime::WasmStats;
 
 const FILE: &str = "stats.json";
 const LOCK: &str = "stats.lock";
+/// Far more than any real history; a planted huge file (or a link to `/dev/zero`) is not read.
+const MAX_FILE_LEN: u64 = 16 << 20;
 
 /// Totals of one tier over all runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -59,23 +62,44 @@ impl History {
     }
 }
 
+/// Opens `path` without following a final symbolic link or blocking on a FIFO: the cache
+/// directory may be shared with others, who must not redirect our writes.
+fn open_no_follow(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
+    options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
 fn lock(dir: &Path) -> std::io::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(LOCK))?;
+    let file = open_no_follow(
+        OpenOptions::new().create(true).truncate(false).write(true),
+        &dir.join(LOCK),
+    )?;
     file.lock()?;
     Ok(file)
 }
 
 fn read(dir: &Path) -> History {
-    match std::fs::read(dir.join(FILE)) {
+    let path = dir.join(FILE);
+    let read = || -> std::io::Result<Vec<u8>> {
+        let file = open_no_follow(OpenOptions::new().read(true), &path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_LEN).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    match read() {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::warn!("ignoring unreadable {}: {e}", dir.join(FILE).display());
+            tracing::warn!("ignoring unreadable {}: {e}", path.display());
             History::default()
         }),
-        Err(_) => History::default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => History::default(),
+        Err(e) => {
+            tracing::warn!("ignoring unreadable {}: {e}", path.display());
+            History::default()
+        }
     }
 }
 
@@ -101,10 +125,57 @@ pub fn reset(dir: &Path) -> std::io::Result<()> {
     write(dir, &History::default())
 }
 
+/// Replaces the file atomically through a temporary file of a random name, created
+/// exclusively: a file or link planted at a predictable name is never written through.
 fn write(dir: &Path, history: &History) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{FILE}.{}.tmp", std::process::id()));
-    let mut file = File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec_pretty(history).map_err(std::io::Error::other)?)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, dir.join(FILE))
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{FILE}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(&serde_json::to_vec_pretty(history).map_err(std::io::Error::other)?)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dir.join(FILE)).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    #[test]
+    fn planted_links_are_never_written_through_or_read_without_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let precious = outside.path().join("precious");
+        std::fs::write(&precious, b"do not touch").unwrap();
+        // The temporary name earlier releases used for this process.
+        symlink(
+            &precious,
+            dir.path()
+                .join(format!("{FILE}.{}.tmp", std::process::id())),
+        )
+        .unwrap();
+        let dangling = outside.path().join("created-through-lock");
+        symlink(&dangling, dir.path().join(LOCK)).unwrap();
+        assert!(
+            record(dir.path(), &[]).is_err(),
+            "a linked lock file was used"
+        );
+        std::fs::remove_file(dir.path().join(LOCK)).unwrap();
+
+        symlink("/dev/zero", dir.path().join(FILE)).unwrap();
+        assert_eq!(load(dir.path()), History::default());
+        record(dir.path(), &[]).unwrap();
+        assert_eq!(std::fs::read(&precious).unwrap(), b"do not touch");
+        assert!(!dangling.exists());
+        assert!(
+            std::fs::symlink_metadata(dir.path().join(FILE))
+                .unwrap()
+                .is_file()
+        );
+    }
 }

@@ -69,8 +69,45 @@ fn read_all(mut file: &std::fs::File) -> Result<Vec<u8>, Failure> {
     Ok(out)
 }
 
+/// What can be checked of "nobody can modify the handed-out file in place": the handle is not
+/// writable, and the file is a regular file with one link that neither group nor others can
+/// write.
+fn handed_out_safely(mut file: &std::fs::File) -> Result<(), Failure> {
+    use std::io::Write;
+    ensure!(
+        file.write(b"x").is_err(),
+        "open_file handed out a handle that can write the entry (open it read-only)"
+    );
+    let meta = file.metadata().map_err(|e| {
+        Failure(format!(
+            "fstat of the file open_file handed out failed: {e}"
+        ))
+    })?;
+    ensure!(
+        meta.is_file(),
+        "open_file handed out something other than a regular file"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        ensure!(
+            meta.mode() & 0o022 == 0,
+            "open_file handed out a file that group or others can write (mode {:o}): they \
+             could change a mapping after it was verified",
+            meta.mode() & 0o7777
+        );
+        ensure!(
+            meta.nlink() == 1,
+            "open_file handed out a file with {} links (expected 1)",
+            meta.nlink()
+        );
+    }
+    Ok(())
+}
+
 /// For backends that offer local files: the file `open_file` hands out holds exactly the bytes
-/// `get` returns, and is never changed in place afterwards: after the key is overwritten and
+/// `get` returns, is handed out read-only and unwritable by others, and is never changed in
+/// place afterwards: after the key is overwritten and
 /// then deleted, the file still reads as the value it was opened for. A missing key is
 /// `Ok(None)`. Skipped for backends without `local_files`.
 pub async fn open_file_matches_get(b: Arc<dyn Backend>) -> CheckResult {
@@ -87,6 +124,7 @@ pub async fn open_file_matches_get(b: Arc<dyn Backend>) -> CheckResult {
     let Some(file) = b.open_file(&k).await? else {
         return Err(Failure("open_file returned no file right after put".into()));
     };
+    handed_out_safely(&file)?;
     let got = b.get(&k).await?.unwrap_or_default();
     let in_file = read_all(&file)?;
     ensure!(

@@ -143,7 +143,12 @@ pub struct ListPage {
 ///   stores whose operations block implement [`BlockingBackend`] instead, which does that.
 /// * `open_file`, where offered, hands out a file holding exactly `get`'s bytes that is never
 ///   modified in place afterwards: a new value is written to a new file and renamed over the
-///   entry, a delete unlinks it. A loader may map the file for as long as it holds it.
+///   entry, a delete unlinks it. A loader may map the file for as long as it holds it, and a
+///   mapping shares pages with the file: the backend must hand out only files that nobody else
+///   can modify in place either (on a directory others can write, that means checking owner,
+///   permissions, links and file type of the opened handle). For an entry it cannot hand out
+///   safely it answers [`Error::NotSupported`], and [`Tiered`](crate::Tiered) reads a verified
+///   copy through `get` instead.
 ///
 /// # Errors
 ///

@@ -1,0 +1,240 @@
+//! A cache directory shared with a hostile co-tenant: planted links, special files, files others
+//! can write, other writers' temporary files. Nothing outside the directory changes, no call
+//! hangs, nothing is read without bound, and nothing mapped can change after verification.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::{self, File};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
+
+use futures::executor::block_on;
+use warmcache_core::bytes::Bytes;
+use warmcache_core::{Backend, CacheKey, ErrorKind};
+use warmcache_fs::FsBackend;
+
+fn key(n: u8) -> CacheKey {
+    CacheKey::from_bytes([n; 32])
+}
+
+fn entry_path(root: &Path, key: &CacheKey) -> PathBuf {
+    let hex = key.to_hex();
+    root.join("entries").join(&hex[..2]).join(hex)
+}
+
+/// A file outside the cache directory, with known contents.
+fn outside_file(dir: &Path) -> PathBuf {
+    let path = dir.join("precious.txt");
+    fs::write(&path, b"do not touch").unwrap();
+    path
+}
+
+/// Runs `f` on a thread and fails the test if it does not return within five seconds.
+fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("the call hung on a planted special file")
+}
+
+#[test]
+fn a_file_others_can_write_is_read_as_a_copy_not_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsBackend::open(dir.path()).unwrap();
+    block_on(fs.put(&key(1), Bytes::from_static(b"entry"))).unwrap();
+    let path = entry_path(dir.path(), &key(1));
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o022,
+        0,
+        "entries are created writable by group or others"
+    );
+    assert!(block_on(fs.open_file(&key(1))).unwrap().is_some());
+
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
+    let err = block_on(fs.open_file(&key(1))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotSupported, "{err}");
+    assert_eq!(
+        block_on(fs.get(&key(1))).unwrap().as_deref(),
+        Some(&b"entry"[..])
+    );
+
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::hard_link(&path, dir.path().join("second-name")).unwrap();
+    let err = block_on(fs.open_file(&key(1))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotSupported, "{err}");
+}
+
+#[test]
+fn a_file_of_another_user_is_not_mapped() {
+    if is_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FsBackend::open(dir.path()).unwrap();
+        block_on(fs.put(&key(1), Bytes::from_static(b"entry"))).unwrap();
+        let path = entry_path(dir.path(), &key(1));
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let err = block_on(fs.open_file(&key(1))).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotSupported, "{err}");
+    } else {
+        eprintln!("skipped: changing a file's owner needs root");
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
+
+#[test]
+fn an_entry_that_is_a_link_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let precious = outside_file(outside.path());
+    let fs = FsBackend::open(dir.path()).unwrap();
+    block_on(fs.put(&key(1), Bytes::from_static(b"entry"))).unwrap();
+    let path = entry_path(dir.path(), &key(1));
+    fs::remove_file(&path).unwrap();
+    symlink(&precious, &path).unwrap();
+
+    let err = block_on(fs.get(&key(1))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(block_on(fs.open_file(&key(1))).is_err());
+    assert!(!block_on(fs.contains(&key(1))).unwrap());
+    block_on(fs.delete(&key(1))).unwrap();
+    assert_eq!(fs::read(&precious).unwrap(), b"do not touch");
+}
+
+#[test]
+fn special_files_neither_hang_nor_read_without_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsBackend::builder(dir.path())
+        .max_value_size(1 << 20)
+        .open()
+        .unwrap();
+    for n in 1..=3 {
+        block_on(fs.put(&key(n), Bytes::from_static(b"entry"))).unwrap();
+        fs::remove_file(entry_path(dir.path(), &key(n))).unwrap();
+    }
+    let fifo = entry_path(dir.path(), &key(1));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    symlink("/dev/zero", entry_path(dir.path(), &key(2))).unwrap();
+    // A regular file larger than any value the tier stores.
+    let big = File::create(entry_path(dir.path(), &key(3))).unwrap();
+    big.set_len(64 << 20).unwrap();
+
+    for n in 1..=3 {
+        let (get, open) = {
+            let fs = fs.clone();
+            within_seconds(move || {
+                (
+                    block_on(fs.get(&key(n))).map(|v| v.map(|b| b.len())),
+                    block_on(fs.open_file(&key(n))).map(|f| f.is_some()),
+                )
+            })
+        };
+        let err = get.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "key {n}: {err}");
+        if n < 3 {
+            assert!(open.is_err(), "key {n}: a special file was handed out");
+        }
+    }
+    // Scans (usage, eviction, clear) skip them too, and do not hang.
+    let usage = {
+        let fs = fs.clone();
+        within_seconds(move || block_on(fs.usage()))
+    };
+    assert_eq!(usage.unwrap().entries, 1, "only the regular file counts");
+}
+
+#[test]
+fn fixed_names_are_never_written_through_a_planted_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let precious = outside_file(outside.path());
+    let entries = dir.path().join("entries");
+    fs::create_dir_all(&entries).unwrap();
+    // The names a process of this pid used to create at fixed paths.
+    symlink(
+        &precious,
+        entries.join(format!(".probe.{}", std::process::id())),
+    )
+    .unwrap();
+    let marker_target = outside.path().join("created-through-marker");
+    symlink(&marker_target, dir.path().join("WARMCACHE-FS")).unwrap();
+
+    let fs = FsBackend::open(dir.path()).unwrap();
+    block_on(fs.put(&key(1), Bytes::from_static(b"entry"))).unwrap();
+    assert_eq!(fs::read(&precious).unwrap(), b"do not touch");
+    assert!(
+        !marker_target.exists(),
+        "the marker was written through a dangling link"
+    );
+}
+
+#[test]
+fn a_linked_fan_out_directory_is_neither_scanned_nor_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let fs = FsBackend::open(dir.path()).unwrap();
+    let victim = key(0xab);
+    // Outside the cache: a file named exactly like an entry of fan-out directory "ab".
+    let outside_entry = outside.path().join(victim.to_hex());
+    fs::write(&outside_entry, b"not the cache's").unwrap();
+    symlink(outside.path(), dir.path().join("entries").join("ab")).unwrap();
+
+    block_on(fs.clear()).unwrap();
+    assert!(block_on(fs.shrink_to(0)).is_ok());
+    assert!(
+        outside_entry.exists(),
+        "clear or eviction deleted a file outside the cache"
+    );
+    assert_eq!(block_on(fs.usage()).unwrap().entries, 0);
+
+    let err = block_on(fs.put(&victim, Bytes::from_static(b"new"))).unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+    assert_eq!(fs::read(&outside_entry).unwrap(), b"not the cache's");
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn another_writers_temporary_file_is_kept_while_it_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsBackend::open(dir.path()).unwrap();
+    block_on(fs.put(&key(1), Bytes::from_static(b"entry"))).unwrap();
+    let fan = entry_path(dir.path(), &key(1)).parent().unwrap().to_owned();
+    // A writer in another PID namespace or host: its pid means nothing here (it is above
+    // Linux's largest pid), but it holds the lock on its temporary file.
+    let hex = key(1).to_hex();
+    let live = fan.join(format!(".{hex}.4194305.{:016x}.tmp", 1));
+    let held = File::create(&live).unwrap();
+    held.lock().unwrap();
+    let abandoned = fan.join(format!(".{hex}.4194305.{:016x}.tmp", 2));
+    File::create(&abandoned).unwrap();
+    let long_ago = SystemTime::now() - Duration::from_secs(3600 * 2);
+    for path in [&live, &abandoned] {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+    }
+
+    block_on(fs.usage()).unwrap();
+    assert!(live.exists(), "a live writer's temporary file was removed");
+    assert!(
+        !abandoned.exists(),
+        "an unlocked, old temporary file was left behind"
+    );
+    drop(held);
+}
