@@ -45,6 +45,7 @@ install_strace() {
     fi
     step "installing strace (the file tier's durability test traces a writer's system calls)"
     if command -v apt-get >/dev/null 2>&1 &&
+        as_root apt-get update -qq &&
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; then
         return 0
     fi
