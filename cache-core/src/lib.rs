@@ -82,7 +82,7 @@ pub use key::{
     CacheKey, CanonicalHasher, KEY_SCHEMA_VERSION, KeyBuilder, KeyInt, Namespace, ParseKeyError,
 };
 pub use stats::{Stats, TierStats};
-pub use tiered::{Access, Tier, Tiered, TieredBuilder, WriteMode};
+pub use tiered::{Access, DEFAULT_QUEUE_BYTES, Tier, Tiered, TieredBuilder, WhenFull, WriteMode};
 
 /// Re-exported so backend authors implement [`Backend`] with the same `async_trait` version.
 pub use async_trait::async_trait;

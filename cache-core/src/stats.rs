@@ -44,6 +44,7 @@ impl TierCounters {
         name: String,
         backend: String,
         breaker_open: bool,
+        write_breaker_open: bool,
         pending_writes: u64,
     ) -> TierStats {
         let ops = self.read_ops.load(Relaxed);
@@ -71,6 +72,7 @@ impl TierCounters {
             },
             read_latency_max_us: self.read_nanos_max.load(Relaxed) as f64 / 1000.0,
             breaker_open,
+            write_breaker_open,
             pending_writes,
         }
     }
@@ -114,8 +116,11 @@ pub struct TierStats {
     pub read_latency_mean_us: f64,
     /// Longest read, in microseconds.
     pub read_latency_max_us: f64,
-    /// Whether the circuit breaker is open right now.
+    /// Whether the read circuit breaker is open right now (reads skip the tier).
     pub breaker_open: bool,
+    /// Whether the write circuit breaker is open right now (writes skip the tier).
+    #[serde(default)]
+    pub write_breaker_open: bool,
     /// Background writes queued and not yet finished.
     pub pending_writes: u64,
 }

@@ -8,9 +8,33 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use warmcache_core::backend::BlockingBackend;
 use warmcache_core::{
     Backend, CacheKey, Capabilities, Context, Error, ListPage, Op, Result, Usage, async_trait,
 };
+
+/// Which operations a [`FaultConfig`] applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaultedOps {
+    /// Every operation.
+    #[default]
+    All,
+    /// Only reads: `get`, `contains`, `list`, `usage`, `open_file`.
+    Reads,
+    /// Only writes: `put`, `delete`, `clear` (a full disk, read-only credentials).
+    Writes,
+}
+
+impl FaultedOps {
+    fn covers(self, op: Op) -> bool {
+        let write = matches!(op, Op::Put | Op::Delete | Op::Clear | Op::Shrink);
+        match self {
+            FaultedOps::All => true,
+            FaultedOps::Reads => !write,
+            FaultedOps::Writes => write,
+        }
+    }
+}
 
 /// What a [`FaultyBackend`] injects, each at a rate in `[0, 1]` per operation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +49,8 @@ pub struct FaultConfig {
     pub delay: Duration,
     /// Seed of the fault sequence, for reproducible runs.
     pub seed: u64,
+    /// Which operations faults are injected into.
+    pub ops: FaultedOps,
 }
 
 impl Default for FaultConfig {
@@ -35,6 +61,7 @@ impl Default for FaultConfig {
             hang_rate: 0.0,
             delay: Duration::from_millis(200),
             seed: 0,
+            ops: FaultedOps::All,
         }
     }
 }
@@ -46,33 +73,29 @@ enum Fault {
     Hang,
 }
 
-/// Injects errors, delays and hangs into another backend at seeded rates, and can be switched
-/// fully down and up again to simulate an outage.
+/// The seeded fault sequence and the outage switch, shared by both wrappers.
 #[derive(Debug)]
-pub struct FaultyBackend {
-    inner: Arc<dyn Backend>,
+struct Faults {
+    name: String,
     config: FaultConfig,
     rng: Mutex<StdRng>,
     down: AtomicBool,
 }
 
-impl FaultyBackend {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Backend>, config: FaultConfig) -> Self {
+impl Faults {
+    fn new(name: &str, config: FaultConfig) -> Self {
         Self {
-            inner,
+            name: name.to_owned(),
             rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
             config,
             down: AtomicBool::new(false),
         }
     }
 
-    /// When `true`, every operation fails with [`Error::Unavailable`] until set back to `false`.
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-
-    fn draw(&self) -> Fault {
+    fn draw(&self, op: Op) -> Fault {
+        if !self.config.ops.covers(op) {
+            return Fault::None;
+        }
         if self.down.load(Ordering::SeqCst) {
             return Fault::Error;
         }
@@ -89,25 +112,138 @@ impl FaultyBackend {
         }
     }
 
+    fn error(&self, op: Op, key: Option<&CacheKey>) -> Error {
+        let context = match key {
+            Some(k) => Context::with_key(self.name.clone(), op, k),
+            None => Context::new(self.name.clone(), op),
+        };
+        Error::Unavailable {
+            context,
+            source: "injected fault".into(),
+        }
+    }
+
     async fn inject(&self, op: Op, key: Option<&CacheKey>) -> Result<()> {
-        match self.draw() {
+        match self.draw(op) {
             Fault::None => Ok(()),
             Fault::Slow(d) => {
                 futures_timer::Delay::new(d).await;
                 Ok(())
             }
             Fault::Hang => futures::future::pending().await,
-            Fault::Error => {
-                let context = match key {
-                    Some(k) => Context::with_key(self.name(), op, k),
-                    None => Context::new(self.name(), op),
-                };
-                Err(Error::Unavailable {
-                    context,
-                    source: "injected fault".into(),
-                })
-            }
+            Fault::Error => Err(self.error(op, key)),
         }
+    }
+
+    /// The same faults as a stuck disk shows them: the calling thread sleeps, or never returns.
+    fn inject_blocking(&self, op: Op, key: Option<&CacheKey>) -> Result<()> {
+        match self.draw(op) {
+            Fault::None => Ok(()),
+            Fault::Slow(d) => {
+                std::thread::sleep(d);
+                Ok(())
+            }
+            Fault::Hang => loop {
+                std::thread::park();
+            },
+            Fault::Error => Err(self.error(op, key)),
+        }
+    }
+}
+
+/// Injects errors, delays and hangs into another backend at seeded rates, and can be switched
+/// fully down and up again to simulate an outage. Delays and hangs are asynchronous (a slow or
+/// hung connection); [`BlockingFaultyBackend`] blocks the thread instead, as a stuck disk does.
+#[derive(Debug)]
+pub struct FaultyBackend {
+    inner: Arc<dyn Backend>,
+    faults: Faults,
+}
+
+impl FaultyBackend {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Backend>, config: FaultConfig) -> Self {
+        Self {
+            faults: Faults::new(inner.name(), config),
+            inner,
+        }
+    }
+
+    /// When `true`, every operation fails with [`Error::Unavailable`] until set back to `false`.
+    pub fn set_down(&self, down: bool) {
+        self.faults.down.store(down, Ordering::SeqCst);
+    }
+
+    async fn inject(&self, op: Op, key: Option<&CacheKey>) -> Result<()> {
+        self.faults.inject(op, key).await
+    }
+}
+
+/// A [`BlockingBackend`] that injects the faults of [`FaultyBackend`] by blocking the calling
+/// thread: a slow operation sleeps, a hung one never returns, like a file or database tier on
+/// a stuck disk or an unresponsive NFS server. Through the blanket [`Backend`] impl it runs the
+/// way fs, redb and RocksDB tiers do, so it tests what bounds them.
+#[derive(Debug, Clone)]
+pub struct BlockingFaultyBackend {
+    inner: Arc<dyn Backend>,
+    faults: Arc<Faults>,
+}
+
+impl BlockingFaultyBackend {
+    /// Wraps `inner` (its operations are driven to completion on the calling thread).
+    pub fn new(inner: Arc<dyn Backend>, config: FaultConfig) -> Self {
+        Self {
+            faults: Arc::new(Faults::new(inner.name(), config)),
+            inner,
+        }
+    }
+
+    /// When `true`, every operation fails with [`Error::Unavailable`] until set back to `false`.
+    pub fn set_down(&self, down: bool) {
+        self.faults.down.store(down, Ordering::SeqCst);
+    }
+
+    fn run<T>(
+        &self,
+        op: Op,
+        key: Option<&CacheKey>,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.faults.inject_blocking(op, key)?;
+        futures::executor::block_on(f)
+    }
+}
+
+impl BlockingBackend for BlockingFaultyBackend {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
+        self.run(Op::Get, Some(key), self.inner.get(key))
+    }
+    fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
+        self.run(Op::Put, Some(key), self.inner.put(key, value))
+    }
+    fn delete(&self, key: &CacheKey) -> Result<()> {
+        self.run(Op::Delete, Some(key), self.inner.delete(key))
+    }
+    fn contains(&self, key: &CacheKey) -> Result<bool> {
+        self.run(Op::Contains, Some(key), self.inner.contains(key))
+    }
+    fn clear(&self) -> Result<()> {
+        self.run(Op::Clear, None, self.inner.clear())
+    }
+    fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
+        self.run(Op::List, None, self.inner.list(after, limit))
+    }
+    fn usage(&self) -> Result<Usage> {
+        self.run(Op::Usage, None, self.inner.usage())
+    }
+    fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
+        self.run(Op::OpenFile, Some(key), self.inner.open_file(key))
     }
 }
 

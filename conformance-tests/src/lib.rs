@@ -82,7 +82,9 @@ mod runner;
 mod values;
 
 pub use failure::{CheckResult, Failure, Verdict};
-pub use faults::{CorruptingBackend, FaultConfig, FaultyBackend};
+pub use faults::{
+    BlockingFaultyBackend, CorruptingBackend, FaultConfig, FaultedOps, FaultyBackend,
+};
 pub use runner::{CHECKS, Check, crash_test, report, run, run_all, run_named, run_test, test_name};
 
 /// The checks as public functions, for running them outside the macro.

@@ -18,9 +18,9 @@ use crate::envelope::Integrity;
 use crate::key::CacheKey;
 use crate::stats::{TierCounters, TierStats};
 
-pub use tier::{Access, Tier, WriteMode};
+pub use tier::{Access, DEFAULT_QUEUE_BYTES, Tier, WhenFull, WriteMode};
 use tier::{TierShared, TierState};
-use writer::Writer;
+use writer::{QueueLimits, Writer};
 
 /// Backends composed fastest first.
 ///
@@ -76,12 +76,25 @@ impl TieredBuilder {
                     name,
                     timeout: t.timeout,
                     counters: TierCounters::default(),
-                    breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),
+                    read_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),
+                    write_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),
                 });
                 let writer = match (t.access, t.write) {
-                    (Access::ReadWrite, WriteMode::Background { queue }) => {
-                        Writer::spawn(Arc::clone(&shared), queue)
-                    }
+                    (
+                        Access::ReadWrite,
+                        WriteMode::Background {
+                            queue,
+                            max_bytes,
+                            when_full,
+                        },
+                    ) => Writer::spawn(
+                        Arc::clone(&shared),
+                        QueueLimits {
+                            jobs: queue,
+                            bytes: max_bytes,
+                            when_full,
+                        },
+                    ),
                     _ => None,
                 };
                 TierState {
@@ -148,15 +161,30 @@ impl Tiered {
         self.read(key, kind, true).await
     }
 
-    /// Blocks until every background write queued so far has finished.
+    /// Blocks until every background write queued before the call has finished (written,
+    /// failed or timed out). Writes queued by others meanwhile are not waited for, so it returns
+    /// under steady traffic too.
     ///
-    /// Call it before the process exits, or queued writes to slow tiers are lost.
+    /// Call it before the process exits, or queued writes to slow tiers are lost. A tier without
+    /// a [`timeout`](Tier::timeout) whose backend hangs makes it wait for as long; see
+    /// [`flush_within`](Self::flush_within).
     pub fn flush(&self) {
         for tier in &self.tiers {
             if let Some(writer) = &tier.writer {
-                writer.wait_idle();
+                writer.wait_for(None);
             }
         }
+    }
+
+    /// Like [`flush`](Self::flush), but gives up after `timeout` overall. Returns whether every
+    /// write queued before the call finished.
+    pub fn flush_within(&self, timeout: std::time::Duration) -> bool {
+        let deadline = writer::deadline(Some(timeout));
+        self.tiers.iter().all(|tier| {
+            tier.writer
+                .as_ref()
+                .is_none_or(|writer| writer.wait_for(deadline))
+        })
     }
 
     /// Background writes queued and not yet finished, over all tiers.
@@ -172,7 +200,8 @@ impl Tiered {
                 t.shared.counters.snapshot(
                     t.shared.name.clone(),
                     t.shared.backend.name().to_owned(),
-                    t.shared.breaker.is_open(),
+                    t.shared.read_breaker.is_open(),
+                    t.shared.write_breaker.is_open(),
                     t.pending(),
                 )
             })

@@ -52,7 +52,7 @@ impl Tiered {
     {
         let shared = &self.tiers[index].shared;
         let counters = &shared.counters;
-        if !shared.breaker.allow() {
+        if !shared.read_breaker.allow() {
             TierCounters::add(&counters.skipped, 1);
             return Fetched::Nothing;
         }
@@ -66,17 +66,17 @@ impl Tiered {
         }
         match result {
             Ok(Some(value)) => {
-                shared.breaker.success();
+                shared.read_breaker.success();
                 Fetched::Value(value)
             }
             Ok(None) => {
-                shared.breaker.success();
+                shared.read_breaker.success();
                 TierCounters::add(&counters.misses, 1);
                 Fetched::Nothing
             }
             Err(failure) => {
                 TierCounters::add(&counters.errors, 1);
-                shared.record_failure(&failure, op, key);
+                shared.record_failure(&shared.read_breaker, &failure, op, key);
                 Fetched::Nothing
             }
         }
@@ -125,7 +125,7 @@ impl Tiered {
                     context: Context::with_key(shared.backend.name(), Op::OpenFile, key),
                     source: e,
                 });
-                shared.record_failure(&failure, "map", key);
+                shared.record_failure(&shared.read_breaker, &failure, "map", key);
                 return None;
             }
         };

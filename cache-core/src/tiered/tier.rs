@@ -28,17 +28,39 @@ pub enum Access {
 
 /// How writes reach a tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WriteMode {
     /// The caller's put (or get, for promotion) waits for the write.
     Inline,
-    /// Writes go through a bounded queue to a worker thread; [`Tiered::flush`](super::Tiered::flush)
-    /// waits for them. When the queue is full a write is dropped and counted in
-    /// [`TierStats::dropped_writes`](crate::TierStats::dropped_writes), never silently.
+    /// Writes go through a queue to a worker thread, in order; [`Tiered::flush`](super::Tiered::flush)
+    /// waits for those queued before it. The queue is bounded by both `queue` jobs and
+    /// `max_bytes` bytes (a single larger value is accepted into an empty queue).
     Background {
-        /// Queue length.
+        /// Most jobs queued or running.
         queue: usize,
+        /// Most bytes queued or running.
+        max_bytes: u64,
+        /// What a write does when the queue is full.
+        when_full: WhenFull,
     },
 }
+
+/// What a write to a full background queue does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// The write is dropped and counted in
+    /// [`TierStats::dropped_writes`](crate::TierStats::dropped_writes): a request never waits
+    /// for a slow tier. The default, for serving.
+    #[default]
+    Drop,
+    /// The writing thread waits for room: nothing is dropped, and a fast producer is slowed to
+    /// the tier's pace. For batch jobs that fill a tier (`warmcache precompile`); it blocks the
+    /// calling thread, so it does not belong on an async executor's worker.
+    Wait,
+}
+
+/// Bytes a background queue holds at most unless set with [`Tier::background_bytes`].
+pub const DEFAULT_QUEUE_BYTES: u64 = 256 << 20;
 
 /// One tier: a backend and its policy. Build with [`Tier::new`] and the setters.
 #[derive(Debug, Clone)]
@@ -89,12 +111,55 @@ impl Tier {
         self
     }
 
-    /// Writes through a background queue of `queue` entries (for slow or remote tiers).
+    /// Writes through a background queue of at most `queue` entries and
+    /// [`DEFAULT_QUEUE_BYTES`] bytes (for slow or remote tiers); a full queue drops writes.
     pub fn background(mut self, queue: usize) -> Self {
+        let (max_bytes, when_full) = match self.write {
+            WriteMode::Background {
+                max_bytes,
+                when_full,
+                ..
+            } => (max_bytes, when_full),
+            WriteMode::Inline => (DEFAULT_QUEUE_BYTES, WhenFull::Drop),
+        };
         self.write = WriteMode::Background {
             queue: queue.max(1),
+            max_bytes,
+            when_full,
         };
         self
+    }
+
+    /// Bounds the background queue to `max_bytes` bytes (default [`DEFAULT_QUEUE_BYTES`]).
+    /// Makes writes background with a queue of 64 if they were inline.
+    pub fn background_bytes(mut self, max_bytes: u64) -> Self {
+        self = self.ensure_background();
+        if let WriteMode::Background { max_bytes: m, .. } = &mut self.write {
+            *m = max_bytes.max(1);
+        }
+        self
+    }
+
+    /// A write to a full background queue waits for room instead of being dropped
+    /// ([`WhenFull::Wait`]). Makes writes background with a queue of 64 if they were inline.
+    pub fn wait_when_full(mut self) -> Self {
+        self = self.ensure_background();
+        if let WriteMode::Background { when_full, .. } = &mut self.write {
+            *when_full = WhenFull::Wait;
+        }
+        self
+    }
+
+    fn ensure_background(self) -> Self {
+        match self.write {
+            WriteMode::Inline => self.background(64),
+            WriteMode::Background { .. } => self,
+        }
+    }
+
+    /// How writes reach this tier.
+    pub fn write_mode(&self) -> WriteMode {
+        self.write
     }
 
     /// Bounds every operation on this tier; one that runs longer counts as a failure.
@@ -103,7 +168,9 @@ impl Tier {
         self
     }
 
-    /// Opens the circuit breaker after `threshold` consecutive failures, for `cooldown`.
+    /// Opens a circuit breaker after `threshold` consecutive failures, for `cooldown`. Reads and
+    /// writes have a breaker each, so failing writes (a full disk, read-only credentials) never
+    /// stop reads from a tier that still serves them, and the other way round.
     pub fn circuit_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
         self.breaker_threshold = threshold.max(1);
         self.breaker_cooldown = cooldown;
@@ -118,7 +185,10 @@ pub(super) struct TierShared {
     pub(super) name: String,
     pub(super) timeout: Option<Duration>,
     pub(super) counters: TierCounters,
-    pub(super) breaker: Breaker,
+    /// Health of `get` and `open_file`.
+    pub(super) read_breaker: Breaker,
+    /// Health of `put` and `delete`.
+    pub(super) write_breaker: Breaker,
 }
 
 #[derive(Debug)]
@@ -143,18 +213,24 @@ pub(super) async fn timed<T>(
 }
 
 impl TierShared {
-    /// Records a failed operation: timeout counter, breaker, log.
-    pub(super) fn record_failure(&self, failure: &TierFailure, op: &str, key: &CacheKey) {
+    /// Records a failed operation: timeout counter, the breaker of its side, log.
+    pub(super) fn record_failure(
+        &self,
+        breaker: &Breaker,
+        failure: &TierFailure,
+        op: &str,
+        key: &CacheKey,
+    ) {
         match failure {
             TierFailure::Timeout(after) => {
                 TierCounters::add(&self.counters.timeouts, 1);
-                self.breaker.failure();
+                breaker.failure();
                 tracing::warn!(tier = %self.name, %key, ?after, "{op} timed out");
             }
             TierFailure::Error(e) => {
                 // A refused value says nothing about the tier's health.
                 if !matches!(e.kind(), ErrorKind::Capacity | ErrorKind::NotSupported) {
-                    self.breaker.failure();
+                    breaker.failure();
                 }
                 tracing::warn!(tier = %self.name, %key, error = %e, "{op} failed");
             }
@@ -163,36 +239,36 @@ impl TierShared {
 
     /// Writes `value` under the breaker and timeout; returns whether the write landed.
     pub(super) async fn put(&self, key: &CacheKey, value: Bytes) -> bool {
-        if !self.breaker.allow() {
+        if !self.write_breaker.allow() {
             TierCounters::add(&self.counters.skipped, 1);
             return false;
         }
         let len = value.len() as u64;
         match timed(self.timeout, self.backend.put(key, value)).await {
             Ok(()) => {
-                self.breaker.success();
+                self.write_breaker.success();
                 TierCounters::add(&self.counters.writes, 1);
                 TierCounters::add(&self.counters.bytes_written, len);
                 true
             }
             Err(failure) => {
                 TierCounters::add(&self.counters.write_errors, 1);
-                self.record_failure(&failure, "put", key);
+                self.record_failure(&self.write_breaker, &failure, "put", key);
                 false
             }
         }
     }
 
     pub(super) async fn delete(&self, key: &CacheKey) {
-        if !self.breaker.allow() {
+        if !self.write_breaker.allow() {
             TierCounters::add(&self.counters.skipped, 1);
             return;
         }
         match timed(self.timeout, self.backend.delete(key)).await {
-            Ok(()) => self.breaker.success(),
+            Ok(()) => self.write_breaker.success(),
             Err(failure) => {
                 TierCounters::add(&self.counters.write_errors, 1);
-                self.record_failure(&failure, "delete", key);
+                self.record_failure(&self.write_breaker, &failure, "delete", key);
             }
         }
     }
