@@ -115,13 +115,27 @@ impl RedbBackendBuilder {
                 ));
             }
         };
-        let store = Store::open(
-            db,
-            self.path.clone(),
-            self.name.clone(),
-            limits,
-            self.touch_batch,
-        )?;
+        // Opening reads the metadata table, which a damaged page can make redb panic on too.
+        let store = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Store::open(
+                db,
+                self.path.clone(),
+                self.name.clone(),
+                limits,
+                self.touch_batch,
+            )
+        }))
+        .unwrap_or_else(|panic| {
+            Err(Error::corrupt(
+                self.ctx(),
+                format!(
+                    "the cache database {} is damaged (redb panicked reading its tables: {}); \
+                     delete it or open it with open_or_recreate",
+                    self.path.display(),
+                    crate::store::panic_message(&*panic)
+                ),
+            ))
+        })?;
         tracing::debug!(path = %self.path.display(), capacity = self.capacity, "opened redb cache");
         Ok(RedbBackend {
             store: Arc::new(store),

@@ -121,6 +121,29 @@ impl Store {
         &self.path
     }
 
+    /// Runs one operation on the database, turning a panic into [`Error::Corrupt`]: redb does
+    /// not checksum pages on normal reads, and a damaged page can reach an `unreachable!()`
+    /// inside it. The database stays usable for pages that are intact; the tier stack counts
+    /// the error as a miss.
+    pub(crate) fn guard<T>(
+        &self,
+        op: Op,
+        key: Option<&CacheKey>,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+            Err(Error::corrupt(
+                Context::maybe_key(self.name.clone(), op, key),
+                format!(
+                    "redb panicked reading {} ({}): the file is damaged; the entry reads as a \
+                     miss, and moving the file aside (the CLI does) rebuilds the cache",
+                    self.path.display(),
+                    panic_message(&*panic)
+                ),
+            ))
+        })
+    }
+
     fn err(&self, e: impl Into<redb::Error>, op: Op, key: Option<&CacheKey>) -> Error {
         map(
             e,
@@ -200,8 +223,18 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        self.lru.closed(&self.name, self.flush_touches());
+        let flushed = self.guard(Op::Put, None, || self.flush_touches());
+        self.lru.closed(&self.name, flushed);
     }
+}
+
+/// The message of a caught panic, when it has one.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 impl RedbBackend {
@@ -220,122 +253,134 @@ impl BlockingBackend for RedbBackend {
     }
 
     fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
-        let s = &*self.store;
-        let size = value.len() as u64;
-        s.limits.check(&s.name, key, size)?;
-        let k = *key.as_bytes();
-        s.write(Op::Put, Some(key), Durability::Immediate, |txn, totals| {
-            let victims = {
+        self.store.guard(Op::Put, Some(key), || {
+            let s = &*self.store;
+            let size = value.len() as u64;
+            s.limits.check(&s.name, key, size)?;
+            let k = *key.as_bytes();
+            s.write(Op::Put, Some(key), Durability::Immediate, |txn, totals| {
+                let victims = {
+                    let mut meta = txn
+                        .open_table(META)
+                        .map_err(|e| s.err(e, Op::Put, Some(key)))?;
+                    s.apply_touches(&mut meta, Op::Put)?;
+                    let index = s.index(&meta, Op::Put);
+                    // Overwrites replace in place below; only the totals need the old size now.
+                    if let Some(old) = index.record(key)? {
+                        totals.remove(old.size);
+                    }
+                    s.lru
+                        .victims(&index, totals, size, s.limits.capacity(), key)?
+                };
+                s.remove_all(txn, &victims, Op::Put)?;
+                let mut entries = txn
+                    .open_table(ENTRIES)
+                    .map_err(|e| s.err(e, Op::Put, Some(key)))?;
                 let mut meta = txn
                     .open_table(META)
                     .map_err(|e| s.err(e, Op::Put, Some(key)))?;
-                s.apply_touches(&mut meta, Op::Put)?;
-                let index = s.index(&meta, Op::Put);
-                // Overwrites replace in place below; only the totals need the old size now.
-                if let Some(old) = index.record(key)? {
-                    totals.remove(old.size);
-                }
-                s.lru
-                    .victims(&index, totals, size, s.limits.capacity(), key)?
-            };
-            s.remove_all(txn, &victims, Op::Put)?;
-            let mut entries = txn
-                .open_table(ENTRIES)
-                .map_err(|e| s.err(e, Op::Put, Some(key)))?;
-            let mut meta = txn
-                .open_table(META)
-                .map_err(|e| s.err(e, Op::Put, Some(key)))?;
-            entries
-                .insert(k, value.as_ref())
-                .map_err(|e| s.err(e, Op::Put, Some(key)))?;
-            meta.insert(k, (size, s.lru.next_tick()))
-                .map_err(|e| s.err(e, Op::Put, Some(key)))?;
-            totals.add(size);
-            Ok(())
+                entries
+                    .insert(k, value.as_ref())
+                    .map_err(|e| s.err(e, Op::Put, Some(key)))?;
+                meta.insert(k, (size, s.lru.next_tick()))
+                    .map_err(|e| s.err(e, Op::Put, Some(key)))?;
+                totals.add(size);
+                Ok(())
+            })
         })
     }
 
     fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
-        let s = &*self.store;
-        let value = {
-            let txn =
-                s.db.begin_read()
+        self.store.guard(Op::Get, Some(key), || {
+            let s = &*self.store;
+            let value = {
+                let txn =
+                    s.db.begin_read()
+                        .map_err(|e| s.err(e, Op::Get, Some(key)))?;
+                let entries = txn
+                    .open_table(ENTRIES)
                     .map_err(|e| s.err(e, Op::Get, Some(key)))?;
-            let entries = txn
-                .open_table(ENTRIES)
-                .map_err(|e| s.err(e, Op::Get, Some(key)))?;
-            entries
-                .get(*key.as_bytes())
-                .map_err(|e| s.err(e, Op::Get, Some(key)))?
-                .map(|g| Bytes::copy_from_slice(g.value()))
-        };
-        if value.is_some()
-            && s.lru.touch(key)
-            && let Err(e) = s.flush_touches()
-        {
-            tracing::warn!(backend = %s.name, error = %e, "could not record read recency");
-        }
-        Ok(value)
+                entries
+                    .get(*key.as_bytes())
+                    .map_err(|e| s.err(e, Op::Get, Some(key)))?
+                    .map(|g| Bytes::copy_from_slice(g.value()))
+            };
+            if value.is_some()
+                && s.lru.touch(key)
+                && let Err(e) = s.flush_touches()
+            {
+                tracing::warn!(backend = %s.name, error = %e, "could not record read recency");
+            }
+            Ok(value)
+        })
     }
 
     fn delete(&self, key: &CacheKey) -> Result<()> {
-        let s = &*self.store;
-        s.write(
-            Op::Delete,
-            Some(key),
-            Durability::Immediate,
-            |txn, totals| {
-                let mut meta = txn
-                    .open_table(META)
-                    .map_err(|e| s.err(e, Op::Delete, Some(key)))?;
-                let old = meta
-                    .remove(*key.as_bytes())
-                    .map_err(|e| s.err(e, Op::Delete, Some(key)))?
-                    .map(|g| g.value().0);
-                if let Some(size) = old {
-                    let mut entries = txn
-                        .open_table(ENTRIES)
+        self.store.guard(Op::Delete, Some(key), || {
+            let s = &*self.store;
+            s.write(
+                Op::Delete,
+                Some(key),
+                Durability::Immediate,
+                |txn, totals| {
+                    let mut meta = txn
+                        .open_table(META)
                         .map_err(|e| s.err(e, Op::Delete, Some(key)))?;
-                    entries
+                    let old = meta
                         .remove(*key.as_bytes())
-                        .map_err(|e| s.err(e, Op::Delete, Some(key)))?;
-                    totals.remove(size);
-                }
-                Ok(())
-            },
-        )
+                        .map_err(|e| s.err(e, Op::Delete, Some(key)))?
+                        .map(|g| g.value().0);
+                    if let Some(size) = old {
+                        let mut entries = txn
+                            .open_table(ENTRIES)
+                            .map_err(|e| s.err(e, Op::Delete, Some(key)))?;
+                        entries
+                            .remove(*key.as_bytes())
+                            .map_err(|e| s.err(e, Op::Delete, Some(key)))?;
+                        totals.remove(size);
+                    }
+                    Ok(())
+                },
+            )
+        })
     }
 
     fn contains(&self, key: &CacheKey) -> Result<bool> {
-        let s = &*self.store;
-        let txn =
-            s.db.begin_read()
+        self.store.guard(Op::Contains, Some(key), || {
+            let s = &*self.store;
+            let txn =
+                s.db.begin_read()
+                    .map_err(|e| s.err(e, Op::Contains, Some(key)))?;
+            let meta = txn
+                .open_table(META)
                 .map_err(|e| s.err(e, Op::Contains, Some(key)))?;
-        let meta = txn
-            .open_table(META)
-            .map_err(|e| s.err(e, Op::Contains, Some(key)))?;
-        Ok(s.index(&meta, Op::Contains).record(key)?.is_some())
+            Ok(s.index(&meta, Op::Contains).record(key)?.is_some())
+        })
     }
 
     fn clear(&self) -> Result<()> {
-        let s = &*self.store;
-        s.lru.forget_touches();
-        s.write(Op::Clear, None, Durability::Immediate, |txn, totals| {
-            let err = |e: redb::TableError| s.err(e, Op::Clear, None);
-            txn.delete_table(ENTRIES).map_err(err)?;
-            txn.delete_table(META).map_err(err)?;
-            txn.open_table(ENTRIES).map_err(err)?;
-            txn.open_table(META).map_err(err)?;
-            *totals = Totals::default();
-            Ok(())
+        self.store.guard(Op::Clear, None, || {
+            let s = &*self.store;
+            s.lru.forget_touches();
+            s.write(Op::Clear, None, Durability::Immediate, |txn, totals| {
+                let err = |e: redb::TableError| s.err(e, Op::Clear, None);
+                txn.delete_table(ENTRIES).map_err(err)?;
+                txn.delete_table(META).map_err(err)?;
+                txn.open_table(ENTRIES).map_err(err)?;
+                txn.open_table(META).map_err(err)?;
+                *totals = Totals::default();
+                Ok(())
+            })
         })
     }
 
     fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
-        let s = &*self.store;
-        let txn = s.db.begin_read().map_err(|e| s.err(e, Op::List, None))?;
-        let meta = txn.open_table(META).map_err(|e| s.err(e, Op::List, None))?;
-        SampledLru::page(&s.index(&meta, Op::List), after, limit)
+        self.store.guard(Op::List, None, || {
+            let s = &*self.store;
+            let txn = s.db.begin_read().map_err(|e| s.err(e, Op::List, None))?;
+            let meta = txn.open_table(META).map_err(|e| s.err(e, Op::List, None))?;
+            SampledLru::page(&s.index(&meta, Op::List), after, limit)
+        })
     }
 
     fn usage(&self) -> Result<Usage> {
@@ -344,18 +389,20 @@ impl BlockingBackend for RedbBackend {
 
     /// The file itself does not shrink; its free pages are reused.
     fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
-        let s = &*self.store;
-        s.write(Op::Shrink, None, Durability::Immediate, |txn, totals| {
-            let victims = {
-                let mut meta = txn
-                    .open_table(META)
-                    .map_err(|e| s.err(e, Op::Shrink, None))?;
-                s.apply_touches(&mut meta, Op::Shrink)?;
-                s.lru
-                    .shrink_victims(&s.index(&meta, Op::Shrink), totals, max_bytes)?
-            };
-            s.remove_all(txn, &victims, Op::Shrink)?;
-            Ok(victims.len() as u64)
+        self.store.guard(Op::Shrink, None, || {
+            let s = &*self.store;
+            s.write(Op::Shrink, None, Durability::Immediate, |txn, totals| {
+                let victims = {
+                    let mut meta = txn
+                        .open_table(META)
+                        .map_err(|e| s.err(e, Op::Shrink, None))?;
+                    s.apply_touches(&mut meta, Op::Shrink)?;
+                    s.lru
+                        .shrink_victims(&s.index(&meta, Op::Shrink), totals, max_bytes)?
+                };
+                s.remove_all(txn, &victims, Op::Shrink)?;
+                Ok(victims.len() as u64)
+            })
         })
     }
 }

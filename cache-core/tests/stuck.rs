@@ -121,7 +121,10 @@ fn flush_waits_for_writes_queued_before_it_not_for_an_idle_queue() {
         running.load(Ordering::SeqCst),
         "flush returned only after the traffic stopped"
     );
-    assert!(block_on(slow.contains(&key(0))).unwrap(), "a write queued before flush is missing");
+    assert!(
+        block_on(slow.contains(&key(0))).unwrap(),
+        "a write queued before flush is missing"
+    );
     producer.join().unwrap();
 }
 
@@ -146,7 +149,10 @@ fn write_failures_do_not_stop_reads_from_a_healthy_tier() {
     }
     let stats = &tiers.stats()[0];
     assert!(stats.write_breaker_open, "{stats:?}");
-    assert!(!stats.breaker_open, "write failures opened the read breaker");
+    assert!(
+        !stats.breaker_open,
+        "write failures opened the read breaker"
+    );
     let hit = block_on(tiers.get(&key(1), 1)).expect("a healthy read was skipped");
     assert_eq!(hit.payload(), b"stored before");
 }
