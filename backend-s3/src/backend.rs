@@ -59,6 +59,7 @@ pub struct S3Backend {
     pub(crate) part_size: usize,
     pub(crate) ordered_listing: bool,
     pub(crate) capabilities: Capabilities,
+    pub(crate) max_value_size: u64,
 }
 
 impl S3Backend {
@@ -188,12 +189,24 @@ impl Backend for S3Backend {
         let store = Arc::clone(&self.store);
         let path = self.object_path(key);
         let ctx = self.ctx(Op::Get, Some(key));
+        let limit = self.max_value_size;
         self.spawn(ctx.clone(), async move {
             let result = match store.get(&path).await {
                 Ok(r) => r,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(map(e, ctx)),
             };
+            // Decided from the response headers: the body of a planted huge object is never
+            // downloaded (dropping the result closes the connection).
+            if result.meta.size > limit {
+                return Err(Error::corrupt(
+                    ctx,
+                    format!(
+                        "object {path} is {} bytes, over the limit of {limit} bytes; not read",
+                        result.meta.size
+                    ),
+                ));
+            }
             match result.bytes().await {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -208,6 +221,13 @@ impl Backend for S3Backend {
         let path = self.object_path(key);
         let ctx = self.ctx(Op::Put, Some(key));
         let (threshold, part_size) = (self.multipart_threshold, self.part_size);
+        if value.len() as u64 > self.max_value_size {
+            return Err(Error::Capacity {
+                context: ctx,
+                size: value.len() as u64,
+                limit: self.max_value_size,
+            });
+        }
         self.spawn(ctx.clone(), async move {
             if value.len() <= threshold {
                 store
@@ -225,14 +245,19 @@ impl Backend for S3Backend {
             let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
             let mut offset = 0;
             while offset < value.len() {
-                writer
-                    .wait_for_capacity(4)
-                    .await
-                    .map_err(|e| map(e, ctx.clone()))?;
+                if let Err(e) = writer.wait_for_capacity(4).await {
+                    // An upload left open keeps its parts stored (and billed) until a bucket
+                    // lifecycle rule, if any, removes them.
+                    if let Err(abort) = writer.abort().await {
+                        tracing::warn!(%path, error = %abort, "could not abort a failed multipart upload");
+                    }
+                    return Err(map(e, ctx));
+                }
                 let end = (offset + part_size).min(value.len());
                 writer.put(value.slice(offset..end));
                 offset = end;
             }
+            // `finish` aborts the upload itself when a part or the completion fails.
             writer.finish().await.map_err(|e| map(e, ctx))?;
             Ok(())
         })

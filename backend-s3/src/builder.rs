@@ -64,7 +64,12 @@ pub struct S3BackendBuilder {
     name: String,
     persistent: Option<bool>,
     shared: Option<bool>,
+    max_value_size: u64,
+    namespace: Option<String>,
 }
+
+/// Largest value stored or read unless set with [`S3BackendBuilder::max_value_size`]: 2 GiB.
+pub const DEFAULT_MAX_VALUE_SIZE: u64 = 2 << 30;
 
 impl fmt::Debug for S3BackendBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -127,7 +132,27 @@ impl S3BackendBuilder {
             name: "s3".to_owned(),
             persistent: None,
             shared: None,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            namespace: None,
         }
+    }
+
+    /// Largest value stored, and read: a put over it is [`Error::Capacity`], and an object over
+    /// it (planted by whoever can write the bucket) is refused as [`Error::Corrupt`] from its
+    /// size alone, before its body is downloaded. Default [`DEFAULT_MAX_VALUE_SIZE`].
+    pub fn max_value_size(mut self, bytes: u64) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
+    /// Stores entries under one more path segment, `prefix/<namespace>/...`. Pass the
+    /// integrity mode's [`key_id`](warmcache_core::Integrity::key_id): entries sealed under
+    /// different secrets then live apart and never collide, so nodes whose secrets differ (a
+    /// rotation, a typo) cannot destroy each other's entries. Must be a single path segment of
+    /// ASCII letters, digits, `-` and `_`.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
     }
 
     /// Sets a provider option by its object_store name, such as `aws_virtual_hosted_style_request`
@@ -275,6 +300,26 @@ impl S3BackendBuilder {
             }
             Source::Url(raw) => self.store_from_url(raw)?,
         };
+        let prefix = match &self.namespace {
+            None => prefix,
+            Some(ns)
+                if !ns.is_empty()
+                    && ns
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                prefix.clone().join(ns.as_str())
+            }
+            Some(ns) => {
+                return Err(Error::config(
+                    self.ctx(),
+                    format!(
+                        "namespace {ns:?} must be one path segment of ASCII letters, digits, \
+                         `-` and `_`"
+                    ),
+                ));
+            }
+        };
         let (persistent, shared, ordered) = match kind {
             StoreKind::Bucket => (true, true, true),
             StoreKind::Given => (true, true, false),
@@ -282,6 +327,7 @@ impl S3BackendBuilder {
             StoreKind::Memory => (false, false, true),
         };
         let capabilities = Capabilities::new()
+            .with_max_value_size(Some(self.max_value_size))
             .with_persistent(self.persistent.unwrap_or(persistent))
             .with_shared(self.shared.unwrap_or(shared));
         let runtime = match &self.runtime {
@@ -306,6 +352,7 @@ impl S3BackendBuilder {
             part_size: self.part_size,
             ordered_listing: ordered,
             capabilities,
+            max_value_size: self.max_value_size,
         })
     }
 

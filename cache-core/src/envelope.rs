@@ -193,6 +193,22 @@ impl Origin {
 #[derive(Clone, Default)]
 pub struct Integrity {
     mac_key: Option<[u8; 32]>,
+    /// Keys of earlier secrets, accepted when verifying (a rotation); never used to seal.
+    previous: Vec<[u8; 32]>,
+}
+
+/// Shortest secret [`Integrity::from_secret`] accepts: 32 bytes, the MAC key's own size.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// A secret refused by [`Integrity::from_secret`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the integrity secret is {len} bytes; at least {MIN_SECRET_LEN} are required (generate one \
+     with `openssl rand -hex 32`)"
+)]
+pub struct WeakSecret {
+    /// The length of the refused secret.
+    pub len: usize,
 }
 
 impl fmt::Debug for Integrity {
@@ -204,6 +220,8 @@ impl fmt::Debug for Integrity {
         };
         f.debug_struct("Integrity")
             .field("mode", &mode)
+            .field("key_id", &self.key_id())
+            .field("previous", &self.previous.len())
             .finish_non_exhaustive()
     }
 }
@@ -334,19 +352,66 @@ fn now_ms() -> u64 {
 impl Integrity {
     /// Plain blake3 tags: detects damage, not forgery.
     pub fn plain() -> Self {
-        Self { mac_key: None }
+        Self {
+            mac_key: None,
+            previous: Vec::new(),
+        }
     }
 
-    /// Keyed blake3 tags (a MAC) derived from `secret`. Use a secret of at least 32 random bytes.
+    /// Keyed blake3 tags (a MAC) derived from `secret`, of any length. For a secret from
+    /// configuration or the environment use [`from_secret`](Self::from_secret), which refuses
+    /// short ones.
     pub fn keyed(secret: &[u8]) -> Self {
         Self {
             mac_key: Some(blake3::derive_key(MAC_CONTEXT, secret)),
+            previous: Vec::new(),
         }
+    }
+
+    /// Keyed tags from `secret`, which must be at least [`MIN_SECRET_LEN`] bytes: a short
+    /// secret can be guessed, and then anyone who can write a shared tier can make every node
+    /// run their code.
+    ///
+    /// # Errors
+    ///
+    /// [`WeakSecret`] for a secret shorter than [`MIN_SECRET_LEN`] bytes.
+    pub fn from_secret(secret: &[u8]) -> Result<Self, WeakSecret> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(WeakSecret { len: secret.len() });
+        }
+        Ok(Self::keyed(secret))
+    }
+
+    /// Also accepts entries sealed under `previous_secret` (for a rotation: seal with the new
+    /// secret, keep reading what the old one sealed until it is gone). Entries are still sealed
+    /// with the first secret only. No effect in plain mode.
+    pub fn accepting(mut self, previous_secret: &[u8]) -> Self {
+        if self.mac_key.is_some() {
+            self.previous
+                .push(blake3::derive_key(MAC_CONTEXT, previous_secret));
+        }
+        self
     }
 
     /// Whether a secret is configured.
     pub fn is_keyed(&self) -> bool {
         self.mac_key.is_some()
+    }
+
+    /// A short, public name of the sealing key: `plain` without a secret, else `k` and 16 hex
+    /// digits derived one-way from the key (it reveals nothing about the secret). Shared tiers
+    /// put it in their object layout (for example
+    /// `S3BackendBuilder::namespace`), so entries sealed under different secrets never collide.
+    pub fn key_id(&self) -> String {
+        match &self.mac_key {
+            None => "plain".to_owned(),
+            Some(key) => key_id_of(key),
+        }
+    }
+
+    /// The [`key_id`](Self::key_id)s of the secrets passed to [`accepting`](Self::accepting).
+    pub fn previous_key_ids(&self) -> Vec<String> {
+        self.previous.iter().map(key_id_of).collect()
     }
 
     fn hasher(&self) -> blake3::Hasher {
@@ -460,10 +525,19 @@ impl Integrity {
                 found: parsed.meta.key,
             });
         }
+        let tag = blake3::Hash::from(parsed.tag);
+        let tagged = &bytes[..parsed.tagged_len];
         let mut hasher = self.hasher();
-        hash_into(&mut hasher, &bytes[..parsed.tagged_len]);
-        // blake3::Hash compares in constant time.
-        if hasher.finalize() != blake3::Hash::from(parsed.tag) {
+        hash_into(&mut hasher, tagged);
+        // blake3::Hash compares in constant time. Earlier secrets are tried only when the
+        // current one fails, so entries sealed now cost one hash.
+        let authentic = hasher.finalize() == tag
+            || self.previous.iter().any(|key| {
+                let mut hasher = blake3::Hasher::new_keyed(key);
+                hash_into(&mut hasher, tagged);
+                hasher.finalize() == tag
+            });
+        if !authentic {
             if self.is_keyed() {
                 return Err(VerifyError::Forged("MAC mismatch"));
             }
@@ -527,6 +601,11 @@ pub(crate) fn decompress(stored: &[u8], decoded_len: u64) -> Result<Vec<u8>, Ver
         )));
     }
     Ok(out)
+}
+
+fn key_id_of(key: &[u8; 32]) -> String {
+    let id = blake3::keyed_hash(key, b"warmcache key id");
+    format!("k{}", hex::encode(&id.as_bytes()[..8]))
 }
 
 /// Reads an envelope's metadata without verifying its tag, for listings and inspection.

@@ -74,15 +74,18 @@ pub use cache::{Cache, CacheBuilder, ComputeError, Exec, Failure, Produced};
 pub use codec::{BytesCodec, Codec, PostcardCodec};
 pub use entry::Entry;
 pub use envelope::{
-    Compression, EnvelopeMeta, FORMAT_VERSION, Integrity, MAX_PRODUCER_LEN, Origin, VerifyError,
-    inspect,
+    Compression, EnvelopeMeta, FORMAT_VERSION, Integrity, MAX_PRODUCER_LEN, MIN_SECRET_LEN, Origin,
+    VerifyError, WeakSecret, inspect,
 };
 pub use error::{BoxError, Context, Error, ErrorKind, Op, Result};
 pub use key::{
     CacheKey, CanonicalHasher, KEY_SCHEMA_VERSION, KeyBuilder, KeyInt, Namespace, ParseKeyError,
 };
 pub use stats::{Stats, TierStats};
-pub use tiered::{Access, DEFAULT_QUEUE_BYTES, Tier, Tiered, TieredBuilder, WhenFull, WriteMode};
+pub use tiered::{
+    Access, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier, Tiered, TieredBuilder, WhenFull,
+    WriteMode,
+};
 
 /// Re-exported so backend authors implement [`Backend`] with the same `async_trait` version.
 pub use async_trait::async_trait;

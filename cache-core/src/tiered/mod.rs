@@ -18,7 +18,7 @@ use crate::envelope::Integrity;
 use crate::key::CacheKey;
 use crate::stats::{TierCounters, TierStats};
 
-pub use tier::{Access, DEFAULT_QUEUE_BYTES, Tier, WhenFull, WriteMode};
+pub use tier::{Access, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier, WhenFull, WriteMode};
 use tier::{TierShared, TierState};
 use writer::{QueueLimits, Writer};
 
@@ -71,10 +71,12 @@ impl TieredBuilder {
                 let name = t
                     .name
                     .unwrap_or_else(|| format!("{i}:{}", t.backend.name()));
+                let is_shared = t.backend.capabilities().shared;
                 let shared = Arc::new(TierShared {
                     backend: t.backend,
                     name,
                     timeout: t.timeout,
+                    min_write_rate: t.min_write_rate,
                     counters: TierCounters::default(),
                     read_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),
                     write_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),
@@ -102,13 +104,27 @@ impl TieredBuilder {
                     access: t.access,
                     compression: t.compression,
                     writer,
+                    is_shared,
+                    foreign: Default::default(),
                 }
             })
             .collect();
-        Tiered {
+        let tiered = Tiered {
             tiers,
             integrity: self.integrity,
+        };
+        let exposed = tiered.unauthenticated_shared_tiers();
+        if !exposed.is_empty() {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    tiers = ?exposed,
+                    "shared tiers without a secret: anyone who can write them can make this \
+                     process load their code; configure Integrity::from_secret"
+                );
+            });
         }
+        tiered
     }
 }
 
@@ -121,6 +137,22 @@ impl Tiered {
     /// The integrity mode entries are sealed and verified with.
     pub fn integrity(&self) -> &Integrity {
         &self.integrity
+    }
+
+    /// Names of the tiers shared with others
+    /// ([`Capabilities::shared`](crate::Capabilities::shared)) whose entries are not
+    /// authenticated, because no secret is configured. Plain tags detect damage, not forgery:
+    /// anyone who can write such a tier can make this cache accept their entries. Building a
+    /// stack with any logs a warning once per process.
+    pub fn unauthenticated_shared_tiers(&self) -> Vec<&str> {
+        if self.integrity.is_keyed() {
+            return Vec::new();
+        }
+        self.tiers
+            .iter()
+            .filter(|t| t.is_shared)
+            .map(|t| t.shared.name.as_str())
+            .collect()
     }
 
     /// Number of tiers.

@@ -90,6 +90,7 @@ impl Tiered {
         };
         match self.integrity.open_kind(key, Some(kind), &bytes) {
             Ok(entry) => {
+                self.tiers[index].verified(key);
                 self.count_hit(index, bytes.len());
                 self.promote(key, &bytes, &entry, index).await;
                 Some(entry.at_tier(index))
@@ -160,7 +161,8 @@ impl Tiered {
         TierCounters::add(&counters.bytes_read, stored_len as u64);
     }
 
-    /// Counts an entry that failed verification and removes it from a writable tier.
+    /// Counts an entry that failed verification and removes it from a writable private tier; a
+    /// shared tier's is skipped and left alone (see [`TierState::remember_unverified`]).
     async fn reject(&self, index: usize, key: &CacheKey, error: &VerifyError) {
         let tier = &self.tiers[index];
         let counters = &tier.shared.counters;
@@ -171,7 +173,7 @@ impl Tiered {
             TierCounters::add(&counters.corrupt, 1);
         }
         tracing::warn!(tier = %tier.shared.name, %key, %error, "entry failed verification");
-        if tier.writable() {
+        if tier.remember_unverified(key) && tier.writable() {
             tier.remove(key).await;
         }
     }

@@ -1,12 +1,14 @@
 //! A tier's configuration ([`Tier`]) and the state behind it: the backend under its timeout,
 //! counters and circuit breaker.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::{Either, select};
+use parking_lot::Mutex;
 
 use crate::backend::Backend;
 use crate::breaker::Breaker;
@@ -59,6 +61,9 @@ pub enum WhenFull {
     Wait,
 }
 
+/// The slowest write rate a put is allowed by default, in bytes per second: 1 MiB/s.
+pub const DEFAULT_MIN_WRITE_RATE: u64 = 1 << 20;
+
 /// Bytes a background queue holds at most unless set with [`Tier::background_bytes`].
 pub const DEFAULT_QUEUE_BYTES: u64 = 256 << 20;
 
@@ -70,6 +75,7 @@ pub struct Tier {
     pub(super) access: Access,
     pub(super) write: WriteMode,
     pub(super) timeout: Option<Duration>,
+    pub(super) min_write_rate: u64,
     pub(super) breaker_threshold: u32,
     pub(super) breaker_cooldown: Duration,
     pub(super) compression: Compression,
@@ -85,6 +91,7 @@ impl Tier {
             access: Access::ReadWrite,
             write: WriteMode::Inline,
             timeout: None,
+            min_write_rate: DEFAULT_MIN_WRITE_RATE,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(30),
             compression: Compression::None,
@@ -162,9 +169,19 @@ impl Tier {
         self.write
     }
 
-    /// Bounds every operation on this tier; one that runs longer counts as a failure.
+    /// Bounds every operation on this tier; one that runs longer counts as a failure. A put of
+    /// `n` bytes may take `timeout` plus the time `n` bytes take at the
+    /// [`min_write_rate`](Self::min_write_rate), so a large artifact can always be uploaded.
+    /// Reads get `timeout` alone: set it to cover the largest download.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// The slowest upload rate, in bytes per second, a put is allowed before it times out
+    /// (default [`DEFAULT_MIN_WRITE_RATE`], 1 MiB/s). See [`timeout`](Self::timeout).
+    pub fn min_write_rate(mut self, bytes_per_second: u64) -> Self {
+        self.min_write_rate = bytes_per_second.max(1);
         self
     }
 
@@ -184,6 +201,7 @@ pub(super) struct TierShared {
     pub(super) backend: Arc<dyn Backend>,
     pub(super) name: String,
     pub(super) timeout: Option<Duration>,
+    pub(super) min_write_rate: u64,
     pub(super) counters: TierCounters,
     /// Health of `get` and `open_file`.
     pub(super) read_breaker: Breaker,
@@ -244,7 +262,10 @@ impl TierShared {
             return false;
         }
         let len = value.len() as u64;
-        match timed(self.timeout, self.backend.put(key, value)).await {
+        let limit = self
+            .timeout
+            .map(|t| t + Duration::from_secs_f64(len as f64 / self.min_write_rate as f64));
+        match timed(limit, self.backend.put(key, value)).await {
             Ok(()) => {
                 self.write_breaker.success();
                 TierCounters::add(&self.counters.writes, 1);
@@ -283,6 +304,9 @@ impl TierShared {
     }
 }
 
+/// Most keys remembered per shared tier as holding an entry this cache could not verify.
+const FOREIGN_MEMORY: usize = 4096;
+
 /// A tier as built into a [`Tiered`](super::Tiered).
 #[derive(Debug)]
 pub(super) struct TierState {
@@ -290,6 +314,11 @@ pub(super) struct TierState {
     pub(super) access: Access,
     pub(super) compression: Compression,
     pub(super) writer: Option<Writer>,
+    /// The backend is shared with other caches ([`Capabilities::shared`](crate::Capabilities)).
+    pub(super) is_shared: bool,
+    /// Keys whose entry in this shared tier failed verification here: another node's (sealed
+    /// under another secret) or an attacker's. Never deleted or overwritten by this cache.
+    pub(super) foreign: Mutex<HashSet<CacheKey>>,
 }
 
 impl TierState {
@@ -297,8 +326,36 @@ impl TierState {
         self.access == Access::ReadWrite
     }
 
-    /// Writes inline or enqueues; returns once the write is done or queued.
+    /// Whether this cache may delete or replace what the tier holds for `key` after it failed
+    /// verification: yes for a private tier, never for a shared one, where it may be another
+    /// node's entry under another secret.
+    pub(super) fn remember_unverified(&self, key: &CacheKey) -> bool {
+        if !self.is_shared {
+            return true;
+        }
+        let mut foreign = self.foreign.lock();
+        if foreign.len() >= FOREIGN_MEMORY {
+            foreign.clear();
+        }
+        foreign.insert(*key);
+        false
+    }
+
+    /// Forgets `key` as foreign (it verified since).
+    pub(super) fn verified(&self, key: &CacheKey) {
+        if self.is_shared {
+            self.foreign.lock().remove(key);
+        }
+    }
+
+    /// Writes inline or enqueues; returns once the write is done or queued. A shared tier's
+    /// entry that failed verification here is never overwritten.
     pub(super) async fn write(&self, key: &CacheKey, value: Bytes) {
+        if self.is_shared && self.foreign.lock().contains(key) {
+            TierCounters::add(&self.shared.counters.skipped, 1);
+            tracing::debug!(tier = %self.shared.name, %key, "not overwriting an entry this cache cannot verify");
+            return;
+        }
         match &self.writer {
             Some(writer) => writer.enqueue(&self.shared, Job::Put(*key, value)),
             None => {

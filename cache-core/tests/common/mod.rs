@@ -40,6 +40,8 @@ pub struct MapBackend {
     pub gate: Option<Arc<Gate>>,
     pub gets: AtomicU64,
     pub puts: AtomicU64,
+    /// Reports itself as shared with other caches (a bucket).
+    pub shared: bool,
 }
 
 impl MapBackend {
@@ -49,6 +51,13 @@ impl MapBackend {
     pub fn gated(gate: Arc<Gate>) -> Arc<Self> {
         Arc::new(Self {
             gate: Some(gate),
+            ..Self::default()
+        })
+    }
+    /// A store that says it is shared with other caches, like a bucket.
+    pub fn shared() -> Arc<Self> {
+        Arc::new(Self {
+            shared: true,
             ..Self::default()
         })
     }
@@ -69,7 +78,7 @@ impl Backend for MapBackend {
         "map"
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
+        Capabilities::new().with_shared(self.shared)
     }
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
