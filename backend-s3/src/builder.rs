@@ -93,9 +93,10 @@ impl fmt::Debug for S3BackendBuilder {
     }
 }
 
-/// The URL with anything that could be user information replaced, for messages: everything
-/// between the scheme and the last `@`, and the query.
-pub(crate) fn redact(url: &str) -> String {
+/// The URL with anything that could be user information replaced, for messages, labels and
+/// files: everything between the scheme and the last `@`, and the query. For example
+/// `s3://AK:SECRET@bucket/p?token=x` becomes `s3://***@bucket/p`.
+pub fn redact(url: &str) -> String {
     let url = url.split('?').next().unwrap_or_default();
     match (url.find(':'), url.rfind('@')) {
         (Some(colon), Some(at)) if at > colon => format!("{}://***{}", &url[..colon], &url[at..]),

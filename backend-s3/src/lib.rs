@@ -53,7 +53,7 @@ mod error;
 mod layout;
 
 pub use backend::S3Backend;
-pub use builder::{DEFAULT_MAX_VALUE_SIZE, S3BackendBuilder};
+pub use builder::{DEFAULT_MAX_VALUE_SIZE, S3BackendBuilder, redact};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -155,9 +155,16 @@ pub struct TierConfig {
     /// Entry compression (default: zstd for remote tiers, none for local ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<CompressionSetting>,
-    /// Per-operation timeout of a remote tier, in milliseconds (default 5000).
+    /// Per-operation timeout of a remote tier, in milliseconds (default 5000; a put also gets
+    /// the time its size takes at 1 MiB/s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Never write this tier: read it, skip (never delete) bad entries in it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// Jobs the background upload queue of a remote tier holds (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<usize>,
 }
 
 impl TierConfig {
@@ -172,16 +179,27 @@ impl TierConfig {
             allow_http: false,
             compression: None,
             timeout_ms: None,
+            read_only: false,
+            queue: None,
         }
     }
 
-    /// The tier's location for messages: a path or URL, or `memory`.
+    /// The tier's location for messages, labels and files: a path, a URL with any credentials
+    /// in it redacted, or `memory`.
     pub fn location(&self) -> String {
         match (&self.path, &self.url) {
             (Some(path), _) => path.display().to_string(),
-            (_, Some(url)) => url.clone(),
+            (_, Some(url)) => warmcache_s3::redact(url),
             _ => self.kind.as_str().to_owned(),
         }
+    }
+
+    /// This tier with credentials in its URL and endpoint redacted, for `config` output.
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        shown.url = self.url.as_deref().map(warmcache_s3::redact);
+        shown.endpoint = self.endpoint.as_deref().map(warmcache_s3::redact);
+        shown
     }
 
     /// Checks options against the kind; `None` when fine.
@@ -289,6 +307,12 @@ pub struct Settings {
     pub tiers: Sourced<Vec<TierConfig>>,
     /// Name of the environment variable holding the integrity secret (MAC key) of every tier.
     pub secret_env: Sourced<Option<String>>,
+    /// Names of environment variables holding earlier secrets, still accepted when reading (a
+    /// rotation); entries are sealed with `secret_env`'s only.
+    pub previous_secret_envs: Sourced<Vec<String>>,
+    /// Allow a shared (remote) tier without a secret. Anyone who can write the bucket can then
+    /// make every node run their code.
+    pub insecure_shared: Sourced<bool>,
     pub engine: EngineSettings,
 }
 
@@ -311,6 +335,8 @@ pub struct Flags {
 struct FileConfig {
     cache_dir: Option<Spanned<PathBuf>>,
     secret_env: Option<Spanned<String>>,
+    previous_secret_envs: Option<Spanned<Vec<String>>>,
+    insecure_shared: Option<Spanned<bool>>,
     engine: Option<FileEngine>,
     tiers: Option<Spanned<Vec<Spanned<TierConfig>>>>,
 }
@@ -366,8 +392,9 @@ pub fn default_tiers() -> Vec<TierConfig> {
     vec![memory, TierConfig::new(TierKind::Fs)]
 }
 
-/// Parses a compact tier list: `kind[=arg],...` where `arg` is a size for `memory`, a path for
-/// `fs`, `redb` and `rocksdb`, and a URL for `s3`. For example `memory=64MiB,fs,s3=s3://b/p`.
+/// Parses a compact tier list: `kind[+ro][=arg],...` where `arg` is a size for `memory`, a path
+/// for `fs`, `redb` and `rocksdb`, and a URL for `s3`, and `+ro` makes the tier read-only. For
+/// example `memory=64MiB,fs,s3+ro=s3://b/p`.
 pub fn parse_tier_list(spec: &str) -> Result<Vec<TierConfig>, String> {
     let mut tiers = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -375,10 +402,18 @@ pub fn parse_tier_list(spec: &str) -> Result<Vec<TierConfig>, String> {
             Some((k, a)) => (k.trim(), Some(a.trim())),
             None => (item, None),
         };
+        let (kind, read_only) = match kind.split_once('+') {
+            Some((kind, "ro")) => (kind, true),
+            Some((_, option)) => {
+                return Err(format!("unknown tier option +{option} (expected +ro)"));
+            }
+            None => (kind, false),
+        };
         let kind = TierKind::parse(kind).ok_or_else(|| {
             format!("unknown tier kind {kind:?} (expected memory, fs, redb, rocksdb or s3)")
         })?;
         let mut tier = TierConfig::new(kind);
+        tier.read_only = read_only;
         match (kind, arg) {
             (_, None) => {}
             (TierKind::Memory, Some(size)) => {
@@ -433,6 +468,8 @@ impl Settings {
             cache_dir: Sourced::default(PathBuf::new()),
             tiers: Sourced::default(default_tiers()),
             secret_env: Sourced::default(None),
+            previous_secret_envs: Sourced::default(Vec::new()),
+            insecure_shared: Sourced::default(false),
             engine: EngineSettings {
                 opt_level: Sourced::default(OptLevel::Speed),
                 simd: Sourced::default(true),
@@ -489,6 +526,13 @@ impl Settings {
             self.secret_env
                 .set(Some(var.get_ref().clone()), at(var.span()));
         }
+        if let Some(vars) = file.previous_secret_envs {
+            self.previous_secret_envs
+                .set(vars.get_ref().clone(), at(vars.span()));
+        }
+        if let Some(allow) = file.insecure_shared {
+            self.insecure_shared.set(*allow.get_ref(), at(allow.span()));
+        }
         if let Some(tiers) = file.tiers {
             let span = tiers.span();
             let mut list = Vec::new();
@@ -535,6 +579,21 @@ impl Settings {
         if let Some(var) = env("WARMCACHE_SECRET_ENV") {
             self.secret_env
                 .set(Some(var), Source::Env("WARMCACHE_SECRET_ENV"));
+        }
+        if let Some(vars) = env("WARMCACHE_PREVIOUS_SECRET_ENVS") {
+            let vars = vars
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect();
+            self.previous_secret_envs
+                .set(vars, Source::Env("WARMCACHE_PREVIOUS_SECRET_ENVS"));
+        }
+        if let Some(value) = env("WARMCACHE_INSECURE_SHARED") {
+            let var = "WARMCACHE_INSECURE_SHARED";
+            self.insecure_shared
+                .set(bool_value(&origin(var), &value)?, Source::Env(var));
         }
         if let Some(spec) = env("WARMCACHE_TIERS") {
             let tiers = parse_tier_list(&spec).map_err(|message| ConfigError::Value {

@@ -25,6 +25,11 @@ pub struct TierTotals {
     pub corrupt: u64,
     pub forged: u64,
     pub writes: u64,
+    /// Writes that failed, and background writes dropped: entries that never arrived.
+    #[serde(default)]
+    pub write_errors: u64,
+    #[serde(default)]
+    pub dropped_writes: u64,
 }
 
 /// Totals over all runs.
@@ -58,6 +63,8 @@ impl History {
             t.corrupt += tier.corrupt;
             t.forged += tier.forged;
             t.writes += tier.writes;
+            t.write_errors += tier.write_errors;
+            t.dropped_writes += tier.dropped_writes;
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use warmcache_core::{Backend, Compression, ErrorKind, Integrity, Tier, Tiered};
+use warmcache_core::{Backend, Compression, ErrorKind, Integrity, Tier, Tiered, WhenFull};
 use warmcache_fs::FsBackend;
 use warmcache_redb::RedbBackend;
 use warmcache_s3::S3Backend;
@@ -22,6 +22,8 @@ const DEFAULT_DISK_SIZE: u64 = 10 << 30;
 const DEFAULT_MEMORY_SIZE: u64 = 256 << 20;
 /// Default per-operation timeout of a remote tier.
 const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default length of a remote tier's upload queue.
+const DEFAULT_REMOTE_QUEUE: usize = 64;
 
 /// One opened tier.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct OpenTier {
     pub backend: Arc<dyn Backend>,
     /// The file tier's own handle, for what only it knows (when each entry was last used).
     pub fs: Option<Arc<FsBackend>>,
+    /// Only read: configured `read_only`, or the namespace of a previous secret.
+    pub read_only: bool,
 }
 
 impl OpenTier {
@@ -49,6 +53,9 @@ pub struct Stack {
     /// configured).
     pub live_bytes: u64,
     pub integrity: Integrity,
+    /// Tiers that could not be opened, as `(label, why)`: a run goes on without them, a
+    /// maintenance command fails naming them.
+    pub failed: Vec<(String, String)>,
 }
 
 /// Why the stack cannot be used at all.
@@ -56,6 +63,17 @@ pub struct Stack {
 pub enum StackError {
     #[error("the integrity secret variable {0} is not set or empty")]
     MissingSecret(String),
+    #[error("the integrity secret in {var}: {source}")]
+    WeakSecret {
+        var: String,
+        source: warmcache_core::WeakSecret,
+    },
+    #[error(
+        "tier {0} is shared (a bucket) but no secret is configured: anyone who can write it could \
+         make this machine run their code. Set `secret_env` (a variable holding at least 32 random \
+         bytes), or `insecure_shared = true` to accept that risk"
+    )]
+    PlainSharedTier(String),
     #[error("creating cache directory {path}: {source}")]
     CacheDir {
         path: PathBuf,
@@ -64,21 +82,27 @@ pub enum StackError {
 }
 
 impl Stack {
-    /// Opens every configured tier, skipping (with a warning) those that cannot be opened.
+    /// Opens every configured tier, skipping (with a warning) those that cannot be opened. A
+    /// damaged redb database is moved aside and recreated.
     pub fn open(settings: &Settings) -> Result<Self, StackError> {
-        let integrity = match &settings.secret_env.value {
-            Some(var) => match std::env::var(var) {
-                Ok(secret) if !secret.is_empty() => Integrity::keyed(secret.as_bytes()),
-                _ => return Err(StackError::MissingSecret(var.clone())),
-            },
-            None => Integrity::plain(),
-        };
+        Self::open_with(settings, true)
+    }
+
+    /// Opens every tier as it is, for checking it: a damaged database is reported as a tier that
+    /// could not be opened, not moved aside.
+    pub fn open_as_is(settings: &Settings) -> Result<Self, StackError> {
+        Self::open_with(settings, false)
+    }
+
+    fn open_with(settings: &Settings, recreate: bool) -> Result<Self, StackError> {
+        let integrity = integrity(settings)?;
         let dir = &settings.cache_dir.value;
         std::fs::create_dir_all(dir).map_err(|source| StackError::CacheDir {
             path: dir.clone(),
             source,
         })?;
         let mut tiers = Vec::new();
+        let mut failed = Vec::new();
         let mut live_bytes = 0;
         for config in &settings.tiers.value {
             if config.kind == TierKind::Memory {
@@ -86,41 +110,110 @@ impl Stack {
                 continue;
             }
             let label = format!("{}:{}", config.kind.as_str(), config.location());
-            match open_tier(config, &label) {
-                Ok((backend, fs)) => tiers.push(OpenTier {
-                    config: config.clone(),
-                    label,
-                    backend,
-                    fs,
-                }),
-                Err(message) => tracing::warn!("skipping tier {label}: {message}"),
+            // Entries sealed under each secret live in a namespace of their own in a bucket:
+            // the current key's (read-write), then each previous key's (read-only).
+            let namespaces = if config.kind == TierKind::S3 {
+                std::iter::once(integrity.key_id())
+                    .chain(integrity.previous_key_ids())
+                    .map(Some)
+                    .collect()
+            } else {
+                vec![None]
+            };
+            for (n, namespace) in namespaces.into_iter().enumerate() {
+                let label = match (&namespace, n) {
+                    (Some(id), n) if n > 0 => format!("{label} (previous key {id})"),
+                    _ => label.clone(),
+                };
+                match open_tier(config, &label, namespace.as_deref(), recreate) {
+                    Ok((backend, fs)) => {
+                        if backend.capabilities().shared
+                            && !integrity.is_keyed()
+                            && !settings.insecure_shared.value
+                        {
+                            return Err(StackError::PlainSharedTier(label));
+                        }
+                        tiers.push(OpenTier {
+                            config: config.clone(),
+                            read_only: config.read_only || n > 0,
+                            label,
+                            backend,
+                            fs,
+                        });
+                    }
+                    Err(message) => {
+                        tracing::warn!("skipping tier {label}: {message}");
+                        failed.push((label, message));
+                    }
+                }
             }
         }
         Ok(Self {
             tiers,
             live_bytes,
             integrity,
+            failed,
         })
+    }
+
+    /// Fails naming every tier that could not be opened: what maintenance commands need, since
+    /// checking or clearing fewer tiers than configured is not success.
+    pub fn require_all(&self) -> Result<(), String> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(label, why)| format!("{label} ({why})"))
+            .collect();
+        Err(format!(
+            "{} tier(s) could not be opened: {}",
+            self.failed.len(),
+            names.join("; ")
+        ))
     }
 
     /// A module cache over these tiers.
     pub fn module_cache(&self) -> warmcache_wasmtime::ModuleCache {
+        self.module_cache_over(self.tiered())
+    }
+
+    /// A module cache over `tiers` (from [`tiered`](Self::tiered) or
+    /// [`filling`](Self::filling)).
+    pub fn module_cache_over(&self, tiers: Tiered) -> warmcache_wasmtime::ModuleCache {
         warmcache_wasmtime::ModuleCache::builder()
-            .tiers(self.tiered())
+            .tiers(tiers)
             .live_bytes(self.live_bytes)
             .build()
     }
 
     /// A component cache over these tiers.
     pub fn component_cache(&self) -> warmcache_wasmtime::ComponentCache {
+        self.component_cache_over(self.tiered())
+    }
+
+    /// A component cache over `tiers`.
+    pub fn component_cache_over(&self, tiers: Tiered) -> warmcache_wasmtime::ComponentCache {
         warmcache_wasmtime::ComponentCache::builder()
-            .tiers(self.tiered())
+            .tiers(tiers)
             .live_bytes(self.live_bytes)
             .build()
     }
 
-    /// A tier stack over the opened backends (each call has its own counters and writers).
+    /// A tier stack over the opened backends (each call has its own counters and writers). A
+    /// full upload queue drops writes: a run never waits for a slow bucket.
     pub fn tiered(&self) -> Tiered {
+        self.build_tiered(WhenFull::Drop)
+    }
+
+    /// A tier stack for filling the tiers (`precompile`): a full upload queue makes the
+    /// compiling threads wait, so nothing is dropped.
+    pub fn filling(&self) -> Tiered {
+        self.build_tiered(WhenFull::Wait)
+    }
+
+    fn build_tiered(&self, when_full: WhenFull) -> Tiered {
         let mut builder = Tiered::builder().integrity(self.integrity.clone());
         for tier in &self.tiers {
             let mut t = Tier::new(tier.backend()).name(tier.label.clone());
@@ -132,15 +225,21 @@ impl Stack {
                 _ => Compression::None,
             };
             t = t.compression(compression);
+            if tier.read_only {
+                t = t.read_only();
+            }
             if remote {
                 let timeout = tier
                     .config
                     .timeout_ms
                     .map_or(DEFAULT_REMOTE_TIMEOUT, Duration::from_millis);
                 t = t
-                    .background(64)
+                    .background(tier.config.queue.unwrap_or(DEFAULT_REMOTE_QUEUE))
                     .timeout(timeout)
                     .circuit_breaker(3, Duration::from_secs(30));
+                if when_full == WhenFull::Wait {
+                    t = t.wait_when_full();
+                }
             }
             builder = builder.tier(t);
         }
@@ -150,7 +249,34 @@ impl Stack {
 
 type Opened = (Arc<dyn Backend>, Option<Arc<FsBackend>>);
 
-fn open_tier(config: &TierConfig, label: &str) -> Result<Opened, String> {
+/// The integrity mode: the secret from `secret_env` (at least 32 bytes) and the previous ones,
+/// or plain.
+fn integrity(settings: &Settings) -> Result<Integrity, StackError> {
+    let read = |var: &String| match std::env::var(var) {
+        Ok(secret) if !secret.is_empty() => Integrity::from_secret(secret.as_bytes())
+            .map(|_| secret)
+            .map_err(|source| StackError::WeakSecret {
+                var: var.clone(),
+                source,
+            }),
+        _ => Err(StackError::MissingSecret(var.clone())),
+    };
+    let Some(var) = &settings.secret_env.value else {
+        return Ok(Integrity::plain());
+    };
+    let mut integrity = Integrity::keyed(read(var)?.as_bytes());
+    for previous in &settings.previous_secret_envs.value {
+        integrity = integrity.accepting(read(previous)?.as_bytes());
+    }
+    Ok(integrity)
+}
+
+fn open_tier(
+    config: &TierConfig,
+    label: &str,
+    namespace: Option<&str>,
+    recreate: bool,
+) -> Result<Opened, String> {
     let size = |default: u64| config.size.map_or(default, |s| s.0);
     let path = || config.path.clone().unwrap_or_default();
     match config.kind {
@@ -166,10 +292,17 @@ fn open_tier(config: &TierConfig, label: &str) -> Result<Opened, String> {
             .map_err(|e| e.to_string()),
         TierKind::Redb => {
             let path = path();
-            match RedbBackend::builder(&path)
+            // A cache can always be rebuilt: a damaged database is moved aside and recreated
+            // (with a warning) rather than skipped on every run.
+            let builder = RedbBackend::builder(&path)
                 .capacity(size(DEFAULT_DISK_SIZE))
-                .open()
-            {
+                .name(label);
+            let opened = if recreate {
+                builder.open_or_recreate()
+            } else {
+                builder.open()
+            };
+            match opened {
                 Ok(b) => Ok((Arc::new(b) as Arc<dyn Backend>, None)),
                 Err(e) if e.kind() == ErrorKind::Locked => Err(match holders(&path) {
                     holders if holders.is_empty() => e.to_string(),
@@ -204,6 +337,9 @@ fn open_tier(config: &TierConfig, label: &str) -> Result<Opened, String> {
             }
             if let Some(region) = &config.region {
                 builder = builder.region(region);
+            }
+            if let Some(namespace) = namespace {
+                builder = builder.namespace(namespace);
             }
             builder
                 .build()

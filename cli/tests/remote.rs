@@ -107,6 +107,7 @@ fn an_unreachable_remote_costs_a_warning_not_the_run() {
     let config = remote_config(&env, "http://127.0.0.1:9", "nowhere");
     let out = with_credentials(&env)
         .args(["--config", config.to_str().unwrap()])
+        .args(["--secret-env", "WARMCACHE_SECRET"])
         .args(["run", common::hello().to_str().unwrap()])
         .output()
         .unwrap();

@@ -86,8 +86,14 @@ fn crash_len(n: u64, round: u64) -> usize {
     16 + ((n * 7919 + round * 104_729) % (192 << 10)) as usize
 }
 
+/// Environment variable giving the crash child the first round number to write, so rounds keep
+/// increasing over the kills of a torture run.
+const ROUND_BASE_ENV: &str = "WARMCACHE_CONFORMANCE_CRASH_ROUND_BASE";
+/// Rounds one crash child writes at most (bounded, in case the parent died).
+const ROUNDS_PER_CHILD: u64 = 5_000;
+
 /// The writer side of [`crash_recovery`], run in a child process: overwrite keys forever,
-/// printing `ACK key round` after each put returns `Ok`.
+/// printing `BEGIN key round` before each put and `ACK key round` after it returned `Ok`.
 pub(crate) fn crash_child(harness: &dyn Harness, dir: &Path) -> ! {
     let code = match crash_child_loop(harness, dir) {
         Ok(()) => 0,
@@ -101,19 +107,37 @@ pub(crate) fn crash_child(harness: &dyn Harness, dir: &Path) -> ! {
 
 fn crash_child_loop(harness: &dyn Harness, dir: &Path) -> Result<(), Failure> {
     let b = open(harness, dir)?;
+    let base: u64 = std::env::var(ROUND_BASE_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut out = std::io::stdout().lock();
-    // Bounded, in case the parent died and nobody kills us.
-    for round in 1..=5_000u64 {
+    let mut say = |line: String| {
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| Failure(format!("stdout: {e}")))
+    };
+    for round in base + 1..=base + ROUNDS_PER_CHILD {
         for n in 0..CRASH_KEYS {
+            say(format!("BEGIN {n} {round}"))?;
             futures::executor::block_on(
                 b.put(&key(n), values::make(n, round, crash_len(n, round))),
             )?;
-            writeln!(out, "ACK {n} {round}")
-                .and_then(|()| out.flush())
-                .map_err(|e| Failure(format!("stdout: {e}")))?;
+            say(format!("ACK {n} {round}"))?;
         }
     }
     Ok(())
+}
+
+/// What a series of kills did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CrashReport {
+    /// Writer processes killed with SIGKILL.
+    pub kills: u32,
+    /// Kills that landed while a put was in progress (its `BEGIN` seen, its `ACK` not).
+    pub mid_write: u32,
+    /// Puts acknowledged over all kills, each checked after the reopen that followed.
+    pub acknowledged: u64,
 }
 
 /// A child process writes and is killed with SIGKILL mid-write. The backend must then reopen
@@ -128,10 +152,89 @@ pub fn crash_recovery(harness: &dyn Harness, dir: &Path, test_name: &str) -> Che
             return skipped("the backend does not claim persistence");
         }
     }
+    crash_kills(harness, dir, test_name, 1, 0x5eed)?;
+    PASSED
+}
+
+/// Kills a writer process `kills` times over the same directory, each at a random moment
+/// (after a random number of acknowledged puts, then a random delay of up to 2 ms, so most kills
+/// land inside a put rather than between two), and checks every acknowledged put and the
+/// absence of torn values after each reopen. The scale version of [`crash_recovery`].
+///
+/// Call it from a test named `test_name` (its libtest path); in the child process it runs the
+/// writer and never returns. The random sequence is seeded by `seed`.
+///
+/// # Errors
+///
+/// The first [`Failure`]: a reopen that fails, an acknowledged put that is missing, a torn
+/// value, a backend that does not claim persistence.
+pub fn crash_torture(
+    harness: &dyn Harness,
+    test_name: &str,
+    kills: u32,
+    seed: u64,
+) -> Result<CrashReport, Failure> {
+    if let Some(dir) = std::env::var_os(CHILD_ENV) {
+        crash_child(harness, Path::new(&dir));
+    }
+    let dir = tempfile::tempdir().map_err(|e| Failure(format!("temporary directory: {e}")))?;
+    {
+        let b = open(harness, dir.path())?;
+        ensure!(
+            b.capabilities().persistent,
+            "crash torture of a backend that does not claim persistence"
+        );
+    }
+    crash_kills(harness, dir.path(), test_name, kills, seed)
+}
+
+/// One line of the child's output.
+enum Said {
+    Begin,
+    Ack(u64, u64),
+}
+
+fn crash_kills(
+    harness: &dyn Harness,
+    dir: &Path,
+    test_name: &str,
+    kills: u32,
+    seed: u64,
+) -> Result<CrashReport, Failure> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut acked = vec![0u64; CRASH_KEYS as usize];
+    let mut report = CrashReport::default();
+    for kill in 0..kills {
+        let base = u64::from(kill) * ROUNDS_PER_CHILD;
+        let acks_before_kill = rng.random_range(1..=ACKS_BEFORE_KILL);
+        let delay = Duration::from_micros(rng.random_range(0..2_000));
+        let (count, mid_write) =
+            kill_one(dir, test_name, base, acks_before_kill, delay, &mut acked)?;
+        report.kills += 1;
+        report.mid_write += u32::from(mid_write);
+        report.acknowledged += count;
+        check_after_crash(harness, dir, &acked)?;
+    }
+    Ok(report)
+}
+
+/// Runs one child until it acknowledged `acks_before_kill` puts, waits `delay`, kills it, and
+/// records what it acknowledged. Returns the acknowledgements and whether a put was in
+/// progress at the kill.
+fn kill_one(
+    dir: &Path,
+    test_name: &str,
+    base: u64,
+    acks_before_kill: usize,
+    delay: Duration,
+    acked: &mut [u64],
+) -> Result<(u64, bool), Failure> {
     let exe = std::env::current_exe().map_err(|e| Failure(format!("current_exe: {e}")))?;
     let mut child = Command::new(exe)
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir)
+        .env(ROUND_BASE_ENV, base.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -141,34 +244,42 @@ pub fn crash_recovery(harness: &dyn Harness, dir: &Path, test_name: &str) -> Che
         .stdout
         .take()
         .ok_or_else(|| Failure("crash child has no stdout".into()))?;
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
+    let (tx, rx) = std::sync::mpsc::channel::<Said>();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let mut parts = line.split_whitespace();
-            if parts.next() != Some("ACK") {
-                continue;
-            }
-            let n = parts.next().and_then(|p| p.parse().ok());
-            let r = parts.next().and_then(|p| p.parse().ok());
-            if let (Some(n), Some(r)) = (n, r)
-                && tx.send((n, r)).is_err()
-            {
+            let said = match parts.next() {
+                Some("BEGIN") => Said::Begin,
+                Some("ACK") => {
+                    let n = parts.next().and_then(|p| p.parse().ok());
+                    let r = parts.next().and_then(|p| p.parse().ok());
+                    let (Some(n), Some(r)) = (n, r) else { continue };
+                    Said::Ack(n, r)
+                }
+                _ => continue,
+            };
+            if tx.send(said).is_err() {
                 break;
             }
         }
     });
-    let mut acked = vec![0u64; CRASH_KEYS as usize];
-    let mut count = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count < ACKS_BEFORE_KILL && Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok((n, r)) => {
-                if let Some(slot) = acked.get_mut(n as usize) {
-                    *slot = (*slot).max(r);
-                }
-                count += 1;
+    let mut count = 0u64;
+    let mut in_put = false;
+    let mut note = |said: Said, count: &mut u64, in_put: &mut bool| match said {
+        Said::Begin => *in_put = true,
+        Said::Ack(n, r) => {
+            if let Some(slot) = acked.get_mut(n as usize) {
+                *slot = (*slot).max(r);
             }
+            *count += 1;
+            *in_put = false;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (count as usize) < acks_before_kill && Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(said) => note(said, &mut count, &mut in_put),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if let Ok(Some(status)) = child.try_wait() {
                     return Err(Failure(format!(
@@ -179,22 +290,25 @@ pub fn crash_recovery(harness: &dyn Harness, dir: &Path, test_name: &str) -> Che
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    std::thread::sleep(delay);
     // SIGKILL on Unix: no destructors, no flush, mid-write.
     let _ = child.kill();
     let _ = child.wait();
-    // Acks printed before the kill but not yet read still count as acknowledged.
+    // Lines printed before the kill but not yet read still count.
     let _ = reader.join();
-    for (n, r) in rx.try_iter() {
-        if let Some(slot) = acked.get_mut(n as usize) {
-            *slot = (*slot).max(r);
-        }
-        count += 1;
+    for said in rx.try_iter() {
+        note(said, &mut count, &mut in_put);
     }
     ensure!(
-        count >= ACKS_BEFORE_KILL,
+        count as usize >= acks_before_kill,
         "the crash child acknowledged only {count} puts before the deadline"
     );
+    Ok((count, in_put))
+}
 
+/// Reopens after a kill: every acknowledged put (or a later one of its key) is there, no value
+/// is torn, listing agrees with `get`, and the backend takes writes.
+fn check_after_crash(harness: &dyn Harness, dir: &Path, acked: &[u64]) -> Result<(), Failure> {
     let b = harness
         .open(dir)
         .map_err(|e| Failure(format!("reopening after SIGKILL failed: {e}")))?;
@@ -240,6 +354,7 @@ pub fn crash_recovery(harness: &dyn Harness, dir: &Path, test_name: &str) -> Che
             b.contains(&key(999)).await?,
             "backend unusable after crash recovery"
         );
-        PASSED
+        b.delete(&key(999)).await?;
+        Ok(())
     })
 }

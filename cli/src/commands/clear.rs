@@ -9,7 +9,7 @@ use super::Outcome;
 use crate::config::Settings;
 
 pub fn run(settings: &Settings, yes: bool) -> Outcome {
-    let stack = super::open(settings)?;
+    let stack = super::open_all(settings, false)?;
     let tiers: Vec<_> = stack.tiers.iter().collect();
     let names: Vec<&str> = tiers.iter().map(|t| t.label.as_str()).collect();
     if !yes {

@@ -32,6 +32,14 @@ pub fn run(settings: &Settings) -> Outcome {
             source: settings.secret_env.source.clone(),
         },
     );
+    line(
+        "previous_secret_envs",
+        &Sourced {
+            value: settings.previous_secret_envs.value.join(","),
+            source: settings.previous_secret_envs.source.clone(),
+        },
+    );
+    line("insecure_shared", &settings.insecure_shared);
     let e = &settings.engine;
     line("engine.opt_level", &e.opt_level);
     line("engine.simd", &e.simd);
@@ -40,6 +48,8 @@ pub fn run(settings: &Settings) -> Outcome {
     line("engine.debug_info", &e.debug_info);
     println!("# tiers, fastest first ({})", settings.tiers.source);
     for (i, tier) in settings.tiers.value.iter().enumerate() {
+        // Credentials in a URL's user information or query never reach the output.
+        let tier = tier.redacted();
         let mut options = Vec::new();
         if let Some(path) = &tier.path {
             options.push(format!("path={}", path.display()));
@@ -52,6 +62,9 @@ pub fn run(settings: &Settings) -> Outcome {
         }
         if let Some(endpoint) = &tier.endpoint {
             options.push(format!("endpoint={endpoint}"));
+        }
+        if tier.read_only {
+            options.push("read_only=true".to_owned());
         }
         println!(
             "tiers[{i}]             = {} {}",

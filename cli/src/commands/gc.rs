@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::size::{Size, human};
 
 pub fn run(settings: &Settings, max_size: Size) -> Outcome {
-    let stack = super::open(settings)?;
+    let stack = super::open_all(settings, false)?;
     let mut failed = false;
     for tier in &stack.tiers {
         match block_on(tier.backend.shrink_to(max_size.0)) {

@@ -64,6 +64,19 @@ pub fn open(settings: &Settings) -> Result<Stack, Box<dyn std::error::Error>> {
     Ok(Stack::open(settings)?)
 }
 
+/// Opens every configured tier for a maintenance command, failing naming any that could not
+/// be opened: clearing, checking or collecting fewer tiers than configured is not success.
+/// With `as_is`, a damaged database is reported rather than moved aside (for `verify`).
+pub fn open_all(settings: &Settings, as_is: bool) -> Result<Stack, Box<dyn std::error::Error>> {
+    let stack = if as_is {
+        Stack::open_as_is(settings)?
+    } else {
+        Stack::open(settings)?
+    };
+    stack.require_all()?;
+    Ok(stack)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,8 +52,10 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     }
     let stack = super::open(settings)?;
     let engine = super::engine(settings)?;
-    let modules = stack.module_cache();
-    let components = stack.component_cache();
+    // Filling tiers: a full upload queue makes compiling wait, it never drops an upload.
+    let modules = stack.module_cache_over(stack.filling());
+    let components = stack.component_cache_over(stack.filling());
+    let keys = std::sync::Mutex::new(Vec::new());
 
     let started = Instant::now();
     let (compiled, cached, failed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
@@ -78,6 +80,11 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
                     })
             }
         };
+        if let (Ok(done), Item::File(path)) = (&outcome, item)
+            && let Ok(mut keys) = keys.lock()
+        {
+            keys.push((path.clone(), done.key));
+        }
         match outcome {
             Ok(done) if done.already_cached => {
                 cached.fetch_add(1, Relaxed);
@@ -102,6 +109,11 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     ) {
         tracing::warn!("could not record stats: {e}");
     }
+    let keys = keys.into_inner().unwrap_or_default();
+    let missing = arrivals(&stack, &keys);
+    for (path, tier) in &missing {
+        eprintln!("not stored: {} in {tier}", path.display());
+    }
     let failed = failed.load(Relaxed);
     println!(
         "{} files: {} compiled, {} already cached, {failed} failed, in {:.2} s",
@@ -110,9 +122,45 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
         cached.load(Relaxed),
         started.elapsed().as_secs_f64()
     );
-    Ok(if failed > 0 {
+    if !missing.is_empty() {
+        println!(
+            "{} entries did not reach a writable tier (see above)",
+            missing.len()
+        );
+    }
+    Ok(if failed > 0 || !missing.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Checks that every precompiled entry is in every writable tier, and copies it from another
+/// tier where it is missing (an entry found cached in a local tier is not uploaded by
+/// compiling). Returns the `(file, tier)` pairs still missing: a precompile never reports success
+/// with the bucket left unfilled.
+fn arrivals(
+    stack: &crate::stack::Stack,
+    keys: &[(PathBuf, warmcache_core::CacheKey)],
+) -> Vec<(PathBuf, String)> {
+    use futures::executor::block_on;
+    let mut missing = Vec::new();
+    for (path, key) in keys {
+        for tier in stack.tiers.iter().filter(|t| !t.read_only) {
+            if block_on(tier.backend.contains(key)).unwrap_or(false) {
+                continue;
+            }
+            let copied = stack.tiers.iter().any(|source| {
+                let Ok(Some(bytes)) = block_on(source.backend.get(key)) else {
+                    return false;
+                };
+                stack.integrity.verify(key, None, &bytes).is_ok()
+                    && block_on(tier.backend.put(key, bytes)).is_ok()
+            });
+            if !copied {
+                missing.push((path.clone(), tier.label.clone()));
+            }
+        }
+    }
+    missing
 }

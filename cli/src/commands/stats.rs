@@ -20,6 +20,8 @@ struct TierReport {
     errors: u64,
     corrupt: u64,
     forged: u64,
+    write_errors: u64,
+    dropped_writes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +53,8 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
             errors: 0,
             corrupt: 0,
             forged: 0,
+            write_errors: 0,
+            dropped_writes: 0,
         });
     }
     for tier in &stack.tiers {
@@ -72,6 +76,8 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
             errors: totals.errors,
             corrupt: totals.corrupt,
             forged: totals.forged,
+            write_errors: totals.write_errors,
+            dropped_writes: totals.dropped_writes,
         });
     }
     let report = Report {
@@ -91,13 +97,22 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
     }
     println!("cache directory: {}", report.cache_dir);
     println!(
-        "{:<48} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>6}",
-        "tier", "entries", "bytes", "hits", "misses", "errors", "corrupt", "forged"
+        "{:<48} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>6} {:>8} {:>7}",
+        "tier",
+        "entries",
+        "bytes",
+        "hits",
+        "misses",
+        "errors",
+        "corrupt",
+        "forged",
+        "wr-errs",
+        "dropped"
     );
     for t in &report.tiers {
         let dash = || "-".to_owned();
         println!(
-            "{:<48} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>6}",
+            "{:<48} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>6} {:>8} {:>7}",
             t.tier,
             t.entries.map_or_else(dash, |e| e.to_string()),
             t.bytes.map_or_else(dash, human),
@@ -105,7 +120,9 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
             t.misses,
             t.errors,
             t.corrupt,
-            t.forged
+            t.forged,
+            t.write_errors,
+            t.dropped_writes
         );
     }
     println!(

@@ -9,7 +9,7 @@ use super::Outcome;
 use crate::config::Settings;
 
 pub fn run(settings: &Settings, remove: bool) -> Outcome {
-    let stack = super::open(settings)?;
+    let stack = super::open_all(settings, true)?;
     let (mut checked, mut bad, mut removed) = (0u64, 0u64, 0u64);
     for tier in stack.tiers.iter() {
         let backend = tier.backend();
@@ -31,7 +31,14 @@ pub fn run(settings: &Settings, remove: bool) -> Outcome {
             };
             bad += 1;
             println!("bad: {} {}: {problem}", tier.label, info.key);
-            if remove {
+            // In a bucket, what fails here may be another node's entry (another secret) or a
+            // forgery: deleting it could empty the fleet's cache, so it is only reported.
+            if remove && (tier.read_only || backend.capabilities().shared) {
+                println!(
+                    "kept: {} {}: not removed from a shared or read-only tier",
+                    tier.label, info.key
+                );
+            } else if remove {
                 match block_on(backend.delete(&info.key)) {
                     Ok(()) => removed += 1,
                     Err(e) => eprintln!("error: removing {} from {}: {e}", info.key, tier.label),
