@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use warmcache_core::backend::Limits;
+use warmcache_core::backend::{Limits, guard_panics};
 use warmcache_core::{Context, Error, ErrorKind, Op};
 
 use crate::backend::RedbBackend;
@@ -116,26 +116,19 @@ impl RedbBackendBuilder {
             }
         };
         // Opening reads the metadata table, which a damaged page can make redb panic on too.
-        let store = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Store::open(
-                db,
-                self.path.clone(),
-                self.name.clone(),
-                limits,
-                self.touch_batch,
-            )
-        }))
-        .unwrap_or_else(|panic| {
-            Err(Error::corrupt(
-                self.ctx(),
-                format!(
-                    "the cache database {} is damaged (redb panicked reading its tables: {}); \
-                     delete it or open it with open_or_recreate",
-                    self.path.display(),
-                    crate::store::panic_message(&*panic)
-                ),
-            ))
-        })?;
+        let store = guard_panics(
+            || self.ctx(),
+            &self.path.display().to_string(),
+            || {
+                Store::open(
+                    db,
+                    self.path.clone(),
+                    self.name.clone(),
+                    limits,
+                    self.touch_batch,
+                )
+            },
+        )?;
         tracing::debug!(path = %self.path.display(), capacity = self.capacity, "opened redb cache");
         Ok(RedbBackend {
             store: Arc::new(store),

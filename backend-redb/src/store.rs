@@ -18,7 +18,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
 use warmcache_core::backend::{
-    BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals, Visit,
+    BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals, Visit, guard_panics,
 };
 use warmcache_core::{CacheKey, Capabilities, Context, Error, ListPage, Op, Result, Usage};
 
@@ -131,17 +131,11 @@ impl Store {
         key: Option<&CacheKey>,
         f: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-            Err(Error::corrupt(
-                Context::maybe_key(self.name.clone(), op, key),
-                format!(
-                    "redb panicked reading {} ({}): the file is damaged; the entry reads as a \
-                     miss, and moving the file aside (the CLI does) rebuilds the cache",
-                    self.path.display(),
-                    panic_message(&*panic)
-                ),
-            ))
-        })
+        guard_panics(
+            || Context::maybe_key(self.name.clone(), op, key),
+            &self.path.display().to_string(),
+            f,
+        )
     }
 
     fn err(&self, e: impl Into<redb::Error>, op: Op, key: Option<&CacheKey>) -> Error {
@@ -226,15 +220,6 @@ impl Drop for Store {
         let flushed = self.guard(Op::Put, None, || self.flush_touches());
         self.lru.closed(&self.name, flushed);
     }
-}
-
-/// The message of a caught panic, when it has one.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("no message")
 }
 
 impl RedbBackend {

@@ -33,8 +33,11 @@ fn crash_torture() {
     match warmcache_conformance::crash_torture(&harness, "crash_torture", kills, 7) {
         Ok(report) => {
             eprintln!(
-                "crash torture: {} kills, {} mid-write, {} acknowledged puts checked",
-                report.kills, report.mid_write, report.acknowledged
+                "crash torture of {}: {} kills, {} mid-write, {} acknowledged puts checked",
+                env!("CARGO_PKG_NAME"),
+                report.kills,
+                report.mid_write,
+                report.acknowledged
             );
             assert!(
                 report.mid_write > 0,

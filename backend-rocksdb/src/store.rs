@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use warmcache_core::backend::{
-    BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals, Visit,
+    BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals, Visit, guard_panics,
 };
 use warmcache_core::{CacheKey, Capabilities, Context, Error, ListPage, Op, Result, Usage};
 
@@ -134,6 +134,12 @@ impl Store {
         Context::maybe_key(self.name.clone(), op, key)
     }
 
+    /// Runs one operation, turning a panic (in the bindings or the store's own code) into
+    /// [`Error::Corrupt`]. RocksDB itself checksums its blocks and reports damage as an error.
+    fn guard<T>(&self, op: Op, key: Option<&CacheKey>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        guard_panics(|| self.ctx(op, key), &self.path.display().to_string(), f)
+    }
+
     fn err(&self, e: rocksdb::Error, op: Op, key: Option<&CacheKey>) -> Error {
         map(e, self.ctx(op, key), &self.path)
     }
@@ -216,88 +222,100 @@ impl BlockingBackend for RocksDbBackend {
     }
 
     fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
-        let s = &*self.store;
-        s.writable(Op::Put, Some(key))?;
-        let size = value.len() as u64;
-        s.limits.check(&s.name, key, size)?;
-        let index = s.index(Op::Put)?;
-        s.lru.write(|totals| {
-            s.write_touches(&index, Op::Put)?;
-            if let Some(old) = index.record(key)? {
-                totals.remove(old.size);
-            }
-            let victims = s
-                .lru
-                .victims(&index, totals, size, s.limits.capacity(), key)?;
-            let mut batch = WriteBatch::default();
-            s.remove_all(&mut batch, &index, &victims);
-            batch.put(key.as_bytes(), &value);
-            batch.put_cf(
-                index.meta,
-                key.as_bytes(),
-                encode_meta(size, s.lru.next_tick()),
-            );
-            s.commit(batch, Op::Put, Some(key))?;
-            totals.add(size);
-            Ok(())
+        self.store.guard(Op::Put, Some(key), || {
+            let s = &*self.store;
+            s.writable(Op::Put, Some(key))?;
+            let size = value.len() as u64;
+            s.limits.check(&s.name, key, size)?;
+            let index = s.index(Op::Put)?;
+            s.lru.write(|totals| {
+                s.write_touches(&index, Op::Put)?;
+                if let Some(old) = index.record(key)? {
+                    totals.remove(old.size);
+                }
+                let victims = s
+                    .lru
+                    .victims(&index, totals, size, s.limits.capacity(), key)?;
+                let mut batch = WriteBatch::default();
+                s.remove_all(&mut batch, &index, &victims);
+                batch.put(key.as_bytes(), &value);
+                batch.put_cf(
+                    index.meta,
+                    key.as_bytes(),
+                    encode_meta(size, s.lru.next_tick()),
+                );
+                s.commit(batch, Op::Put, Some(key))?;
+                totals.add(size);
+                Ok(())
+            })
         })
     }
 
     fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
-        let s = &*self.store;
-        let value =
-            s.db.get_pinned(key.as_bytes())
-                .map_err(|e| s.err(e, Op::Get, Some(key)))?
-                .map(|v| Bytes::copy_from_slice(&v));
-        if value.is_some()
-            && !s.read_only
-            && s.lru.touch(key)
-            && let Err(e) = s.flush_touches()
-        {
-            tracing::warn!(backend = %s.name, error = %e, "could not record read recency");
-        }
-        Ok(value)
+        self.store.guard(Op::Get, Some(key), || {
+            let s = &*self.store;
+            let value =
+                s.db.get_pinned(key.as_bytes())
+                    .map_err(|e| s.err(e, Op::Get, Some(key)))?
+                    .map(|v| Bytes::copy_from_slice(&v));
+            if value.is_some()
+                && !s.read_only
+                && s.lru.touch(key)
+                && let Err(e) = s.flush_touches()
+            {
+                tracing::warn!(backend = %s.name, error = %e, "could not record read recency");
+            }
+            Ok(value)
+        })
     }
 
     fn delete(&self, key: &CacheKey) -> Result<()> {
-        let s = &*self.store;
-        s.writable(Op::Delete, Some(key))?;
-        let index = s.index(Op::Delete)?;
-        s.lru.write(|totals| {
-            let Some(old) = index.record(key)? else {
-                return Ok(());
-            };
-            let mut batch = WriteBatch::default();
-            s.remove_all(&mut batch, &index, &[old]);
-            s.commit(batch, Op::Delete, Some(key))?;
-            totals.remove(old.size);
-            Ok(())
+        self.store.guard(Op::Delete, Some(key), || {
+            let s = &*self.store;
+            s.writable(Op::Delete, Some(key))?;
+            let index = s.index(Op::Delete)?;
+            s.lru.write(|totals| {
+                let Some(old) = index.record(key)? else {
+                    return Ok(());
+                };
+                let mut batch = WriteBatch::default();
+                s.remove_all(&mut batch, &index, &[old]);
+                s.commit(batch, Op::Delete, Some(key))?;
+                totals.remove(old.size);
+                Ok(())
+            })
         })
     }
 
     fn contains(&self, key: &CacheKey) -> Result<bool> {
-        Ok(self.store.index(Op::Contains)?.record(key)?.is_some())
+        self.store.guard(Op::Contains, Some(key), || {
+            Ok(self.store.index(Op::Contains)?.record(key)?.is_some())
+        })
     }
 
     fn clear(&self) -> Result<()> {
-        let s = &*self.store;
-        s.writable(Op::Clear, None)?;
-        let index = s.index(Op::Clear)?;
-        s.lru.write(|totals| {
-            s.lru.forget_touches();
-            // A 33-byte end sorts after every 32-byte key.
-            let (from, to) = ([0u8; 32], [0xffu8; 33]);
-            let mut batch = WriteBatch::default();
-            batch.delete_range(&from[..], &to[..]);
-            batch.delete_range_cf(index.meta, &from[..], &to[..]);
-            s.commit(batch, Op::Clear, None)?;
-            *totals = Totals::default();
-            Ok(())
+        self.store.guard(Op::Clear, None, || {
+            let s = &*self.store;
+            s.writable(Op::Clear, None)?;
+            let index = s.index(Op::Clear)?;
+            s.lru.write(|totals| {
+                s.lru.forget_touches();
+                // A 33-byte end sorts after every 32-byte key.
+                let (from, to) = ([0u8; 32], [0xffu8; 33]);
+                let mut batch = WriteBatch::default();
+                batch.delete_range(&from[..], &to[..]);
+                batch.delete_range_cf(index.meta, &from[..], &to[..]);
+                s.commit(batch, Op::Clear, None)?;
+                *totals = Totals::default();
+                Ok(())
+            })
         })
     }
 
     fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
-        SampledLru::page(&self.store.index(Op::List)?, after, limit)
+        self.store.guard(Op::List, None, || {
+            SampledLru::page(&self.store.index(Op::List)?, after, limit)
+        })
     }
 
     fn usage(&self) -> Result<Usage> {
@@ -305,19 +323,21 @@ impl BlockingBackend for RocksDbBackend {
     }
 
     fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
-        let s = &*self.store;
-        s.writable(Op::Shrink, None)?;
-        let index = s.index(Op::Shrink)?;
-        s.lru.write(|totals| {
-            s.write_touches(&index, Op::Shrink)?;
-            let victims = s.lru.shrink_victims(&index, totals, max_bytes)?;
-            if victims.is_empty() {
-                return Ok(0);
-            }
-            let mut batch = WriteBatch::default();
-            s.remove_all(&mut batch, &index, &victims);
-            s.commit(batch, Op::Shrink, None)?;
-            Ok(victims.len() as u64)
+        self.store.guard(Op::Shrink, None, || {
+            let s = &*self.store;
+            s.writable(Op::Shrink, None)?;
+            let index = s.index(Op::Shrink)?;
+            s.lru.write(|totals| {
+                s.write_touches(&index, Op::Shrink)?;
+                let victims = s.lru.shrink_victims(&index, totals, max_bytes)?;
+                if victims.is_empty() {
+                    return Ok(0);
+                }
+                let mut batch = WriteBatch::default();
+                s.remove_all(&mut batch, &index, &victims);
+                s.commit(batch, Op::Shrink, None)?;
+                Ok(victims.len() as u64)
+            })
         })
     }
 }

@@ -1,7 +1,8 @@
 //! The shared remote tier of warmcache: S3 and any other [`object_store`] provider.
 //!
-//! One [`S3Backend`] stores each entry as one object, `prefix/<2 hex>/<64 hex>`, in a bucket that
-//! several hosts share, so a module compiled on one machine is a warm start on every other.
+//! One [`S3Backend`] stores each entry as one object, `prefix/<2 hex>/<64 hex>` (or
+//! `prefix/<namespace>/...` with [`S3BackendBuilder::namespace`]), in a bucket that several hosts
+//! share, so a module compiled on one machine is a warm start on every other.
 //! The same code serves `s3://` (AWS and S3-compatible servers), `gs://`, `az://`, `file://` and
 //! `memory://` URLs, or any `Arc<dyn ObjectStore>` the caller already has.
 //!
@@ -9,8 +10,11 @@
 //!
 //! As the last tier of a stack (memory, local disk, then this), written in the background with a
 //! timeout and, because anyone with write access to the bucket could plant an entry, with a
-//! shared secret ([`Integrity::keyed`](warmcache_core::Integrity::keyed)) so forged entries are
-//! rejected. Compressing this tier ([`Tier::compression`](warmcache_core::Tier::compression))
+//! shared secret ([`Integrity::from_secret`](warmcache_core::Integrity::from_secret)) so forged
+//! entries are rejected, and namespaced by that secret's
+//! [`key_id`](warmcache_core::Integrity::key_id), so nodes whose secrets differ never collide.
+//! An object over [`S3BackendBuilder::max_value_size`] is refused from its size alone, before
+//! its body is downloaded; a failed multipart upload is aborted, not left to accumulate. Compressing this tier ([`Tier::compression`](warmcache_core::Tier::compression))
 //! trades CPU for transfer. Not as the only tier of a latency-sensitive cache: every read is a
 //! network round trip.
 //!

@@ -7,11 +7,13 @@
 //! run `warmcache-conformance`'s suite against it.
 
 mod blocking;
+mod guard;
 mod limits;
 mod lru;
 mod spawn;
 
 pub use blocking::BlockingBackend;
+pub use guard::guard_panics;
 pub use limits::Limits;
 pub use lru::{EVICTION_SAMPLE, LruIndex, LruRecord, SampledLru, Totals, Visit};
 pub use spawn::maybe_spawn_blocking;
