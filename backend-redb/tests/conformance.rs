@@ -19,31 +19,8 @@ fn open(dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
 
 warmcache_conformance::backend_tests!(open);
 
-/// SIGKILLs of a writer mid-write: `WARMCACHE_CRASH_KILLS` of them (10 by default; the scale
-/// run, `scripts/crash-torture.sh`, asks for 100), each followed by a reopen that must show
-/// every acknowledged put and no torn value.
+/// SIGKILLs of a writer mid-write (10, or `WARMCACHE_CRASH_KILLS`), each followed by a reopen.
 #[test]
-#[allow(clippy::print_stderr)]
 fn crash_torture() {
-    let kills = std::env::var("WARMCACHE_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let harness = open;
-    match warmcache_conformance::crash_torture(&harness, "crash_torture", kills, 7) {
-        Ok(report) => {
-            eprintln!(
-                "crash torture of {}: {} kills, {} mid-write, {} acknowledged puts checked",
-                env!("CARGO_PKG_NAME"),
-                report.kills,
-                report.mid_write,
-                report.acknowledged
-            );
-            assert!(
-                report.mid_write > 0,
-                "no kill landed inside a put: {report:?}"
-            );
-        }
-        Err(failure) => panic!("{failure}"),
-    }
+    warmcache_conformance::crash_torture_test(&open, "crash_torture");
 }

@@ -125,7 +125,7 @@ fn a_failed_multipart_upload_is_aborted() {
         .build()
         .unwrap();
     let key = CacheKey::from_bytes([1; 32]);
-    let value = Bytes::from(vec![7u8; 16 << 20]);
+    let value = Bytes::from(vec![7u8; 48 << 20]);
     let err = futures::executor::block_on(backend.put(&key, value)).unwrap_err();
     assert!(err.to_string().contains("part"), "{err}");
     assert!(
@@ -151,4 +151,45 @@ fn an_object_over_the_size_limit_is_refused_unread() {
     let err = futures::executor::block_on(backend.put(&key, Bytes::from(vec![0u8; 2 << 20])))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Capacity, "{err}");
+}
+
+#[test]
+fn namespaces_keep_entries_of_different_secrets_apart() {
+    use warmcache_core::Integrity;
+    let store = Arc::new(InMemory::new());
+    let open = |integrity: &Integrity| {
+        S3Backend::from_store(store.clone(), "cache")
+            .namespace(integrity.key_id())
+            .build()
+            .unwrap()
+    };
+    let fleet = open(&Integrity::keyed(b"the fleet's secret, at least 32 bytes"));
+    let other = open(&Integrity::keyed(
+        b"somebody else's secret, also long enough",
+    ));
+    let key = CacheKey::from_bytes([3; 32]);
+    futures::executor::block_on(async {
+        fleet.put(&key, Bytes::from_static(b"fleet")).await.unwrap();
+        other.put(&key, Bytes::from_static(b"other")).await.unwrap();
+        assert_eq!(
+            fleet.get(&key).await.unwrap().as_deref(),
+            Some(&b"fleet"[..])
+        );
+        assert_eq!(
+            other.get(&key).await.unwrap().as_deref(),
+            Some(&b"other"[..])
+        );
+        other.clear().await.unwrap();
+        assert!(
+            fleet.contains(&key).await.unwrap(),
+            "another namespace's clear reached it"
+        );
+        assert_eq!(fleet.usage().await.unwrap().entries, 1);
+    });
+    assert!(fleet.object_path(&key).as_ref().starts_with("cache/k"));
+    let err = S3Backend::from_store(store, "cache")
+        .namespace("../escape")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 }

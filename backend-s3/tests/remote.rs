@@ -260,7 +260,8 @@ fn forged_objects_are_rejected_counted_and_never_decoded() {
         0,
         "a forged entry reached the decoder"
     );
-    // The forged objects were replaced by genuine ones, which a fresh node accepts.
+    // In a shared bucket they are left alone (another node's entries look the same), never
+    // replaced: a fresh node rejects them again, and still never decodes one.
     let fresh = cache(&decoded);
     for input in &inputs {
         assert_eq!(
@@ -268,6 +269,10 @@ fn forged_objects_are_rejected_counted_and_never_decoded() {
             compile(input).unwrap()
         );
     }
-    assert_eq!(fresh.stats().computes, 0);
-    assert_eq!(decoded.load(Ordering::SeqCst), 4);
+    assert_eq!(fresh.stats().computes, 4);
+    assert_eq!(
+        block_on(s3.get(&keys[3])).unwrap().as_deref(),
+        Some(&b"garbage"[..])
+    );
+    assert_eq!(decoded.load(Ordering::SeqCst), 0);
 }

@@ -202,3 +202,32 @@ fn a_queue_that_waits_when_full_never_drops() {
     assert_eq!((stats.writes, stats.dropped_writes), (30, 0), "{stats:?}");
     assert_eq!(block_on(slow.usage()).unwrap().entries, 30);
 }
+
+#[test]
+fn a_large_put_gets_time_for_its_size_and_a_read_does_not() {
+    // Every operation takes 300 ms; the tier's timeout is 100 ms.
+    let slow: Arc<dyn Backend> = Arc::new(FaultyBackend::new(
+        MapBackend::new(),
+        FaultConfig {
+            slow_rate: 1.0,
+            delay: Duration::from_millis(300),
+            ..FaultConfig::default()
+        },
+    ));
+    let tiers = Tiered::builder()
+        .tier(
+            Tier::new(slow.clone())
+                .timeout(Duration::from_millis(100))
+                .min_write_rate(1 << 20),
+        )
+        .build();
+    // 1 MiB at 1 MiB/s: one more second than the timeout, so the put lands.
+    block_on(tiers.put(&key(1), &Origin::new(1, "t"), &vec![0; 1 << 20]));
+    let stats = &tiers.stats()[0];
+    assert_eq!((stats.writes, stats.timeouts), (1, 0), "{stats:?}");
+    assert!(
+        block_on(tiers.get(&key(1), 1)).is_none(),
+        "a read outlived its timeout"
+    );
+    assert_eq!(tiers.stats()[0].timeouts, 1);
+}

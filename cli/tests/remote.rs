@@ -98,6 +98,44 @@ fn a_second_machine_warm_starts_from_the_bucket() {
         .unwrap();
     assert_eq!(ok(&out), "Hello from warmcache!\n");
     assert!(stderr(&out).contains("compiled"), "{}", stderr(&out));
+    // ... and its `verify --remove` (with its wrong secret) does not empty the fleet's bucket.
+    let out = with_credentials(&third)
+        .env(
+            "OTHER_SECRET",
+            "not the secret the bucket was written with!",
+        )
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--secret-env",
+            "OTHER_SECRET",
+        ])
+        .args(["verify", "--remove"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(&out),
+        stderr(&out)
+    );
+
+    // A new machine of the fleet still warm-starts from the bucket.
+    let fourth = Env::new();
+    let config = remote_config(&fourth, &moto.endpoint(), &bucket);
+    let out = with_credentials(&fourth)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--secret-env",
+            "WARMCACHE_SECRET",
+        ])
+        .args(["run", "-v", hello.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "Hello from warmcache!\n");
+    let how = stderr(&out);
+    assert!(how.contains("loaded from remote tier s3:s3://"), "{how}");
 }
 
 #[test]

@@ -85,7 +85,7 @@ pub use failure::{CheckResult, Failure, Verdict};
 pub use faults::{
     BlockingFaultyBackend, CorruptingBackend, FaultConfig, FaultedOps, FaultyBackend,
 };
-pub use persistence::{CrashReport, crash_torture};
+pub use persistence::{CrashReport, crash_torture, crash_torture_test};
 pub use runner::{CHECKS, Check, crash_test, report, run, run_all, run_named, run_test, test_name};
 
 /// The checks as public functions, for running them outside the macro.

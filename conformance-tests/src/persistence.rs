@@ -130,8 +130,10 @@ fn crash_child_loop(harness: &dyn Harness, dir: &Path) -> Result<(), Failure> {
 }
 
 /// What a series of kills did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CrashReport {
+    /// The backend's name.
+    pub backend: String,
     /// Writer processes killed with SIGKILL.
     pub kills: u32,
     /// Kills that landed while a put was in progress (its `BEGIN` seen, its `ACK` not).
@@ -178,14 +180,48 @@ pub fn crash_torture(
         crash_child(harness, Path::new(&dir));
     }
     let dir = tempfile::tempdir().map_err(|e| Failure(format!("temporary directory: {e}")))?;
-    {
+    let backend = {
         let b = open(harness, dir.path())?;
         ensure!(
             b.capabilities().persistent,
             "crash torture of a backend that does not claim persistence"
         );
+        b.name().to_owned()
+    };
+    let report = crash_kills(harness, dir.path(), test_name, kills, seed)?;
+    Ok(CrashReport { backend, ..report })
+}
+
+/// [`crash_torture`] as a test: `WARMCACHE_CRASH_KILLS` kills (default 10; the scale run,
+/// `scripts/crash-torture.sh`, asks for 100), a line on standard error with what the kills did,
+/// and a panic naming the failure, or when no kill landed inside a put (the test would then not
+/// test torn writes). Call it from the test named `test_name`.
+///
+/// # Panics
+///
+/// On any [`Failure`], and when no kill landed mid-write.
+pub fn crash_torture_test(harness: &dyn Harness, test_name: &str) {
+    let kills = std::env::var("WARMCACHE_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    match crash_torture(harness, test_name, kills, 7) {
+        Ok(report) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "crash torture of {}: {} kills, {} mid-write, {} acknowledged puts checked",
+                report.backend,
+                report.kills,
+                report.mid_write,
+                report.acknowledged
+            );
+            assert!(
+                report.mid_write > 0,
+                "no kill landed inside a put: {report:?}"
+            );
+        }
+        Err(failure) => panic!("crash torture failed: {failure}"),
     }
-    crash_kills(harness, dir.path(), test_name, kills, seed)
 }
 
 /// One line of the child's output.
