@@ -238,3 +238,27 @@ fn another_writers_temporary_file_is_kept_while_it_is_locked() {
     );
     drop(held);
 }
+
+#[test]
+fn planted_special_files_do_not_take_the_tier_out_of_service() {
+    use warmcache_core::{Integrity, Tier, Tiered};
+    let dir = tempfile::tempdir().unwrap();
+    let fs = std::sync::Arc::new(FsBackend::open(dir.path()).unwrap());
+    let good = key(9);
+    block_on(fs.put(&good, Integrity::plain().seal(&good, 1, "t", b"good"))).unwrap();
+    for n in 1..=8 {
+        block_on(fs.put(&key(n), Bytes::from_static(b"x"))).unwrap();
+        let path = entry_path(dir.path(), &key(n));
+        fs::remove_file(&path).unwrap();
+        symlink("/dev/zero", &path).unwrap();
+    }
+    let tiers = Tiered::builder()
+        .tier(Tier::new(fs).circuit_breaker(2, Duration::from_secs(60)))
+        .build();
+    for n in 1..=8 {
+        assert!(block_on(tiers.get(&key(n), 1)).is_none());
+    }
+    let hit = block_on(tiers.get(&good, 1)).expect("the read breaker opened on planted files");
+    assert_eq!(hit.payload(), b"good");
+    assert_eq!(tiers.stats()[0].errors, 8);
+}

@@ -30,89 +30,73 @@ fn with_credentials(env: &Env) -> std::process::Command {
     cmd
 }
 
+/// A machine of its own (empty local tiers) over a shared bucket, with the secret in
+/// `secret_var`.
+struct Machine {
+    env: Env,
+    config: std::path::PathBuf,
+    secret_var: &'static str,
+}
+
+impl Machine {
+    fn new(moto: &s3::Moto, bucket: &str, secret_var: &'static str) -> Self {
+        let env = Env::new();
+        let config = remote_config(&env, &moto.endpoint(), bucket);
+        Self {
+            env,
+            config,
+            secret_var,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        with_credentials(&self.env)
+            .env(
+                "OTHER_SECRET",
+                "not the secret the bucket was written with!",
+            )
+            .args(["--config", self.config.to_str().unwrap()])
+            .args(["--secret-env", self.secret_var])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
 #[test]
 fn a_second_machine_warm_starts_from_the_bucket() {
     let moto = s3::shared();
     let bucket = s3::unique_bucket("cli");
     s3::create_bucket(moto.port(), &bucket);
     let hello = common::hello();
+    let hello = hello.to_str().unwrap();
 
-    let first = Env::new();
-    let config = remote_config(&first, &moto.endpoint(), &bucket);
-    let out = with_credentials(&first)
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--secret-env",
-            "WARMCACHE_SECRET",
-        ])
-        .args(["run", "-v", hello.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let first = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let out = first.run(&["run", "-v", hello]);
     assert_eq!(ok(&out), "Hello from warmcache!\n");
     assert!(stderr(&out).contains("compiled"), "{}", stderr(&out));
 
     // Another machine: empty local tiers, same bucket and secret.
-    let second = Env::new();
-    let config = remote_config(&second, &moto.endpoint(), &bucket);
-    let run = || {
-        with_credentials(&second)
-            .args([
-                "--config",
-                config.to_str().unwrap(),
-                "--secret-env",
-                "WARMCACHE_SECRET",
-            ])
-            .args(["run", "-v", hello.to_str().unwrap()])
-            .output()
-            .unwrap()
-    };
-    let out = run();
+    let second = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let out = second.run(&["run", "-v", hello]);
     assert_eq!(ok(&out), "Hello from warmcache!\n");
     let how = stderr(&out);
     assert!(how.contains("loaded from remote tier s3:s3://"), "{how}");
     // Promoted into the local file tier.
-    let out = run();
+    let out = second.run(&["run", "-v", hello]);
     assert!(
         stderr(&out).contains("loaded from disk tier fs:"),
         "{}",
         stderr(&out)
     );
 
-    // Without the secret the entries do not verify: refused, compiled again, never loaded.
-    let third = Env::new();
-    let config = remote_config(&third, &moto.endpoint(), &bucket);
-    let out = with_credentials(&third)
-        .env(
-            "OTHER_SECRET",
-            "not the secret the bucket was written with!",
-        )
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--secret-env",
-            "OTHER_SECRET",
-        ])
-        .args(["run", "-v", hello.to_str().unwrap()])
-        .output()
-        .unwrap();
+    // Without the secret the entries do not verify: refused, compiled again, never loaded...
+    let third = Machine::new(moto, &bucket, "OTHER_SECRET");
+    let out = third.run(&["run", "-v", hello]);
     assert_eq!(ok(&out), "Hello from warmcache!\n");
     assert!(stderr(&out).contains("compiled"), "{}", stderr(&out));
     // ... and its `verify --remove` (with its wrong secret) does not empty the fleet's bucket.
-    let out = with_credentials(&third)
-        .env(
-            "OTHER_SECRET",
-            "not the secret the bucket was written with!",
-        )
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--secret-env",
-            "OTHER_SECRET",
-        ])
-        .args(["verify", "--remove"])
-        .output()
-        .unwrap();
+    let out = third.run(&["verify", "--remove"]);
     assert!(
         out.status.success(),
         "{}{}",
@@ -121,18 +105,8 @@ fn a_second_machine_warm_starts_from_the_bucket() {
     );
 
     // A new machine of the fleet still warm-starts from the bucket.
-    let fourth = Env::new();
-    let config = remote_config(&fourth, &moto.endpoint(), &bucket);
-    let out = with_credentials(&fourth)
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--secret-env",
-            "WARMCACHE_SECRET",
-        ])
-        .args(["run", "-v", hello.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let fourth = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let out = fourth.run(&["run", "-v", hello]);
     assert_eq!(ok(&out), "Hello from warmcache!\n");
     let how = stderr(&out);
     assert!(how.contains("loaded from remote tier s3:s3://"), "{how}");

@@ -246,8 +246,12 @@ impl TierShared {
                 tracing::warn!(tier = %self.name, %key, ?after, "{op} timed out");
             }
             TierFailure::Error(e) => {
-                // A refused value says nothing about the tier's health.
-                if !matches!(e.kind(), ErrorKind::Capacity | ErrorKind::NotSupported) {
+                // A refused value, or one damaged (or planted) entry, says nothing about the
+                // tier's health: it must not take the tier out for everyone.
+                if !matches!(
+                    e.kind(),
+                    ErrorKind::Capacity | ErrorKind::NotSupported | ErrorKind::Corrupt
+                ) {
                     breaker.failure();
                 }
                 tracing::warn!(tier = %self.name, %key, error = %e, "{op} failed");
