@@ -182,7 +182,10 @@ impl FaultyBackend {
 /// A [`BlockingBackend`] that injects the faults of [`FaultyBackend`] by blocking the calling
 /// thread: a slow operation sleeps, a hung one never returns, like a file or database tier on
 /// a stuck disk or an unresponsive NFS server. Through the blanket [`Backend`] impl it runs the
-/// way fs, redb and RocksDB tiers do, so it tests what bounds them.
+/// way fs, redb and RocksDB tiers do, so it tests what bounds them. Use it under a tier
+/// [`timeout`](warmcache_core::Tier::timeout) or a Tokio runtime: it drives the wrapped
+/// backend with `futures::executor::block_on`, which cannot run inside another `block_on` on
+/// the same thread.
 #[derive(Debug, Clone)]
 pub struct BlockingFaultyBackend {
     inner: Arc<dyn Backend>,

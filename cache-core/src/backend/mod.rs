@@ -16,6 +16,7 @@ pub use blocking::BlockingBackend;
 pub use guard::guard_panics;
 pub use limits::Limits;
 pub use lru::{EVICTION_SAMPLE, LruIndex, LruRecord, SampledLru, Totals, Visit};
+pub(crate) use spawn::inline_allowed;
 pub use spawn::maybe_spawn_blocking;
 
 use std::fmt::Debug;

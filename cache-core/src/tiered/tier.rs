@@ -169,7 +169,10 @@ impl Tier {
         self.write
     }
 
-    /// Bounds every operation on this tier; one that runs longer counts as a failure. A put of
+    /// Bounds every operation on this tier; one that runs longer counts as a failure. Blocking
+    /// backends (files, embedded databases) then run off the caller's thread, so the bound holds
+    /// for a stuck disk too; without a timeout they run inline when no Tokio runtime is current.
+    /// A put of
     /// `n` bytes may take `timeout` plus the time `n` bytes take at the
     /// [`min_write_rate`](Self::min_write_rate), so a large artifact can always be uploaded.
     /// Reads get `timeout` alone: set it to cover the largest download.
@@ -215,13 +218,16 @@ pub(super) enum TierFailure {
     Timeout(Duration),
 }
 
-/// Runs `fut` under `timeout`, if any.
+/// Runs `fut` under `timeout`, if any. Blocking backends run off the caller's thread only when
+/// there is a timeout to enforce (see [`maybe_spawn_blocking`](crate::backend::maybe_spawn_blocking)).
 pub(super) async fn timed<T>(
     timeout: Option<Duration>,
     fut: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, TierFailure> {
     let Some(limit) = timeout else {
-        return fut.await.map_err(TierFailure::Error);
+        return crate::backend::inline_allowed(fut)
+            .await
+            .map_err(TierFailure::Error);
     };
     let fut = std::pin::pin!(fut);
     match select(fut, futures_timer::Delay::new(limit)).await {
