@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use std::fs::File;
 
-use warmcache_core::backend::{BlockingBackend, maybe_spawn_blocking, page_from_sorted};
+use warmcache_core::backend::{BlockingBackend, Lease, maybe_spawn_blocking, page_from_sorted};
 use warmcache_core::{
     CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
 };
@@ -85,6 +85,7 @@ impl BlockingBackend for FsBackend {
             .capabilities()
             .with_persistent(true)
             .with_local_files(self.offer_files)
+            .with_coordinates(true)
     }
 
     fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
@@ -129,5 +130,20 @@ impl BlockingBackend for FsBackend {
 
     fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
         self.store.shrink_to(max_bytes)
+    }
+
+    /// An exclusive lock on `locks/<key>` in the directory, between every process (and every
+    /// backend in this one) using it. Freed by the kernel when the holder dies, so `ttl` is not
+    /// needed; it is never renewed.
+    fn try_lease(
+        &self,
+        key: &CacheKey,
+        _ttl: Duration,
+        holder: &str,
+    ) -> Result<Option<Box<dyn Lease>>> {
+        let lease = crate::lock::try_lock(self.store.root(), key, holder, || {
+            crate::lock::lease_context(self.name(), key)
+        })?;
+        Ok(lease.map(|l| Box::new(l) as Box<dyn Lease>))
     }
 }

@@ -4,6 +4,7 @@
 //! root/WARMCACHE-FS          marker: this directory holds a warmcache file tier
 //! root/entries/ab/<64 hex>   one immutable entry file per key (first byte's hex as fan-out)
 //! root/entries/ab/.<64 hex>.<pid>.<nonce>.tmp   a write in progress (or left by a crash)
+//! root/locks/<64 hex>        the lock a process holds while it computes that key
 //! ```
 //!
 //! Only names of exactly these shapes are ever read, counted or deleted; anything else in the
@@ -15,6 +16,7 @@ use warmcache_core::CacheKey;
 
 pub(crate) const MARKER: &str = "WARMCACHE-FS";
 pub(crate) const ENTRIES: &str = "entries";
+pub(crate) const LOCKS: &str = "locks";
 
 pub(crate) fn entries_dir(root: &Path) -> PathBuf {
     root.join(ENTRIES)
@@ -26,6 +28,14 @@ pub(crate) fn fan_dir(root: &Path, key: &CacheKey) -> PathBuf {
 
 pub(crate) fn entry_path(root: &Path, key: &CacheKey) -> PathBuf {
     fan_dir(root, key).join(key.to_hex())
+}
+
+pub(crate) fn locks_dir(root: &Path) -> PathBuf {
+    root.join(LOCKS)
+}
+
+pub(crate) fn lock_path(root: &Path, key: &CacheKey) -> PathBuf {
+    locks_dir(root).join(key.to_hex())
 }
 
 pub(crate) fn temp_name(key: &CacheKey, nonce: u64) -> String {

@@ -77,6 +77,7 @@ mod backend;
 mod builder;
 mod files;
 mod layout;
+mod lock;
 mod store;
 
 pub use backend::FsBackend;

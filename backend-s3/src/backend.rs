@@ -2,11 +2,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use warmcache_core::backend::Lease;
 use warmcache_core::{
     Backend, CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
     async_trait,
@@ -15,6 +17,7 @@ use warmcache_core::{
 use crate::builder::S3BackendBuilder;
 use crate::error::map;
 use crate::layout::{object_path, parse_key};
+use crate::lease::lease_dir;
 
 /// Where the object store's futures run.
 ///
@@ -33,6 +36,29 @@ impl Runtime {
     fn handle(&self) -> &tokio::runtime::Handle {
         match self {
             Runtime::Owned(_, h) | Runtime::Shared(h) => h,
+        }
+    }
+}
+
+/// Runs object store futures on the backend's runtime; cheap to clone, so a lease can keep one.
+#[derive(Debug, Clone)]
+pub(crate) struct Spawner(tokio::runtime::Handle);
+
+impl Spawner {
+    /// Runs `fut` on the runtime and awaits it from any executor. A runtime that has shut down
+    /// (the backend was dropped) makes it [`Error::Unavailable`].
+    pub(crate) async fn spawn<T: Send + 'static>(
+        &self,
+        ctx: Context,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        match self.0.spawn(fut).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::Unavailable {
+                context: ctx,
+                source: Box::new(e),
+            }),
         }
     }
 }
@@ -122,14 +148,11 @@ impl S3Backend {
         ctx: Context,
         fut: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        match self.runtime.handle().spawn(fut).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::Unavailable {
-                context: ctx,
-                source: Box::new(e),
-            }),
-        }
+        self.spawner().spawn(ctx, fut).await
+    }
+
+    fn spawner(&self) -> Spawner {
+        Spawner(self.runtime.handle().clone())
     }
 
     /// Every entry after `after`, in key order.
@@ -337,5 +360,30 @@ impl Backend for S3Backend {
             entries: all.len() as u64,
             bytes: all.iter().map(|e| e.size).sum(),
         })
+    }
+
+    /// A generation object under `leases/<key>/` in the bucket, created only if absent (see the
+    /// crate docs); it expires `ttl` after it was taken or last renewed.
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+        holder: &str,
+    ) -> Result<Option<Box<dyn Lease>>> {
+        if !self.capabilities.coordinates {
+            return Err(Error::NotSupported {
+                context: self.ctx(Op::Lease, Some(key)),
+            });
+        }
+        let lease = crate::lease::try_lease(
+            Arc::clone(&self.store),
+            lease_dir(&self.prefix, key),
+            ttl,
+            holder.to_owned(),
+            self.spawner(),
+            self.ctx(Op::Lease, Some(key)),
+        )
+        .await?;
+        Ok(lease.map(|l| Box::new(l) as Box<dyn Lease>))
     }
 }

@@ -64,6 +64,7 @@ pub struct S3BackendBuilder {
     name: String,
     persistent: Option<bool>,
     shared: Option<bool>,
+    coordinates: bool,
     max_value_size: u64,
     namespace: Option<String>,
 }
@@ -133,6 +134,7 @@ impl S3BackendBuilder {
             name: "s3".to_owned(),
             persistent: None,
             shared: None,
+            coordinates: true,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             namespace: None,
         }
@@ -241,6 +243,15 @@ impl S3BackendBuilder {
         self
     }
 
+    /// Whether the backend hands out leases, so nodes sharing the store compute a cold entry
+    /// once between them (default: true). Leases need conditional creates
+    /// (`PutMode::Create`), which S3, GCS, Azure, `file://` and `memory://` have; turn them off
+    /// for an S3-compatible server without `If-None-Match` support.
+    pub fn coordinates(mut self, coordinates: bool) -> Self {
+        self.coordinates = coordinates;
+        self
+    }
+
     /// The name used in errors and stats (default `"s3"`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -330,7 +341,8 @@ impl S3BackendBuilder {
         let capabilities = Capabilities::new()
             .with_max_value_size(Some(self.max_value_size))
             .with_persistent(self.persistent.unwrap_or(persistent))
-            .with_shared(self.shared.unwrap_or(shared));
+            .with_shared(self.shared.unwrap_or(shared))
+            .with_coordinates(self.coordinates);
         let runtime = match &self.runtime {
             Some(handle) => Runtime::Shared(handle.clone()),
             None => {

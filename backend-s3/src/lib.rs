@@ -55,6 +55,7 @@ mod backend;
 mod builder;
 mod error;
 mod layout;
+mod lease;
 
 pub use backend::S3Backend;
 pub use builder::{DEFAULT_MAX_VALUE_SIZE, S3BackendBuilder, redact};

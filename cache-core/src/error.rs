@@ -35,6 +35,9 @@ pub enum Op {
     OpenFile,
     /// [`Backend::shrink_to`](crate::Backend::shrink_to).
     Shrink,
+    /// [`Backend::try_lease`](crate::Backend::try_lease) and the [`Lease`](crate::backend::Lease)
+    /// it returns.
+    Lease,
 }
 
 impl fmt::Display for Op {
@@ -50,6 +53,7 @@ impl fmt::Display for Op {
             Op::Usage => "usage",
             Op::OpenFile => "open_file",
             Op::Shrink => "shrink",
+            Op::Lease => "lease",
         })
     }
 }

@@ -83,8 +83,8 @@ pub use key::{
 };
 pub use stats::{Stats, TierStats};
 pub use tiered::{
-    Access, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier, Tiered, TieredBuilder, WhenFull,
-    WriteMode,
+    Access, Claim, Claimed, Coordination, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier,
+    Tiered, TieredBuilder, WhenFull, WriteMode,
 };
 
 /// Re-exported so backend authors implement [`Backend`] with the same `async_trait` version.

@@ -25,6 +25,10 @@ pub(crate) struct TierCounters {
     pub(crate) read_nanos: AtomicU64,
     pub(crate) read_ops: AtomicU64,
     pub(crate) read_nanos_max: AtomicU64,
+    pub(crate) leases: AtomicU64,
+    pub(crate) lease_waits: AtomicU64,
+    pub(crate) lease_timeouts: AtomicU64,
+    pub(crate) lease_errors: AtomicU64,
 }
 
 impl TierCounters {
@@ -74,6 +78,10 @@ impl TierCounters {
             breaker_open,
             write_breaker_open,
             pending_writes,
+            leases: self.leases.load(Relaxed),
+            lease_waits: self.lease_waits.load(Relaxed),
+            lease_timeouts: self.lease_timeouts.load(Relaxed),
+            lease_errors: self.lease_errors.load(Relaxed),
         }
     }
 }
@@ -123,6 +131,18 @@ pub struct TierStats {
     pub write_breaker_open: bool,
     /// Background writes queued and not yet finished.
     pub pending_writes: u64,
+    /// Leases taken on this tier before computing a key.
+    #[serde(default)]
+    pub leases: u64,
+    /// Requests that found a key's lease held by another process or host and waited for it.
+    #[serde(default)]
+    pub lease_waits: u64,
+    /// Waits that ran out, after which the key was computed here anyway.
+    #[serde(default)]
+    pub lease_timeouts: u64,
+    /// Lease operations that failed or timed out (the key was computed without the lease).
+    #[serde(default)]
+    pub lease_errors: u64,
 }
 
 /// Live counters of the cache front.
@@ -143,6 +163,7 @@ pub(crate) struct CacheCounters {
     pub(crate) load_nanos: AtomicU64,
     pub(crate) saved_nanos: AtomicU64,
     pub(crate) inserts: AtomicU64,
+    pub(crate) coordinated: AtomicU64,
 }
 
 /// A snapshot of a [`Cache`](crate::Cache)'s counters, with its tiers'.
@@ -174,6 +195,10 @@ pub struct Stats {
     pub compute_ms: f64,
     /// Requests that waited for another caller's computation of the same key.
     pub waits: u64,
+    /// Requests answered by the entry another process or host computed while this one waited
+    /// on its lease (counted in `tier_hits` too).
+    #[serde(default)]
+    pub coordinated: u64,
     /// Entries handed to the codec's decoder: verified stored entries, and a leader's freshly
     /// computed payload for waiters the codec would not hand the leader's value to.
     pub decodes: u64,
@@ -214,6 +239,7 @@ impl CacheCounters {
             compute_panics: self.compute_panics.load(Relaxed),
             compute_ms: self.compute_nanos.load(Relaxed) as f64 / 1e6,
             waits: self.waits.load(Relaxed),
+            coordinated: self.coordinated.load(Relaxed),
             decodes: self.decodes.load(Relaxed),
             inserts: self.inserts.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),

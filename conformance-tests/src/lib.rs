@@ -4,8 +4,8 @@
 //! [`backend_tests!`] once; the macro expands to a module with one named `#[test]` per behaviour:
 //! round trips from 0 B to 32 MiB, missing keys, overwrite, delete, clear, paged listing and
 //! usage, 10,000 keys, concurrent writers and readers without torn values, the capacity bound,
-//! futures under `block_on` and under Tokio, dropped futures, `open_file` and `shrink_to` where
-//! offered, persistence across reopen, a crash test that SIGKILLs a writer process mid-write,
+//! futures under `block_on` and under Tokio, dropped futures, `open_file`, `shrink_to` and leases
+//! (`try_lease`: exclusion, expiry, renewal, release) where offered, persistence across reopen, a crash test that SIGKILLs a writer process mid-write,
 //! and the [`Cache`](warmcache_core::Cache) front over the backend (invalidation, key echo,
 //! schema versions, single-flight, corruption). The list of checks is kept once, in
 //! [`CHECKS`]; a check that does not apply to a backend reports itself as skipped.
@@ -73,6 +73,7 @@ use warmcache_core::Backend;
 
 mod basic;
 mod concurrency;
+mod coordination;
 mod failure;
 mod faults;
 mod front;
@@ -92,6 +93,7 @@ pub use runner::{CHECKS, Check, crash_test, report, run, run_all, run_named, run
 pub mod checks {
     pub use crate::basic::*;
     pub use crate::concurrency::*;
+    pub use crate::coordination::*;
     pub use crate::front::*;
     pub use crate::maintenance::*;
     pub use crate::persistence::{CHILD_ENV, crash_recovery, persistence_across_reopen};
@@ -169,6 +171,10 @@ macro_rules! __checks {
             driven_by_tokio: Blocking,
             open_file_matches_get: Async,
             shrink_keeps_recently_used: Async,
+            lease_exclusive: Async,
+            lease_abandoned_expires: Async,
+            lease_renewal_keeps_it: Async,
+            lease_released_is_gone: Async,
             persistence_across_reopen: Harness,
             crash_recovery: Crash,
             front_invalidation: Async,

@@ -3,16 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use warmcache_conformance::{Harness, run_named};
-use warmcache_core::backend::maybe_spawn_blocking;
 use warmcache_core::backend::page_from_sorted;
+use warmcache_core::backend::{Lease, maybe_spawn_blocking};
 use warmcache_core::{
     Backend, CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
     async_trait,
@@ -34,13 +35,62 @@ enum Defect {
     ForgetsOnReopen,
     /// Lists keys in insertion order instead of key order, and misreports sizes.
     ListsWrongly,
+    /// Grants every lease asked for, held or not.
+    LeasesUnguarded,
+    /// An abandoned lease stays held for a day, whatever its ttl.
+    LeasesNeverExpire,
+    /// `release` leaves the lease held.
+    ReleaseKeepsLease,
+    /// `renew` does not extend the lease.
+    RenewIgnored,
 }
+
+/// Held leases by key: the holder's id and the deadline.
+type Leases = Arc<Mutex<HashMap<CacheKey, (u64, Instant)>>>;
 
 #[derive(Debug)]
 struct MapBackend {
     map: Mutex<BTreeMap<CacheKey, Bytes>>,
     defect: Defect,
     capacity: Option<u64>,
+    leases: Leases,
+    next_lease: AtomicU64,
+}
+
+#[derive(Debug)]
+struct MapLease {
+    leases: Leases,
+    key: CacheKey,
+    id: u64,
+    ttl: Duration,
+    defect: Defect,
+}
+
+#[async_trait]
+impl Lease for MapLease {
+    async fn renew(&self) -> Result<()> {
+        if self.defect != Defect::RenewIgnored
+            && let Some(held) = self.leases.lock().get_mut(&self.key)
+            && held.0 == self.id
+        {
+            held.1 = Instant::now() + self.ttl;
+        }
+        Ok(())
+    }
+
+    async fn release(&self) -> Result<()> {
+        let mut leases = self.leases.lock();
+        if self.defect != Defect::ReleaseKeepsLease
+            && leases.get(&self.key).is_some_and(|held| held.0 == self.id)
+        {
+            leases.remove(&self.key);
+        }
+        Ok(())
+    }
+
+    fn renew_every(&self) -> Option<Duration> {
+        Some(self.ttl / 3)
+    }
 }
 
 impl MapBackend {
@@ -53,6 +103,8 @@ impl MapBackend {
             map: Mutex::new(BTreeMap::new()),
             defect,
             capacity,
+            leases: Arc::default(),
+            next_lease: AtomicU64::new(0),
         }
     }
 }
@@ -68,6 +120,7 @@ impl Backend for MapBackend {
             .with_persistent(self.defect == Defect::ForgetsOnReopen)
             .with_capacity(self.capacity)
             .with_max_value_size(self.capacity)
+            .with_coordinates(true)
     }
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
@@ -144,6 +197,35 @@ impl Backend for MapBackend {
             bytes: map.values().map(|v| v.len() as u64).sum(),
         })
     }
+
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+        _holder: &str,
+    ) -> Result<Option<Box<dyn Lease>>> {
+        let now = Instant::now();
+        let mut leases = self.leases.lock();
+        if self.defect != Defect::LeasesUnguarded
+            && leases.get(key).is_some_and(|(_, until)| *until > now)
+        {
+            return Ok(None);
+        }
+        let id = self.next_lease.fetch_add(1, Ordering::Relaxed);
+        let lives = if self.defect == Defect::LeasesNeverExpire {
+            Duration::from_secs(86_400)
+        } else {
+            ttl
+        };
+        leases.insert(*key, (id, now + lives));
+        Ok(Some(Box::new(MapLease {
+            leases: Arc::clone(&self.leases),
+            key: *key,
+            id,
+            ttl,
+            defect: self.defect,
+        })))
+    }
 }
 
 async fn futures_timer_sleep(d: Duration) {
@@ -215,6 +297,14 @@ fn catches_false_persistence() {
 #[test]
 fn catches_wrong_listing() {
     assert_fails(Defect::ListsWrongly, &["list_and_usage_consistent"]);
+}
+
+#[test]
+fn catches_broken_leases() {
+    assert_fails(Defect::LeasesUnguarded, &["lease_exclusive"]);
+    assert_fails(Defect::LeasesNeverExpire, &["lease_abandoned_expires"]);
+    assert_fails(Defect::ReleaseKeepsLease, &["lease_released_is_gone"]);
+    assert_fails(Defect::RenewIgnored, &["lease_renewal_keeps_it"]);
 }
 
 #[test]

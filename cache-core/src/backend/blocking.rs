@@ -2,12 +2,13 @@
 //! the one adapter that makes any of them a [`Backend`].
 
 use std::fs::File;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::spawn::maybe_spawn_blocking;
-use super::{Backend, Capabilities, ListPage, Usage};
+use super::{Backend, Capabilities, Lease, ListPage, Usage};
 use crate::error::{Context, Error, Op, Result};
 use crate::key::CacheKey;
 
@@ -100,6 +101,18 @@ pub trait BlockingBackend: std::fmt::Debug + Clone + Send + Sync + 'static {
             context: Context::new(self.name(), Op::Shrink),
         })
     }
+    /// See [`Backend::try_lease`]. Default: not supported.
+    fn try_lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+        holder: &str,
+    ) -> Result<Option<Box<dyn Lease>>> {
+        let _ = (ttl, holder);
+        Err(Error::NotSupported {
+            context: Context::with_key(self.name(), Op::Lease, key),
+        })
+    }
 }
 
 /// Runs one blocking operation of `store` off the async executor.
@@ -160,5 +173,18 @@ impl<S: BlockingBackend> Backend for S {
 
     async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
         run(self, move |s| BlockingBackend::shrink_to(s, max_bytes)).await
+    }
+
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+        holder: &str,
+    ) -> Result<Option<Box<dyn Lease>>> {
+        let (key, holder) = (*key, holder.to_owned());
+        run(self, move |s| {
+            BlockingBackend::try_lease(s, &key, ttl, &holder)
+        })
+        .await
     }
 }

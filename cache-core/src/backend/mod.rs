@@ -1,19 +1,21 @@
 //! What a backend author needs: the storage contract [`Backend`], its synchronous form
 //! [`BlockingBackend`] (one adapter makes any blocking store a `Backend`), [`Limits`] for
-//! bounded stores, the [`SampledLru`] eviction that redb and RocksDB share, and the helpers
-//! [`maybe_spawn_blocking`] and [`page_from_sorted`].
+//! bounded stores, the [`SampledLru`] eviction that redb and RocksDB share, the coordination
+//! capability [`Lease`], and the helpers [`maybe_spawn_blocking`] and [`page_from_sorted`].
 //!
 //! Implement [`Backend`] (async stores) or [`BlockingBackend`] (file and database stores), then
 //! run `warmcache-conformance`'s suite against it.
 
 mod blocking;
 mod guard;
+mod lease;
 mod limits;
 mod lru;
 mod spawn;
 
 pub use blocking::BlockingBackend;
 pub use guard::guard_panics;
+pub use lease::Lease;
 pub use limits::Limits;
 pub use lru::{EVICTION_SAMPLE, LruIndex, LruRecord, SampledLru, Totals, Visit};
 pub(crate) use spawn::inline_allowed;
@@ -21,6 +23,7 @@ pub use spawn::maybe_spawn_blocking;
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -46,6 +49,9 @@ pub struct Capabilities {
     pub max_value_size: Option<u64>,
     /// [`Backend::open_file`] can hand out local files.
     pub local_files: bool,
+    /// [`Backend::try_lease`] hands out leases, so processes or hosts sharing the store compute
+    /// a cold entry once between them.
+    pub coordinates: bool,
 }
 
 impl Capabilities {
@@ -57,6 +63,7 @@ impl Capabilities {
             capacity: None,
             max_value_size: None,
             local_files: false,
+            coordinates: false,
         }
     }
 
@@ -87,6 +94,12 @@ impl Capabilities {
     /// Sets [`local_files`](Self::local_files).
     pub const fn with_local_files(mut self, local_files: bool) -> Self {
         self.local_files = local_files;
+        self
+    }
+
+    /// Sets [`coordinates`](Self::coordinates).
+    pub const fn with_coordinates(mut self, coordinates: bool) -> Self {
+        self.coordinates = coordinates;
         self
     }
 }
@@ -152,6 +165,11 @@ pub struct ListPage {
 ///   permissions, links and file type of the opened handle). For an entry it cannot hand out
 ///   safely it answers [`Error::NotSupported`], and [`Tiered`](crate::Tiered) reads a verified
 ///   copy through `get` instead.
+/// * `try_lease`, where offered ([`Capabilities::coordinates`]), is a mutual exclusion per key
+///   between everyone sharing the store: of concurrent callers at most one gets the lease; it
+///   can be taken again once released, or once it was dropped without release (its holder
+///   died) and `ttl` has passed since it was taken or last renewed.
+///   Leases never show as entries (`get`, `list`, `usage`, `clear` do not see them).
 ///
 /// # Errors
 ///
@@ -214,6 +232,24 @@ pub trait Backend: Debug + Send + Sync + 'static {
             context: Context::new(self.name(), Op::Shrink),
         })
     }
+
+    /// Takes the lease on `key` for `ttl`, recording `holder` (who took it, for people reading
+    /// the store), or `Ok(None)` when someone else holds it and it has not expired. See
+    /// [`Lease`] for how it ends.
+    ///
+    /// The default returns [`Error::NotSupported`]; backends that set
+    /// [`Capabilities::coordinates`] override it.
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+        holder: &str,
+    ) -> Result<Option<Box<dyn Lease>>> {
+        let _ = (ttl, holder);
+        Err(Error::NotSupported {
+            context: Context::with_key(self.name(), Op::Lease, key),
+        })
+    }
 }
 
 /// Convenience methods for every [`Backend`], implemented once here so backends cannot get them
@@ -272,6 +308,14 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
         (**self).shrink_to(max_bytes).await
+    }
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+        holder: &str,
+    ) -> Result<Option<Box<dyn Lease>>> {
+        (**self).try_lease(key, ttl, holder).await
     }
 }
 

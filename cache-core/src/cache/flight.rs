@@ -4,7 +4,10 @@
 //!
 //! 1. A live value the codec accepts for this caller is returned at once.
 //! 2. Otherwise the request joins the key's flight. The first caller leads; the others wait.
-//! 3. The leader looks again (live, then storage). On a miss it produces the value.
+//! 3. The leader looks again (live, then storage). On a miss it claims the key's leases in the
+//!    tiers that coordinate with other processes and hosts ([`Tiered::claim`]); when someone
+//!    else's computation stores the entry meanwhile, that entry is the value. Otherwise it
+//!    produces the value.
 //! 4. A produced value is put in the live tier and *published*: waiters, and callers that join
 //!    from now on, receive it (or decode their own from its payload when the codec declines
 //!    the value for them). The flight stays registered until the value has been written to the
@@ -28,6 +31,7 @@ use crate::envelope::{EnvelopeMeta, FORMAT_VERSION, Origin};
 use crate::key::CacheKey;
 use crate::single_flight::{FlightGuard, Join, WaitOutcome};
 use crate::stats::TierCounters;
+use crate::tiered::{Claim, Claimed};
 
 /// What a flight hands its waiters: the value, and the entry it was decoded from or encoded
 /// to, for waiters the codec does not hand the value to.
@@ -172,6 +176,18 @@ where
         } else {
             self.tiers.get(key, kind).await
         }?;
+        self.accept(caller, entry, exec, started).await
+    }
+
+    /// Decodes a verified stored `entry` for `caller` and counts the hit; `None` when it does
+    /// not decode (counted).
+    async fn accept(
+        &self,
+        caller: &C::Caller,
+        entry: Entry,
+        exec: Exec,
+        started: Instant,
+    ) -> Option<(V, Entry)> {
         let value = self.decode(caller, &entry, exec).await.ok()?;
         add(&self.counters.tier_hits, 1);
         if entry.file().is_some() {
@@ -219,6 +235,29 @@ where
             );
             return Ok(v);
         }
+        let waited = Instant::now();
+        let claim = match self
+            .tiers
+            .claim(&key, self.codec.kind(), self.codec.prefers_files())
+            .await
+        {
+            Claimed::Found(entry) => match self.accept(caller, entry, exec, waited).await {
+                Some((v, entry)) => {
+                    add(&self.counters.coordinated, 1);
+                    self.live_insert(key, &v);
+                    publish(
+                        &mut guard,
+                        Ok(Shared {
+                            value: v.clone(),
+                            entry: Some(entry),
+                        }),
+                    );
+                    return Ok(v);
+                }
+                None => Claim::none(),
+            },
+            Claimed::Compute(claim) => claim,
+        };
         add(&self.counters.misses, 1);
         let started = Instant::now();
         let produced = AssertUnwindSafe(produce()).catch_unwind().await;
@@ -227,14 +266,19 @@ where
             Ok(Ok(produced)) => produced,
             // The leader's own input failed: not shared, nothing counted as a computation.
             // Dropping the guard unpublished lets a waiter lead with its own input.
-            Ok(Err(Failure::Input(e))) => return Err(Failure::Input(e)),
+            Ok(Err(Failure::Input(e))) => {
+                claim.release().await;
+                return Err(Failure::Input(e));
+            }
             Ok(Err(Failure::Compute(e))) => {
+                claim.release().await;
                 self.count_compute(compute_nanos);
                 add(&self.counters.compute_errors, 1);
                 publish(&mut guard, Err(e.clone()));
                 return Err(Failure::Compute(e));
             }
             Err(panic) => {
+                claim.release().await;
                 self.count_compute(compute_nanos);
                 add(&self.counters.compute_panics, 1);
                 publish(&mut guard, Err(ComputeError::Panicked { key }));
@@ -267,8 +311,9 @@ where
                 entry,
             }),
         );
-        if let Some(payload) = payload {
-            self.tiers.put(&key, &origin, &payload).await;
+        match payload {
+            Some(payload) => self.tiers.put_claimed(&key, &origin, &payload, claim).await,
+            None => claim.release().await,
         }
         // Only now can the value be found in storage: the flight ends here.
         drop(guard);

@@ -2,8 +2,10 @@
 //! timeouts and circuit breakers.
 //!
 //! `tier.rs` holds a tier's configuration and its guarded backend, `writer.rs` the background
-//! queue, `read.rs` lookups (verify, reject, promote) and `write.rs` puts and deletes.
+//! queue, `read.rs` lookups (verify, reject, promote), `write.rs` puts and deletes, and
+//! `coordinate.rs` the leases that let processes and hosts compute a key once between them.
 
+mod coordinate;
 mod read;
 mod tier;
 mod write;
@@ -18,6 +20,7 @@ use crate::envelope::Integrity;
 use crate::key::CacheKey;
 use crate::stats::{TierCounters, TierStats};
 
+pub use coordinate::{Claim, Claimed, Coordination};
 pub use tier::{Access, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier, WhenFull, WriteMode};
 use tier::{TierShared, TierState};
 use writer::{QueueLimits, Writer};
@@ -39,6 +42,9 @@ use writer::{QueueLimits, Writer};
 pub struct Tiered {
     tiers: Vec<TierState>,
     integrity: Integrity,
+    coordination: Coordination,
+    /// Who this process is, in the leases it takes.
+    holder: String,
 }
 
 /// Builds a [`Tiered`].
@@ -46,6 +52,7 @@ pub struct Tiered {
 pub struct TieredBuilder {
     tiers: Vec<Tier>,
     integrity: Integrity,
+    coordination: Coordination,
 }
 
 impl TieredBuilder {
@@ -58,6 +65,13 @@ impl TieredBuilder {
     /// Sets the integrity mode (default: plain blake3 tags).
     pub fn integrity(mut self, integrity: Integrity) -> Self {
         self.integrity = integrity;
+        self
+    }
+
+    /// How computations are coordinated with other processes and hosts through tiers that offer
+    /// leases (default [`Coordination::new`]: on, waiting up to ten minutes).
+    pub fn coordination(mut self, coordination: Coordination) -> Self {
+        self.coordination = coordination;
         self
     }
 
@@ -112,6 +126,8 @@ impl TieredBuilder {
         let tiered = Tiered {
             tiers,
             integrity: self.integrity,
+            coordination: self.coordination,
+            holder: coordinate::holder_name(),
         };
         let exposed = tiered.unauthenticated_shared_tiers();
         if !exposed.is_empty() {

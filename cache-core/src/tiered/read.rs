@@ -31,7 +31,20 @@ impl Tiered {
     /// The first entry of `kind` that verifies, from any tier, fastest first; read through a
     /// file mapping where `files` and the tier offers files.
     pub(super) async fn read(&self, key: &CacheKey, kind: u32, files: bool) -> Option<Entry> {
-        for (index, tier) in self.tiers.iter().enumerate() {
+        self.read_range(key, kind, files, 0..=self.tiers.len().saturating_sub(1))
+            .await
+    }
+
+    /// [`read`](Self::read) over the tiers in `range` only.
+    pub(super) async fn read_range(
+        &self,
+        key: &CacheKey,
+        kind: u32,
+        files: bool,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Option<Entry> {
+        for index in range {
+            let tier = self.tiers.get(index)?;
             let found = if files && tier.shared.backend.capabilities().local_files {
                 self.read_file(index, key, kind).await
             } else {

@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorKind};
 use crate::key::CacheKey;
 use crate::stats::TierCounters;
 
+use super::coordinate::HeldLease;
 use super::writer::{Job, Writer};
 
 /// Whether a tier takes writes.
@@ -306,9 +307,12 @@ impl TierShared {
 
     pub(super) fn run_job(&self, job: Job) {
         match job {
-            Job::Put(key, value) => {
-                futures::executor::block_on(self.put(&key, value));
-            }
+            Job::Put(key, value, lease) => futures::executor::block_on(async {
+                self.put(&key, value).await;
+                if let Some(lease) = lease {
+                    lease.release().await;
+                }
+            }),
             Job::Delete(key) => futures::executor::block_on(self.delete(&key)),
         }
     }
@@ -361,22 +365,41 @@ impl TierState {
     /// Writes inline or enqueues; returns once the write is done or queued. A shared tier's
     /// entry that failed verification here is never overwritten.
     pub(super) async fn write(&self, key: &CacheKey, value: Bytes) {
-        if self.is_shared && self.foreign.lock().contains(key) {
+        self.write_then_release(key, value, None).await;
+    }
+
+    /// [`write`](Self::write), then releases `lease` once the write has landed, failed or been
+    /// dropped (for a background tier, the writer releases it after the put).
+    pub(super) async fn write_then_release(
+        &self,
+        key: &CacheKey,
+        value: Bytes,
+        lease: Option<Arc<HeldLease>>,
+    ) {
+        let unsent = if self.is_shared && self.foreign.lock().contains(key) {
             TierCounters::add(&self.shared.counters.skipped, 1);
             tracing::debug!(tier = %self.shared.name, %key, "not overwriting an entry this cache cannot verify");
-            return;
-        }
-        match &self.writer {
-            Some(writer) => writer.enqueue(&self.shared, Job::Put(*key, value)),
-            None => {
-                self.shared.put(key, value).await;
+            lease
+        } else {
+            match &self.writer {
+                Some(writer) => writer.enqueue(&self.shared, Job::Put(*key, value, lease)),
+                None => {
+                    self.shared.put(key, value).await;
+                    lease
+                }
             }
+        };
+        if let Some(lease) = unsent {
+            lease.release().await;
         }
     }
 
     pub(super) async fn remove(&self, key: &CacheKey) {
         match &self.writer {
-            Some(writer) => writer.enqueue(&self.shared, Job::Delete(*key)),
+            Some(writer) => {
+                // A delete carries no lease, so nothing comes back.
+                let _ = writer.enqueue(&self.shared, Job::Delete(*key));
+            }
             None => self.shared.delete(key).await,
         }
     }

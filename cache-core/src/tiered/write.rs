@@ -67,6 +67,32 @@ impl Tiered {
         join_all(writes).await;
     }
 
+    /// [`put`](Self::put) for a computation that held `claim`: each lease is released once the
+    /// write to its tier has landed (a background tier's by its writer, after the upload), so
+    /// that whoever waits on it finds the entry.
+    pub async fn put_claimed(
+        &self,
+        key: &CacheKey,
+        origin: &Origin,
+        payload: &[u8],
+        mut claim: super::Claim,
+    ) {
+        let mut sealed = SealedForms::default();
+        let writes = self
+            .tiers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.writable())
+            .map(|(index, t)| {
+                let bytes = sealed.get(&self.integrity, key, origin, payload, t.compression);
+                t.write_then_release(key, bytes, claim.take(index))
+            })
+            .collect::<Vec<_>>();
+        join_all(writes).await;
+        // Leases of tiers that were not written (none, unless read-only ones granted any).
+        claim.release().await;
+    }
+
     /// Deletes `key` from every writable tier.
     pub async fn delete(&self, key: &CacheKey) {
         join_all(

@@ -16,19 +16,29 @@ use parking_lot::{Condvar, Mutex};
 use crate::key::CacheKey;
 use crate::stats::TierCounters;
 
+use super::coordinate::HeldLease;
 use super::tier::{TierShared, WhenFull};
 
 #[derive(Debug)]
 pub(super) enum Job {
-    Put(CacheKey, Bytes),
+    /// A put, and the lease to release once it has landed (or failed).
+    Put(CacheKey, Bytes, Option<Arc<HeldLease>>),
     Delete(CacheKey),
 }
 
 impl Job {
     fn bytes(&self) -> u64 {
         match self {
-            Job::Put(_, value) => value.len() as u64,
+            Job::Put(_, value, _) => value.len() as u64,
             Job::Delete(_) => 0,
+        }
+    }
+
+    /// The lease riding on this job, handed back when the job is not queued.
+    fn into_lease(self) -> Option<Arc<HeldLease>> {
+        match self {
+            Job::Put(_, _, lease) => lease,
+            Job::Delete(_) => None,
         }
     }
 }
@@ -107,8 +117,10 @@ impl Writer {
     }
 
     /// Queues `job`. When the queue is full (by jobs or bytes) the job is dropped and counted,
-    /// or, with [`WhenFull::Wait`], the calling thread waits for room.
-    pub(super) fn enqueue(&self, shared: &TierShared, job: Job) {
+    /// or, with [`WhenFull::Wait`], the calling thread waits for room. A job that is not queued
+    /// hands back its lease, for the caller to release.
+    #[must_use]
+    pub(super) fn enqueue(&self, shared: &TierShared, job: Job) -> Option<Arc<HeldLease>> {
         let job_bytes = job.bytes();
         let mut state = self.queue.state.lock();
         loop {
@@ -116,7 +128,7 @@ impl Writer {
                 drop(state);
                 TierCounters::add(&shared.counters.write_errors, 1);
                 tracing::error!(tier = %shared.name, "background writer has stopped; write lost");
-                return;
+                return job.into_lease();
             }
             if self.fits(&state, job_bytes) {
                 break;
@@ -126,7 +138,7 @@ impl Writer {
                     drop(state);
                     TierCounters::add(&shared.counters.dropped_writes, 1);
                     tracing::warn!(tier = %shared.name, "background queue full; write dropped");
-                    return;
+                    return job.into_lease();
                 }
                 WhenFull::Wait => self.queue.progress.wait(&mut state),
             }
@@ -136,6 +148,7 @@ impl Writer {
         state.jobs.push_back(job);
         drop(state);
         self.queue.work.notify_one();
+        None
     }
 
     /// Jobs accepted and not yet finished.

@@ -1,0 +1,369 @@
+//! Coordination of cold computations between processes and hosts: before computing a key, the
+//! leader of a flight takes the key's lease in every tier that offers leases, fastest first,
+//! waiting (bounded) while someone else holds one; the leases are released once the value has
+//! been written to their tiers.
+//!
+//! The rules:
+//!
+//! 1. A lease is tried in tier order, so on one machine the processes sharing a local tier
+//!    settle who goes on to the shared tier: one process per machine waits on the fleet's lease.
+//! 2. After taking a lease the leader reads again (up to that tier): the previous holder may
+//!    have finished between the first read and the lease.
+//! 3. While a lease is held by someone else, the waiter polls it with backoff; for a shared tier
+//!    it also polls for the entry itself, since a holder that died after its upload leaves its
+//!    lease to expire.
+//! 4. Nothing waits without bound and nothing fails for coordination: a lease that cannot be
+//!    taken (an error, a timeout, an open breaker) is skipped, and a wait that runs out
+//!    computes here.
+//! 5. A lease is released after the write to its tier (for a background tier, by the writer,
+//!    after the put), and released at once when there is nothing to write.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::backend::Lease;
+use crate::entry::Entry;
+use crate::error::ErrorKind;
+use crate::key::CacheKey;
+use crate::stats::TierCounters;
+
+use super::Tiered;
+use super::tier::{TierFailure, TierShared, timed};
+
+/// How a stack coordinates the computation of one key between processes and hosts that share
+/// tiers offering leases ([`Capabilities::coordinates`](crate::Capabilities::coordinates)).
+/// Set with [`TieredBuilder::coordination`](super::TieredBuilder::coordination).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coordination {
+    enabled: bool,
+    wait: Duration,
+    ttl: Duration,
+}
+
+impl Coordination {
+    /// How long a request waits, by default, for another's computation before computing itself.
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(600);
+    /// The default time a lease lives without renewal (the holder renews it every third).
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+    /// Coordination on, with [`DEFAULT_WAIT`](Self::DEFAULT_WAIT) and
+    /// [`DEFAULT_TTL`](Self::DEFAULT_TTL).
+    pub const fn new() -> Self {
+        Self {
+            enabled: true,
+            wait: Self::DEFAULT_WAIT,
+            ttl: Self::DEFAULT_TTL,
+        }
+    }
+
+    /// No leases: every process computes what it misses.
+    pub const fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::new()
+        }
+    }
+
+    /// Waits at most `wait` for others' computations of one key, over all tiers, then computes
+    /// here. Set it above the longest computation you expect.
+    pub const fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Leases live `ttl` without renewal: how long a holder that died keeps others waiting on a
+    /// store that cannot tell it died (a bucket). File locks are freed at the holder's death.
+    pub const fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Whether leases are taken at all.
+    pub const fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The bounded wait.
+    pub const fn wait_limit(&self) -> Duration {
+        self.wait
+    }
+
+    /// The lease lifetime.
+    pub const fn lease_ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+impl Default for Coordination {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A lease this process holds on one tier.
+#[derive(Debug)]
+pub(super) struct HeldLease {
+    lease: Box<dyn Lease>,
+    shared: Arc<TierShared>,
+    released: AtomicBool,
+}
+
+impl HeldLease {
+    /// Releases the lease (once), under the tier's timeout; failures are counted and logged.
+    pub(super) async fn release(&self) {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(failure) = timed(self.shared.timeout, self.lease.release()).await {
+            self.shared.lease_failed(&failure, "release");
+        }
+    }
+
+    fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+}
+
+/// The leases a computation holds, by tier index. Dropping it without
+/// [`release`](Self::release) abandons them: file locks are freed at once, remote leases expire.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub(super) leases: Vec<(usize, Arc<HeldLease>)>,
+}
+
+impl Claim {
+    /// A claim holding no lease.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// How many leases are held.
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// Whether no lease is held.
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+
+    /// Releases every lease now (the computation failed, or there is nothing to store).
+    pub async fn release(self) {
+        for (_, lease) in &self.leases {
+            lease.release().await;
+        }
+    }
+
+    /// Takes the lease held on tier `index`, if any.
+    pub(super) fn take(&mut self, index: usize) -> Option<Arc<HeldLease>> {
+        let at = self.leases.iter().position(|(i, _)| *i == index)?;
+        Some(self.leases.swap_remove(at).1)
+    }
+}
+
+/// What [`Tiered::claim`] found.
+#[derive(Debug)]
+pub enum Claimed {
+    /// Another process or host computed the entry meanwhile: here it is, verified.
+    Found(Entry),
+    /// Compute it: these leases are held (possibly none), to be handed to
+    /// [`Tiered::put_claimed`] or released.
+    Compute(Claim),
+}
+
+enum Attempt {
+    Taken(Box<dyn Lease>),
+    Busy,
+    /// An error, a timeout, an open breaker: go on without this tier's lease.
+    Unavailable,
+}
+
+impl TierShared {
+    pub(super) fn lease_failed(&self, failure: &TierFailure, op: &str) {
+        TierCounters::add(&self.counters.lease_errors, 1);
+        match failure {
+            TierFailure::Timeout(after) => {
+                TierCounters::add(&self.counters.timeouts, 1);
+                self.write_breaker.failure();
+                tracing::warn!(tier = %self.name, ?after, "lease {op} timed out");
+            }
+            TierFailure::Error(e) => {
+                if e.kind() != ErrorKind::NotSupported {
+                    self.write_breaker.failure();
+                }
+                tracing::warn!(tier = %self.name, error = %e, "lease {op} failed");
+            }
+        }
+    }
+}
+
+/// Who holds a lease, as written into stores that record it: host and process.
+pub(super) fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty() && h.len() <= 255)
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("{host} pid {}", std::process::id())
+}
+
+impl Tiered {
+    /// The coordination settings.
+    pub fn coordination(&self) -> Coordination {
+        self.coordination
+    }
+
+    /// Before computing `key`: takes its lease in every writable tier that offers leases,
+    /// waiting (at most the [`Coordination::wait`] overall) while another process or host holds
+    /// one. Returns the entry when that other computation stored it meanwhile, or the leases to
+    /// hand to [`put_claimed`](Self::put_claimed) (or [`Claim::release`]). Never fails: a lease
+    /// that cannot be had is skipped.
+    pub async fn claim(&self, key: &CacheKey, kind: u32, files: bool) -> Claimed {
+        let mut claim = Claim::none();
+        if !self.coordination.enabled {
+            return Claimed::Compute(claim);
+        }
+        let deadline = Instant::now() + self.coordination.wait;
+        for index in 0..self.tiers.len() {
+            let tier = &self.tiers[index];
+            if !tier.writable() || !tier.shared.backend.capabilities().coordinates {
+                continue;
+            }
+            let (poll_max, poll_entry) = if tier.is_shared {
+                (Duration::from_secs(1), true)
+            } else {
+                (Duration::from_millis(100), false)
+            };
+            let mut backoff = Duration::from_millis(5);
+            let mut waited = false;
+            loop {
+                match self.attempt(index, key).await {
+                    Attempt::Taken(lease) => {
+                        TierCounters::add(&tier.shared.counters.leases, 1);
+                        claim.leases.push((
+                            index,
+                            Arc::new(HeldLease {
+                                lease,
+                                shared: Arc::clone(&tier.shared),
+                                released: AtomicBool::new(false),
+                            }),
+                        ));
+                        // The previous holder may have stored it just before letting go.
+                        if let Some(entry) = self.read_range(key, kind, files, 0..=index).await {
+                            claim.release().await;
+                            return Claimed::Found(entry);
+                        }
+                        break;
+                    }
+                    Attempt::Unavailable => break,
+                    Attempt::Busy => {}
+                }
+                if !waited {
+                    waited = true;
+                    TierCounters::add(&tier.shared.counters.lease_waits, 1);
+                    tracing::debug!(tier = %tier.shared.name, %key, "another process or host is computing this; waiting for it");
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    TierCounters::add(&tier.shared.counters.lease_timeouts, 1);
+                    tracing::warn!(
+                        tier = %tier.shared.name,
+                        %key,
+                        wait = ?self.coordination.wait,
+                        "waited the whole coordination wait for another's computation; computing here"
+                    );
+                    return Claimed::Compute(claim);
+                }
+                futures_timer::Delay::new(backoff.min(deadline - now)).await;
+                backoff = (backoff * 2).min(poll_max);
+                if poll_entry
+                    && let Some(entry) = self.read_range(key, kind, files, index..=index).await
+                {
+                    claim.release().await;
+                    return Claimed::Found(entry);
+                }
+            }
+        }
+        claim.renew_in_background(self.coordination.ttl);
+        Claimed::Compute(claim)
+    }
+
+    async fn attempt(&self, index: usize, key: &CacheKey) -> Attempt {
+        let shared = &self.tiers[index].shared;
+        if !shared.write_breaker.allow() {
+            TierCounters::add(&shared.counters.skipped, 1);
+            return Attempt::Unavailable;
+        }
+        let ttl = self.coordination.ttl;
+        match timed(
+            shared.timeout,
+            shared.backend.try_lease(key, ttl, &self.holder),
+        )
+        .await
+        {
+            Ok(Some(lease)) => {
+                shared.write_breaker.success();
+                Attempt::Taken(lease)
+            }
+            Ok(None) => {
+                shared.write_breaker.success();
+                Attempt::Busy
+            }
+            Err(failure) => {
+                shared.lease_failed(&failure, "acquire");
+                Attempt::Unavailable
+            }
+        }
+    }
+}
+
+impl Claim {
+    /// Renews the leases that need it on a thread of their own, until each is released or
+    /// abandoned (nobody but the renewer holds it any more).
+    fn renew_in_background(&self, ttl: Duration) {
+        let renewed: Vec<(Arc<HeldLease>, Duration)> = self
+            .leases
+            .iter()
+            .filter_map(|(_, l)| l.lease.renew_every().map(|every| (Arc::clone(l), every)))
+            .collect();
+        let Some(every) = renewed.iter().map(|(_, every)| *every).min() else {
+            return;
+        };
+        let every = every.clamp(
+            Duration::from_millis(10),
+            ttl.max(Duration::from_millis(10)),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("warmcache-lease-renewer".to_owned())
+            .spawn(move || renew_until_done(&renewed, every));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the lease renewer; leases may expire during a long computation");
+        }
+    }
+}
+
+fn renew_until_done(leases: &[(Arc<HeldLease>, Duration)], every: Duration) {
+    const STEP: Duration = Duration::from_millis(50);
+    let mut next = Instant::now() + every;
+    loop {
+        let live = leases
+            .iter()
+            .filter(|(l, _)| !l.is_released() && Arc::strong_count(l) > 1)
+            .collect::<Vec<_>>();
+        if live.is_empty() {
+            return;
+        }
+        if Instant::now() >= next {
+            for (held, _) in live {
+                let renewal = timed(held.shared.timeout, held.lease.renew());
+                if let Err(failure) = futures::executor::block_on(renewal) {
+                    held.shared.lease_failed(&failure, "renew");
+                }
+            }
+            next = Instant::now() + every;
+        }
+        std::thread::sleep(STEP.min(every));
+    }
+}
