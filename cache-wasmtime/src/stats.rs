@@ -38,6 +38,10 @@ pub struct WasmStats {
     pub incompatible: u64,
     /// Requests that waited for another caller's lookup or compile of the same artifact.
     pub waits: u64,
+    /// Requests answered by the artifact another process or host compiled while this one
+    /// waited on its lease (counted in `tier_hits` too): compiles avoided by coordination.
+    #[serde(default)]
+    pub coordinated: u64,
     /// Per-tier counters, fastest first.
     pub tiers: Vec<TierStats>,
 }
@@ -71,6 +75,7 @@ impl WasmStats {
             stored_loads: core.decodes,
             incompatible: core.decode_errors,
             waits: core.waits,
+            coordinated: core.coordinated,
             tiers: core.tiers,
         }
     }

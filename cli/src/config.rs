@@ -228,6 +228,10 @@ impl TierConfig {
     }
 }
 
+fn duration_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn expand_home(path: &Path) -> PathBuf {
     match (path.strip_prefix("~"), std::env::var_os("HOME")) {
         (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
@@ -313,6 +317,15 @@ pub struct Settings {
     /// Allow a shared (remote) tier without a secret. Anyone who can write the bucket can then
     /// make every node run their code.
     pub insecure_shared: Sourced<bool>,
+    /// Coordinate cold compiles with other processes and hosts through leases in tiers that
+    /// offer them (the file tier's lock files, the bucket's lease objects).
+    pub coordinate: Sourced<bool>,
+    /// How long a process waits for another's compile of the same module before compiling
+    /// itself, in milliseconds.
+    pub coordination_wait_ms: Sourced<u64>,
+    /// How long a bucket lease lives without renewal, in milliseconds: how long a node that died
+    /// mid-compile keeps the others waiting.
+    pub lease_ttl_ms: Sourced<u64>,
     pub engine: EngineSettings,
 }
 
@@ -337,6 +350,9 @@ struct FileConfig {
     secret_env: Option<Spanned<String>>,
     previous_secret_envs: Option<Spanned<Vec<String>>>,
     insecure_shared: Option<Spanned<bool>>,
+    coordinate: Option<Spanned<bool>>,
+    coordination_wait_ms: Option<Spanned<u64>>,
+    lease_ttl_ms: Option<Spanned<u64>>,
     engine: Option<FileEngine>,
     tiers: Option<Spanned<Vec<Spanned<TierConfig>>>>,
 }
@@ -470,6 +486,11 @@ impl Settings {
             secret_env: Sourced::default(None),
             previous_secret_envs: Sourced::default(Vec::new()),
             insecure_shared: Sourced::default(false),
+            coordinate: Sourced::default(true),
+            coordination_wait_ms: Sourced::default(duration_ms(
+                warmcache_core::Coordination::DEFAULT_WAIT,
+            )),
+            lease_ttl_ms: Sourced::default(duration_ms(warmcache_core::Coordination::DEFAULT_TTL)),
             engine: EngineSettings {
                 opt_level: Sourced::default(OptLevel::Speed),
                 simd: Sourced::default(true),
@@ -533,6 +554,29 @@ impl Settings {
         if let Some(allow) = file.insecure_shared {
             self.insecure_shared.set(*allow.get_ref(), at(allow.span()));
         }
+        if let Some(on) = file.coordinate {
+            self.coordinate.set(*on.get_ref(), at(on.span()));
+        }
+        for (slot, value, key) in [
+            (
+                &mut self.coordination_wait_ms,
+                file.coordination_wait_ms,
+                "coordination_wait_ms",
+            ),
+            (&mut self.lease_ttl_ms, file.lease_ttl_ms, "lease_ttl_ms"),
+        ] {
+            if let Some(ms) = value {
+                if *ms.get_ref() == 0 {
+                    return Err(ConfigError::File {
+                        path: path.to_owned(),
+                        line: line_of(text, &ms.span()),
+                        key: key.to_owned(),
+                        message: "must be at least 1 millisecond".to_owned(),
+                    });
+                }
+                slot.set(*ms.get_ref(), at(ms.span()));
+            }
+        }
         if let Some(tiers) = file.tiers {
             let span = tiers.span();
             let mut list = Vec::new();
@@ -594,6 +638,33 @@ impl Settings {
             let var = "WARMCACHE_INSECURE_SHARED";
             self.insecure_shared
                 .set(bool_value(&origin(var), &value)?, Source::Env(var));
+        }
+        if let Some(value) = env("WARMCACHE_COORDINATE") {
+            let var = "WARMCACHE_COORDINATE";
+            self.coordinate
+                .set(bool_value(&origin(var), &value)?, Source::Env(var));
+        }
+        for (slot, var) in [
+            (
+                &mut self.coordination_wait_ms,
+                "WARMCACHE_COORDINATION_WAIT_MS",
+            ),
+            (&mut self.lease_ttl_ms, "WARMCACHE_LEASE_TTL_MS"),
+        ] {
+            if let Some(value) = env(var) {
+                let ms = value
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .ok_or_else(|| ConfigError::Value {
+                        origin: origin(var),
+                        message: format!(
+                            "expected a number of milliseconds (1 or more), got {value:?}"
+                        ),
+                    })?;
+                slot.set(ms, Source::Env(var));
+            }
         }
         if let Some(spec) = env("WARMCACHE_TIERS") {
             let tiers = parse_tier_list(&spec).map_err(|message| ConfigError::Value {

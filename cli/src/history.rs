@@ -30,6 +30,16 @@ pub struct TierTotals {
     pub write_errors: u64,
     #[serde(default)]
     pub dropped_writes: u64,
+    /// Leases taken before compiling, waits on others' leases, waits that ran out, and lease
+    /// operations that failed.
+    #[serde(default)]
+    pub leases: u64,
+    #[serde(default)]
+    pub lease_waits: u64,
+    #[serde(default)]
+    pub lease_timeouts: u64,
+    #[serde(default)]
+    pub lease_errors: u64,
 }
 
 /// Totals over all runs.
@@ -43,6 +53,9 @@ pub struct History {
     pub compile_errors: u64,
     pub compile_ms: f64,
     pub compile_saved_ms: f64,
+    /// Loads of an artifact another process or host compiled while this one waited for it.
+    #[serde(default)]
+    pub coordinated: u64,
 }
 
 impl History {
@@ -55,6 +68,7 @@ impl History {
         self.compile_errors += stats.compile_errors;
         self.compile_ms += stats.compile_ms;
         self.compile_saved_ms += stats.compile_saved_ms;
+        self.coordinated += stats.coordinated;
         for tier in &stats.tiers {
             let t = self.tiers.entry(tier.name.clone()).or_default();
             t.hits += tier.hits;
@@ -65,6 +79,10 @@ impl History {
             t.writes += tier.writes;
             t.write_errors += tier.write_errors;
             t.dropped_writes += tier.dropped_writes;
+            t.leases += tier.leases;
+            t.lease_waits += tier.lease_waits;
+            t.lease_timeouts += tier.lease_timeouts;
+            t.lease_errors += tier.lease_errors;
         }
     }
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use warmcache_core::{Backend, Compression, ErrorKind, Integrity, Tier, Tiered, WhenFull};
+use warmcache_core::{
+    Backend, Compression, Coordination, ErrorKind, Integrity, Tier, Tiered, WhenFull,
+};
 use warmcache_fs::FsBackend;
 use warmcache_redb::RedbBackend;
 use warmcache_s3::S3Backend;
@@ -56,6 +58,8 @@ pub struct Stack {
     /// Tiers that could not be opened, as `(label, why)`: a run goes on without them, a
     /// maintenance command fails naming them.
     pub failed: Vec<(String, String)>,
+    /// How cold compiles are coordinated with other processes and hosts.
+    pub coordination: Coordination,
 }
 
 /// Why the stack cannot be used at all.
@@ -148,11 +152,19 @@ impl Stack {
                 }
             }
         }
+        let coordination = if settings.coordinate.value {
+            Coordination::new()
+                .wait(Duration::from_millis(settings.coordination_wait_ms.value))
+                .ttl(Duration::from_millis(settings.lease_ttl_ms.value))
+        } else {
+            Coordination::disabled()
+        };
         Ok(Self {
             tiers,
             live_bytes,
             integrity,
             failed,
+            coordination,
         })
     }
 
@@ -214,7 +226,9 @@ impl Stack {
     }
 
     fn build_tiered(&self, when_full: WhenFull) -> Tiered {
-        let mut builder = Tiered::builder().integrity(self.integrity.clone());
+        let mut builder = Tiered::builder()
+            .integrity(self.integrity.clone())
+            .coordination(self.coordination);
         for tier in &self.tiers {
             let mut t = Tier::new(tier.backend()).name(tier.label.clone());
             let remote = tier.config.kind == TierKind::S3;

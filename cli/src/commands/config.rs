@@ -40,6 +40,9 @@ pub fn run(settings: &Settings) -> Outcome {
         },
     );
     line("insecure_shared", &settings.insecure_shared);
+    line("coordinate", &settings.coordinate);
+    line("coordination_wait_ms", &settings.coordination_wait_ms);
+    line("lease_ttl_ms", &settings.lease_ttl_ms);
     let e = &settings.engine;
     line("engine.opt_level", &e.opt_level);
     line("engine.simd", &e.simd);

@@ -26,6 +26,10 @@ pub struct Args {
     /// Set an environment variable for the guest.
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = env_pair)]
     envs: Vec<(String, String)>,
+    /// The program name the module sees as its first argument (default: the file's name), for
+    /// multi-call binaries that choose their tool by it (clang/wasm-ld, busybox-style tools).
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<String>,
     /// The module or component (binary or text).
     file: PathBuf,
     /// Arguments for the guest.
@@ -72,10 +76,11 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
     let engine = super::engine(settings)?;
     let mut builder = WasiCtxBuilder::new();
     builder.inherit_stdio();
-    let program = args
-        .file
-        .file_name()
-        .map_or_else(|| "main".to_owned(), |n| n.to_string_lossy().into_owned());
+    let program = args.argv0.clone().unwrap_or_else(|| {
+        args.file
+            .file_name()
+            .map_or_else(|| "main".to_owned(), |n| n.to_string_lossy().into_owned())
+    });
     builder.arg(&program);
     for arg in &args.args {
         builder.arg(arg);

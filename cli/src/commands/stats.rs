@@ -22,6 +22,10 @@ struct TierReport {
     forged: u64,
     write_errors: u64,
     dropped_writes: u64,
+    leases: u64,
+    lease_waits: u64,
+    lease_timeouts: u64,
+    lease_errors: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,6 +39,7 @@ struct Report {
     compile_errors: u64,
     compile_ms: f64,
     compile_saved_ms: f64,
+    coordinated: u64,
 }
 
 pub fn run(settings: &Settings, json: bool) -> Outcome {
@@ -55,6 +60,10 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
             forged: 0,
             write_errors: 0,
             dropped_writes: 0,
+            leases: 0,
+            lease_waits: 0,
+            lease_timeouts: 0,
+            lease_errors: 0,
         });
     }
     for tier in &stack.tiers {
@@ -78,6 +87,10 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
             forged: totals.forged,
             write_errors: totals.write_errors,
             dropped_writes: totals.dropped_writes,
+            leases: totals.leases,
+            lease_waits: totals.lease_waits,
+            lease_timeouts: totals.lease_timeouts,
+            lease_errors: totals.lease_errors,
         });
     }
     let report = Report {
@@ -90,6 +103,7 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
         compile_errors: history.compile_errors,
         compile_ms: history.compile_ms,
         compile_saved_ms: history.compile_saved_ms,
+        coordinated: history.coordinated,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -133,5 +147,21 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
         report.tier_hits,
         report.compile_saved_ms / 1e3
     );
+    for t in report
+        .tiers
+        .iter()
+        .filter(|t| t.leases + t.lease_waits + t.lease_errors > 0)
+    {
+        println!(
+            "coordination in {}: {} leases taken, {} waits for another's compile ({} ran out),              {} lease errors",
+            t.tier, t.leases, t.lease_waits, t.lease_timeouts, t.lease_errors
+        );
+    }
+    if report.coordinated > 0 {
+        println!(
+            "compiles avoided by waiting for another process or host: {}",
+            report.coordinated
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
