@@ -526,6 +526,18 @@ impl<A: Artifact> WasmCache<A> {
             .artifact_key(&self.namespace, content, extras)
     }
 
+    /// Makes every key of `engine` derive from `key` instead of from the engine's own settings,
+    /// for engines configured through a [`CompileTarget`](crate::CompileTarget): pin
+    /// [`CompileTarget::engine_key`](crate::CompileTarget::engine_key), and a compiling engine
+    /// (say on a CI host, for another target) and a node's engine without a compiler find the
+    /// same entries. wasmtime still checks every loaded artifact against the engine: one that
+    /// does not fit is counted as [`incompatible`](WasmStats::incompatible) and recompiled.
+    pub fn pin_engine_key(&self, engine: &Engine, key: EngineKey) {
+        let mut engines = self.engines.write();
+        engines.retain(|(weak, _)| weak.upgrade().is_some_and(|e| !Engine::same(&e, engine)));
+        engines.push((engine.weak(), key));
+    }
+
     /// `engine`'s key, remembered per engine (engines that were dropped are forgotten).
     fn engine_key(&self, engine: &Engine) -> EngineKey {
         let known = |list: &[(wasmtime::EngineWeak, EngineKey)]| {

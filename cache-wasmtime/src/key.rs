@@ -149,6 +149,11 @@ impl EngineKey {
         Self(builder.finish())
     }
 
+    /// An engine key from an already finished digest (see [`CompileTarget::engine_key`](crate::CompileTarget::engine_key)).
+    pub(crate) fn from_key(key: CacheKey) -> Self {
+        Self(key)
+    }
+
     /// The key of the artifact of `content` with `extras` in `namespace`.
     pub fn artifact_key(
         &self,

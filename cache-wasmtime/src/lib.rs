@@ -47,6 +47,7 @@ mod error;
 mod incremental;
 mod key;
 mod stats;
+mod target;
 
 pub use artifact::Artifact;
 pub use cache::{
@@ -56,3 +57,4 @@ pub use error::{Error, Result};
 pub use incremental::{IncrementalCache, IncrementalStats};
 pub use key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION, artifact_key, host};
 pub use stats::WasmStats;
+pub use target::{CompileTarget, TargetError};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::size::Size;
+use warmcache_wasmtime::CompileTarget;
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,24 +282,94 @@ pub struct EngineSettings {
     pub fuel: Sourced<bool>,
     pub epochs: Sourced<bool>,
     pub debug_info: Sourced<bool>,
+    /// Compile for this target triple instead of the host, with no CPU feature inferred from
+    /// the host (keys then derive from the target and settings, so nodes configured the same
+    /// way find the entries).
+    pub target: Sourced<Option<String>>,
+    /// Cranelift settings as `NAME=VALUE` (`wasmtime compile --cranelift-set`), such as
+    /// `has_avx2=true`; only with a target.
+    pub cranelift_set: Sourced<Vec<String>>,
 }
 
 impl EngineSettings {
-    /// The wasmtime configuration for these settings.
-    pub fn wasmtime_config(&self) -> wasmtime::Config {
+    /// The explicit compile target, when one is configured.
+    #[allow(unsafe_code)] // Cranelift settings, as `wasmtime compile --cranelift-set` takes them.
+    pub fn compile_target(&self) -> Result<Option<CompileTarget>, String> {
+        let Some(triple) = &self.target.value else {
+            if let Some(first) = self.cranelift_set.value.first() {
+                return Err(format!(
+                    "cranelift setting {first:?} ({}) needs a target: set `target` too (the                      host's is {})",
+                    self.cranelift_set.source,
+                    CompileTarget::host_triple()
+                ));
+            }
+            return Ok(None);
+        };
+        let mut target =
+            CompileTarget::new(triple).map_err(|e| format!("{e} ({})", self.target.source))?;
+        // SAFETY: the standard optimisation levels are always valid.
+        target = unsafe { target.setting("opt_level", &self.opt_level.value.to_string()) };
+        for item in &self.cranelift_set.value {
+            let (name, value) =
+                cranelift_pair(item).map_err(|e| format!("{e} ({})", self.cranelift_set.source))?;
+            // SAFETY: as `wasmtime compile --cranelift-set`: the operator chose these settings
+            // for the machines the code runs on; wasmtime checks CPU features on load.
+            target = unsafe { target.setting(&name, &value) };
+        }
+        Ok(Some(target))
+    }
+
+    /// The wasmtime configuration for these settings: with a target, compiling for it.
+    pub fn wasmtime_config(&self) -> Result<wasmtime::Config, String> {
+        let base = self.base_config();
+        match self.compile_target()? {
+            Some(target) => target.compiling_config(&base).map_err(|e| e.to_string()),
+            None => {
+                let mut config = base;
+                config.cranelift_opt_level(match self.opt_level.value {
+                    OptLevel::None => wasmtime::OptLevel::None,
+                    OptLevel::Speed => wasmtime::OptLevel::Speed,
+                    OptLevel::SpeedAndSize => wasmtime::OptLevel::SpeedAndSize,
+                });
+                Ok(config)
+            }
+        }
+    }
+
+    /// The key to pin for engines of these settings: with a target, the explicit one that
+    /// engines with and without a compiler share.
+    pub fn pinned_key(&self) -> Result<Option<warmcache_wasmtime::EngineKey>, String> {
+        match self.compile_target()? {
+            Some(target) => target
+                .engine_key(&self.base_config())
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
+    /// Everything but the compiler's settings.
+    fn base_config(&self) -> wasmtime::Config {
         let mut config = wasmtime::Config::new();
         config
-            .cranelift_opt_level(match self.opt_level.value {
-                OptLevel::None => wasmtime::OptLevel::None,
-                OptLevel::Speed => wasmtime::OptLevel::Speed,
-                OptLevel::SpeedAndSize => wasmtime::OptLevel::SpeedAndSize,
-            })
             .wasm_relaxed_simd(self.simd.value)
             .wasm_simd(self.simd.value)
             .consume_fuel(self.fuel.value)
             .epoch_interruption(self.epochs.value)
             .debug_info(self.debug_info.value);
         config
+    }
+}
+
+/// Parses `NAME=VALUE`.
+pub fn cranelift_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!(
+            "expected a cranelift setting as NAME=VALUE (such as has_avx2=true), got {s:?}"
+        )),
     }
 }
 
@@ -341,6 +412,8 @@ pub struct Flags {
     pub fuel: Option<bool>,
     pub epochs: Option<bool>,
     pub debug_info: Option<bool>,
+    pub target: Option<String>,
+    pub cranelift_set: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -365,6 +438,8 @@ struct FileEngine {
     fuel: Option<Spanned<bool>>,
     epochs: Option<Spanned<bool>>,
     debug_info: Option<Spanned<bool>>,
+    target: Option<Spanned<String>>,
+    cranelift_set: Option<Spanned<Vec<String>>>,
 }
 
 /// Reads the environment through a function, so tests can supply their own.
@@ -497,6 +572,8 @@ impl Settings {
                 fuel: Sourced::default(false),
                 epochs: Sourced::default(false),
                 debug_info: Sourced::default(false),
+                target: Sourced::default(None),
+                cranelift_set: Sourced::default(Vec::new()),
             },
         };
         let default_dir = default_cache_dir(env);
@@ -600,6 +677,22 @@ impl Settings {
             if let Some(v) = engine.opt_level {
                 e.opt_level.set(*v.get_ref(), at(v.span()));
             }
+            if let Some(v) = engine.target {
+                e.target.set(Some(v.get_ref().clone()), at(v.span()));
+            }
+            if let Some(v) = engine.cranelift_set {
+                for item in v.get_ref() {
+                    if let Err(message) = cranelift_pair(item) {
+                        return Err(ConfigError::File {
+                            path: path.to_owned(),
+                            line: line_of(text, &v.span()),
+                            key: "cranelift_set".to_owned(),
+                            message,
+                        });
+                    }
+                }
+                e.cranelift_set.set(v.get_ref().clone(), at(v.span()));
+            }
             for (slot, value) in [
                 (&mut e.simd, engine.simd),
                 (&mut e.fuel, engine.fuel),
@@ -682,6 +775,27 @@ impl Settings {
                 .opt_level
                 .set(level, Source::Env("WARMCACHE_OPT_LEVEL"));
         }
+        if let Some(triple) = env("WARMCACHE_TARGET") {
+            self.engine
+                .target
+                .set(Some(triple), Source::Env("WARMCACHE_TARGET"));
+        }
+        if let Some(list) = env("WARMCACHE_CRANELIFT_SET") {
+            let var = "WARMCACHE_CRANELIFT_SET";
+            let items: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            for item in &items {
+                cranelift_pair(item).map_err(|message| ConfigError::Value {
+                    origin: origin(var),
+                    message,
+                })?;
+            }
+            self.engine.cranelift_set.set(items, Source::Env(var));
+        }
         let e = &mut self.engine;
         for (slot, var) in [
             (&mut e.simd, "WARMCACHE_SIMD"),
@@ -713,6 +827,13 @@ impl Settings {
         let e = &mut self.engine;
         if let Some(level) = flags.opt_level {
             e.opt_level.set(level, Source::Flag("--opt-level"));
+        }
+        if let Some(triple) = &flags.target {
+            e.target.set(Some(triple.clone()), Source::Flag("--target"));
+        }
+        if !flags.cranelift_set.is_empty() {
+            e.cranelift_set
+                .set(flags.cranelift_set.clone(), Source::Flag("--cranelift-set"));
         }
         for (slot, value, flag) in [
             (&mut e.simd, flags.simd, "--simd"),

@@ -71,6 +71,14 @@ struct Global {
     /// Emit DWARF debug information.
     #[arg(long, global = true, value_name = "BOOL")]
     debug_info: Option<bool>,
+    /// Compile for this target triple (such as aarch64-unknown-linux-gnu) at its baseline CPU
+    /// instead of for this host: `precompile` fills a tier for a fleet of such machines, and
+    /// nodes configured with the same target (and settings) find the entries.
+    #[arg(long, global = true, value_name = "TRIPLE")]
+    target: Option<String>,
+    /// A Cranelift setting for the target, as NAME=VALUE (such as has_avx2=true); repeatable.
+    #[arg(long = "cranelift-set", global = true, value_name = "NAME=VALUE", value_parser = cranelift_pair)]
+    cranelift_set: Vec<String>,
     /// Say more: where modules came from (-v), and debug logs (-vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -127,6 +135,10 @@ fn opt_level(s: &str) -> Result<OptLevel, String> {
     s.parse()
 }
 
+fn cranelift_pair(s: &str) -> Result<String, String> {
+    config::cranelift_pair(s).map(|_| s.to_owned())
+}
+
 fn size(s: &str) -> Result<Size, String> {
     s.parse().map_err(|e: size::SizeError| e.to_string())
 }
@@ -162,6 +174,8 @@ fn main() -> ExitCode {
         fuel: g.fuel,
         epochs: g.epochs,
         debug_info: g.debug_info,
+        target: g.target.clone(),
+        cranelift_set: g.cranelift_set.clone(),
     };
     let settings = match Settings::load(&flags, &config::process_env) {
         Ok(settings) => settings,

@@ -276,7 +276,7 @@ fn measure_module(
     let wasmtime_dir = dir.join("wasmtime-cache");
     let mut cache_config = wasmtime::CacheConfig::new();
     cache_config.with_directory(&wasmtime_dir);
-    let mut config = settings.engine.wasmtime_config();
+    let mut config = settings.engine.wasmtime_config()?;
     config.cache(Some(wasmtime::Cache::new(cache_config)?));
     let cached_engine = Engine::new(&config)?;
     tracing::info!("{name}: filling wasmtime's cache");
@@ -522,7 +522,10 @@ pub fn format_ms(value: f64) -> String {
 }
 
 pub fn run(settings: &Settings, args: Args) -> Outcome {
-    let engine = super::engine(settings)?;
+    if settings.engine.target.value.is_some() {
+        return Err("`bench` measures this host: run it without a configured target".into());
+    }
+    let engine = super::engine(settings)?.engine;
     let mut inputs = Vec::new();
     if args.files.is_empty() || args.builtin {
         inputs.push(("built-in".to_owned(), builtin_module()));

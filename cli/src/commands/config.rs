@@ -45,6 +45,20 @@ pub fn run(settings: &Settings) -> Outcome {
     line("lease_ttl_ms", &settings.lease_ttl_ms);
     let e = &settings.engine;
     line("engine.opt_level", &e.opt_level);
+    line(
+        "engine.target",
+        &crate::config::Sourced {
+            value: e.target.value.clone().unwrap_or_else(|| "host".to_owned()),
+            source: e.target.source.clone(),
+        },
+    );
+    line(
+        "engine.cranelift_set",
+        &crate::config::Sourced {
+            value: e.cranelift_set.value.join(","),
+            source: e.cranelift_set.source.clone(),
+        },
+    );
     line("engine.simd", &e.simd);
     line("engine.fuel", &e.fuel);
     line("engine.epochs", &e.epochs);

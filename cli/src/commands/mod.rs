@@ -54,9 +54,39 @@ pub fn input_kind(bytes: &[u8]) -> InputKind {
 }
 
 /// The engine for the configured settings.
-pub fn engine(settings: &Settings) -> Result<wasmtime::Engine, Box<dyn std::error::Error>> {
-    wasmtime::Engine::new(&settings.engine.wasmtime_config())
-        .map_err(|e| format!("configuring wasmtime: {e:#}").into())
+pub fn engine(settings: &Settings) -> Result<Engine, Box<dyn std::error::Error>> {
+    let config = settings.engine.wasmtime_config()?;
+    let engine =
+        wasmtime::Engine::new(&config).map_err(|e| format!("configuring wasmtime: {e:#}"))?;
+    let pinned = settings.engine.pinned_key()?;
+    Ok(Engine { engine, pinned })
+}
+
+/// The configured engine, and the key its caches use when a target is configured.
+pub struct Engine {
+    pub engine: wasmtime::Engine,
+    pinned: Option<warmcache_wasmtime::EngineKey>,
+}
+
+impl Engine {
+    /// Makes `cache` derive this engine's keys from the configured target (see
+    /// `CompileTarget::engine_key`), so nodes with the same target and settings, compiling or
+    /// not, share entries.
+    pub fn pin<A: warmcache_wasmtime::Artifact>(&self, cache: &warmcache_wasmtime::WasmCache<A>) {
+        if let Some(key) = self.pinned {
+            cache.pin_engine_key(&self.engine, key);
+        }
+    }
+
+    /// Whether code from this engine can run on this host.
+    pub fn runs_here(settings: &Settings) -> bool {
+        settings
+            .engine
+            .target
+            .value
+            .as_deref()
+            .is_none_or(|t| t == warmcache_wasmtime::CompileTarget::host_triple())
+    }
 }
 
 /// Opens the configured tiers.

@@ -51,10 +51,13 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
         collect(path, true, &mut items);
     }
     let stack = super::open(settings)?;
-    let engine = super::engine(settings)?;
+    let configured = super::engine(settings)?;
+    let engine = configured.engine.clone();
     // Filling tiers: a full upload queue makes compiling wait, it never drops an upload.
     let modules = stack.module_cache_over(stack.filling());
     let components = stack.component_cache_over(stack.filling());
+    configured.pin(&modules);
+    configured.pin(&components);
     let keys = std::sync::Mutex::new(Vec::new());
 
     let started = Instant::now();

@@ -73,7 +73,16 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
     let bytes =
         std::fs::read(&args.file).map_err(|e| format!("reading {}: {e}", args.file.display()))?;
     let stack = super::open(settings)?;
-    let engine = super::engine(settings)?;
+    if !super::Engine::runs_here(settings) {
+        return Err(format!(
+            "the configured target {} is not this host ({}): code compiled for it cannot run              here; use `warmcache precompile` to fill a tier for such machines",
+            settings.engine.target.value.as_deref().unwrap_or_default(),
+            warmcache_wasmtime::CompileTarget::host_triple()
+        )
+        .into());
+    }
+    let configured = super::engine(settings)?;
+    let engine = configured.engine.clone();
     let mut builder = WasiCtxBuilder::new();
     builder.inherit_stdio();
     let program = args.argv0.clone().unwrap_or_else(|| {
@@ -99,6 +108,7 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
     let code = match input_kind(&bytes) {
         InputKind::Module => {
             let cache = stack.module_cache();
+            configured.pin(&cache);
             let before = cache.stats();
             let module = cache.get_or_compile(&engine, &bytes)?;
             report(&stack, &args, verbose, &before, &cache.stats(), started);
@@ -108,6 +118,7 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
         }
         InputKind::Component => {
             let cache = stack.component_cache();
+            configured.pin(&cache);
             let before = cache.stats();
             let component = cache.get_or_compile(&engine, &bytes)?;
             report(&stack, &args, verbose, &before, &cache.stats(), started);
