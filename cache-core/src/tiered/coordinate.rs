@@ -251,7 +251,9 @@ impl Tiered {
                             }),
                         ));
                         // The previous holder may have stored it just before letting go.
-                        if let Some(entry) = self.read_range(key, kind, files, 0..=index).await {
+                        if let Some(entry) =
+                            self.read_range(key, kind, files, 0..=index, true).await
+                        {
                             claim.release().await;
                             return Claimed::Found(entry);
                         }
@@ -279,7 +281,8 @@ impl Tiered {
                 futures_timer::Delay::new(backoff.min(deadline - now)).await;
                 backoff = (backoff * 2).min(poll_max);
                 if poll_entry
-                    && let Some(entry) = self.read_range(key, kind, files, index..=index).await
+                    && let Some(entry) =
+                        self.read_range(key, kind, files, index..=index, true).await
                 {
                     claim.release().await;
                     return Claimed::Found(entry);

@@ -31,20 +31,32 @@ impl Tiered {
     /// The first entry of `kind` that verifies, from any tier, fastest first; read through a
     /// file mapping where `files` and the tier offers files.
     pub(super) async fn read(&self, key: &CacheKey, kind: u32, files: bool) -> Option<Entry> {
-        self.read_range(key, kind, files, 0..=self.tiers.len().saturating_sub(1))
-            .await
+        self.read_range(
+            key,
+            kind,
+            files,
+            0..=self.tiers.len().saturating_sub(1),
+            false,
+        )
+        .await
     }
 
-    /// [`read`](Self::read) over the tiers in `range` only.
+    /// [`read`](Self::read) over the tiers in `range` only. With `again`, a read that follows
+    /// one that just failed: shared tiers whose entry for `key` failed verification here are
+    /// skipped, since this cache never replaces that entry (and would only count it again).
     pub(super) async fn read_range(
         &self,
         key: &CacheKey,
         kind: u32,
         files: bool,
         range: std::ops::RangeInclusive<usize>,
+        again: bool,
     ) -> Option<Entry> {
         for index in range {
             let tier = self.tiers.get(index)?;
+            if again && tier.is_foreign(key) {
+                continue;
+            }
             let found = if files && tier.shared.backend.capabilities().local_files {
                 self.read_file(index, key, kind).await
             } else {

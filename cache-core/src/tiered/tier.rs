@@ -355,6 +355,11 @@ impl TierState {
         false
     }
 
+    /// Whether this shared tier's entry for `key` failed verification here.
+    pub(super) fn is_foreign(&self, key: &CacheKey) -> bool {
+        self.is_shared && self.foreign.lock().contains(key)
+    }
+
     /// Forgets `key` as foreign (it verified since).
     pub(super) fn verified(&self, key: &CacheKey) {
         if self.is_shared {
@@ -376,7 +381,7 @@ impl TierState {
         value: Bytes,
         lease: Option<Arc<HeldLease>>,
     ) {
-        let unsent = if self.is_shared && self.foreign.lock().contains(key) {
+        let unsent = if self.is_foreign(key) {
             TierCounters::add(&self.shared.counters.skipped, 1);
             tracing::debug!(tier = %self.shared.name, %key, "not overwriting an entry this cache cannot verify");
             lease
