@@ -23,6 +23,14 @@
 //! shapes is ever deleted: other files in the directory are left alone. A new directory is
 //! synced in its parent before an entry in it is acknowledged.
 //!
+//! # One compile per machine
+//!
+//! The tier offers leases ([`Backend::try_lease`](warmcache_core::Backend::try_lease)): an
+//! exclusive lock on `root/locks/<64 hex>`, one per key, so processes sharing the directory
+//! compile a cold key once between them while the others wait for its entry. The kernel frees a
+//! lock when its holder dies, so a killed compiler never strands its waiters; the holder removes
+//! the file on release without a race (see `docs/DESIGN.md`).
+//!
 //! # A directory shared with others
 //!
 //! The directory may be writable by co-tenants (a group-writable `/var/cache`, a CI runner's

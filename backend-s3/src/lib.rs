@@ -18,6 +18,16 @@
 //! trades CPU for transfer. Not as the only tier of a latency-sensitive cache: every read is a
 //! network round trip.
 //!
+//! # One compile per fleet
+//!
+//! The backend offers leases ([`Backend::try_lease`](warmcache_core::Backend::try_lease)): a
+//! chain of small objects `prefix/leases/<64 hex>/<generation>`, each created only if absent
+//! (`PutMode::Create`, `If-None-Match: *` on S3; GCS, Azure, `file://` and `memory://` support it
+//! too), holding who took it and until when. Of the nodes racing for a cold key one compiles;
+//! the others poll for its upload; a lease whose holder died expires after its ttl and is taken
+//! over. Hosts need clocks that agree to well within the ttl. For an S3-compatible server
+//! without conditional creates, turn it off with [`S3BackendBuilder::coordinates`].
+//!
 //! # Capacity
 //!
 //! Unbounded from warmcache's side: expiry is the bucket's business. Set a lifecycle rule that

@@ -7,7 +7,9 @@
 //!   a secret is configured, and verifies it before a byte reaches a decoder.
 //! * [`Tiered`] composes backends fastest first, with promotion, background writes, timeouts and
 //!   circuit breakers; a failing tier is a miss, never an error.
-//! * [`Cache`] puts a live tier of decoded values and per-key single-flight in front.
+//! * [`Cache`] puts a live tier of decoded values and per-key single-flight in front; with
+//!   tiers that offer leases ([`backend::Lease`]), processes and hosts sharing them compute a
+//!   cold key once between them ([`Coordination`]).
 //!
 //! This crate depends on no backend and on no WebAssembly runtime.
 //!
