@@ -182,18 +182,24 @@ fn eight_processes_on_one_directory_compile_a_cold_module_once() {
 fn a_killed_leader_is_taken_over_on_one_directory() {
     let env = Env::new();
     let module = slow_module(&env, 2);
-    let mut children: Vec<Child> = (0..8)
+    let children: Vec<Child> = (0..8)
         .map(|_| {
             let mut cmd = env.command();
             cmd.args(["-v", "run", module.to_str().unwrap()]);
             spawn(cmd)
         })
         .collect();
-    let killed = kill_holder(&mut children, &env.cache_dir());
+    kill_holder_then_one_takes_over(children, &env.cache_dir());
+}
+
+/// Kills whoever holds the lease recorded under `dir` mid-compile; every other process must
+/// run the module, exactly one of them compiling it.
+fn kill_holder_then_one_takes_over(mut children: Vec<Child>, dir: &Path) {
+    let killed = kill_holder(&mut children, dir);
     let outputs = wait_all(children, Duration::from_secs(600));
     assert!(
         !outputs[killed].status.success() && !compiled(&outputs[killed]),
-        "the leader was killed before it finished: {:?}",
+        "the holder was killed before it finished: {:?}",
         outputs[killed].status
     );
     let survivors: Vec<&Output> = outputs
@@ -207,7 +213,7 @@ fn a_killed_leader_is_taken_over_on_one_directory() {
     assert_eq!(
         compiles,
         1,
-        "after the leader was killed exactly one other process should compile; reports:\n{}",
+        "after the holder was killed exactly one other process should compile; reports:\n{}",
         survivors.iter().map(|o| stderr(o)).collect::<String>()
     );
 }
@@ -293,24 +299,8 @@ fn a_killed_lease_holder_is_taken_over_after_expiry() {
         .map(|_| Node::new(&url, None, "lease_ttl_ms = 1500"))
         .collect();
     let module = slow_module(&nodes[0].env, 4);
-    let mut children: Vec<Child> = nodes.iter().map(|n| n.start(&module)).collect();
-    let killed = kill_holder(&mut children, shared.path());
-    let outputs = wait_all(children, Duration::from_secs(600));
-    assert!(!outputs[killed].status.success());
-    let survivors: Vec<&Output> = outputs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != killed)
-        .map(|(_, o)| o)
-        .collect();
-    survivors.iter().for_each(|o| assert_ran(o));
-    let compiles = survivors.iter().filter(|o| compiled(o)).count();
-    assert_eq!(
-        compiles,
-        1,
-        "after the lease holder was killed exactly one other node should compile; reports:\n{}",
-        survivors.iter().map(|o| stderr(o)).collect::<String>()
-    );
+    let children = nodes.iter().map(|n| n.start(&module)).collect();
+    kill_holder_then_one_takes_over(children, shared.path());
 }
 
 #[test]
