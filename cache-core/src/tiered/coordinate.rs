@@ -242,14 +242,14 @@ impl Tiered {
                 match self.attempt(index, key).await {
                     Attempt::Taken(lease) => {
                         TierCounters::add(&tier.shared.counters.leases, 1);
-                        claim.leases.push((
-                            index,
-                            Arc::new(HeldLease {
-                                lease,
-                                shared: Arc::clone(&tier.shared),
-                                released: AtomicBool::new(false),
-                            }),
-                        ));
+                        let held = Arc::new(HeldLease {
+                            lease,
+                            shared: Arc::clone(&tier.shared),
+                            released: AtomicBool::new(false),
+                        });
+                        // Renewed from now on: waiting on a slower tier's lease can take long.
+                        renew_in_background(&held, self.coordination.ttl);
+                        claim.leases.push((index, held));
                         // The previous holder may have stored it just before letting go.
                         if let Some(entry) =
                             self.read_range(key, kind, files, 0..=index, true).await
@@ -289,7 +289,6 @@ impl Tiered {
                 }
             }
         }
-        claim.renew_in_background(self.coordination.ttl);
         Claimed::Compute(claim)
     }
 
@@ -322,48 +321,33 @@ impl Tiered {
     }
 }
 
-impl Claim {
-    /// Renews the leases that need it on a thread of their own, until each is released or
-    /// abandoned (nobody but the renewer holds it any more).
-    fn renew_in_background(&self, ttl: Duration) {
-        let renewed: Vec<(Arc<HeldLease>, Duration)> = self
-            .leases
-            .iter()
-            .filter_map(|(_, l)| l.lease.renew_every().map(|every| (Arc::clone(l), every)))
-            .collect();
-        let Some(every) = renewed.iter().map(|(_, every)| *every).min() else {
-            return;
-        };
-        let every = every.clamp(
-            Duration::from_millis(10),
-            ttl.max(Duration::from_millis(10)),
-        );
-        let spawned = std::thread::Builder::new()
-            .name("warmcache-lease-renewer".to_owned())
-            .spawn(move || renew_until_done(&renewed, every));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start the lease renewer; leases may expire during a long computation");
-        }
+/// Renews `held` on a thread of its own, if it needs renewal, until it is released or
+/// abandoned (nobody but the renewer holds it any more).
+fn renew_in_background(held: &Arc<HeldLease>, ttl: Duration) {
+    let Some(every) = held.lease.renew_every() else {
+        return;
+    };
+    let every = every.clamp(
+        Duration::from_millis(10),
+        ttl.max(Duration::from_millis(10)),
+    );
+    let held = Arc::clone(held);
+    let spawned = std::thread::Builder::new()
+        .name("warmcache-lease-renewer".to_owned())
+        .spawn(move || renew_until_done(&held, every));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the lease renewer; the lease may expire during a long computation");
     }
 }
 
-fn renew_until_done(leases: &[(Arc<HeldLease>, Duration)], every: Duration) {
+fn renew_until_done(held: &Arc<HeldLease>, every: Duration) {
     const STEP: Duration = Duration::from_millis(50);
     let mut next = Instant::now() + every;
-    loop {
-        let live = leases
-            .iter()
-            .filter(|(l, _)| !l.is_released() && Arc::strong_count(l) > 1)
-            .collect::<Vec<_>>();
-        if live.is_empty() {
-            return;
-        }
+    while !held.is_released() && Arc::strong_count(held) > 1 {
         if Instant::now() >= next {
-            for (held, _) in live {
-                let renewal = timed(held.shared.timeout, held.lease.renew());
-                if let Err(failure) = futures::executor::block_on(renewal) {
-                    held.shared.lease_failed(&failure, "renew");
-                }
+            let renewal = timed(held.shared.timeout, held.lease.renew());
+            if let Err(failure) = futures::executor::block_on(renewal) {
+                held.shared.lease_failed(&failure, "renew");
             }
             next = Instant::now() + every;
         }
