@@ -154,7 +154,7 @@ impl Lease for FileLease {
     }
 }
 
-/// The lock of a key that could not be taken because of `e`, as the error the trait reports.
+/// The context of errors about `key`'s lock, as the trait reports them.
 pub(crate) fn lease_context(name: &str, key: &CacheKey) -> Context {
     Context::with_key(name.to_owned(), Op::Lease, key)
 }

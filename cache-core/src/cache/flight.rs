@@ -225,15 +225,7 @@ where
             return Ok(v);
         }
         if let Some((v, entry)) = self.load(caller, &key, exec).await {
-            self.live_insert(key, &v);
-            publish(
-                &mut guard,
-                Ok(Shared {
-                    value: v.clone(),
-                    entry: Some(entry),
-                }),
-            );
-            return Ok(v);
+            return Ok(self.stored_hit(key, &mut guard, v, entry));
         }
         let waited = Instant::now();
         let claim = match self
@@ -244,15 +236,7 @@ where
             Claimed::Found(entry) => match self.accept(caller, entry, exec, waited).await {
                 Some((v, entry)) => {
                     add(&self.counters.coordinated, 1);
-                    self.live_insert(key, &v);
-                    publish(
-                        &mut guard,
-                        Ok(Shared {
-                            value: v.clone(),
-                            entry: Some(entry),
-                        }),
-                    );
-                    return Ok(v);
+                    return Ok(self.stored_hit(key, &mut guard, v, entry));
                 }
                 None => Claim::none(),
             },
@@ -318,6 +302,19 @@ where
         // Only now can the value be found in storage: the flight ends here.
         drop(guard);
         Ok(value)
+    }
+
+    /// A value decoded from a stored entry: into the live tier, and to the flight's waiters.
+    fn stored_hit(&self, key: CacheKey, guard: &mut Option<Guard<'_, V>>, v: V, entry: Entry) -> V {
+        self.live_insert(key, &v);
+        publish(
+            guard,
+            Ok(Shared {
+                value: v.clone(),
+                entry: Some(entry),
+            }),
+        );
+        v
     }
 
     fn count_compute(&self, nanos: u64) {
