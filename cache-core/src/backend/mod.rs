@@ -45,6 +45,10 @@ pub struct Capabilities {
     pub shared: bool,
     /// The byte capacity the backend keeps its entries under, if it is bounded.
     pub capacity: Option<u64>,
+    /// Bytes a bounded backend may hold over its [`capacity`](Self::capacity) at any moment
+    /// (for example one value in flight while an eviction catches up). Document why in the
+    /// backend; the conformance suite allows exactly this much and no more. 0 by default.
+    pub capacity_slack: u64,
     /// The largest value the backend accepts, if it has a limit.
     pub max_value_size: Option<u64>,
     /// [`Backend::open_file`] can hand out local files.
@@ -61,6 +65,7 @@ impl Capabilities {
             persistent: false,
             shared: false,
             capacity: None,
+            capacity_slack: 0,
             max_value_size: None,
             local_files: false,
             coordinates: false,
@@ -82,6 +87,12 @@ impl Capabilities {
     /// Sets [`capacity`](Self::capacity).
     pub const fn with_capacity(mut self, capacity: Option<u64>) -> Self {
         self.capacity = capacity;
+        self
+    }
+
+    /// Sets [`capacity_slack`](Self::capacity_slack).
+    pub const fn with_capacity_slack(mut self, slack: u64) -> Self {
+        self.capacity_slack = slack;
         self
     }
 
@@ -149,8 +160,9 @@ pub struct ListPage {
 ///   value, never a mix or a prefix. After `put` returns `Ok`, `get` in the same process returns
 ///   the new value (until it is deleted, overwritten or evicted).
 /// * A missing key is `Ok(None)` / `Ok(false)`, not an error; deleting a missing key is `Ok`.
-/// * A bounded backend never holds more than its byte capacity (plus documented slack), evicts
-///   to make room, and refuses a value over [`Capabilities::max_value_size`] with
+/// * A bounded backend never holds more than its byte capacity (plus the slack it declares in
+///   [`Capabilities::capacity_slack`]), counted as the values it can still return, evicts to
+///   make room (never the value just put), and refuses a value over [`Capabilities::max_value_size`] with
 ///   [`Error::Capacity`].
 /// * A persistent backend keeps every acknowledged put across a clean reopen, and after a crash
 ///   (SIGKILL mid-write) reopens without error, with no torn value visible.
@@ -203,7 +215,17 @@ pub trait Backend: Debug + Send + Sync + 'static {
     async fn clear(&self) -> Result<()>;
 
     /// Up to `limit` entries with keys strictly greater than `after` (all keys when `None`), in
-    /// ascending key order. A `limit` of 0 is treated as 1.
+    /// ascending key order.
+    ///
+    /// The paging contract ([`BackendExt::list_all`] and the conformance suite rely on it):
+    ///
+    /// * `after` need not be a stored key: the page starts at the first key greater than it.
+    ///   After the greatest stored key (or on an empty store) the page is empty with no `next`.
+    /// * A `limit` of 0 is treated as 1; a page never holds more than `limit` entries.
+    /// * `next` is the key of the page's last entry, to pass back as `after`, and `None` ends
+    ///   the listing. A page with a `next` is never empty; it may be the last one (the next call
+    ///   then returns an empty page without `next`), for stores that cannot tell cheaply.
+    /// * Each entry's `size` is the length of the value `get` would return now.
     async fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage>;
 
     /// Entry count and stored bytes.
