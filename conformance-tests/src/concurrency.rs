@@ -1,6 +1,5 @@
 //! Behaviour under concurrent callers, and futures under different executors.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -11,9 +10,12 @@ use futures::task::noop_waker_ref;
 use warmcache_core::Backend;
 
 use crate::basic::key;
+use crate::budget::Budget;
 use crate::failure::{CheckResult, Failure, PASSED, ensure};
+use crate::model::Model;
 use crate::values;
 
+/// The value length the concurrency checks want (cut to what the backend accepts).
 const LEN: usize = 64 << 10;
 
 async fn join_all_tasks(
@@ -29,15 +31,16 @@ async fn join_all_tasks(
 /// Several writers overwrite one key while readers read it: every read is exactly one complete
 /// value that some writer wrote (no prefix, no mix).
 pub async fn concurrent_writers_one_key(b: Arc<dyn Backend>) -> CheckResult {
+    let len = Budget::of(&*b)?.len(LEN);
     let k = key(500);
-    b.put(&k, values::make(99, 0, LEN)).await?;
+    b.put(&k, values::make(99, 0, len)).await?;
     let done = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..4u64 {
         let b = Arc::clone(&b);
         writers.push(tokio::spawn(async move {
             for seq in 1..=25 {
-                b.put(&k, values::make(w, seq, LEN)).await?;
+                b.put(&k, values::make(w, seq, len)).await?;
             }
             Ok(())
         }));
@@ -53,7 +56,7 @@ pub async fn concurrent_writers_one_key(b: Arc<dyn Backend>) -> CheckResult {
                 let Some(got) = got else {
                     return Err(Failure("key vanished during concurrent overwrites".into()));
                 };
-                let id = values::identify(&got, LEN);
+                let id = values::identify(&got, len);
                 ensure!(
                     id.is_some_and(|(w, s)| (w < 4 && (1..=25).contains(&s)) || (w, s) == (99, 0)),
                     "torn read: {} bytes that are not one complete written value",
@@ -71,7 +74,7 @@ pub async fn concurrent_writers_one_key(b: Arc<dyn Backend>) -> CheckResult {
     join_all_tasks(readers).await?;
     let last = b.get(&k).await?.unwrap_or_default();
     ensure!(
-        values::identify(&last, LEN).is_some_and(|(_, s)| s == 25),
+        values::identify(&last, len).is_some_and(|(_, s)| s == 25),
         "after all writers finished, the value is not one writer's last write"
     );
     PASSED
@@ -80,8 +83,9 @@ pub async fn concurrent_writers_one_key(b: Arc<dyn Backend>) -> CheckResult {
 /// One writer overwrites a key repeatedly while many readers read it: each read is the complete
 /// old or new value, and sequence numbers a reader sees never go backwards.
 pub async fn readers_during_overwrites(b: Arc<dyn Backend>) -> CheckResult {
+    let len = Budget::of(&*b)?.len(LEN);
     let k = key(501);
-    b.put(&k, values::make(1, 0, LEN)).await?;
+    b.put(&k, values::make(1, 0, len)).await?;
     let done = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for _ in 0..8 {
@@ -91,7 +95,7 @@ pub async fn readers_during_overwrites(b: Arc<dyn Backend>) -> CheckResult {
             let mut last_seen = 0;
             while !done.load(Ordering::Relaxed) {
                 let got = b.get(&k).await?.unwrap_or_default();
-                let Some((_, seq)) = values::identify(&got, LEN) else {
+                let Some((_, seq)) = values::identify(&got, len) else {
                     return Err(Failure(format!(
                         "torn read of {} bytes during overwrites",
                         got.len()
@@ -108,7 +112,7 @@ pub async fn readers_during_overwrites(b: Arc<dyn Backend>) -> CheckResult {
         }));
     }
     for seq in 1..=60 {
-        if let Err(e) = b.put(&k, values::make(1, seq, LEN)).await {
+        if let Err(e) = b.put(&k, values::make(1, seq, len)).await {
             done.store(true, Ordering::Relaxed);
             return Err(e.into());
         }
@@ -118,53 +122,49 @@ pub async fn readers_during_overwrites(b: Arc<dyn Backend>) -> CheckResult {
     PASSED
 }
 
-/// Many tasks writing and reading distinct keys see only their own values.
+/// Many tasks writing and reading distinct keys see only their own values, and afterwards
+/// listing and usage agree with what was written (no update of the accounting lost to a race).
 pub async fn concurrent_distinct_keys(b: Arc<dyn Backend>) -> CheckResult {
+    const TASKS: u64 = 8;
+    let budget = Budget::of(&*b)?;
+    let len = budget.len(2048);
+    let per_task = budget.count(400, len).div_ceil(TASKS).min(50);
     let mut tasks = Vec::new();
-    for t in 0..8u64 {
+    for t in 0..TASKS {
         let b = Arc::clone(&b);
         tasks.push(tokio::spawn(async move {
-            for i in 0..50u64 {
-                let n = t * 1000 + i;
-                b.put(&key(n), values::make(n, t, 2048)).await?;
-                let got = b.get(&key(n)).await?.unwrap_or_default();
-                ensure!(
-                    values::identify(&got, 2048) == Some((n, t)),
-                    "task {t} read back a wrong value for its own key {n}"
-                );
+            let mut model = Model::default();
+            for i in 0..per_task {
+                model.put(&b, t * 1000 + i, t, len).await?;
             }
-            Ok(())
+            Ok::<_, Failure>(model)
         }));
     }
-    join_all_tasks(tasks).await?;
-    let listed: HashSet<_> = warmcache_core::BackendExt::list_all(&*b)
-        .await?
-        .into_iter()
-        .map(|e| e.key)
-        .collect();
-    ensure!(
-        listed.len() == 400,
-        "{} keys listed after 400 distinct puts",
-        listed.len()
-    );
+    let mut model = Model::default();
+    for task in tasks {
+        let part = task
+            .await
+            .map_err(|e| Failure(format!("a concurrent task panicked: {e}")))??;
+        model.merge(part);
+    }
+    model
+        .check(
+            &b,
+            &budget,
+            &format!("after {TASKS} tasks each put {per_task} distinct keys at once"),
+        )
+        .await?;
     PASSED
 }
 
 /// The basic operations, driven by whatever executor polls this future.
 pub async fn basic_ops(b: Arc<dyn Backend>) -> CheckResult {
-    let k = key(600);
-    ensure!(b.get(&k).await?.is_none(), "fresh key present");
-    b.put(&k, values::make(6, 1, 100_000)).await?;
-    let got = b.get(&k).await?.unwrap_or_default();
-    ensure!(
-        values::identify(&got, 100_000) == Some((6, 1)),
-        "round trip failed"
-    );
-    ensure!(b.contains(&k).await?, "contains false after put");
-    ensure!(b.usage().await?.entries == 1, "usage wrong");
-    ensure!(b.list(None, 10).await?.entries.len() == 1, "list wrong");
-    b.delete(&k).await?;
-    ensure!(!b.contains(&k).await?, "contains true after delete");
+    let budget = Budget::of(&*b)?;
+    let mut model = Model::default();
+    model.put(&b, 600, 1, budget.len(100_000)).await?;
+    model.check(&b, &budget, "after one put").await?;
+    model.delete(&b, 600).await?;
+    model.check(&b, &budget, "after deleting it").await?;
     b.clear().await?;
     PASSED
 }
@@ -203,12 +203,13 @@ pub fn driven_by_tokio(b: Arc<dyn Backend>) -> CheckResult {
 /// A dropped put may still land later (work handed to a blocking pool runs to completion), so any
 /// complete value written so far is accepted; a torn or foreign value is not.
 pub async fn dropped_put_leaves_old_or_new(b: Arc<dyn Backend>) -> CheckResult {
+    let len = Budget::of(&*b)?.len(LEN);
     let k = key(700);
     let mut current = 0u64;
-    b.put(&k, values::make(7, current, LEN)).await?;
+    b.put(&k, values::make(7, current, len)).await?;
     for seq in 1..=30u64 {
         {
-            let mut fut = pin!(b.put(&k, values::make(7, seq, LEN)));
+            let mut fut = pin!(b.put(&k, values::make(7, seq, len)));
             let mut cx = Context::from_waker(noop_waker_ref());
             // Poll a varying number of times, then drop it wherever it is.
             for _ in 0..(seq % 3) {
@@ -220,7 +221,7 @@ pub async fn dropped_put_leaves_old_or_new(b: Arc<dyn Backend>) -> CheckResult {
         }
         for _ in 0..3 {
             let got = b.get(&k).await?.unwrap_or_default();
-            match values::identify(&got, LEN) {
+            match values::identify(&got, len) {
                 Some((7, s)) if s <= seq => {}
                 other => {
                     return Err(Failure(format!(
@@ -233,7 +234,7 @@ pub async fn dropped_put_leaves_old_or_new(b: Arc<dyn Backend>) -> CheckResult {
             tokio::task::yield_now().await;
         }
         // Settle what is stored before the next round.
-        b.put(&k, values::make(7, seq, LEN)).await?;
+        b.put(&k, values::make(7, seq, len)).await?;
         current = seq;
     }
     PASSED

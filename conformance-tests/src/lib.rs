@@ -1,14 +1,22 @@
 //! The behaviour every warmcache [`Backend`] must show, as tests.
 //!
 //! A backend author writes a [`Harness`] (how to open the backend in a directory) and calls
-//! [`backend_tests!`] once; the macro expands to a module with one named `#[test]` per behaviour:
-//! round trips from 0 B to 32 MiB, missing keys, overwrite, delete, clear, paged listing and
-//! usage, 10,000 keys, concurrent writers and readers without torn values, the capacity bound,
-//! futures under `block_on` and under Tokio, dropped futures, `open_file`, `shrink_to` and leases
-//! (`try_lease`: exclusion, expiry, renewal, release) where offered, persistence across reopen, a crash test that SIGKILLs a writer process mid-write,
-//! and the [`Cache`](warmcache_core::Cache) front over the backend (invalidation, key echo,
-//! schema versions, single-flight, corruption). The list of checks is kept once, in
-//! [`CHECKS`]; a check that does not apply to a backend reports itself as skipped.
+//! [`backend_tests!`]; the macro expands to a module with one named `#[test]` per behaviour:
+//! round trips from 0 B to 32 MiB, missing keys, overwrite and fresh reads after it, delete,
+//! clear, keys that differ in one byte, paged listing and its edge cases, usage, 10,000 keys,
+//! concurrent writers and readers without torn values, the capacity bound (measured by what the
+//! backend returns), futures under `block_on` and under Tokio, dropped futures, `open_file`,
+//! `shrink_to` and leases (`try_lease`: exclusion, expiry, renewal, release) where offered,
+//! persistence across reopen, a crash test that SIGKILLs a writer process inside its puts, and
+//! the [`Cache`](warmcache_core::Cache) front over the backend (invalidation, key echo, schema
+//! versions, single-flight, corruption). The list of checks is kept once, in [`CHECKS`]; a check
+//! that does not apply to a backend reports itself as skipped. Checks size their values and
+//! counts from the backend's declared capacity and `max_value_size`, so a bounded backend of any
+//! size (from 1 KiB) runs the same suite.
+//!
+//! **Writing a backend?** Start with the [guide]: the dependencies, the trait and its methods,
+//! the helpers, the paging contract, how the crash test runs, what each check catches, and a
+//! complete example backend.
 //!
 //! The same checks are public functions (in [`checks`]) returning a [`CheckResult`], and
 //! [`run_all`] runs them all, for use outside libtest.
@@ -72,12 +80,17 @@ use std::sync::Arc;
 use warmcache_core::Backend;
 
 mod basic;
+mod budget;
+mod capacity;
 mod concurrency;
 mod coordination;
 mod failure;
 mod faults;
 mod front;
+mod listing;
 mod maintenance;
+mod model;
+mod observe;
 mod persistence;
 mod runner;
 mod values;
@@ -89,12 +102,24 @@ pub use faults::{
 pub use persistence::{CrashReport, crash_torture, crash_torture_test};
 pub use runner::{CHECKS, Check, crash_test, report, run, run_all, run_named, run_test, test_name};
 
+/// The backend author's guide: from an empty crate to a backend that passes the suite.
+///
+#[doc = include_str!("../GUIDE.md")]
+///
+/// ```rust,ignore
+#[doc = include_str!("../tests/guide_backend.rs")]
+/// ```
+pub mod guide {}
+
 /// The checks as public functions, for running them outside the macro.
 pub mod checks {
     pub use crate::basic::*;
+    pub use crate::budget::{MIN_CAPACITY, MIN_VALUE_SIZE};
+    pub use crate::capacity::{CHECK_CAPACITY, capacity_bound};
     pub use crate::concurrency::*;
     pub use crate::coordination::*;
     pub use crate::front::*;
+    pub use crate::listing::*;
     pub use crate::maintenance::*;
     pub use crate::persistence::{CHILD_ENV, crash_recovery, persistence_across_reopen};
     pub use crate::values::{identify as identify_value, make as make_value};
@@ -107,10 +132,24 @@ pub mod checks {
 /// call it again with the same directory after dropping the first backend, so the backend must
 /// release its files and locks on drop.
 ///
-/// Closures `Fn(&Path) -> warmcache_core::Result<Arc<dyn Backend>>` are harnesses.
+/// Closures `Fn(&Path) -> warmcache_core::Result<Arc<dyn Backend>>` are harnesses; wrap a
+/// closure that also takes a capacity in [`Sized`] to let the capacity check choose a small one.
 pub trait Harness: Send + Sync {
     /// Opens (or reopens) the backend stored in `dir`.
     fn open(&self, dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>>;
+
+    /// Opens the backend in `dir` bounded to `capacity` bytes, for the capacity check (which
+    /// writes three times the capacity, so a small one keeps it fast), or `None` when this
+    /// harness cannot size its backend: the check then uses [`open`](Self::open) and the
+    /// capacity the backend declares. The default is `None`.
+    fn open_with_capacity(
+        &self,
+        dir: &Path,
+        capacity: u64,
+    ) -> Option<warmcache_core::Result<Arc<dyn Backend>>> {
+        let _ = (dir, capacity);
+        None
+    }
 }
 
 impl<F> Harness for F
@@ -119,6 +158,40 @@ where
 {
     fn open(&self, dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
         self(dir)
+    }
+}
+
+/// A harness whose backend the suite can size: the closure gets `None` (open it the way the
+/// tests should use it) or `Some(capacity)` (open it bounded to that many bytes).
+///
+/// ```ignore
+/// use warmcache_conformance::Sized;
+///
+/// fn open(dir: &Path, capacity: Option<u64>) -> warmcache_core::Result<Arc<dyn Backend>> {
+///     Ok(Arc::new(MyBackend::open(dir, capacity.unwrap_or(64 << 20))?))
+/// }
+///
+/// warmcache_conformance::backend_tests!(Sized(open));
+/// ```
+///
+/// The guide's example backend (`tests/guide_backend.rs`) runs the suite this way.
+#[derive(Debug, Clone, Copy)]
+pub struct Sized<F>(pub F);
+
+impl<F> Harness for Sized<F>
+where
+    F: Fn(&Path, Option<u64>) -> warmcache_core::Result<Arc<dyn Backend>> + Send + Sync,
+{
+    fn open(&self, dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
+        (self.0)(dir, None)
+    }
+
+    fn open_with_capacity(
+        &self,
+        dir: &Path,
+        capacity: u64,
+    ) -> Option<warmcache_core::Result<Arc<dyn Backend>>> {
+        Some((self.0)(dir, Some(capacity)))
     }
 }
 
@@ -157,12 +230,15 @@ macro_rules! __checks {
             round_trip_sizes: Async,
             missing_key: Async,
             overwrite: Async,
+            fresh_reads_after_overwrite: Async,
             delete_present_and_missing: Async,
             contains: Async,
             clear: Async,
+            keys_differing_in_one_byte: Async,
             list_and_usage_consistent: Async,
+            list_paging_edges: Async,
             many_small_keys: Async,
-            capacity_bound: Async,
+            capacity_bound: Harness,
             concurrent_writers_one_key: Async,
             readers_during_overwrites: Async,
             concurrent_distinct_keys: Async,

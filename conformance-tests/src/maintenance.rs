@@ -1,26 +1,33 @@
 //! Maintenance operations through the [`Backend`] trait: `shrink_to`, and `open_file` for
 //! backends that hand out local files.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use warmcache_core::{Backend, CacheKey, ErrorKind};
 
+use crate::budget::Budget;
 use crate::failure::{CheckResult, Failure, PASSED, ensure, skipped};
+use crate::observe::read_file;
 use crate::values;
 
-/// A least-recently-used shrink through [`Backend::shrink_to`]: of ten 1,000-byte entries, the
-/// three read last and the one written last survive a shrink to 4,500 bytes, which evicts exactly
-/// six; a shrink above the usage evicts nothing. Skipped for backends without `shrink_to`.
+/// A least-recently-used shrink through [`Backend::shrink_to`]: of ten equal entries (1,000
+/// bytes, or a fortieth of a small capacity), the three read last and the one written last
+/// survive a shrink to four and a half entries' bytes, which evicts exactly six; a shrink above
+/// the usage evicts nothing. Skipped for backends without `shrink_to`.
 ///
 /// The check sleeps a few milliseconds between uses, for backends that record use by file time.
 pub async fn shrink_keeps_recently_used(b: Arc<dyn Backend>) -> CheckResult {
     let pause = || std::thread::sleep(Duration::from_millis(5));
+    let budget = Budget::of(&*b)?;
+    // Ten entries in at most a quarter of the capacity.
+    let len = budget
+        .len(1000)
+        .min(budget.capacity.map_or(1000, |c| (c / 40) as usize));
     let keys: Vec<CacheKey> = (0..10).map(CacheKey::pseudo_random).collect();
     for key in &keys {
-        b.put(key, Bytes::from(vec![7u8; 1000])).await?;
+        b.put(key, Bytes::from(vec![7u8; len])).await?;
         pause();
     }
     for key in &keys[..3] {
@@ -30,7 +37,10 @@ pub async fn shrink_keeps_recently_used(b: Arc<dyn Backend>) -> CheckResult {
         );
         pause();
     }
-    let evicted = match b.shrink_to(1 << 20).await {
+    let evicted = match b
+        .shrink_to(budget.capacity.unwrap_or(1 << 20).max(1 << 20))
+        .await
+    {
         Err(e) if e.kind() == ErrorKind::NotSupported => {
             return skipped("the backend does not offer shrink_to");
         }
@@ -40,15 +50,17 @@ pub async fn shrink_keeps_recently_used(b: Arc<dyn Backend>) -> CheckResult {
         evicted == 0,
         "a shrink above the usage evicted {evicted} entries, expected none"
     );
-    let evicted = b.shrink_to(4500).await?;
+    let target = (len * 9 / 2) as u64;
+    let evicted = b.shrink_to(target).await?;
     ensure!(
         evicted == 6,
-        "a shrink to 4,500 bytes evicted {evicted} entries, expected 6"
+        "a shrink of ten {len}-byte entries to {target} bytes evicted {evicted} entries, expected 6"
     );
     let usage = b.usage().await?;
     ensure!(
-        usage.bytes <= 4500 && usage.entries == 4,
-        "after the shrink usage() is {} entries and {} bytes, expected 4 entries within 4,500 bytes",
+        usage.bytes <= target && usage.entries == 4,
+        "after the shrink usage() is {} entries and {} bytes, expected 4 entries within {target} \
+         bytes",
         usage.entries,
         usage.bytes
     );
@@ -59,14 +71,6 @@ pub async fn shrink_keeps_recently_used(b: Arc<dyn Backend>) -> CheckResult {
         );
     }
     PASSED
-}
-
-fn read_all(mut file: &std::fs::File) -> Result<Vec<u8>, Failure> {
-    let mut out = Vec::new();
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.read_to_end(&mut out))
-        .map_err(|e| Failure(format!("reading the file open_file handed out failed: {e}")))?;
-    Ok(out)
 }
 
 /// What can be checked of "nobody can modify the handed-out file in place": the handle is not
@@ -111,10 +115,24 @@ fn handed_out_safely(mut file: &std::fs::File) -> Result<(), Failure> {
 /// then deleted, the file still reads as the value it was opened for. A missing key is
 /// `Ok(None)`. Skipped for backends without `local_files`.
 pub async fn open_file_matches_get(b: Arc<dyn Backend>) -> CheckResult {
-    if !b.capabilities().local_files {
-        return skipped("the backend does not offer local files");
-    }
     let k = crate::basic::key(800);
+    if !b.capabilities().local_files {
+        b.put(&k, values::make(1, 1, 100)).await?;
+        return match b.open_file(&k).await {
+            Err(e) if e.kind() == ErrorKind::NotSupported => {
+                skipped("the backend does not offer local files")
+            }
+            Ok(Some(_)) => Err(Failure(
+                "open_file hands out files, but capabilities() does not declare local_files, so \
+                 no cache will ever ask for them: declare with_local_files(true)"
+                    .into(),
+            )),
+            other => Err(Failure(format!(
+                "a backend without local_files should answer open_file with \
+                 Error::NotSupported (the default), got {other:?}"
+            ))),
+        };
+    }
     ensure!(
         b.open_file(&k).await?.is_none(),
         "open_file of a missing key returned a file"
@@ -126,7 +144,7 @@ pub async fn open_file_matches_get(b: Arc<dyn Backend>) -> CheckResult {
     };
     handed_out_safely(&file)?;
     let got = b.get(&k).await?.unwrap_or_default();
-    let in_file = read_all(&file)?;
+    let in_file = read_file(&file)?;
     ensure!(
         in_file == got && got == first,
         "open_file's bytes ({} bytes) differ from get's ({} bytes)",
@@ -135,12 +153,12 @@ pub async fn open_file_matches_get(b: Arc<dyn Backend>) -> CheckResult {
     );
     b.put(&k, values::make(2, 2, 7_000)).await?;
     ensure!(
-        read_all(&file)? == first,
+        read_file(&file)? == first,
         "the file handed out changed when the key was overwritten (written in place?)"
     );
     b.delete(&k).await?;
     ensure!(
-        read_all(&file)? == first,
+        read_file(&file)? == first,
         "the file handed out changed when the key was deleted"
     );
     ensure!(

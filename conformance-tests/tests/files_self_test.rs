@@ -21,6 +21,14 @@ enum Defect {
     WritesInPlace,
     /// Hands out a file whose bytes are not `get`'s (a stale sidecar copy).
     StaleFile,
+    /// Hands out the right file for values up to 64 KiB, and for larger ones a sidecar copy of
+    /// their first 64 KiB.
+    LargeFileTruncated,
+    /// Claims persistence and writes in place (truncate, then write), as a first version
+    /// might: a crash mid-write leaves a torn value.
+    PersistentInPlace,
+    /// Claims persistence and writes a temporary file renamed over the entry: correct.
+    Persistent,
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +55,12 @@ impl BlockingBackend for Files {
         "files"
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new().with_local_files(true)
+        Capabilities::new()
+            .with_local_files(true)
+            .with_persistent(matches!(
+                self.defect,
+                Defect::PersistentInPlace | Defect::Persistent
+            ))
     }
     fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
         match fs::read(self.path(key)) {
@@ -58,17 +71,23 @@ impl BlockingBackend for Files {
     }
     fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
         let path = self.path(key);
-        if self.defect == Defect::WritesInPlace {
+        if matches!(
+            self.defect,
+            Defect::WritesInPlace | Defect::PersistentInPlace
+        ) {
             let mut file = File::create(&path).map_err(Self::io)?;
             return file.write_all(&value).map_err(Self::io);
         }
         let temp = path.with_extension("tmp");
         fs::write(&temp, &value).map_err(Self::io)?;
         fs::rename(&temp, &path).map_err(Self::io)?;
-        if self.defect == Defect::StaleFile {
-            let mut stale = value.to_vec();
-            stale.truncate(stale.len() / 2);
-            fs::write(path.with_extension("file"), stale).map_err(Self::io)?;
+        let sidecar = match self.defect {
+            Defect::StaleFile => Some(value.len() / 2),
+            Defect::LargeFileTruncated => Some(value.len().min(64 << 10)),
+            _ => None,
+        };
+        if let Some(len) = sidecar {
+            fs::write(path.with_extension("file"), &value[..len]).map_err(Self::io)?;
         }
         Ok(())
     }
@@ -105,7 +124,7 @@ impl BlockingBackend for Files {
     }
     fn open_file(&self, key: &CacheKey) -> Result<Option<File>> {
         let path = match self.defect {
-            Defect::StaleFile => self.path(key).with_extension("file"),
+            Defect::StaleFile | Defect::LargeFileTruncated => self.path(key).with_extension("file"),
             _ => self.path(key),
         };
         match File::open(path) {
@@ -121,7 +140,11 @@ impl Files {
         let mut keys = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(Self::io)? {
             let name = entry.map_err(Self::io)?.file_name();
-            if let Some(key) = name.to_str().and_then(|n| n.parse::<CacheKey>().ok()) {
+            if let Some(key) = name
+                .to_str()
+                .filter(|n| !n.contains('.'))
+                .and_then(|n| n.parse::<CacheKey>().ok())
+            {
                 keys.push(key);
             }
         }
@@ -162,4 +185,83 @@ fn a_backend_whose_file_differs_from_get_is_caught() {
 fn backends_without_files_or_shrink_are_reported_skipped_not_passed() {
     let outcome = run_named(&harness(Defect::None), "shrink_keeps_recently_used");
     assert!(matches!(outcome, Ok(Verdict::Skipped(_))), "{outcome:?}");
+}
+
+#[test]
+fn a_backend_whose_file_is_wrong_only_for_large_values_is_caught() {
+    let outcome = run_named(&harness(Defect::LargeFileTruncated), "round_trip_sizes");
+    let failure = outcome.unwrap_err();
+    assert!(failure.0.contains("open_file"), "{failure}");
+}
+
+#[test]
+fn a_backend_that_declares_no_files_but_hands_them_out_is_told_to_declare_them() {
+    let outcome = run_named(&undeclared, "open_file_matches_get");
+    let failure = outcome.unwrap_err();
+    assert!(failure.0.contains("with_local_files(true)"), "{failure}");
+}
+
+/// A file backend that forgot to declare `local_files`.
+#[derive(Debug, Clone)]
+struct Undeclared(Files);
+
+impl BlockingBackend for Undeclared {
+    fn name(&self) -> &str {
+        "undeclared"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+    }
+    fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
+        BlockingBackend::get(&self.0, key)
+    }
+    fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
+        BlockingBackend::put(&self.0, key, value)
+    }
+    fn delete(&self, key: &CacheKey) -> Result<()> {
+        BlockingBackend::delete(&self.0, key)
+    }
+    fn contains(&self, key: &CacheKey) -> Result<bool> {
+        BlockingBackend::contains(&self.0, key)
+    }
+    fn clear(&self) -> Result<()> {
+        BlockingBackend::clear(&self.0)
+    }
+    fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
+        BlockingBackend::list(&self.0, after, limit)
+    }
+    fn usage(&self) -> Result<Usage> {
+        BlockingBackend::usage(&self.0)
+    }
+    fn open_file(&self, key: &CacheKey) -> Result<Option<File>> {
+        BlockingBackend::open_file(&self.0, key)
+    }
+}
+
+fn undeclared(dir: &Path) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(Undeclared(Files {
+        dir: dir.to_path_buf(),
+        defect: Defect::None,
+    })))
+}
+
+/// The crash test kills its writer inside puts often enough that a backend writing values in
+/// place is caught (the kills are timed by how long the backend's puts take).
+#[test]
+fn a_persistent_backend_writing_in_place_is_caught_by_the_crash_test() {
+    let outcome = warmcache_conformance::crash_test(
+        &harness(Defect::PersistentInPlace),
+        "a_persistent_backend_writing_in_place_is_caught_by_the_crash_test",
+    );
+    let failure = outcome.unwrap_err();
+    assert!(failure.0.contains("torn"), "{failure}");
+}
+
+#[test]
+fn a_persistent_backend_renaming_new_files_passes_the_crash_test() {
+    let outcome = warmcache_conformance::crash_test(
+        &harness(Defect::Persistent),
+        "a_persistent_backend_renaming_new_files_passes_the_crash_test",
+    );
+    assert_eq!(outcome, Ok(Verdict::Passed));
 }

@@ -1,22 +1,22 @@
-//! Tests of the tests: a correct reference backend passes the whole suite, and deliberately
-//! broken backends are each reported as failing the checks that cover their defect.
+//! Tests of the tests: a correct reference backend passes the whole suite (unbounded, and bounded
+//! to a small capacity), and deliberately broken backends, each with one bug a real author could
+//! make, are each reported as failing the checks that exist to catch that bug.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use warmcache_conformance::{Harness, run_named};
+use warmcache_conformance::{Harness, Sized, run_named};
 use warmcache_core::backend::page_from_sorted;
-use warmcache_core::backend::{Lease, maybe_spawn_blocking};
+use warmcache_core::backend::{Lease, Limits, maybe_spawn_blocking};
 use warmcache_core::{
-    Backend, CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
-    async_trait,
+    Backend, CacheKey, Capabilities, KeyInfo, ListPage, Result, Usage, async_trait,
 };
 
 /// Which defect a [`MapBackend`] has.
@@ -43,16 +43,76 @@ enum Defect {
     ReleaseKeepsLease,
     /// `renew` does not extend the lease.
     RenewIgnored,
+    /// Eviction takes entries out of the accounting but leaves them stored and readable, so
+    /// memory grows without bound while `usage` looks fine.
+    ForgetfulEviction,
+    /// Indexes entries by the first 8 bytes of the key.
+    PrefixIndex,
+    /// After an overwrite, 2% of reads return the previous value (a stale read cache).
+    StaleReads,
+    /// Deleting leaves a tombstone that `get` returns as an empty value.
+    DeletedReadsEmpty,
+    /// `list` includes the `after` key itself.
+    ListAfterInclusive,
+    /// `list` with a limit of 0 returns an empty page with a `next`.
+    ListLimitZeroEmpty,
+    /// `list` reports the size of the first value ever written under a key.
+    ListStaleSizes,
+    /// `usage` adds an overwrite's bytes without taking the old value's off.
+    DoubleCountsOverwrite,
+    /// The usage counters are updated with a read-modify-write race.
+    RacyAccounting,
+    /// When full, evicts the value just put.
+    EvictsNewest,
+    /// A put over `max_value_size` returns `Ok` and stores nothing.
+    OversizeDroppedSilently,
+    /// Its futures need a Tokio runtime (it calls Tokio's blocking pool directly).
+    TokioOnly,
+    /// `shrink_to` evicts by write time only: reads do not count as use.
+    ShrinkIgnoresReads,
+    /// `clear` empties the map but not the usage counters.
+    ClearLeavesUsage,
+    /// `contains` answers from a set of every key ever written.
+    ContainsEverWritten,
+    /// Claims persistence; puts survive a reopen but deletes do not.
+    ForgetsDeletesOnReopen,
 }
 
 /// Held leases by key: the holder's id and the deadline.
 type Leases = Arc<Mutex<HashMap<CacheKey, (u64, Instant)>>>;
 
+/// The stored state of a map backend: what a "disk" keeps across reopen for the persistent
+/// defects.
+#[derive(Debug, Default, Clone)]
+struct State {
+    map: BTreeMap<CacheKey, Entry>,
+    /// The accounting `usage` reports (kept apart from the map, as real backends do).
+    entries: u64,
+    bytes: u64,
+    clock: u64,
+    ever: HashSet<CacheKey>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Bytes,
+    first_len: u64,
+    previous: Option<Bytes>,
+    used: u64,
+    /// Still counted in the accounting.
+    counted: bool,
+    tombstone: bool,
+}
+
+/// The "disks" of persistent map backends, by directory.
+static DISKS: LazyLock<Mutex<HashMap<PathBuf, State>>> = LazyLock::new(Mutex::default);
+
 #[derive(Debug)]
 struct MapBackend {
-    map: Mutex<BTreeMap<CacheKey, Bytes>>,
+    state: Mutex<State>,
     defect: Defect,
-    capacity: Option<u64>,
+    limits: Option<Limits>,
+    disk: Option<PathBuf>,
     leases: Leases,
     next_lease: AtomicU64,
 }
@@ -93,18 +153,112 @@ impl Lease for MapLease {
     }
 }
 
+const DEFECT_CAPACITY: u64 = 8 << 20;
+
 impl MapBackend {
-    fn new(defect: Defect) -> Self {
-        let capacity = match defect {
-            Defect::Overfills => Some(8 << 20),
+    fn new(defect: Defect, dir: &Path, capacity: Option<u64>) -> Self {
+        let capacity = capacity.or(match defect {
+            Defect::Overfills
+            | Defect::ForgetfulEviction
+            | Defect::EvictsNewest
+            | Defect::OversizeDroppedSilently => Some(DEFECT_CAPACITY),
             _ => None,
+        });
+        let limits = capacity.map(|c| Limits::new("map", c, None, None).unwrap());
+        let disk = matches!(
+            defect,
+            Defect::ForgetsOnReopen | Defect::ForgetsDeletesOnReopen
+        )
+        .then(|| dir.to_path_buf());
+        let state = match (&disk, defect) {
+            (Some(dir), Defect::ForgetsDeletesOnReopen) => {
+                DISKS.lock().get(dir).cloned().unwrap_or_default()
+            }
+            _ => State::default(),
         };
         Self {
-            map: Mutex::new(BTreeMap::new()),
+            state: Mutex::new(state),
             defect,
-            capacity,
+            limits,
+            disk,
             leases: Arc::default(),
             next_lease: AtomicU64::new(0),
+        }
+    }
+
+    /// The key the map indexes by.
+    fn slot(&self, key: &CacheKey) -> CacheKey {
+        if self.defect != Defect::PrefixIndex {
+            return *key;
+        }
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&key.as_bytes()[..8]);
+        CacheKey::from_bytes(bytes)
+    }
+
+    fn live<'a>(&self, state: &'a State, key: &CacheKey) -> Option<&'a Entry> {
+        state.map.get(&self.slot(key)).filter(|e| !e.tombstone)
+    }
+
+    /// Changes the accounting by `entries` and `bytes`.
+    fn account(state: &mut State, entries: i64, bytes: i64) {
+        state.entries = state.entries.wrapping_add_signed(entries);
+        state.bytes = state.bytes.wrapping_add_signed(bytes);
+    }
+
+    fn evict(&self, state: &mut State, just_put: CacheKey) {
+        let Some(limits) = self.limits else { return };
+        if self.defect == Defect::Overfills {
+            return;
+        }
+        while state.bytes > limits.capacity() {
+            let victim = if self.defect == Defect::EvictsNewest {
+                Some(just_put).filter(|k| state.map.get(k).is_some_and(|e| e.counted))
+            } else {
+                None
+            }
+            .or_else(|| {
+                state
+                    .map
+                    .iter()
+                    .filter(|(k, e)| e.counted && **k != just_put)
+                    .min_by_key(|(_, e)| e.used)
+                    .map(|(k, _)| *k)
+            });
+            let Some(victim) = victim else { break };
+            let len = state.map[&victim].value.len() as i64;
+            if self.defect == Defect::ForgetfulEviction {
+                if let Some(e) = state.map.get_mut(&victim) {
+                    e.counted = false;
+                }
+            } else {
+                state.map.remove(&victim);
+            }
+            Self::account(state, -1, -len);
+        }
+    }
+
+    /// Writes the entry just put to the "disk" of a persistent variant (deletes never reach
+    /// it: the defect of [`Defect::ForgetsDeletesOnReopen`]).
+    fn save_put(&self, state: &State, slot: CacheKey) {
+        if let Some(dir) = &self.disk
+            && let Some(entry) = state.map.get(&slot)
+        {
+            let mut disks = DISKS.lock();
+            let disk = disks.entry(dir.clone()).or_default();
+            disk.map.insert(slot, entry.clone());
+            disk.entries = state.entries;
+            disk.bytes = state.bytes;
+        }
+    }
+
+    fn tokio_check(&self) {
+        if self.defect == Defect::TokioOnly {
+            // What `tokio::task::spawn_blocking` does outside a runtime.
+            assert!(
+                tokio::runtime::Handle::try_current().is_ok(),
+                "there is no reactor running, must be called from the context of a Tokio 1.x runtime"
+            );
         }
     }
 }
@@ -116,86 +270,178 @@ impl Backend for MapBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-            .with_persistent(self.defect == Defect::ForgetsOnReopen)
-            .with_capacity(self.capacity)
-            .with_max_value_size(self.capacity)
-            .with_coordinates(true)
+        let caps = Capabilities::new()
+            .with_persistent(self.disk.is_some())
+            .with_coordinates(true);
+        match self.limits {
+            Some(limits) => caps
+                .with_capacity(Some(limits.capacity()))
+                .with_max_value_size(Some(limits.max_value())),
+            None => caps,
+        }
     }
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
-        Ok(self.map.lock().get(key).cloned())
+        self.tokio_check();
+        let mut state = self.state.lock();
+        state.clock += 1;
+        let now = state.clock;
+        let slot = self.slot(key);
+        let defect = self.defect;
+        let Some(entry) = state.map.get_mut(&slot) else {
+            return Ok(None);
+        };
+        if defect != Defect::ShrinkIgnoresReads {
+            entry.used = now;
+        }
+        if entry.tombstone {
+            return Ok((defect == Defect::DeletedReadsEmpty).then(Bytes::new));
+        }
+        if defect == Defect::StaleReads
+            && let Some(previous) = &entry.previous
+            && rand::random_ratio(1, 50)
+        {
+            return Ok(Some(previous.clone()));
+        }
+        Ok(Some(entry.value.clone()))
     }
 
     async fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
-        if let Some(cap) = self.capacity
-            && value.len() as u64 > cap
+        self.tokio_check();
+        if let Some(limits) = self.limits
+            && let Err(e) = limits.check("map", key, value.len() as u64)
         {
-            return Err(Error::Capacity {
-                context: Context::with_key("map", Op::Put, key),
-                size: value.len() as u64,
-                limit: cap,
-            });
+            return match self.defect {
+                Defect::OversizeDroppedSilently => Ok(()),
+                _ => Err(e),
+            };
         }
         match self.defect {
-            Defect::LosesWrites if key.as_bytes()[0] % 2 == 1 => {}
+            Defect::LosesWrites if key.as_bytes()[0] % 2 == 1 => return Ok(()),
             Defect::TearsValues if value.len() > 1 => {
-                self.map.lock().insert(*key, value.slice(..value.len() / 2));
+                self.store(key, value.slice(..value.len() / 2));
                 futures_timer_sleep(Duration::from_micros(200)).await;
-                self.map.lock().insert(*key, value);
             }
-            _ => {
-                self.map.lock().insert(*key, value);
-            }
+            _ => {}
         }
+        self.store(key, value);
         Ok(())
     }
 
     async fn delete(&self, key: &CacheKey) -> Result<()> {
-        if self.defect != Defect::IgnoresDelete {
-            self.map.lock().remove(key);
+        self.tokio_check();
+        if self.defect == Defect::IgnoresDelete {
+            return Ok(());
+        }
+        let mut state = self.state.lock();
+        let slot = self.slot(key);
+        let removed = match self.defect {
+            Defect::DeletedReadsEmpty => state.map.get_mut(&slot).and_then(|e| {
+                let was = (!e.tombstone && e.counted).then_some(e.value.len());
+                e.tombstone = true;
+                e.counted = false;
+                was
+            }),
+            _ => state
+                .map
+                .remove(&slot)
+                .and_then(|e| e.counted.then_some(e.value.len())),
+        };
+        if let Some(len) = removed {
+            Self::account(&mut state, -1, -(len as i64));
         }
         Ok(())
     }
 
     async fn contains(&self, key: &CacheKey) -> Result<bool> {
-        Ok(self.map.lock().contains_key(key))
+        self.tokio_check();
+        let state = self.state.lock();
+        if self.defect == Defect::ContainsEverWritten {
+            return Ok(state.ever.contains(key));
+        }
+        Ok(self.live(&state, key).is_some())
     }
 
     async fn clear(&self) -> Result<()> {
-        self.map.lock().clear();
+        self.tokio_check();
+        let mut state = self.state.lock();
+        state.map.clear();
+        state.ever.clear();
+        if self.defect != Defect::ClearLeavesUsage {
+            state.entries = 0;
+            state.bytes = 0;
+        }
         Ok(())
     }
 
     async fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
-        let mut all: Vec<KeyInfo> = self
+        self.tokio_check();
+        let state = self.state.lock();
+        let mut all: Vec<KeyInfo> = state
             .map
-            .lock()
             .iter()
-            .map(|(k, v)| KeyInfo {
+            .filter(|(_, e)| !e.tombstone)
+            .map(|(k, e)| KeyInfo {
                 key: *k,
-                size: v.len() as u64,
+                size: if self.defect == Defect::ListStaleSizes {
+                    e.first_len
+                } else {
+                    e.value.len() as u64
+                },
             })
             .collect();
-        if self.defect == Defect::ListsWrongly {
-            all.reverse();
-            for e in &mut all {
-                e.size += 1;
+        drop(state);
+        match self.defect {
+            Defect::ListsWrongly => {
+                all.reverse();
+                for e in &mut all {
+                    e.size += 1;
+                }
+                Ok(ListPage {
+                    entries: all.into_iter().take(limit).collect(),
+                    next: None,
+                })
             }
-            return Ok(ListPage {
-                entries: all.into_iter().take(limit).collect(),
-                next: None,
-            });
+            Defect::ListLimitZeroEmpty if limit == 0 => Ok(ListPage {
+                entries: Vec::new(),
+                next: after.or(all.first().map(|e| e.key)),
+            }),
+            Defect::ListAfterInclusive if after.is_some() => {
+                let start = all.partition_point(|e| Some(e.key) < after);
+                Ok(page_from_sorted(&all[start..], None, limit))
+            }
+            _ => Ok(page_from_sorted(&all, after, limit)),
         }
-        Ok(page_from_sorted(&all, after, limit))
     }
 
     async fn usage(&self) -> Result<Usage> {
-        let map = self.map.lock();
+        self.tokio_check();
+        let state = self.state.lock();
         Ok(Usage {
-            entries: map.len() as u64,
-            bytes: map.values().map(|v| v.len() as u64).sum(),
+            entries: state.entries,
+            bytes: state.bytes,
         })
+    }
+
+    async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        let mut state = self.state.lock();
+        let mut evicted = 0;
+        while state.bytes > max_bytes {
+            let Some(victim) = state
+                .map
+                .iter()
+                .filter(|(_, e)| e.counted && !e.tombstone)
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some(e) = state.map.remove(&victim) {
+                Self::account(&mut state, -1, -(e.value.len() as i64));
+            }
+            evicted += 1;
+        }
+        Ok(evicted)
     }
 
     async fn try_lease(
@@ -228,83 +474,315 @@ impl Backend for MapBackend {
     }
 }
 
+impl MapBackend {
+    fn store(&self, key: &CacheKey, value: Bytes) {
+        let slot = self.slot(key);
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        state.clock += 1;
+        let used = state.clock;
+        state.ever.insert(*key);
+        let len = value.len() as i64;
+        let old = state.map.get(&slot).cloned();
+        let counted_before = old.as_ref().filter(|e| e.counted && !e.tombstone);
+        let (entries, bytes) = match (counted_before, self.defect) {
+            (Some(_), Defect::DoubleCountsOverwrite) => (0, len),
+            (Some(e), _) => (0, len - e.value.len() as i64),
+            (None, _) => (1, len),
+        };
+        let first_len = old
+            .as_ref()
+            .filter(|e| !e.tombstone)
+            .map_or(len as u64, |e| e.first_len);
+        let previous = old.filter(|e| !e.tombstone).map(|e| e.value);
+        state.map.insert(
+            slot,
+            Entry {
+                value,
+                first_len,
+                previous,
+                used,
+                counted: true,
+                tombstone: false,
+            },
+        );
+        if self.defect == Defect::RacyAccounting {
+            // Read the counters, let go of the lock, write them back: the lost-update race.
+            let (e, b) = (state.entries, state.bytes);
+            drop(guard);
+            std::thread::sleep(Duration::from_micros(50));
+            let mut state = self.state.lock();
+            state.entries = e.wrapping_add_signed(entries);
+            state.bytes = b.wrapping_add_signed(bytes);
+            return;
+        }
+        Self::account(state, entries, bytes);
+        self.evict(state, slot);
+        self.save_put(state, slot);
+    }
+}
+
 async fn futures_timer_sleep(d: Duration) {
     // The pause must let readers on other threads run; a real sleep guarantees that.
     let _ = maybe_spawn_blocking(move || std::thread::sleep(d)).await;
 }
 
 fn harness(defect: Defect) -> impl Harness {
-    move |_dir: &Path| -> Result<Arc<dyn Backend>> { Ok(Arc::new(MapBackend::new(defect))) }
+    Sized(
+        move |dir: &Path, capacity: Option<u64>| -> Result<Arc<dyn Backend>> {
+            Ok(Arc::new(MapBackend::new(defect, dir, capacity)))
+        },
+    )
 }
 
-fn assert_fails(defect: Defect, checks: &[&str]) {
+/// Runs each check against the broken backend and fails unless every one of them fails, with a
+/// message containing the given words.
+fn assert_caught(defect: Defect, checks: &[(&str, &str)]) {
     let h = harness(defect);
-    for check in checks {
-        let outcome = run_named(&h, check);
-        assert!(
-            outcome.is_err(),
-            "the suite did not catch {defect:?} in check {check}"
-        );
+    for (check, words) in checks {
+        match run_named(&h, check) {
+            Ok(verdict) => {
+                panic!("the suite did not catch {defect:?} in check {check}: {verdict:?}")
+            }
+            Err(failure) => assert!(
+                failure.0.contains(words),
+                "{defect:?} failed check {check}, but the message does not say {words:?}: {failure}"
+            ),
+        }
     }
 }
 
-fn reference(_dir: &Path) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(MapBackend::new(Defect::None)))
+fn reference(dir: &Path) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(MapBackend::new(Defect::None, dir, None)))
 }
 
-// The correct reference backend passes every check.
+fn small_reference(dir: &Path, capacity: Option<u64>) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(MapBackend::new(
+        Defect::None,
+        dir,
+        Some(capacity.unwrap_or(64 << 10)),
+    )))
+}
+
+// The correct reference backend passes every check, unbounded and bounded to 64 KiB: the macro
+// used twice in one crate.
 warmcache_conformance::backend_tests!(reference);
+warmcache_conformance::backend_tests!(small_capacity, Sized(small_reference));
 
 #[test]
 fn catches_lost_writes() {
-    assert_fails(
+    assert_caught(
         Defect::LosesWrites,
         &[
-            "round_trip_sizes",
-            "many_small_keys",
-            "list_and_usage_consistent",
-            "front_invalidation",
+            ("round_trip_sizes", "right after its put"),
+            ("many_small_keys", "right after putting it"),
+            ("list_and_usage_consistent", "right after putting it"),
+            ("front_invalidation", "did not hit"),
         ],
     );
 }
 
 #[test]
 fn catches_torn_values() {
-    assert_fails(
+    assert_caught(
         Defect::TearsValues,
-        &["concurrent_writers_one_key", "readers_during_overwrites"],
+        &[
+            ("concurrent_writers_one_key", "torn"),
+            ("readers_during_overwrites", "torn"),
+        ],
     );
 }
 
 #[test]
 fn catches_ignored_deletes() {
-    assert_fails(
+    assert_caught(
         Defect::IgnoresDelete,
-        &["delete_present_and_missing", "list_and_usage_consistent"],
+        &[
+            ("delete_present_and_missing", "was deleted"),
+            ("list_and_usage_consistent", "was deleted"),
+        ],
     );
 }
 
 #[test]
 fn catches_capacity_overrun() {
-    assert_fails(Defect::Overfills, &["capacity_bound"]);
+    assert_caught(
+        Defect::Overfills,
+        &[("capacity_bound", "over its capacity")],
+    );
 }
 
 #[test]
 fn catches_false_persistence() {
-    assert_fails(Defect::ForgetsOnReopen, &["persistence_across_reopen"]);
+    assert_caught(
+        Defect::ForgetsOnReopen,
+        &[("persistence_across_reopen", "after a clean reopen")],
+    );
+}
+
+#[test]
+fn catches_forgotten_deletes_on_reopen() {
+    assert_caught(
+        Defect::ForgetsDeletesOnReopen,
+        &[("persistence_across_reopen", "was deleted")],
+    );
 }
 
 #[test]
 fn catches_wrong_listing() {
-    assert_fails(Defect::ListsWrongly, &["list_and_usage_consistent"]);
+    assert_caught(
+        Defect::ListsWrongly,
+        &[
+            ("list_and_usage_consistent", "ascending key order"),
+            ("list_paging_edges", "a limit of 0"),
+        ],
+    );
 }
 
 #[test]
 fn catches_broken_leases() {
-    assert_fails(Defect::LeasesUnguarded, &["lease_exclusive"]);
-    assert_fails(Defect::LeasesNeverExpire, &["lease_abandoned_expires"]);
-    assert_fails(Defect::ReleaseKeepsLease, &["lease_released_is_gone"]);
-    assert_fails(Defect::RenewIgnored, &["lease_renewal_keeps_it"]);
+    assert_caught(Defect::LeasesUnguarded, &[("lease_exclusive", "")]);
+    assert_caught(
+        Defect::LeasesNeverExpire,
+        &[("lease_abandoned_expires", "")],
+    );
+    assert_caught(Defect::ReleaseKeepsLease, &[("lease_released_is_gone", "")]);
+    assert_caught(Defect::RenewIgnored, &[("lease_renewal_keeps_it", "")]);
+}
+
+#[test]
+fn catches_eviction_that_forgets_entries_but_keeps_them() {
+    assert_caught(
+        Defect::ForgetfulEviction,
+        &[("capacity_bound", "over its capacity")],
+    );
+}
+
+#[test]
+fn catches_an_index_keyed_by_a_prefix() {
+    assert_caught(
+        Defect::PrefixIndex,
+        &[("keys_differing_in_one_byte", "the base key")],
+    );
+}
+
+/// The check for stale reads must catch a 2% fault in every run, not most runs.
+#[test]
+fn catches_two_percent_stale_reads_in_every_run() {
+    for _ in 0..25 {
+        assert_caught(
+            Defect::StaleReads,
+            &[(
+                "fresh_reads_after_overwrite",
+                "the previous value came back",
+            )],
+        );
+    }
+}
+
+#[test]
+fn catches_deleted_keys_read_as_empty_values() {
+    assert_caught(
+        Defect::DeletedReadsEmpty,
+        &[
+            ("delete_present_and_missing", "an empty value"),
+            ("contains", "an empty value"),
+        ],
+    );
+}
+
+#[test]
+fn catches_an_inclusive_after() {
+    assert_caught(
+        Defect::ListAfterInclusive,
+        &[
+            ("list_and_usage_consistent", "strictly greater"),
+            ("list_paging_edges", "the greatest key"),
+        ],
+    );
+}
+
+#[test]
+fn catches_an_empty_page_for_limit_zero() {
+    assert_caught(
+        Defect::ListLimitZeroEmpty,
+        &[("list_paging_edges", "a limit of 0 is treated as 1")],
+    );
+}
+
+#[test]
+fn catches_stale_sizes_in_the_listing() {
+    assert_caught(
+        Defect::ListStaleSizes,
+        &[
+            ("overwrite", "listed with size 5000, but get returns 300"),
+            ("list_and_usage_consistent", "listed with size"),
+        ],
+    );
+}
+
+#[test]
+fn catches_overwrites_counted_twice() {
+    assert_caught(
+        Defect::DoubleCountsOverwrite,
+        &[("overwrite", "usage() reports 1 entries and 5300 bytes")],
+    );
+}
+
+#[test]
+fn catches_racy_accounting() {
+    assert_caught(
+        Defect::RacyAccounting,
+        &[("concurrent_distinct_keys", "usage() reports")],
+    );
+}
+
+#[test]
+fn catches_eviction_of_the_value_just_put() {
+    assert_caught(
+        Defect::EvictsNewest,
+        &[("capacity_bound", "read right after it")],
+    );
+}
+
+#[test]
+fn catches_oversize_values_dropped_silently() {
+    assert_caught(
+        Defect::OversizeDroppedSilently,
+        &[
+            ("round_trip_sizes", "should be refused with Error::Capacity"),
+            ("capacity_bound", "should be refused with Error::Capacity"),
+        ],
+    );
+}
+
+#[test]
+fn catches_futures_that_need_tokio() {
+    assert_caught(Defect::TokioOnly, &[("driven_by_block_on", "panicked")]);
+}
+
+#[test]
+fn catches_a_shrink_that_ignores_reads() {
+    assert_caught(
+        Defect::ShrinkIgnoresReads,
+        &[("shrink_keeps_recently_used", "recently used")],
+    );
+}
+
+#[test]
+fn catches_clear_that_leaves_usage() {
+    assert_caught(Defect::ClearLeavesUsage, &[("clear", "usage() reports")]);
+}
+
+#[test]
+fn catches_contains_that_remembers_deleted_keys() {
+    assert_caught(
+        Defect::ContainsEverWritten,
+        &[
+            ("delete_present_and_missing", "contains"),
+            ("contains", "contains"),
+        ],
+    );
 }
 
 #[test]

@@ -1,0 +1,127 @@
+//! Listing: paged listing and usage agree with the puts and deletes made, and the edge cases of
+//! the paging contract of [`Backend::list`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use warmcache_core::{Backend, CacheKey, KeyInfo};
+
+use crate::basic::key;
+use crate::budget::Budget;
+use crate::failure::{CheckResult, Failure, PASSED, ensure};
+use crate::model::{Model, listing_difference, page_through};
+use crate::values;
+
+/// Listing (paged by 7, in ascending key order) and usage agree with the puts, deletes and
+/// overwrites made, sizes included.
+pub async fn list_and_usage_consistent(b: Arc<dyn Backend>) -> CheckResult {
+    let budget = Budget::of(&*b)?;
+    let count = budget.count(120, 450);
+    let len = |n: u64, m: usize| budget.len((n as usize * m) % 900);
+    let mut model = Model::default();
+    for n in 0..count {
+        model.put(&b, n, 0, len(n, 37)).await?;
+    }
+    for n in (0..count).step_by(3) {
+        model.delete(&b, n).await?;
+    }
+    for n in (1..count).step_by(7) {
+        model.put(&b, n, 1, len(n, 11)).await?;
+    }
+    let held = model
+        .check(&b, &budget, "after puts, deletes and overwrites")
+        .await?;
+    let paged = page_through(&b, 7).await?;
+    let whole = page_through(&b, 100_000).await?;
+    let names: BTreeMap<CacheKey, u64> = (0..count).map(|n| (key(n), n)).collect();
+    if let Some(difference) = listing_difference(&whole, &paged, &names) {
+        return Err(Failure(format!(
+            "listing in pages of 7 differs from listing in one page: {difference}"
+        )));
+    }
+    ensure!(
+        paged.len() as u64 == held.entries,
+        "{} entries listed in pages of 7, {} returned by get",
+        paged.len(),
+        held.entries
+    );
+    PASSED
+}
+
+/// The edges of the paging contract: an empty store lists nothing; `limit` 0 is treated as 1;
+/// `after` may be a key that is not stored; after the greatest key the page is empty without
+/// `next`; pages of one walk every key once.
+pub async fn list_paging_edges(b: Arc<dyn Backend>) -> CheckResult {
+    let empty = b.list(None, 10).await?;
+    ensure!(
+        empty.entries.is_empty() && empty.next.is_none(),
+        "list(None, 10) on an empty store returned {} entries and next {:?}, expected an empty \
+         page without next",
+        empty.entries.len(),
+        empty.next
+    );
+    let mut stored: Vec<CacheKey> = (0..6).map(|n| key(1000 + n)).collect();
+    for (i, k) in stored.iter().enumerate() {
+        b.put(k, values::make(1000 + i as u64, 0, 64 + i)).await?;
+    }
+    stored.sort();
+    let zero = b.list(None, 0).await?;
+    ensure!(
+        zero.entries.len() == 1 && zero.entries[0].key == stored[0],
+        "list(None, 0) returned {} entries; a limit of 0 is treated as 1 (the smallest key)",
+        zero.entries.len()
+    );
+    ensure!(
+        zero.next == Some(stored[0]),
+        "list(None, 0) returned next {:?}, expected the key of its one entry",
+        zero.next
+    );
+    // A key between the second and third stored keys that is not itself stored.
+    let between = (0..10_000_000)
+        .map(CacheKey::pseudo_random)
+        .find(|k| *k > stored[1] && *k < stored[2])
+        .ok_or_else(|| Failure("no key between two stored keys".into()))?;
+    let from_between = b.list(Some(between), 100).await?;
+    let keys: Vec<CacheKey> = from_between.entries.iter().map(|e| e.key).collect();
+    ensure!(
+        keys == stored[2..],
+        "list(after = a key that is not stored, 100) returned {} entries, expected the {} keys \
+         greater than it",
+        keys.len(),
+        stored.len() - 2
+    );
+    let after_last = b.list(stored.last().copied(), 100).await?;
+    ensure!(
+        after_last.entries.is_empty() && after_last.next.is_none(),
+        "list(after = the greatest key, 100) returned {} entries and next {:?}, expected an \
+         empty page without next",
+        after_last.entries.len(),
+        after_last.next
+    );
+    let beyond = b.list(Some(CacheKey::from_bytes([0xff; 32])), 100).await?;
+    ensure!(
+        beyond.entries.is_empty() && beyond.next.is_none(),
+        "list(after = ff..ff, 100) returned {} entries and next {:?}, expected an empty page \
+         without next",
+        beyond.entries.len(),
+        beyond.next
+    );
+    let ones = page_through(&b, 1).await?;
+    let expected: Vec<KeyInfo> = stored
+        .iter()
+        .map(|k| {
+            let i = (0..6).position(|n| key(1000 + n) == *k).unwrap_or(0);
+            KeyInfo {
+                key: *k,
+                size: 64 + i as u64,
+            }
+        })
+        .collect();
+    let names: BTreeMap<CacheKey, u64> = (0..6).map(|n| (key(1000 + n), 1000 + n)).collect();
+    if let Some(difference) = listing_difference(&expected, &ones, &names) {
+        return Err(Failure(format!(
+            "listing in pages of 1 differs from the six keys put: {difference}"
+        )));
+    }
+    PASSED
+}

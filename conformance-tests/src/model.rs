@@ -1,0 +1,284 @@
+//! What a check wrote, and the comparison of that with what the backend really holds: the values
+//! it returns, its listing and its usage. Holdings are measured by reading, never taken from the
+//! backend's own accounting.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use warmcache_core::{Backend, CacheKey, KeyInfo, Usage};
+
+use crate::budget::Budget;
+use crate::failure::Failure;
+use crate::observe;
+use crate::values;
+
+/// One value a check wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// The check's number for the key, for messages.
+    pub(crate) n: u64,
+    /// The test value's identity.
+    pub(crate) id: (u64, u64),
+    /// Its length.
+    pub(crate) len: usize,
+}
+
+/// Keys a check wrote (their latest values) and keys it deleted.
+#[derive(Debug, Default)]
+pub(crate) struct Model {
+    live: BTreeMap<CacheKey, Written>,
+    deleted: BTreeMap<CacheKey, u64>,
+}
+
+/// What the backend was found to hold of a [`Model`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Held {
+    /// Entries it returned.
+    pub(crate) entries: u64,
+    /// Their bytes.
+    pub(crate) bytes: u64,
+    /// Entries written and not deleted that it no longer returned (evicted).
+    pub(crate) evicted: u64,
+    /// The check's numbers of the keys it returned.
+    pub(crate) present: BTreeSet<u64>,
+}
+
+impl Model {
+    /// Puts test value `(n, seq)` of `len` bytes under `key(n)` and reads it back at once: a
+    /// put that returned `Ok` must be readable right after, even on a bounded backend (which
+    /// must not evict what it was just given).
+    pub(crate) async fn put(
+        &mut self,
+        b: &Arc<dyn Backend>,
+        n: u64,
+        seq: u64,
+        len: usize,
+    ) -> Result<(), Failure> {
+        let key = crate::basic::key(n);
+        b.put(&key, values::make(n, seq, len)).await?;
+        let got = observe::read(b, &key).await?;
+        observe::expect_value(
+            got.as_ref(),
+            &format!("reading key {n} right after putting it"),
+            (n, seq),
+            len,
+        )?;
+        self.deleted.remove(&key);
+        self.live.insert(
+            key,
+            Written {
+                n,
+                id: (n, seq),
+                len,
+            },
+        );
+        Ok(())
+    }
+
+    /// Deletes `key(n)`.
+    pub(crate) async fn delete(&mut self, b: &Arc<dyn Backend>, n: u64) -> Result<(), Failure> {
+        let key = crate::basic::key(n);
+        b.delete(&key).await?;
+        self.live.remove(&key);
+        self.deleted.insert(key, n);
+        Ok(())
+    }
+
+    /// Adds what another part of a check wrote to distinct keys.
+    pub(crate) fn merge(&mut self, other: Model) {
+        self.live.extend(other.live);
+        self.deleted.extend(other.deleted);
+    }
+
+    /// Records that `key(n)` must be gone (after a `clear`).
+    pub(crate) fn gone(&mut self, n: u64) {
+        let key = crate::basic::key(n);
+        self.live.remove(&key);
+        self.deleted.insert(key, n);
+    }
+
+    /// Checks that every live key reads as its latest value (or, on a bounded backend, is
+    /// gone), that deleted keys are gone, and that the listing and usage agree with what was
+    /// read. `when` says at which point of the check, for messages.
+    pub(crate) async fn check(
+        &self,
+        b: &Arc<dyn Backend>,
+        budget: &Budget,
+        when: &str,
+    ) -> Result<Held, Failure> {
+        let mut held = Held::default();
+        let mut present = Vec::new();
+        for (key, w) in &self.live {
+            let got = observe::read(b, key).await?;
+            let contains = b.contains(key).await?;
+            if contains != got.is_some() {
+                return Err(Failure(format!(
+                    "{when}: contains(key {}) is {contains} but get returned {}",
+                    w.n,
+                    observe::describe(got.as_ref(), w.len)
+                )));
+            }
+            match got {
+                None if budget.may_evict() => held.evicted += 1,
+                None => {
+                    return Err(Failure(format!(
+                        "{when}: key {} is missing (expected its {} bytes of test value {:?}); \
+                         the backend is unbounded, so nothing may be evicted",
+                        w.n, w.len, w.id
+                    )));
+                }
+                Some(value) => {
+                    observe::expect_value(
+                        Some(&value),
+                        &format!("{when}: key {}", w.n),
+                        w.id,
+                        w.len,
+                    )?;
+                    held.entries += 1;
+                    held.bytes += w.len as u64;
+                    held.present.insert(w.n);
+                    present.push(KeyInfo {
+                        key: *key,
+                        size: w.len as u64,
+                    });
+                }
+            }
+        }
+        for (key, n) in &self.deleted {
+            let got = observe::read(b, key).await?;
+            if got.is_some() || b.contains(key).await? {
+                return Err(Failure(format!(
+                    "{when}: key {n} was deleted, but get returned {} (a missing key must read \
+                     as None, and contains as false)",
+                    observe::describe(got.as_ref(), 0)
+                )));
+            }
+        }
+        let listed = page_through(b, 1000).await?;
+        if let Some(difference) = listing_difference(&present, &listed, &self.names()) {
+            return Err(Failure(format!(
+                "{when}: the listing disagrees with what get returns: {difference}"
+            )));
+        }
+        let usage = b.usage().await?;
+        let expected = Usage {
+            entries: held.entries,
+            bytes: held.bytes,
+        };
+        if usage != expected {
+            return Err(Failure(format!(
+                "{when}: usage() reports {} entries and {} bytes, but the backend returns {} \
+                 entries of {} bytes in total",
+                usage.entries, usage.bytes, expected.entries, expected.bytes
+            )));
+        }
+        Ok(held)
+    }
+
+    fn names(&self) -> BTreeMap<CacheKey, u64> {
+        let mut names: BTreeMap<CacheKey, u64> = self.live.iter().map(|(k, w)| (*k, w.n)).collect();
+        names.extend(self.deleted.iter().map(|(k, n)| (*k, *n)));
+        names
+    }
+}
+
+/// The first differences between the expected and the listed entries, named by the check's key
+/// numbers, or `None` when they are equal.
+pub(crate) fn listing_difference(
+    expected: &[KeyInfo],
+    listed: &[KeyInfo],
+    names: &BTreeMap<CacheKey, u64>,
+) -> Option<String> {
+    if expected == listed {
+        return None;
+    }
+    let name = |k: &CacheKey| match names.get(k) {
+        Some(n) => format!("key {n}"),
+        None => format!("unknown key {k}"),
+    };
+    let mut out = format!(
+        "{} entries listed, {} expected",
+        listed.len(),
+        expected.len()
+    );
+    if let Some(w) = listed.windows(2).find(|w| w[0].key >= w[1].key) {
+        let _ = write!(
+            out,
+            "; not in ascending key order or listed twice: {} then {}",
+            name(&w[0].key),
+            name(&w[1].key)
+        );
+    }
+    let want: BTreeMap<_, _> = expected.iter().map(|e| (e.key, e.size)).collect();
+    let got: BTreeMap<_, _> = listed.iter().map(|e| (e.key, e.size)).collect();
+    let mut shown = 0;
+    for (key, size) in &want {
+        if shown == 3 {
+            break;
+        }
+        match got.get(key) {
+            None => {
+                let _ = write!(out, "; {} ({size} bytes) is not listed", name(key));
+                shown += 1;
+            }
+            Some(listed_size) if listed_size != size => {
+                let _ = write!(
+                    out,
+                    "; {} is listed with size {listed_size}, but get returns {size} bytes",
+                    name(key)
+                );
+                shown += 1;
+            }
+            Some(_) => {}
+        }
+    }
+    for key in got.keys().filter(|k| !want.contains_key(k)).take(3) {
+        let _ = write!(out, "; {} is listed but get does not return it", name(key));
+    }
+    Some(out)
+}
+
+/// The whole listing, page by page with `limit`, checking the paging contract of
+/// [`Backend::list`] on every page.
+pub(crate) async fn page_through(
+    b: &Arc<dyn Backend>,
+    limit: usize,
+) -> Result<Vec<KeyInfo>, Failure> {
+    let mut all: Vec<KeyInfo> = Vec::new();
+    let mut after = None;
+    for _ in 0..1_000_000 {
+        let page = b.list(after, limit).await?;
+        if page.entries.len() > limit.max(1) {
+            return Err(Failure(format!(
+                "list(after, {limit}) returned a page of {} entries, over the limit",
+                page.entries.len()
+            )));
+        }
+        if let (Some(first), Some(after)) = (page.entries.first(), after)
+            && first.key <= after
+        {
+            return Err(Failure(format!(
+                "list(after = {after}, {limit}) returned {} first: entries must be strictly \
+                 greater than after",
+                first.key
+            )));
+        }
+        let last = page.entries.last().map(|e| e.key);
+        all.extend(page.entries);
+        match page.next {
+            None => return Ok(all),
+            Some(next) if Some(next) != last => {
+                return Err(Failure(format!(
+                    "list(after, {limit}) returned next = {next}, but next must be the key of \
+                     the page's last entry ({})",
+                    last.map_or("the page is empty".to_owned(), |k| k.to_string())
+                )));
+            }
+            Some(next) => after = Some(next),
+        }
+    }
+    Err(Failure(format!(
+        "paging with limit {limit} did not end after a million pages"
+    )))
+}
