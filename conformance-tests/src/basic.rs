@@ -173,32 +173,44 @@ pub async fn many_small_keys(b: Arc<dyn Backend>) -> CheckResult {
     PASSED
 }
 
-/// Keys that differ from one another in a single byte (each of the 32 positions in turn) are
-/// distinct entries: catches an index keyed by a prefix, a suffix or a hash of part of the key.
+/// Keys that differ from a base key in a single byte (each of the 32 positions in turn) are
+/// distinct entries: each is written next to the base key, both read back as their own values,
+/// and deleting it leaves the base key alone. Catches an index keyed by a prefix, a suffix or a
+/// hash of part of the key.
 pub async fn keys_differing_in_one_byte(b: Arc<dyn Backend>) -> CheckResult {
-    let base = *key(900).as_bytes();
-    let mut keys = vec![CacheKey::from_bytes(base)];
+    let base_bytes = *key(900).as_bytes();
+    let base = CacheKey::from_bytes(base_bytes);
+    b.put(&base, values::make(900, 0, 64)).await?;
     for i in 0..32 {
-        let mut bytes = base;
+        let mut bytes = base_bytes;
         bytes[i] ^= 0x01;
-        keys.push(CacheKey::from_bytes(bytes));
-    }
-    for (i, k) in keys.iter().enumerate() {
-        b.put(k, values::make(900, i as u64, 64)).await?;
-    }
-    for (i, k) in keys.iter().enumerate() {
-        let got = observe::read(&b, k).await?;
-        let what = match i {
-            0 => "the base key".to_owned(),
-            i => format!("the key differing from it in byte {}", i - 1),
-        };
-        expect_value(got.as_ref(), &what, (900, i as u64), 64)?;
+        let variant = CacheKey::from_bytes(bytes);
+        let seq = i as u64 + 1;
+        b.put(&variant, values::make(900, seq, 64)).await?;
+        let what = format!("the key differing from the base key in byte {i}");
+        let got = observe::read(&b, &variant).await?;
+        expect_value(got.as_ref(), &what, (900, seq), 64)?;
+        let got = observe::read(&b, &base).await?;
+        expect_value(
+            got.as_ref(),
+            &format!("the base key, after a put of {what}"),
+            (900, 0),
+            64,
+        )?;
+        b.delete(&variant).await?;
+        let got = observe::read(&b, &base).await?;
+        expect_value(
+            got.as_ref(),
+            &format!("the base key, after a delete of {what}"),
+            (900, 0),
+            64,
+        )?;
     }
     let listed = page_through(&b, 1000).await?;
     ensure!(
-        listed.len() == keys.len(),
-        "{} keys that differ in one byte were written, {} are listed",
-        keys.len(),
+        listed.len() == 1 && listed[0].key == base,
+        "after the 32 keys that differ from the base key in one byte were each put and deleted, \
+         {} keys are listed, expected only the base key",
         listed.len()
     );
     PASSED

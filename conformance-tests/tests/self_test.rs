@@ -76,6 +76,10 @@ enum Defect {
     ContainsEverWritten,
     /// Claims persistence; puts survive a reopen but deletes do not.
     ForgetsDeletesOnReopen,
+    /// Evicts only once a quarter over its capacity, and declares no slack.
+    UndeclaredSlack,
+    /// The same eviction, with that slack declared: correct.
+    DeclaredSlack,
 }
 
 /// Held leases by key: the holder's id and the deadline.
@@ -161,7 +165,9 @@ impl MapBackend {
             Defect::Overfills
             | Defect::ForgetfulEviction
             | Defect::EvictsNewest
-            | Defect::OversizeDroppedSilently => Some(DEFECT_CAPACITY),
+            | Defect::OversizeDroppedSilently
+            | Defect::UndeclaredSlack
+            | Defect::DeclaredSlack => Some(DEFECT_CAPACITY),
             _ => None,
         });
         let limits = capacity.map(|c| Limits::new("map", c, None, None).unwrap());
@@ -211,7 +217,13 @@ impl MapBackend {
         if self.defect == Defect::Overfills {
             return;
         }
-        while state.bytes > limits.capacity() {
+        let threshold = match self.defect {
+            Defect::UndeclaredSlack | Defect::DeclaredSlack => {
+                limits.capacity() + limits.capacity() / 4
+            }
+            _ => limits.capacity(),
+        };
+        while state.bytes > threshold {
             let victim = if self.defect == Defect::EvictsNewest {
                 Some(just_put).filter(|k| state.map.get(k).is_some_and(|e| e.counted))
             } else {
@@ -276,7 +288,12 @@ impl Backend for MapBackend {
         match self.limits {
             Some(limits) => caps
                 .with_capacity(Some(limits.capacity()))
-                .with_max_value_size(Some(limits.max_value())),
+                .with_max_value_size(Some(limits.max_value()))
+                .with_capacity_slack(if self.defect == Defect::DeclaredSlack {
+                    limits.capacity() / 4
+                } else {
+                    0
+                }),
             None => caps,
         }
     }
@@ -568,6 +585,27 @@ fn small_reference(dir: &Path, capacity: Option<u64>) -> Result<Arc<dyn Backend>
 // used twice in one crate.
 warmcache_conformance::backend_tests!(reference);
 warmcache_conformance::backend_tests!(small_capacity, Sized(small_reference));
+
+fn smallest_reference(dir: &Path) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(MapBackend::new(
+        Defect::None,
+        dir,
+        Some(warmcache_conformance::checks::MIN_CAPACITY),
+    )))
+}
+
+// And at the smallest capacity the suite runs against.
+warmcache_conformance::backend_tests!(smallest_capacity, smallest_reference);
+
+#[test]
+fn catches_undeclared_slack_and_allows_declared_slack() {
+    assert_caught(
+        Defect::UndeclaredSlack,
+        &[("capacity_bound", "plus its declared slack of 0 bytes")],
+    );
+    let outcome = run_named(&harness(Defect::DeclaredSlack), "capacity_bound");
+    assert_eq!(outcome, Ok(warmcache_conformance::Verdict::Passed));
+}
 
 #[test]
 fn catches_lost_writes() {
