@@ -82,7 +82,7 @@ pub async fn missing_key(b: Arc<dyn Backend>) -> CheckResult {
 /// A second put replaces the first, also with a shorter value, and usage counts only the second.
 pub async fn overwrite(b: Arc<dyn Backend>) -> CheckResult {
     let budget = Budget::of(&*b)?;
-    let mut model = Model::default();
+    let mut model = Model::new(&budget);
     model.put(&b, 2, 1, budget.len(5000)).await?;
     model.put(&b, 2, 2, 300).await?;
     model.check(&b, &budget, "after an overwrite").await?;
@@ -93,7 +93,7 @@ pub async fn overwrite(b: Arc<dyn Backend>) -> CheckResult {
 /// missing key is not an error.
 pub async fn delete_present_and_missing(b: Arc<dyn Backend>) -> CheckResult {
     let budget = Budget::of(&*b)?;
-    let mut model = Model::default();
+    let mut model = Model::new(&budget);
     model.put(&b, 3, 1, 500).await?;
     model.put(&b, 5, 1, 700).await?;
     model.delete(&b, 3).await?;
@@ -113,7 +113,7 @@ pub async fn delete_present_and_missing(b: Arc<dyn Backend>) -> CheckResult {
 /// `contains` agrees with `get` for present, never-written and deleted keys.
 pub async fn contains(b: Arc<dyn Backend>) -> CheckResult {
     let budget = Budget::of(&*b)?;
-    let mut model = Model::default();
+    let mut model = Model::new(&budget);
     for n in (0..20).step_by(2) {
         model.put(&b, n, 0, 32).await?;
     }
@@ -140,7 +140,7 @@ pub async fn clear(b: Arc<dyn Backend>) -> CheckResult {
         b.put(&key(n), values::make(n, 0, len)).await?;
     }
     b.clear().await?;
-    let mut model = Model::default();
+    let mut model = Model::new(&budget);
     for n in 0..count {
         let got = observe::read(&b, &key(n)).await?;
         ensure!(
@@ -163,7 +163,7 @@ pub async fn clear(b: Arc<dyn Backend>) -> CheckResult {
 pub async fn many_small_keys(b: Arc<dyn Backend>) -> CheckResult {
     let budget = Budget::of(&*b)?;
     let count = budget.count(10_000, 24);
-    let mut model = Model::default();
+    let mut model = Model::new(&budget);
     for n in 0..count {
         model.put(&b, n, 7, 24).await?;
     }

@@ -133,14 +133,14 @@ pub async fn concurrent_distinct_keys(b: Arc<dyn Backend>) -> CheckResult {
     for t in 0..TASKS {
         let b = Arc::clone(&b);
         tasks.push(tokio::spawn(async move {
-            let mut model = Model::default();
+            let mut model = Model::new(&budget);
             for i in 0..per_task {
                 model.put(&b, t * 1000 + i, t, len).await?;
             }
             Ok::<_, Failure>(model)
         }));
     }
-    let mut model = Model::default();
+    let mut model = Model::new(&budget);
     for task in tasks {
         let part = task
             .await
@@ -160,7 +160,7 @@ pub async fn concurrent_distinct_keys(b: Arc<dyn Backend>) -> CheckResult {
 /// The basic operations, driven by whatever executor polls this future.
 pub async fn basic_ops(b: Arc<dyn Backend>) -> CheckResult {
     let budget = Budget::of(&*b)?;
-    let mut model = Model::default();
+    let mut model = Model::new(&budget);
     model.put(&b, 600, 1, budget.len(100_000)).await?;
     model.check(&b, &budget, "after one put").await?;
     model.delete(&b, 600).await?;

@@ -18,7 +18,7 @@ pub async fn list_and_usage_consistent(b: Arc<dyn Backend>) -> CheckResult {
     let budget = Budget::of(&*b)?;
     let count = budget.count(120, 450);
     let len = |n: u64, m: usize| budget.len((n as usize * m) % 900);
-    let mut model = Model::default();
+    let mut model = Model::new(&budget);
     for n in 0..count {
         model.put(&b, n, 0, len(n, 37)).await?;
     }

@@ -25,11 +25,18 @@ pub(crate) struct Written {
 }
 
 /// Keys a check wrote (their latest values) and keys it deleted.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Model {
     live: BTreeMap<CacheKey, Written>,
     deleted: BTreeMap<CacheKey, u64>,
+    /// Read each put back at once: on a bounded backend, where a lost write could later pass
+    /// for an eviction, this is what catches it.
+    read_back: bool,
 }
+
+/// Above this many keys, [`Model::check`] asks `contains` for every 16th key only (it still
+/// reads every one), which keeps the 10,000-key check affordable on a remote store.
+const CONTAINS_EVERY_KEY_UP_TO: usize = 256;
 
 /// What the backend was found to hold of a [`Model`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,6 +52,15 @@ pub(crate) struct Held {
 }
 
 impl Model {
+    /// An empty model for a backend with `budget`.
+    pub(crate) fn new(budget: &Budget) -> Self {
+        Self {
+            live: BTreeMap::new(),
+            deleted: BTreeMap::new(),
+            read_back: budget.may_evict(),
+        }
+    }
+
     /// Puts test value `(n, seq)` of `len` bytes under `key(n)` and reads it back at once: a
     /// put that returned `Ok` must be readable right after, even on a bounded backend (which
     /// must not evict what it was just given).
@@ -57,13 +73,15 @@ impl Model {
     ) -> Result<(), Failure> {
         let key = crate::basic::key(n);
         b.put(&key, values::make(n, seq, len)).await?;
-        let got = observe::read(b, &key).await?;
-        observe::expect_value(
-            got.as_ref(),
-            &format!("reading key {n} right after putting it"),
-            (n, seq),
-            len,
-        )?;
+        if self.read_back {
+            let got = observe::read(b, &key).await?;
+            observe::expect_value(
+                got.as_ref(),
+                &format!("reading key {n} right after putting it"),
+                (n, seq),
+                len,
+            )?;
+        }
         self.deleted.remove(&key);
         self.live.insert(
             key,
@@ -109,10 +127,15 @@ impl Model {
     ) -> Result<Held, Failure> {
         let mut held = Held::default();
         let mut present = Vec::new();
-        for (key, w) in &self.live {
+        let sample = if self.live.len() <= CONTAINS_EVERY_KEY_UP_TO {
+            1
+        } else {
+            16
+        };
+        for (i, (key, w)) in self.live.iter().enumerate() {
             let got = observe::read(b, key).await?;
-            let contains = b.contains(key).await?;
-            if contains != got.is_some() {
+            if i % sample == 0 && b.contains(key).await? != got.is_some() {
+                let contains = !got.is_some();
                 return Err(Failure(format!(
                     "{when}: contains(key {}) is {contains} but get returned {}",
                     w.n,

@@ -49,7 +49,7 @@ pub fn persistence_across_reopen(harness: &dyn Harness, dir: &Path) -> CheckResu
     let budget = Budget::of(&*b)?;
     let len = |n: u64| budget.len(100 + (n as usize * 977) % 70_000);
     let count = budget.count(60, 35_000);
-    let mut model = Model::default();
+    let mut model = Model::new(&budget);
     let before = futures::executor::block_on(async {
         for n in 0..count {
             model.put(&b, n, 3, len(n)).await?;

@@ -613,11 +613,26 @@ fn catches_lost_writes() {
         Defect::LosesWrites,
         &[
             ("round_trip_sizes", "right after its put"),
-            ("many_small_keys", "right after putting it"),
-            ("list_and_usage_consistent", "right after putting it"),
+            ("many_small_keys", "is missing"),
+            ("list_and_usage_consistent", "is missing"),
             ("front_invalidation", "did not hit"),
         ],
     );
+}
+
+#[test]
+fn catches_lost_writes_in_a_bounded_backend() {
+    let bounded = Sized(|dir: &Path, _: Option<u64>| -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(MapBackend::new(
+            Defect::LosesWrites,
+            dir,
+            Some(4 << 20),
+        )))
+    });
+    for check in ["many_small_keys", "list_and_usage_consistent"] {
+        let failure = run_named(&bounded, check).unwrap_err();
+        assert!(failure.0.contains("right after putting it"), "{failure}");
+    }
 }
 
 #[test]
