@@ -32,12 +32,7 @@ pub fn capacity_bound(harness: &dyn Harness, dir: &Path) -> CheckResult {
         None => harness.open(dir),
     }
     .map_err(|e| Failure(format!("opening the backend failed: {e}")))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure(format!("cannot build a Tokio runtime: {e}")))?;
-    rt.block_on(bound(b))
+    crate::runner::runtime()?.block_on(bound(b))
 }
 
 async fn bound(b: Arc<dyn Backend>) -> CheckResult {

@@ -186,12 +186,7 @@ pub fn driven_by_tokio(b: Arc<dyn Backend>) -> CheckResult {
             .build()
             .map_err(|e| Failure(format!("cannot build a current-thread runtime: {e}")))?;
         rt.block_on(basic_ops(Arc::clone(&b)))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| Failure(format!("cannot build a multi-thread runtime: {e}")))?;
-        rt.block_on(basic_ops(b))
+        crate::runner::runtime()?.block_on(basic_ops(b))
     });
     handle
         .join()

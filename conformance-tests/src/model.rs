@@ -135,7 +135,7 @@ impl Model {
         for (i, (key, w)) in self.live.iter().enumerate() {
             let got = observe::read(b, key).await?;
             if i % sample == 0 && b.contains(key).await? != got.is_some() {
-                let contains = !got.is_some();
+                let contains = got.is_none();
                 return Err(Failure(format!(
                     "{when}: contains(key {}) is {contains} but get returned {}",
                     w.n,

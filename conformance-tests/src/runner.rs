@@ -65,14 +65,18 @@ fn run_as(harness: &dyn Harness, check: Check, test_name: Option<&str>) -> Check
         Check::Blocking(f) => f(open(harness, dir.path())?),
         Check::Async(f) => {
             let backend = open(harness, dir.path())?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| Failure(format!("cannot build a Tokio runtime: {e}")))?;
-            rt.block_on(f(backend))
+            runtime()?.block_on(f(backend))
         }
     }
+}
+
+/// The multi-thread Tokio runtime (two workers) async checks run on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure(format!("cannot build a multi-thread Tokio runtime: {e}")))
 }
 
 fn open(harness: &dyn Harness, dir: &Path) -> Result<Arc<dyn Backend>, Failure> {
