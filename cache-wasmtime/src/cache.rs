@@ -354,6 +354,69 @@ impl<A: Artifact> WasmCache<A> {
         self.obtain_blocking(engine, key, content, source, Exec::Inline)
     }
 
+    /// Like [`get_or_compile`](Self::get_or_compile) for a wasm file: with a `memo`, a file whose
+    /// identity is unchanged since its hash was remembered is neither read nor hashed on a hit
+    /// (see [`InputMemo`](crate::InputMemo)); it is read only to compile it. Without a memo it
+    /// is read and hashed.
+    ///
+    /// A remembered hash that turns out wrong on a miss (the bytes read do not match it) is
+    /// forgotten, and the file is hashed afresh.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Input`] when the file cannot be read, and those of
+    /// [`get_or_compile`](Self::get_or_compile).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use warmcache_wasmtime::{InputMemo, ModuleCache};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("answer.wat");
+    /// std::fs::write(&path, r#"(module (func (export "answer") (result i32) i32.const 42))"#)?;
+    /// let memo = InputMemo::open(dir.path().join("inputs"))?;
+    ///
+    /// let engine = wasmtime::Engine::default();
+    /// let cache = ModuleCache::builder().build();
+    /// let module = cache.get_or_compile_file(&engine, &path, Some(&memo))?;
+    /// assert!(module.get_export("answer").is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_or_compile_file(
+        &self,
+        engine: &Engine,
+        path: &std::path::Path,
+        memo: Option<&crate::InputMemo>,
+    ) -> Result<A> {
+        let read_error = |source| Error::Input {
+            path: path.to_path_buf(),
+            source: Arc::new(source),
+        };
+        let input = match memo {
+            Some(memo) => memo.input(path),
+            None => crate::Input::open(path),
+        }
+        .map_err(read_error)?;
+        let remembered = input.was_remembered();
+        let hash = input.hash();
+        let fresh =
+            |input: crate::Input| self.get_or_compile_hashed(engine, hash, || input.into_bytes());
+        match fresh(input) {
+            Err(Error::HashMismatch { .. }) if remembered => {
+                let memo = memo.ok_or_else(|| read_error(std::io::Error::other("no memo")))?;
+                tracing::warn!(path = %path.display(), "a remembered input hash was wrong; hashing the file again");
+                if let Ok(file) = std::fs::File::open(path) {
+                    memo.forget_file(&file);
+                }
+                let input = crate::Input::open(path).map_err(read_error)?;
+                let hash = input.hash();
+                self.get_or_compile_hashed(engine, hash, || input.into_bytes())
+            }
+            other => other,
+        }
+    }
+
     /// [`get_or_compile_hashed`](Self::get_or_compile_hashed) for async callers, with an async
     /// `load`.
     ///

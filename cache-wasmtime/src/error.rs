@@ -71,6 +71,14 @@ pub enum Error {
         /// The caller's error.
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
+    /// An input file could not be read.
+    #[error("reading the wasm file {path} failed: {source}")]
+    Input {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: Arc<std::io::Error>,
+    },
     /// Compilation panicked. Nothing was cached; the next request compiles again.
     #[error("compiling {kind} {content} panicked")]
     Panicked {

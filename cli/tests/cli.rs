@@ -36,6 +36,49 @@ fn run_twice_compiles_then_loads_from_the_file_tier() {
     assert_eq!(fs["hits"], 1);
 }
 
+/// A warm run of an unchanged wasm file neither reads nor hashes it (its hash is remembered in
+/// `inputs/`); after the file changes, the next run hashes it again and runs the new code.
+#[test]
+fn a_warm_run_of_an_unchanged_file_does_not_read_it() {
+    let env = Env::new();
+    let wat = |n: i32| {
+        format!(
+            r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                 (memory (export "memory") 1)
+                 (func (export "_start") (call $exit (i32.const {n}))))"#
+        )
+    };
+    let path = env.write("exit.wat", wat(3));
+    let path = path.to_str().unwrap();
+    // Older than the racy window when it is first remembered.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let first = env.run(&["run", "-v", path]);
+    assert_eq!(first.status.code(), Some(3), "{}", stderr(&first));
+    assert!(!stderr(&first).contains("remembered"), "{}", stderr(&first));
+    let second = env.run(&["run", "-v", path]);
+    assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("input hash remembered: the file was not read"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(env.cache_dir().join("inputs").is_dir());
+
+    env.write("exit.wat", wat(4));
+    let changed = env.run(&["run", "-v", path]);
+    assert_eq!(changed.status.code(), Some(4), "{}", stderr(&changed));
+    assert!(
+        stderr(&changed).contains("compiled in"),
+        "{}",
+        stderr(&changed)
+    );
+    assert!(
+        !stderr(&changed).contains("remembered"),
+        "{}",
+        stderr(&changed)
+    );
+}
+
 #[test]
 fn guest_exit_codes_arguments_environment_and_directories() {
     let env = Env::new();

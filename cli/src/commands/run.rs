@@ -70,8 +70,9 @@ fn describe(stack: &Stack, before: &WasmStats, after: &WasmStats) -> String {
 }
 
 pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
-    let bytes =
-        std::fs::read(&args.file).map_err(|e| format!("reading {}: {e}", args.file.display()))?;
+    let head =
+        read_head(&args.file).map_err(|e| format!("reading {}: {e}", args.file.display()))?;
+    let memo = input_memo(settings);
     let stack = super::open(settings)?;
     if !super::Engine::runs_here(settings) {
         return Err(format!(
@@ -104,14 +105,23 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             .map_err(|e| format!("preopening {host}: {e:#}"))?;
     }
 
+    let remembered = verbose > 0 && memo.as_ref().is_some_and(|m| m.remembers(&args.file));
     let started = Instant::now();
-    let code = match input_kind(&bytes) {
+    let code = match input_kind(&head) {
         InputKind::Module => {
             let cache = stack.module_cache();
             configured.pin(&cache);
             let before = cache.stats();
-            let module = cache.get_or_compile(&engine, &bytes)?;
-            report(&stack, &args, verbose, &before, &cache.stats(), started);
+            let module = cache.get_or_compile_file(&engine, &args.file, memo.as_ref())?;
+            report(
+                &stack,
+                &args,
+                verbose,
+                remembered,
+                &before,
+                &cache.stats(),
+                started,
+            );
             let code = run_module(&engine, &module, builder.build_p1());
             finish(settings, cache.stats(), || cache.flush());
             code
@@ -120,8 +130,16 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             let cache = stack.component_cache();
             configured.pin(&cache);
             let before = cache.stats();
-            let component = cache.get_or_compile(&engine, &bytes)?;
-            report(&stack, &args, verbose, &before, &cache.stats(), started);
+            let component = cache.get_or_compile_file(&engine, &args.file, memo.as_ref())?;
+            report(
+                &stack,
+                &args,
+                verbose,
+                remembered,
+                &before,
+                &cache.stats(),
+                started,
+            );
             let code = run_component(&engine, &component, builder.build());
             finish(settings, cache.stats(), || cache.flush());
             code
@@ -130,10 +148,34 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
     Ok(code)
 }
 
+/// The first 4 KiB of `path`: enough to tell a module from a component.
+fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    std::fs::File::open(path)?
+        .take(4096)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// The input memo in the cache directory (`inputs/`), so an unchanged wasm file is neither read
+/// nor hashed on a warm start; without it (it cannot be created) every run hashes the file.
+fn input_memo(settings: &Settings) -> Option<warmcache_wasmtime::InputMemo> {
+    let dir = settings.cache_dir.value.join("inputs");
+    match warmcache_wasmtime::InputMemo::open(&dir) {
+        Ok(memo) => Some(memo),
+        Err(e) => {
+            tracing::warn!("not remembering input hashes in {}: {e}", dir.display());
+            None
+        }
+    }
+}
+
 fn report(
     stack: &Stack,
     args: &Args,
     verbose: u8,
+    remembered: bool,
     before: &WasmStats,
     after: &WasmStats,
     started: Instant,
@@ -145,8 +187,13 @@ fn report(
         } else {
             format!("loaded from {source}")
         };
+        let input = if remembered {
+            " (input hash remembered: the file was not read)"
+        } else {
+            ""
+        };
         eprintln!(
-            "warmcache: {} {how} in {:.1} ms",
+            "warmcache: {} {how} in {:.1} ms{input}",
             args.file.display(),
             started.elapsed().as_secs_f64() * 1e3
         );

@@ -1,0 +1,320 @@
+//! Content hashes of input files remembered by the files' identity, so a warm start neither reads
+//! nor hashes a wasm file that has not changed (the way git's index avoids re-hashing unchanged
+//! files).
+//!
+//! A record holds a file's identity (device, inode, size, modification and change times), its
+//! blake3 content hash, and when it was taken. It is trusted only while the file's identity is
+//! unchanged, and only if the file's times are more than [`RACY_WINDOW`] older than the record: a
+//! file written in the same moment it was hashed could change again without its times changing
+//! (timestamps are coarse on some filesystems), the case git calls "racily clean". Such a record is
+//! taken again on the next use, and trusted from then on.
+//!
+//! What a record cannot see: a change that keeps size, modification and change time (only
+//! possible by resetting the system clock, or with privileges to set times and the change time's
+//! source) and a filesystem that reuses an inode with identical times. A record that turns out
+//! wrong on a miss is caught anyway: the bytes handed to the compiler are hashed and must match.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::key::ContentHash;
+
+/// How much older than its record a file's times must be for the record to be trusted, by
+/// default.
+pub const RACY_WINDOW: Duration = Duration::from_secs(1);
+
+const MAGIC: &str = "warmcache input 1";
+/// Records are a few lines; anything larger is not one of ours.
+const MAX_RECORD: u64 = 512;
+
+/// A directory of remembered input hashes (the CLI keeps it in `inputs/` of its cache directory).
+#[derive(Debug, Clone)]
+pub struct InputMemo {
+    dir: PathBuf,
+    racy_window: Duration,
+}
+
+/// An input file, opened and identified, with its content hash.
+#[derive(Debug)]
+pub struct Input {
+    path: PathBuf,
+    file: File,
+    hash: ContentHash,
+    /// The bytes, when they were read to hash them.
+    bytes: Option<Vec<u8>>,
+    remembered: bool,
+}
+
+/// What identifies a file's content without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Identity {
+    #[cfg(unix)]
+    fn of(file: &File) -> std::io::Result<Option<Self>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata()?;
+        if !m.is_file() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        }))
+    }
+
+    #[cfg(not(unix))]
+    fn of(_file: &File) -> std::io::Result<Option<Self>> {
+        Ok(None)
+    }
+
+    fn record_name(&self) -> String {
+        format!("{:016x}-{:016x}", self.dev, self.ino)
+    }
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+impl InputMemo {
+    /// The memo in `dir`, created (owner-only) if missing.
+    ///
+    /// # Errors
+    ///
+    /// When `dir` cannot be created, or is not a directory (a symlink or file planted there is
+    /// refused, not followed).
+    pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a directory (a symlink or file there is not followed)",
+                    dir.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut builder = std::fs::DirBuilder::new();
+                builder.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                builder.create(&dir)?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(Self {
+            dir,
+            racy_window: RACY_WINDOW,
+        })
+    }
+
+    /// How much older than its record a file's times must be for the record to be trusted
+    /// ([`RACY_WINDOW`] by default). Raise it on a filesystem with coarser timestamps, or where
+    /// the clock of the machine writing the files differs (a network filesystem).
+    pub fn racy_window(mut self, window: Duration) -> Self {
+        self.racy_window = window;
+        self
+    }
+
+    /// Opens `path` and finds its content hash: from the memo when a trusted record matches the
+    /// file's identity (the file is then not read), otherwise by reading and hashing it, and
+    /// remembering the result.
+    ///
+    /// # Errors
+    ///
+    /// When `path` cannot be opened or read.
+    pub fn input(&self, path: &Path) -> std::io::Result<Input> {
+        let file = File::open(path)?;
+        let identity = Identity::of(&file)?;
+        if let Some(identity) = identity
+            && let Some(hash) = self.recall(&identity)
+        {
+            return Ok(Input {
+                path: path.to_path_buf(),
+                file,
+                hash,
+                bytes: None,
+                remembered: true,
+            });
+        }
+        let started = now_ns();
+        let input = Input::read(path, file)?;
+        // Remember only what was read from an unchanged file.
+        if let Some(before) = identity
+            && Identity::of(&input.file)? == Some(before)
+        {
+            self.remember(&before, input.hash, started);
+        }
+        Ok(input)
+    }
+
+    /// Whether a trusted record of `path`'s current identity exists, so [`input`](Self::input)
+    /// would not read it. Reads only the file's metadata and the record.
+    pub fn remembers(&self, path: &Path) -> bool {
+        File::open(path)
+            .and_then(|file| Identity::of(&file))
+            .ok()
+            .flatten()
+            .is_some_and(|identity| self.recall(&identity).is_some())
+    }
+
+    /// Forgets what is remembered of the open `file` (its record turned out wrong).
+    pub fn forget_file(&self, file: &File) {
+        if let Ok(Some(identity)) = Identity::of(file) {
+            let _ = std::fs::remove_file(self.dir.join(identity.record_name()));
+        }
+    }
+
+    fn recall(&self, identity: &Identity) -> Option<ContentHash> {
+        let text = read_record(&self.dir.join(identity.record_name()))?;
+        let mut lines = text.lines();
+        if lines.next()? != MAGIC {
+            return None;
+        }
+        let numbers: Vec<i128> = lines
+            .next()?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [dev, ino, size, mtime_ns, ctime_ns, recorded_ns] = numbers[..] else {
+            return None;
+        };
+        let recorded = Identity {
+            dev: u64::try_from(dev).ok()?,
+            ino: u64::try_from(ino).ok()?,
+            size: u64::try_from(size).ok()?,
+            mtime_ns,
+            ctime_ns,
+        };
+        let racy = identity.mtime_ns.max(identity.ctime_ns) + self.racy_window.as_nanos() as i128
+            >= recorded_ns;
+        if recorded != *identity || racy {
+            return None;
+        }
+        let hex = lines.next()?;
+        let bytes: [u8; 32] = hex::decode(hex).ok()?.try_into().ok()?;
+        Some(ContentHash::from_bytes(bytes))
+    }
+
+    fn remember(&self, identity: &Identity, hash: ContentHash, recorded_ns: i128) {
+        let text = format!(
+            "{MAGIC}\n{} {} {} {} {} {recorded_ns}\n{hash}\n",
+            identity.dev, identity.ino, identity.size, identity.mtime_ns, identity.ctime_ns
+        );
+        let path = self.dir.join(identity.record_name());
+        if let Err(e) = write_atomically(&path, text.as_bytes()) {
+            tracing::debug!(path = %path.display(), "could not remember an input hash: {e}");
+        }
+    }
+}
+
+impl Input {
+    /// Opens `path` and hashes it, without a memo.
+    ///
+    /// # Errors
+    ///
+    /// When `path` cannot be opened or read.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        Self::read(path, File::open(path)?)
+    }
+
+    fn read(path: &Path, mut file: File) -> std::io::Result<Self> {
+        // A copy, not a mapping: the compiler then sees exactly the bytes that were hashed, even
+        // if the file changes meanwhile, and a truncation cannot fault the process.
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            hash: ContentHash::of(&bytes),
+            bytes: Some(bytes),
+            remembered: false,
+        })
+    }
+
+    /// The file's content hash.
+    pub fn hash(&self) -> ContentHash {
+        self.hash
+    }
+
+    /// Whether the hash came from the memo (the file was not read).
+    pub fn was_remembered(&self) -> bool {
+        self.remembered
+    }
+
+    /// The path it was opened as.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's bytes: those hashed, or, when the hash was remembered, read now.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read.
+    pub fn into_bytes(self) -> std::io::Result<Vec<u8>> {
+        if let Some(bytes) = self.bytes {
+            return Ok(bytes);
+        }
+        let mut file = File::open(&self.path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+}
+
+/// A record's text: a small regular file, opened without following a symlink.
+fn read_record(path: &Path) -> Option<String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    );
+    let file = options.open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_RECORD {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_RECORD).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let temp = path.with_extension(format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let result = options
+        .open(&temp)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| std::fs::rename(&temp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}

@@ -1,0 +1,149 @@
+//! Input hashes remembered by file identity: an unchanged file is not read or hashed again; a
+//! changed, racily recorded or wrongly recorded one is.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use warmcache_wasmtime::{ContentHash, InputMemo, ModuleCache};
+
+const ANSWER: &str = r#"(module (func (export "answer") (result i32) i32.const 42))"#;
+const OTHER: &str = r#"(module (func (export "answer") (result i32) i32.const 43))"#;
+
+fn memo(dir: &Path) -> InputMemo {
+    // No racy window: the files here were written a moment before they are remembered.
+    InputMemo::open(dir.join("inputs"))
+        .unwrap()
+        .racy_window(Duration::ZERO)
+}
+
+#[test]
+fn an_unchanged_file_is_remembered_and_a_changed_one_is_hashed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.wat");
+    std::fs::write(&path, ANSWER).unwrap();
+    let memo = memo(dir.path());
+
+    let first = memo.input(&path).unwrap();
+    assert!(!first.was_remembered());
+    assert_eq!(first.hash(), ContentHash::of(ANSWER.as_bytes()));
+    let second = memo.input(&path).unwrap();
+    assert!(second.was_remembered(), "an unchanged file was read again");
+    assert_eq!(second.hash(), first.hash());
+
+    // Same size, new content: the times change, so the record no longer matches.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&path, OTHER).unwrap();
+    let third = memo.input(&path).unwrap();
+    assert!(
+        !third.was_remembered(),
+        "a changed file's old hash was trusted"
+    );
+    assert_eq!(third.hash(), ContentHash::of(OTHER.as_bytes()));
+}
+
+#[test]
+fn a_file_recorded_in_the_moment_it_was_written_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.wat");
+    std::fs::write(&path, ANSWER).unwrap();
+    // The default window: the file's times are within a second of the record.
+    let memo = InputMemo::open(dir.path().join("inputs")).unwrap();
+    memo.input(&path).unwrap();
+    let again = memo.input(&path).unwrap();
+    assert!(
+        !again.was_remembered(),
+        "a racily recorded hash was trusted"
+    );
+}
+
+#[test]
+fn a_wrong_record_is_caught_on_a_miss_and_replaced() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.wat");
+    std::fs::write(&path, ANSWER).unwrap();
+    let memo = memo(dir.path());
+    memo.input(&path).unwrap();
+    // Plant a record for this file's identity with another file's hash.
+    let m = std::fs::metadata(&path).unwrap();
+    let record = dir
+        .path()
+        .join("inputs")
+        .join(format!("{:016x}-{:016x}", m.dev(), m.ino()));
+    let text = std::fs::read_to_string(&record).unwrap();
+    let wrong = ContentHash::of(OTHER.as_bytes()).to_string();
+    let right = ContentHash::of(ANSWER.as_bytes()).to_string();
+    std::fs::write(&record, text.replace(&right, &wrong)).unwrap();
+    assert_eq!(memo.input(&path).unwrap().hash().to_string(), wrong);
+
+    let engine = wasmtime::Engine::default();
+    let cache = ModuleCache::builder().build();
+    let module = cache
+        .get_or_compile_file(&engine, &path, Some(&memo))
+        .unwrap();
+    let mut store = wasmtime::Store::new(&engine, ());
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+    let answer = instance
+        .get_typed_func::<(), i32>(&mut store, "answer")
+        .unwrap();
+    assert_eq!(answer.call(&mut store, ()).unwrap(), 42);
+    assert_eq!(cache.stats().compiles, 1);
+    assert!(
+        !memo.input(&path).unwrap().was_remembered(),
+        "the wrong record was kept"
+    );
+}
+
+#[test]
+fn a_remembered_file_hits_the_cache_without_being_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.wat");
+    std::fs::write(&path, ANSWER).unwrap();
+    let memo = memo(dir.path());
+    let engine = wasmtime::Engine::default();
+    let cache = ModuleCache::builder().build();
+    cache
+        .get_or_compile_file(&engine, &path, Some(&memo))
+        .unwrap();
+    assert!(memo.input(&path).unwrap().was_remembered());
+    cache
+        .get_or_compile_file(&engine, &path, Some(&memo))
+        .unwrap();
+    let stats = cache.stats();
+    assert_eq!((stats.compiles, stats.live_hits), (1, 1));
+    // A missing file is a clear error naming it.
+    let missing = dir.path().join("missing.wasm");
+    let err = cache
+        .get_or_compile_file(&engine, &missing, Some(&memo))
+        .unwrap_err();
+    assert!(err.to_string().contains("missing.wasm"), "{err}");
+}
+
+#[test]
+fn planted_symlinks_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("inputs")).unwrap();
+    let err = InputMemo::open(dir.path().join("inputs")).unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+
+    // A symlink planted where a record goes is not read as a record.
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.path().join("m.wat");
+    std::fs::write(&path, ANSWER).unwrap();
+    let memo = InputMemo::open(dir.path().join("inputs2"))
+        .unwrap()
+        .racy_window(Duration::ZERO);
+    memo.input(&path).unwrap();
+    let m = std::fs::metadata(&path).unwrap();
+    let record = dir
+        .path()
+        .join("inputs2")
+        .join(format!("{:016x}-{:016x}", m.dev(), m.ino()));
+    let planted = elsewhere.path().join("record");
+    std::fs::rename(&record, &planted).unwrap();
+    std::os::unix::fs::symlink(&planted, &record).unwrap();
+    assert!(!memo.input(&path).unwrap().was_remembered());
+}
