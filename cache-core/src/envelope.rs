@@ -510,6 +510,28 @@ impl Integrity {
         kind: Option<u32>,
         bytes: &[u8],
     ) -> Result<(EnvelopeMeta, Range<usize>), VerifyError> {
+        self.check(expected, kind, bytes, true)
+    }
+
+    /// [`verify`](Self::verify) without hashing the body: the structure, key, kind and whether
+    /// it is keyed are checked, the tag is not. Only for a file whose bytes verified before and
+    /// have provably not changed since ([`VerifiedFiles`](crate::files::VerifiedFiles)).
+    pub(crate) fn check_unhashed(
+        &self,
+        expected: &CacheKey,
+        kind: Option<u32>,
+        bytes: &[u8],
+    ) -> Result<(EnvelopeMeta, Range<usize>), VerifyError> {
+        self.check(expected, kind, bytes, false)
+    }
+
+    fn check(
+        &self,
+        expected: &CacheKey,
+        kind: Option<u32>,
+        bytes: &[u8],
+        hash: bool,
+    ) -> Result<(EnvelopeMeta, Range<usize>), VerifyError> {
         let parsed = parse(bytes)?;
         match (self.is_keyed(), parsed.meta.keyed) {
             (true, false) => return Err(VerifyError::Forged("entry has no MAC")),
@@ -525,6 +547,21 @@ impl Integrity {
                 found: parsed.meta.key,
             });
         }
+        if hash {
+            self.authenticate(bytes, &parsed)?;
+        }
+        if let Some(expected) = kind
+            && parsed.meta.kind != expected
+        {
+            return Err(VerifyError::WrongKind {
+                expected,
+                found: parsed.meta.kind,
+            });
+        }
+        Ok((parsed.meta, parsed.payload))
+    }
+
+    fn authenticate(&self, bytes: &[u8], parsed: &Parsed) -> Result<(), VerifyError> {
         let tag = blake3::Hash::from(parsed.tag);
         let tagged = &bytes[..parsed.tagged_len];
         let mut hasher = self.hasher();
@@ -543,15 +580,7 @@ impl Integrity {
             }
             return Err(VerifyError::TagMismatch);
         }
-        if let Some(expected) = kind
-            && parsed.meta.kind != expected
-        {
-            return Err(VerifyError::WrongKind {
-                expected,
-                found: parsed.meta.kind,
-            });
-        }
-        Ok((parsed.meta, parsed.payload))
+        Ok(())
     }
 
     /// Verifies an envelope read under `expected` (of any kind) and returns it as an [`Entry`]:

@@ -64,6 +64,7 @@ mod codec;
 mod entry;
 mod envelope;
 mod error;
+pub mod files;
 mod key;
 mod mapped;
 mod single_flight;
@@ -80,6 +81,7 @@ pub use envelope::{
     VerifyError, WeakSecret, inspect,
 };
 pub use error::{BoxError, Context, Error, ErrorKind, Op, Result};
+pub use files::VerifiedFiles;
 pub use key::{
     CacheKey, CanonicalHasher, KEY_SCHEMA_VERSION, KeyBuilder, KeyInt, Namespace, ParseKeyError,
 };

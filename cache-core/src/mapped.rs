@@ -22,12 +22,14 @@ pub(crate) enum MapError {
     Verify(VerifyError),
 }
 
-/// Maps `file` read-only and verifies the envelope in it.
+/// Maps `file` read-only and verifies the envelope in it; with `unchanged` (the file verified
+/// before and has not changed since), checks its structure, key and kind without hashing it.
 pub(crate) fn map_and_verify(
     integrity: &Integrity,
     key: &CacheKey,
     kind: u32,
     file: &File,
+    unchanged: bool,
 ) -> Result<MappedEntry, MapError> {
     let len = file.metadata().map_err(MapError::Io)?.len();
     if len == 0 {
@@ -39,10 +41,19 @@ pub(crate) fn map_and_verify(
     // place, and remove entries by unlinking, so the inode behind an open handle never changes.
     // A process that writes into the cache directory in place can break this; the same holds for
     // wasmtime's own `deserialize_file`, which maps the file the same way.
+    // Hashing reads every page, so fault them in at once; unhashed, only the header and trailer
+    // are read here (the loader maps the file itself).
+    let mut options = memmap2::MmapOptions::new();
+    if !unchanged {
+        options.populate();
+    }
     #[allow(unsafe_code)]
-    let map = unsafe { memmap2::MmapOptions::new().populate().map(file) }.map_err(MapError::Io)?;
-    let (meta, payload) = integrity
-        .verify(key, Some(kind), &map)
-        .map_err(MapError::Verify)?;
+    let map = unsafe { options.map(file) }.map_err(MapError::Io)?;
+    let checked = if unchanged {
+        integrity.check_unhashed(key, Some(kind), &map)
+    } else {
+        integrity.verify(key, Some(kind), &map)
+    };
+    let (meta, payload) = checked.map_err(MapError::Verify)?;
     Ok(MappedEntry { map, meta, payload })
 }

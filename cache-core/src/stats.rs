@@ -29,6 +29,7 @@ pub(crate) struct TierCounters {
     pub(crate) lease_waits: AtomicU64,
     pub(crate) lease_timeouts: AtomicU64,
     pub(crate) lease_errors: AtomicU64,
+    pub(crate) trusted_loads: AtomicU64,
 }
 
 impl TierCounters {
@@ -82,6 +83,7 @@ impl TierCounters {
             lease_waits: self.lease_waits.load(Relaxed),
             lease_timeouts: self.lease_timeouts.load(Relaxed),
             lease_errors: self.lease_errors.load(Relaxed),
+            trusted_loads: self.trusted_loads.load(Relaxed),
         }
     }
 }
@@ -143,6 +145,10 @@ pub struct TierStats {
     /// Lease operations that failed or timed out (the key was computed without the lease).
     #[serde(default)]
     pub lease_errors: u64,
+    /// Hits on entry files that verified before and had not changed since, loaded without
+    /// hashing them again ([`Tier::verified_files`](crate::Tier::verified_files)).
+    #[serde(default)]
+    pub trusted_loads: u64,
 }
 
 /// Live counters of the cache front.

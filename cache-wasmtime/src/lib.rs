@@ -57,6 +57,6 @@ pub use cache::{
 pub use error::{Error, Result};
 pub use incremental::{IncrementalCache, IncrementalStats};
 pub use key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION, artifact_key, host};
-pub use memo::{Input, InputMemo, RACY_WINDOW};
+pub use memo::{Input, InputMemo};
 pub use stats::WasmStats;
 pub use target::{CompileTarget, TargetError};

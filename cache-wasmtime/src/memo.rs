@@ -15,16 +15,13 @@
 //! wrong on a miss is caught anyway: the bytes handed to the compiler are hashed and must match.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use warmcache_core::files::{FileIdentity, RACY_WINDOW, now_ns, read_record, write_record};
 
 use crate::key::ContentHash;
-
-/// How much older than its record a file's times must be for the record to be trusted, by
-/// default.
-pub const RACY_WINDOW: Duration = Duration::from_secs(1);
 
 const MAGIC: &str = "warmcache input 1";
 /// Records are a few lines; anything larger is not one of ours.
@@ -48,47 +45,8 @@ pub struct Input {
     remembered: bool,
 }
 
-/// What identifies a file's content without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Identity {
-    #[cfg(unix)]
-    fn of(file: &File) -> std::io::Result<Option<Self>> {
-        use std::os::unix::fs::MetadataExt;
-        let m = file.metadata()?;
-        if !m.is_file() {
-            return Ok(None);
-        }
-        Ok(Some(Self {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-        }))
-    }
-
-    #[cfg(not(unix))]
-    fn of(_file: &File) -> std::io::Result<Option<Self>> {
-        Ok(None)
-    }
-
-    fn record_name(&self) -> String {
-        format!("{:016x}-{:016x}", self.dev, self.ino)
-    }
-}
-
-fn now_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
+fn record_name(identity: &FileIdentity) -> String {
+    format!("{:016x}-{:016x}", identity.dev, identity.ino)
 }
 
 impl InputMemo {
@@ -140,7 +98,7 @@ impl InputMemo {
     /// When `path` cannot be opened or read.
     pub fn input(&self, path: &Path) -> std::io::Result<Input> {
         let file = File::open(path)?;
-        let identity = Identity::of(&file)?;
+        let identity = FileIdentity::of(&file)?;
         if let Some(identity) = identity
             && let Some(hash) = self.recall(&identity)
         {
@@ -156,7 +114,7 @@ impl InputMemo {
         let input = Input::read(path, file)?;
         // Remember only what was read from an unchanged file.
         if let Some(before) = identity
-            && Identity::of(&input.file)? == Some(before)
+            && FileIdentity::of(&input.file)? == Some(before)
         {
             self.remember(&before, input.hash, started);
         }
@@ -167,7 +125,7 @@ impl InputMemo {
     /// would not read it. Reads only the file's metadata and the record.
     pub fn remembers(&self, path: &Path) -> bool {
         File::open(path)
-            .and_then(|file| Identity::of(&file))
+            .and_then(|file| FileIdentity::of(&file))
             .ok()
             .flatten()
             .is_some_and(|identity| self.recall(&identity).is_some())
@@ -175,13 +133,14 @@ impl InputMemo {
 
     /// Forgets what is remembered of the open `file` (its record turned out wrong).
     pub fn forget_file(&self, file: &File) {
-        if let Ok(Some(identity)) = Identity::of(file) {
-            let _ = std::fs::remove_file(self.dir.join(identity.record_name()));
+        if let Ok(Some(identity)) = FileIdentity::of(file) {
+            let _ = std::fs::remove_file(self.dir.join(record_name(&identity)));
         }
     }
 
-    fn recall(&self, identity: &Identity) -> Option<ContentHash> {
-        let text = read_record(&self.dir.join(identity.record_name()))?;
+    fn recall(&self, identity: &FileIdentity) -> Option<ContentHash> {
+        let bytes = read_record(&self.dir.join(record_name(identity)), MAX_RECORD)?;
+        let text = String::from_utf8(bytes).ok()?;
         let mut lines = text.lines();
         if lines.next()? != MAGIC {
             return None;
@@ -195,15 +154,14 @@ impl InputMemo {
         let [dev, ino, size, mtime_ns, ctime_ns, recorded_ns] = numbers[..] else {
             return None;
         };
-        let recorded = Identity {
+        let recorded = FileIdentity {
             dev: u64::try_from(dev).ok()?,
             ino: u64::try_from(ino).ok()?,
             size: u64::try_from(size).ok()?,
             mtime_ns,
             ctime_ns,
         };
-        let racy = identity.mtime_ns.max(identity.ctime_ns) + self.racy_window.as_nanos() as i128
-            >= recorded_ns;
+        let racy = identity.is_racy(recorded_ns, self.racy_window);
         if recorded != *identity || racy {
             return None;
         }
@@ -212,13 +170,13 @@ impl InputMemo {
         Some(ContentHash::from_bytes(bytes))
     }
 
-    fn remember(&self, identity: &Identity, hash: ContentHash, recorded_ns: i128) {
+    fn remember(&self, identity: &FileIdentity, hash: ContentHash, recorded_ns: i128) {
         let text = format!(
             "{MAGIC}\n{} {} {} {} {} {recorded_ns}\n{hash}\n",
             identity.dev, identity.ino, identity.size, identity.mtime_ns, identity.ctime_ns
         );
-        let path = self.dir.join(identity.record_name());
-        if let Err(e) = write_atomically(&path, text.as_bytes()) {
+        let path = self.dir.join(record_name(identity));
+        if let Err(e) = write_record(&path, text.as_bytes()) {
             tracing::debug!(path = %path.display(), "could not remember an input hash: {e}");
         }
     }
@@ -277,44 +235,4 @@ impl Input {
         file.read_to_end(&mut bytes)?;
         Ok(bytes)
     }
-}
-
-/// A record's text: a small regular file, opened without following a symlink.
-fn read_record(path: &Path) -> Option<String> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut options,
-        libc::O_NOFOLLOW | libc::O_NONBLOCK,
-    );
-    let file = options.open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_RECORD {
-        return None;
-    }
-    let mut text = String::new();
-    file.take(MAX_RECORD).read_to_string(&mut text).ok()?;
-    Some(text)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let temp = path.with_extension(format!(
-        "tmp.{}.{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let result = options
-        .open(&temp)
-        .and_then(|mut file| file.write_all(bytes))
-        .and_then(|()| std::fs::rename(&temp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
 }

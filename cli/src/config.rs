@@ -391,6 +391,11 @@ pub struct Settings {
     /// Coordinate cold compiles with other processes and hosts through leases in tiers that
     /// offer them (the file tier's lock files, the bucket's lease objects).
     pub coordinate: Sourced<bool>,
+    /// Verify an entry file in full on every load (the default). When false, a file tier's
+    /// entry file that verified once is loaded without hashing it again while its identity
+    /// (device, inode, size, times) is unchanged: see `warmcache_core::VerifiedFiles` for what
+    /// that gives up.
+    pub verify_every_load: Sourced<bool>,
     /// How long a process waits for another's compile of the same module before compiling
     /// itself, in milliseconds.
     pub coordination_wait_ms: Sourced<u64>,
@@ -424,6 +429,7 @@ struct FileConfig {
     previous_secret_envs: Option<Spanned<Vec<String>>>,
     insecure_shared: Option<Spanned<bool>>,
     coordinate: Option<Spanned<bool>>,
+    verify_every_load: Option<Spanned<bool>>,
     coordination_wait_ms: Option<Spanned<u64>>,
     lease_ttl_ms: Option<Spanned<u64>>,
     engine: Option<FileEngine>,
@@ -562,6 +568,7 @@ impl Settings {
             previous_secret_envs: Sourced::default(Vec::new()),
             insecure_shared: Sourced::default(false),
             coordinate: Sourced::default(true),
+            verify_every_load: Sourced::default(true),
             coordination_wait_ms: Sourced::default(duration_ms(
                 warmcache_core::Coordination::DEFAULT_WAIT,
             )),
@@ -633,6 +640,9 @@ impl Settings {
         }
         if let Some(on) = file.coordinate {
             self.coordinate.set(*on.get_ref(), at(on.span()));
+        }
+        if let Some(on) = file.verify_every_load {
+            self.verify_every_load.set(*on.get_ref(), at(on.span()));
         }
         for (slot, value, key) in [
             (
@@ -735,6 +745,11 @@ impl Settings {
         if let Some(value) = env("WARMCACHE_COORDINATE") {
             let var = "WARMCACHE_COORDINATE";
             self.coordinate
+                .set(bool_value(&origin(var), &value)?, Source::Env(var));
+        }
+        if let Some(value) = env("WARMCACHE_VERIFY_EVERY_LOAD") {
+            let var = "WARMCACHE_VERIFY_EVERY_LOAD";
+            self.verify_every_load
                 .set(bool_value(&origin(var), &value)?, Source::Env(var));
         }
         for (slot, var) in [

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use warmcache_core::{
-    Backend, Compression, Coordination, ErrorKind, Integrity, Tier, Tiered, WhenFull,
+    Backend, Compression, Coordination, ErrorKind, Integrity, Tier, Tiered, VerifiedFiles, WhenFull,
 };
 use warmcache_fs::FsBackend;
 use warmcache_redb::RedbBackend;
@@ -60,6 +60,9 @@ pub struct Stack {
     pub failed: Vec<(String, String)>,
     /// How cold compiles are coordinated with other processes and hosts.
     pub coordination: Coordination,
+    /// Records of verified entry files, for file tiers that skip re-hashing unchanged ones
+    /// (`verify_every_load = false`).
+    pub verified_files: Option<VerifiedFiles>,
 }
 
 /// Why the stack cannot be used at all.
@@ -159,12 +162,26 @@ impl Stack {
         } else {
             Coordination::disabled()
         };
+        let verified_files = if settings.verify_every_load.value {
+            None
+        } else {
+            let records = dir.join("verified");
+            VerifiedFiles::open(&records)
+                .map_err(|e| {
+                    tracing::warn!(
+                        "verifying every load: cannot keep records of verified files in {}: {e}",
+                        records.display()
+                    );
+                })
+                .ok()
+        };
         Ok(Self {
             tiers,
             live_bytes,
             integrity,
             failed,
             coordination,
+            verified_files,
         })
     }
 
@@ -231,6 +248,11 @@ impl Stack {
             .coordination(self.coordination);
         for tier in &self.tiers {
             let mut t = Tier::new(tier.backend()).name(tier.label.clone());
+            if tier.config.kind == TierKind::Fs
+                && let Some(verified) = &self.verified_files
+            {
+                t = t.verified_files(verified.clone());
+            }
             let remote = tier.config.kind == TierKind::S3;
             let compression = match (tier.config.compression, remote) {
                 (Some(CompressionSetting::Zstd), _) | (None, true) => {

@@ -79,6 +79,54 @@ fn a_warm_run_of_an_unchanged_file_does_not_read_it() {
     );
 }
 
+/// With `verify_every_load = false`, an entry file that verified once is loaded without hashing
+/// while it is unchanged; `warmcache verify` still checks it in full.
+#[test]
+fn verified_files_are_not_hashed_again_until_they_change() {
+    let env = Env::new();
+    let hello = common::hello();
+    let hello = hello.to_str().unwrap();
+    let run = || {
+        let out = env
+            .command()
+            .env("WARMCACHE_VERIFY_EVERY_LOAD", "false")
+            .args(["run", "-v", hello])
+            .output()
+            .unwrap();
+        assert_eq!(ok(&out), "Hello from warmcache!\n");
+        stderr(&out)
+    };
+    assert!(run().contains("compiled in"));
+    // Entry files written within a second are checked in full and not recorded yet.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let full = run();
+    assert!(
+        full.contains("(mmap)") && !full.contains("not hashed"),
+        "{full}"
+    );
+    let trusted = run();
+    assert!(trusted.contains("not hashed"), "{trusted}");
+    // The default verifies every load.
+    let default = env.run(&["run", "-v", hello]);
+    assert!(
+        !stderr(&default).contains("not hashed"),
+        "{}",
+        stderr(&default)
+    );
+    assert!(
+        ok(&env.run(&["config"])).contains("verify_every_load"),
+        "config does not show the key"
+    );
+
+    // Damage through the filesystem: checked in full again, found, recompiled.
+    let entry = entry_files(&env).remove(0);
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&entry, &bytes).unwrap();
+    assert!(run().contains("compiled in"));
+}
+
 #[test]
 fn guest_exit_codes_arguments_environment_and_directories() {
     let env = Env::new();

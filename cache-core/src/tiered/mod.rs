@@ -91,6 +91,7 @@ impl TieredBuilder {
                     name,
                     timeout: t.timeout,
                     min_write_rate: t.min_write_rate,
+                    verified_files: t.verified_files.clone(),
                     counters: TierCounters::default(),
                     read_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),
                     write_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),

@@ -139,8 +139,21 @@ impl Tiered {
             Fetched::Nothing => return None,
             Fetched::NotSupported => return self.read_bytes(index, key, kind).await,
         };
-        let mapped = match mapped::map_and_verify(&self.integrity, key, kind, &file) {
-            Ok(mapped) => mapped,
+        let verified = shared.verified_files.as_deref();
+        let unchanged = verified.is_some_and(|v| v.is_verified(key, &file));
+        let before = match verified {
+            Some(_) if !unchanged => crate::files::FileIdentity::of(&file).ok().flatten(),
+            _ => None,
+        };
+        let mapped = match mapped::map_and_verify(&self.integrity, key, kind, &file, unchanged) {
+            Ok(mapped) => {
+                if unchanged {
+                    TierCounters::add(&shared.counters.trusted_loads, 1);
+                } else if let Some(verified) = verified {
+                    verified.record(key, &file, before);
+                }
+                mapped
+            }
             Err(MapError::Verify(e)) => {
                 self.reject(index, key, &e).await;
                 return None;

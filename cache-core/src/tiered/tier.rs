@@ -80,6 +80,7 @@ pub struct Tier {
     pub(super) breaker_threshold: u32,
     pub(super) breaker_cooldown: Duration,
     pub(super) compression: Compression,
+    pub(super) verified_files: Option<Arc<crate::files::VerifiedFiles>>,
 }
 
 impl Tier {
@@ -96,7 +97,18 @@ impl Tier {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(30),
             compression: Compression::None,
+            verified_files: None,
         }
+    }
+
+    /// Opt-in for a tier that hands out local files: an entry file that verified in full once is
+    /// not hashed again while its identity (device, inode, size, times) is unchanged, as
+    /// recorded in `verified` (see [`VerifiedFiles`](crate::files::VerifiedFiles) for what this
+    /// gives up and what it keeps). The envelope's structure, key and kind are still checked on
+    /// every load. The default is to verify every load in full.
+    pub fn verified_files(mut self, verified: crate::files::VerifiedFiles) -> Self {
+        self.verified_files = Some(Arc::new(verified));
+        self
     }
 
     /// Stores entries in this tier compressed (default: uncompressed). The envelope records it
@@ -206,6 +218,7 @@ pub(super) struct TierShared {
     pub(super) name: String,
     pub(super) timeout: Option<Duration>,
     pub(super) min_write_rate: u64,
+    pub(super) verified_files: Option<Arc<crate::files::VerifiedFiles>>,
     pub(super) counters: TierCounters,
     /// Health of `get` and `open_file`.
     pub(super) read_breaker: Breaker,

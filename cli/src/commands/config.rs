@@ -41,6 +41,7 @@ pub fn run(settings: &Settings) -> Outcome {
     );
     line("insecure_shared", &settings.insecure_shared);
     line("coordinate", &settings.coordinate);
+    line("verify_every_load", &settings.verify_every_load);
     line("coordination_wait_ms", &settings.coordination_wait_ms);
     line("lease_ttl_ms", &settings.lease_ttl_ms);
     let e = &settings.engine;

@@ -58,12 +58,18 @@ fn describe(stack: &Stack, before: &WasmStats, after: &WasmStats) -> String {
         ""
     };
     for (i, tier) in after.tiers.iter().enumerate() {
-        if tier.hits > before.tiers.get(i).map_or(0, |t| t.hits) {
+        let earlier = before.tiers.get(i);
+        if tier.hits > earlier.map_or(0, |t| t.hits) {
             let place = match stack.tiers.get(i).map(|t| t.config.kind) {
                 Some(crate::config::TierKind::S3) => "remote tier",
                 _ => "disk tier",
             };
-            return format!("{place} {}{mapped}", tier.name);
+            let trusted = if tier.trusted_loads > earlier.map_or(0, |t| t.trusted_loads) {
+                " (unchanged since it was verified: not hashed)"
+            } else {
+                ""
+            };
+            return format!("{place} {}{mapped}{trusted}", tier.name);
         }
     }
     "cache".to_owned()
