@@ -19,7 +19,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use warmcache_core::files::{FileIdentity, RACY_WINDOW, now_ns, read_record, write_record};
+use warmcache_core::files::{
+    FileIdentity, RACY_WINDOW, ensure_records_dir, now_ns, read_record, write_record,
+};
 
 use crate::key::ContentHash;
 
@@ -54,27 +56,11 @@ impl InputMemo {
     ///
     /// # Errors
     ///
-    /// When `dir` cannot be created, or is not a directory (a symlink or file planted there is
-    /// refused, not followed).
+    /// When `dir` cannot be created, or is not a directory owned by this user (a symlink or
+    /// file planted there is refused, not followed).
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(std::io::Error::other(format!(
-                    "{} is not a directory (a symlink or file there is not followed)",
-                    dir.display()
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut builder = std::fs::DirBuilder::new();
-                builder.recursive(true);
-                #[cfg(unix)]
-                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-                builder.create(&dir)?;
-            }
-            Err(e) => return Err(e),
-        }
+        ensure_records_dir(&dir)?;
         Ok(Self {
             dir,
             racy_window: RACY_WINDOW,

@@ -6,5 +6,5 @@ mod records;
 mod verified;
 
 pub use identity::{FileIdentity, RACY_WINDOW, now_ns};
-pub use records::{read_record, write_record};
+pub use records::{ensure_records_dir, read_record, write_record};
 pub use verified::VerifiedFiles;

@@ -5,6 +5,51 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Makes sure `dir` is a directory of records: created owner-only (0700) if missing, refused
+/// unless it is a real directory owned by this user (a planted symlink or file is not followed).
+///
+/// # Errors
+///
+/// [`std::io::ErrorKind::InvalidInput`] naming `dir` when it is not such a directory; the
+/// error of creating it otherwise.
+pub fn ensure_records_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() && owned_by_me(&m) => Ok(()),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a directory owned by this user (a symlink or file there is not \
+                 followed)",
+                dir.display()
+            ),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether this process's user owns the file `meta` describes.
+#[cfg(unix)]
+pub(crate) fn owned_by_me(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    let me = unsafe { libc::geteuid() };
+    meta.uid() == me
+}
+
+/// Whether this process's user owns the file: unknown off Unix, so no.
+#[cfg(not(unix))]
+pub(crate) fn owned_by_me(_meta: &std::fs::Metadata) -> bool {
+    false
+}
+
 /// The bytes of the record at `path`: `None` when it is missing, is not a regular file (a
 /// planted symlink is not followed), or is over `max` bytes.
 pub fn read_record(path: &Path, max: u64) -> Option<Vec<u8>> {

@@ -19,7 +19,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::identity::{FileIdentity, RACY_WINDOW, now_ns};
-use super::records::{read_record, write_record};
+use super::records::{ensure_records_dir, owned_by_me, read_record, write_record};
 use crate::error::{Context, Error, Op, Result};
 use crate::key::CacheKey;
 
@@ -59,23 +59,10 @@ impl VerifiedFiles {
         if !cfg!(unix) {
             return Err(config("verified files need Unix file identities".into()));
         }
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() && owned_by_me(&m) => {}
-            Ok(_) => {
-                return Err(config(format!(
-                    "{} is not a directory owned by this user (a symlink there is not followed)",
-                    dir.display()
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut builder = std::fs::DirBuilder::new();
-                builder.recursive(true);
-                #[cfg(unix)]
-                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-                builder.create(&dir).map_err(|e| Error::io(ctx(), e))?;
-            }
-            Err(e) => return Err(Error::io(ctx(), e)),
-        }
+        ensure_records_dir(&dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => config(e.to_string()),
+            _ => Error::io(ctx(), e),
+        })?;
         let path = dir.join(SECRET_FILE);
         if read_record(&path, SECRET_LEN as u64).is_none() && !path.exists() {
             let mut secret = [0u8; SECRET_LEN];
@@ -142,20 +129,6 @@ impl VerifiedFiles {
             tracing::debug!(path = %path.display(), "could not record a verified file: {e}");
         }
     }
-}
-
-#[cfg(unix)]
-fn owned_by_me(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    let me = unsafe { libc::geteuid() };
-    meta.uid() == me
-}
-
-#[cfg(not(unix))]
-fn owned_by_me(_meta: &std::fs::Metadata) -> bool {
-    false
 }
 
 #[cfg(unix)]
