@@ -643,7 +643,7 @@ impl<A: Artifact> WasmCache<A> {
     }
 
     /// The one path behind every entry point: the core cache with this crate's produce step.
-    async fn obtain<'w, S, F>(
+    pub(crate) async fn obtain<'w, S, F>(
         &self,
         engine: &Engine,
         key: CacheKey,
@@ -687,7 +687,7 @@ impl<A: Artifact> WasmCache<A> {
 }
 
 /// This crate's error back out of a shared compute failure.
-fn compute_error<A: Artifact>(content: ContentHash, e: &ComputeError) -> Error {
+pub(crate) fn compute_error<A: Artifact>(content: ContentHash, e: &ComputeError) -> Error {
     match e.downcast_ref::<Error>() {
         Some(e) => e.clone(),
         None => Error::Panicked {
@@ -772,7 +772,7 @@ fn source_error(
 }
 
 /// The caller's bytes, checked against the hash they supplied.
-fn checked_source<'w, B, E>(
+pub(crate) fn checked_source<'w, B, E>(
     content: ContentHash,
     loaded: std::result::Result<B, E>,
 ) -> Result<Cow<'w, [u8]>>

@@ -79,6 +79,43 @@ pub enum Error {
         /// Why.
         source: Arc<std::io::Error>,
     },
+    /// The linker cannot satisfy the artifact's imports: one is missing or has another type.
+    #[error(
+        "linking {kind} {content} with linker {linker} failed: {source:#}; define the missing \
+         imports in that linker"
+    )]
+    Link {
+        /// What was linked.
+        kind: ArtifactKind,
+        /// Hash of the input.
+        content: ContentHash,
+        /// The linker's name and version.
+        linker: String,
+        /// wasmtime's error.
+        source: Arc<wasmtime::Error>,
+    },
+    /// wasmtime could not instantiate a pre-instantiated artifact: the store belongs to another
+    /// engine, the pooling allocator has no free slot (raise its limits or drop stores sooner),
+    /// or the start function trapped.
+    #[error("instantiating failed: {source:#}")]
+    Instantiate {
+        /// wasmtime's error.
+        source: Arc<wasmtime::Error>,
+    },
+    /// [`PoolConfig::module`](crate::PoolConfig::module) could not read what a binary needs.
+    #[error("inspecting wasm {content} for the instance pool failed: {reason}")]
+    Inspect {
+        /// Hash of the input.
+        content: ContentHash,
+        /// Why.
+        reason: String,
+    },
+    /// wasmtime refused an engine configuration.
+    #[error("creating the engine failed: {source:#}")]
+    Engine {
+        /// wasmtime's error.
+        source: Arc<wasmtime::Error>,
+    },
     /// Compilation panicked. Nothing was cached; the next request compiles again.
     #[error("compiling {kind} {content} panicked")]
     Panicked {
@@ -87,6 +124,26 @@ pub enum Error {
         /// Hash of the input.
         content: ContentHash,
     },
+}
+
+impl Error {
+    pub(crate) fn instantiate(source: wasmtime::Error) -> Self {
+        Error::Instantiate {
+            source: Arc::new(source),
+        }
+    }
+
+    /// Whether this is about the caller's own input (not shared with callers waiting on it).
+    pub(crate) fn is_callers_input(&self) -> bool {
+        matches!(
+            self,
+            Error::WrongKind { .. }
+                | Error::Precompiled { .. }
+                | Error::HashMismatch { .. }
+                | Error::Source { .. }
+                | Error::Input { .. }
+        )
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -10,6 +10,10 @@
 //!   hash and the content, so changing any setting that changes code never reuses stale code.
 //! * Nothing reaches wasmtime's `deserialize` before its envelope verified; from a file tier the
 //!   artifact is verified through a mapping and loaded with `Module::deserialize_open_file`.
+//! * [`InstanceCache`] ([`ModuleInstances`], [`ComponentInstances`]) hands out a fresh instance
+//!   per call from cached pre-instantiations keyed by content and a [`NamedLinker`], and
+//!   [`PoolConfig`] configures an engine (pooling allocator, copy-on-write memory images) for
+//!   which that costs microseconds.
 //! * [`IncrementalCache`] stores Cranelift's per-function incremental compilation cache in any
 //!   tier stack.
 //!
@@ -45,8 +49,10 @@ mod artifact;
 mod cache;
 mod error;
 mod incremental;
+mod instances;
 mod key;
 mod memo;
+mod pool;
 mod stats;
 mod target;
 
@@ -56,7 +62,12 @@ pub use cache::{
 };
 pub use error::{Error, Result};
 pub use incremental::{IncrementalCache, IncrementalStats};
+pub use instances::{
+    ComponentInstances, DEFAULT_PREPARED_CAPACITY, InstanceCache, InstanceStats, Instantiate,
+    ModuleInstances, NamedLinker,
+};
 pub use key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION, artifact_key, host};
 pub use memo::{Input, InputMemo};
+pub use pool::{DEFAULT_LIVE_INSTANCES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, PoolConfig};
 pub use stats::WasmStats;
 pub use target::{CompileTarget, TargetError};

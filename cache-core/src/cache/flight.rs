@@ -273,6 +273,9 @@ where
         let Produced { value, payload } = produced;
         let payload = match payload {
             Some(payload) => Some(payload),
+            // Nowhere to store it: values that cannot be encoded (prepared instances) use a
+            // cache without tiers, and are never asked to.
+            None if self.tiers.is_empty() => None,
             None => match self.codec.encode(&value) {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
