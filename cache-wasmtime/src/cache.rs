@@ -389,32 +389,9 @@ impl<A: Artifact> WasmCache<A> {
         path: &std::path::Path,
         memo: Option<&crate::InputMemo>,
     ) -> Result<A> {
-        let read_error = |source| Error::Input {
-            path: path.to_path_buf(),
-            source: Arc::new(source),
-        };
-        let input = match memo {
-            Some(memo) => memo.input(path),
-            None => crate::Input::open(path),
-        }
-        .map_err(read_error)?;
-        let remembered = input.was_remembered();
-        let hash = input.hash();
-        let fresh =
-            |input: crate::Input| self.get_or_compile_hashed(engine, hash, || input.into_bytes());
-        match fresh(input) {
-            Err(Error::HashMismatch { .. }) if remembered => {
-                let memo = memo.ok_or_else(|| read_error(std::io::Error::other("no memo")))?;
-                tracing::warn!(path = %path.display(), "a remembered input hash was wrong; hashing the file again");
-                if let Ok(file) = std::fs::File::open(path) {
-                    memo.forget_file(&file);
-                }
-                let input = crate::Input::open(path).map_err(read_error)?;
-                let hash = input.hash();
-                self.get_or_compile_hashed(engine, hash, || input.into_bytes())
-            }
-            other => other,
-        }
+        crate::memo::through_file(path, memo, |hash, input| {
+            self.get_or_compile_hashed(engine, hash, || input.into_bytes())
+        })
     }
 
     /// [`get_or_compile_hashed`](Self::get_or_compile_hashed) for async callers, with an async

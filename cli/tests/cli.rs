@@ -206,6 +206,21 @@ fn bad_inputs_are_clear_errors() {
         stderr(&out)
     );
 
+    // Imports are resolved once, when the pre-instantiation is built: a missing one is named
+    // with the linker that lacks it, before anything runs.
+    let foreign = env.write(
+        "foreign.wat",
+        r#"(module (import "env" "missing" (func)) (func (export "_start")))"#,
+    );
+    let out = env.run(&["run", foreign.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("with linker wasi-p1 v1 failed")
+            && stderr(&out).contains("env::missing"),
+        "{}",
+        stderr(&out)
+    );
+
     let out = env.run(&["--tiers", "memory,floppy", "stats"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

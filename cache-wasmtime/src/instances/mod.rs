@@ -192,6 +192,25 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
         })
     }
 
+    /// [`instance_pre`](Self::instance_pre) for a wasm file, as
+    /// [`WasmCache::get_or_compile_file`] reads it: with a `memo`, an unchanged file is neither
+    /// read nor hashed on a hit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Input`] when the file cannot be read, and those of
+    /// [`instance_pre`](Self::instance_pre).
+    pub fn instance_pre_file(
+        &self,
+        linker: &NamedLinker<A::Linker>,
+        path: &std::path::Path,
+        memo: Option<&crate::InputMemo>,
+    ) -> Result<A::Pre> {
+        crate::memo::through_file(path, memo, |hash, input| {
+            self.instance_pre_hashed(linker, hash, || input.into_bytes())
+        })
+    }
+
     /// [`instance_pre`](Self::instance_pre) for async callers: under a Tokio runtime, compiling
     /// and loading run on its blocking pool.
     ///

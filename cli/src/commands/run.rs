@@ -1,13 +1,16 @@
-//! `warmcache run`: a WASI command through the cache, like `wasmtime run`.
+//! `warmcache run`: a WASI command through the cache, like `wasmtime run`, instantiated from a
+//! pre-instantiation of the instance cache (a fresh instance, its imports resolved once per
+//! artifact and linker).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use warmcache_wasmtime::WasmStats;
-use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Engine, Module, Store};
+use warmcache_wasmtime::{ComponentInstances, ModuleInstances, NamedLinker, WasmCache, WasmStats};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, InstancePre, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::{InputKind, Outcome, input_kind};
@@ -115,39 +118,27 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
     let started = Instant::now();
     let code = match input_kind(&head) {
         InputKind::Module => {
-            let cache = stack.module_cache();
-            configured.pin(&cache);
-            let before = cache.stats();
-            let module = cache.get_or_compile_file(&engine, &args.file, memo.as_ref())?;
-            report(
-                &stack,
-                &args,
-                verbose,
-                remembered,
-                &before,
-                &cache.stats(),
-                started,
-            );
-            let code = run_module(&engine, &module, builder.build_p1());
-            finish(settings, cache.stats(), || cache.flush());
+            let instances = ModuleInstances::<WasiP1Ctx>::new(stack.module_cache());
+            configured.pin(instances.artifacts());
+            let linker = NamedLinker::new(wasi_p1_linker(&engine)?, "wasi-p1", 1);
+            let before = instances.artifacts().stats();
+            let pre = instances.instance_pre_file(&linker, &args.file, memo.as_ref())?;
+            let after = instances.artifacts().stats();
+            report(&stack, &args, verbose, remembered, &before, &after, started);
+            let code = run_module(&engine, &pre, builder.build_p1());
+            finish(settings, instances.artifacts());
             code
         }
         InputKind::Component => {
-            let cache = stack.component_cache();
-            configured.pin(&cache);
-            let before = cache.stats();
-            let component = cache.get_or_compile_file(&engine, &args.file, memo.as_ref())?;
-            report(
-                &stack,
-                &args,
-                verbose,
-                remembered,
-                &before,
-                &cache.stats(),
-                started,
-            );
-            let code = run_component(&engine, &component, builder.build());
-            finish(settings, cache.stats(), || cache.flush());
+            let instances = ComponentInstances::<Host>::new(stack.component_cache());
+            configured.pin(instances.artifacts());
+            let linker = NamedLinker::new(wasi_p2_linker(&engine)?, "wasi-p2", 1);
+            let before = instances.artifacts().stats();
+            let pre = instances.instance_pre_file(&linker, &args.file, memo.as_ref())?;
+            let after = instances.artifacts().stats();
+            report(&stack, &args, verbose, remembered, &before, &after, started);
+            let code = run_component(&engine, pre, builder.build());
+            finish(settings, instances.artifacts());
             code
         }
     };
@@ -207,9 +198,9 @@ fn report(
 }
 
 /// Waits for background uploads and records the counters.
-fn finish(settings: &Settings, stats: WasmStats, flush: impl FnOnce()) {
-    flush();
-    if let Err(e) = crate::history::record(&settings.cache_dir.value, &[stats]) {
+fn finish<A: warmcache_wasmtime::Artifact>(settings: &Settings, cache: &WasmCache<A>) {
+    cache.flush();
+    if let Err(e) = crate::history::record(&settings.cache_dir.value, &[cache.stats()]) {
         tracing::warn!("could not record stats: {e}");
     }
 }
@@ -229,15 +220,17 @@ fn exit_code(error: wasmtime::Error) -> ExitCode {
     ExitCode::from(TRAP_EXIT)
 }
 
-fn run_module(engine: &Engine, module: &Module, wasi: WasiP1Ctx) -> ExitCode {
+fn wasi_p1_linker(engine: &Engine) -> Result<wasmtime::Linker<WasiP1Ctx>, String> {
     let mut linker = wasmtime::Linker::<WasiP1Ctx>::new(engine);
-    if let Err(e) = wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx) {
-        eprintln!("error: setting up WASI: {e:#}");
-        return ExitCode::FAILURE;
-    }
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx)
+        .map_err(|e| format!("setting up WASI: {e:#}"))?;
+    Ok(linker)
+}
+
+fn run_module(engine: &Engine, pre: &InstancePre<WasiP1Ctx>, wasi: WasiP1Ctx) -> ExitCode {
     let mut store = Store::new(engine, wasi);
     budget(&mut store);
-    let instance = match linker.instantiate(&mut store, module) {
+    let instance = match pre.instantiate(&mut store) {
         Ok(instance) => instance,
         Err(e) => {
             eprintln!("error: instantiating: {e:#}");
@@ -271,12 +264,25 @@ impl WasiView for Host {
     }
 }
 
-fn run_component(engine: &Engine, component: &Component, wasi: WasiCtx) -> ExitCode {
+fn wasi_p2_linker(engine: &Engine) -> Result<wasmtime::component::Linker<Host>, String> {
     let mut linker = wasmtime::component::Linker::<Host>::new(engine);
-    if let Err(e) = wasmtime_wasi::p2::add_to_linker_sync(&mut linker) {
-        eprintln!("error: setting up WASI: {e:#}");
-        return ExitCode::FAILURE;
-    }
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(|e| format!("setting up WASI: {e:#}"))?;
+    Ok(linker)
+}
+
+fn run_component(
+    engine: &Engine,
+    pre: wasmtime::component::InstancePre<Host>,
+    wasi: WasiCtx,
+) -> ExitCode {
+    let command = match CommandPre::new(pre) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("error: not a WASI command component: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut store = Store::new(
         engine,
         Host {
@@ -285,12 +291,10 @@ fn run_component(engine: &Engine, component: &Component, wasi: WasiCtx) -> ExitC
         },
     );
     budget(&mut store);
-    let command = match wasmtime_wasi::p2::bindings::sync::Command::instantiate(
-        &mut store, component, &linker,
-    ) {
+    let command = match command.instantiate(&mut store) {
         Ok(command) => command,
         Err(e) => {
-            eprintln!("error: not a WASI command component: {e:#}");
+            eprintln!("error: instantiating: {e:#}");
             return ExitCode::FAILURE;
         }
     };
