@@ -608,6 +608,23 @@ fn bench_reports_a_table_json_and_a_chart() {
             "wasmtime's cache"
         ]
     );
+    let instantiation: Vec<&str> = module["instantiation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        instantiation,
+        [
+            "instance cache (pooling, file tier)",
+            "Linker::instantiate (default allocator)"
+        ]
+    );
+    for m in module["instantiation"].as_array().unwrap() {
+        assert!(m["median_ms"].as_f64().unwrap() > 0.0, "{m}");
+        assert_eq!(m["samples_ms"].as_array().unwrap().len(), 2, "{m}");
+    }
     for m in module["measurements"].as_array().unwrap() {
         assert!(m["median_ms"].as_f64().unwrap() > 0.0, "{m}");
         if m["kind"] == "tier" {

@@ -72,6 +72,8 @@ pub struct ModuleReport {
     pub wasm_bytes: u64,
     pub artifact_bytes: u64,
     pub measurements: Vec<Measurement>,
+    /// A fresh instance per call, after the warm start: kind `instantiate`.
+    pub instantiation: Vec<Measurement>,
 }
 
 impl ModuleReport {
@@ -359,12 +361,107 @@ fn measure_module(
         wasmtime_cache,
         wasmtime_first,
     ));
+    let loaded = live.get_or_compile(engine, wasm)?;
+    let instantiation =
+        measure_instantiation(settings, engine, &loaded, wasm, &artifact, args, dir)
+            .map_err(|e| format!("{name}: measuring instantiation: {e}"))?;
     Ok(ModuleReport {
         name,
         wasm_bytes: wasm.len() as u64,
         artifact_bytes: artifact.len() as u64,
         measurements,
+        instantiation,
     })
+}
+
+/// Instantiations timed per sample: enough for about 20 ms, at least 3.
+fn instantiations_per_sample(once: Duration) -> u32 {
+    let per = once.as_secs_f64().max(1e-7);
+    (0.02 / per).clamp(3.0, 10_000.0) as u32
+}
+
+/// Times fresh instances of the stored artifact: from the instance cache with the pooling
+/// helper's engine over a file tier (mapped, copy-on-write memory), and with the configured
+/// engine's default allocator through `Linker::instantiate`. Imports are defined as traps.
+fn measure_instantiation(
+    settings: &Settings,
+    engine: &Engine,
+    default_module: &Module,
+    wasm: &[u8],
+    artifact: &[u8],
+    args: &Args,
+    dir: &Path,
+) -> Result<Vec<Measurement>, Box<dyn std::error::Error>> {
+    let content = ContentHash::of(wasm);
+    let mut pool = warmcache_wasmtime::PoolConfig::new();
+    pool.live_instances(4).module(wasm)?;
+    let pooled = Engine::new(pool.apply(&mut settings.engine.wasmtime_config()?))?;
+    let files = Arc::new(warmcache_fs::FsBackend::builder(dir.join("instances")).open()?);
+    let instances = warmcache_wasmtime::ModuleInstances::<()>::new(ModuleCache::new(
+        Tiered::builder().tier(Tier::new(files)).build(),
+    ));
+    let origin = Origin::new(ArtifactKind::Module.envelope_kind(), "warmcache bench");
+    let key = instances.artifacts().key_for_hash(&pooled, &content);
+    block_on(instances.artifacts().tiers().put(&key, &origin, artifact));
+    let stored = || -> std::io::Result<Vec<u8>> {
+        Err(std::io::Error::other(
+            "the artifact should have been stored",
+        ))
+    };
+    let module = instances
+        .artifacts()
+        .get_or_compile_hashed(&pooled, content, stored)?;
+    let mut linker = Linker::<()>::new(&pooled);
+    linker.define_unknown_imports_as_traps(&module)?;
+    let linker = warmcache_wasmtime::NamedLinker::new(linker, "traps", 1);
+    let pre = instances.instance_pre_hashed(&linker, content, stored)?;
+    if instances.artifacts().stats().compiles > 0 {
+        return Err("the file tier did not answer".into());
+    }
+
+    let mut default_linker = Linker::<()>::new(engine);
+    default_linker.define_unknown_imports_as_traps(default_module)?;
+
+    let time = |instantiate: &dyn Fn() -> Result<(), Box<dyn std::error::Error>>| {
+        let started = Instant::now();
+        instantiate()?;
+        let per_sample = instantiations_per_sample(started.elapsed());
+        let mut samples = Vec::new();
+        for _ in 0..args.runs {
+            let started = Instant::now();
+            for _ in 0..per_sample {
+                instantiate()?;
+            }
+            samples.push(ms(started.elapsed()) / f64::from(per_sample));
+        }
+        Ok::<_, Box<dyn std::error::Error>>(samples)
+    };
+    let cached = time(&|| {
+        let mut store = Store::new(&pooled, ());
+        let _ = store.set_fuel(u64::MAX);
+        pre.instantiate(&mut store)?;
+        Ok(())
+    })?;
+    let plain = time(&|| {
+        let mut store = Store::new(engine, ());
+        let _ = store.set_fuel(u64::MAX);
+        default_linker.instantiate(&mut store, default_module)?;
+        Ok(())
+    })?;
+    Ok(vec![
+        summarize(
+            "instance cache (pooling, file tier)".into(),
+            "instantiate",
+            cached,
+            Vec::new(),
+        ),
+        summarize(
+            "Linker::instantiate (default allocator)".into(),
+            "instantiate",
+            plain,
+            Vec::new(),
+        ),
+    ])
 }
 
 /// Recommends the local tier with the least total warm start (first call included) over the
@@ -468,6 +565,15 @@ fn print_table(report: &Report) {
                 speedup
             );
         }
+        println!("  fresh instance per call:");
+        for m in &module.instantiation {
+            println!(
+                "  {:<40} {:>12} {:>24}",
+                m.name,
+                format_ms(m.median_ms),
+                format!("{} - {}", format_ms(m.min_ms), format_ms(m.max_ms)),
+            );
+        }
     }
     println!("\nrecommended tiers: {}", report.recommendation.tiers);
     for reason in &report.recommendation.reasons {
@@ -500,6 +606,17 @@ fn print_markdown(report: &Report) {
                 } else {
                     format!("{:.0}x", compile / m.median_ms)
                 }
+            );
+        }
+        println!("\n| fresh instance per call | median | min - max |");
+        println!("|---|---|---|");
+        for m in &module.instantiation {
+            println!(
+                "| {} | {} | {} - {} |",
+                m.name,
+                format_ms(m.median_ms),
+                format_ms(m.min_ms),
+                format_ms(m.max_ms)
             );
         }
     }
