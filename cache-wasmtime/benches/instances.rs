@@ -14,8 +14,10 @@
 //! module, each writing 16 pages, measured from `/proc/self/smaps_rollup`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
+
+#[path = "../tests/common/corpus.rs"]
+mod corpus;
 
 use criterion::{BenchmarkId, Criterion};
 use futures::executor::block_on;
@@ -33,27 +35,9 @@ const MINIMAL: &str = r#"(module (memory (export "memory") 1) (global $g (mut i3
         (global.set $g (i32.add (global.get $g) (i32.const 1)))
         (i32.load8_u (i32.const 64))))"#;
 
-fn corpus_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("WARMCACHE_CORPUS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warmcache-corpus"))
-        })?;
-    Some(base.join("set"))
-}
-
 fn modules() -> Vec<(String, Vec<u8>)> {
     let mut modules = vec![("minimal".to_owned(), wat::parse_str(MINIMAL).unwrap())];
-    let dir = corpus_dir();
-    for name in ["icepll", "boolector", "resvg", "yosys"] {
-        match dir
-            .as_ref()
-            .map(|d| std::fs::read(d.join(format!("{name}.wasm"))))
-        {
-            Some(Ok(bytes)) => modules.push((name.to_owned(), bytes)),
-            _ => eprintln!("{name}.wasm not found in the corpus (see docs/BENCHMARKS.md); skipped"),
-        }
-    }
+    modules.extend(corpus::modules(&["icepll", "boolector", "resvg", "yosys"]));
     modules
 }
 

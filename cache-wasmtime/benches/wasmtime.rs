@@ -12,10 +12,12 @@
 //! (read, verify, load) without hashing the wasm; `memory_hit/unhashed` shows that cost.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+#[path = "../tests/common/corpus.rs"]
+mod corpus;
 #[path = "../../backend-s3/tests/common/mod.rs"]
 mod s3_common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,29 +42,9 @@ fn small_module() -> Vec<u8> {
     wat::parse_str(wat).unwrap()
 }
 
-fn corpus_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("WARMCACHE_CORPUS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warmcache-corpus"))
-        })?;
-    Some(base.join("set"))
-}
-
 fn modules() -> Vec<(String, Vec<u8>)> {
     let mut modules = vec![("small".to_owned(), small_module())];
-    let dir = corpus_dir();
-    for name in ["esbuild", "yosys"] {
-        match dir
-            .as_ref()
-            .map(|d| std::fs::read(d.join(format!("{name}.wasm"))))
-        {
-            Some(Ok(bytes)) => modules.push((name.to_owned(), bytes)),
-            _ => eprintln!(
-                "{name}.wasm not found in the corpus (run shared/corpus/fetch.sh); skipped"
-            ),
-        }
-    }
+    modules.extend(corpus::modules(&["esbuild", "yosys"]));
     modules
 }
 

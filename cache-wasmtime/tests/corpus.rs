@@ -5,8 +5,11 @@
 //! not requested or when the corpus is absent (`shared/corpus/fetch.sh` downloads it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+
+#[path = "common/corpus.rs"]
+mod corpus;
 
 use warmcache_core::{Tier, Tiered};
 use warmcache_fs::FsBackend;
@@ -15,15 +18,6 @@ use warmcache_wasmtime::ModuleCache;
 use wasmtime::{Engine, Module};
 
 const MODULES: &[&str] = &["icepll", "boolector", "resvg", "esbuild", "yosys"];
-
-fn corpus() -> Option<PathBuf> {
-    let base = std::env::var_os("WARMCACHE_CORPUS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warmcache-corpus"))
-        })?;
-    Some(base.join("set"))
-}
 
 fn stack(dir: &Path) -> ModuleCache {
     let files = Arc::new(FsBackend::builder(dir.join("files")).open().unwrap());
@@ -51,7 +45,7 @@ fn corpus_modules_compile_once_and_warm_start_from_files() {
         eprintln!("corpus test skipped: set WARMCACHE_CORPUS_TESTS=1 to run it");
         return;
     }
-    let Some(dir) = corpus().filter(|d| d.join("SHA256SUMS").exists()) else {
+    let Some(dir) = corpus::dir().filter(|d| d.join("SHA256SUMS").exists()) else {
         eprintln!("corpus test skipped: no corpus; run shared/corpus/fetch.sh");
         return;
     };

@@ -223,8 +223,10 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
         wasm: &[u8],
     ) -> Result<A::Pre> {
         let content = ContentHash::of(wasm);
+        let key = self.key_for_hash(linker, &content);
         let source = || std::future::ready(Ok(Cow::Borrowed(wasm)));
-        self.prepare(linker, content, source, Exec::Blocking).await
+        self.prepare_keyed(linker, key, content, source, Exec::Blocking)
+            .await
     }
 
     /// [`instance_pre_hashed`](Self::instance_pre_hashed) for async callers.
@@ -243,9 +245,11 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
         E: Into<BoxError>,
         F: std::future::Future<Output = std::result::Result<B, E>>,
     {
+        let key = self.key_for_hash(linker, &content);
         let source =
             move || async move { checked_source(content, load().await).map_err(Failure::Input) };
-        self.prepare(linker, content, source, Exec::Blocking).await
+        self.prepare_keyed(linker, key, content, source, Exec::Blocking)
+            .await
     }
 
     /// A fresh instance of `wasm` in `store`, from the kept pre-instantiation.
@@ -306,7 +310,7 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
         }
     }
 
-    /// [`prepare`](Self::prepare) for the synchronous entry points: a hit returns without
+    /// [`prepare_keyed`](Self::prepare_keyed) for the synchronous entry points: a hit returns without
     /// entering an executor.
     fn prepare_blocking<'w, S, F>(
         &self,
@@ -324,21 +328,6 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
             return Ok(pre);
         }
         futures::executor::block_on(self.prepare_keyed(linker, key, content, source, Exec::Inline))
-    }
-
-    async fn prepare<'w, S, F>(
-        &self,
-        linker: &NamedLinker<A::Linker>,
-        content: ContentHash,
-        source: S,
-        exec: Exec,
-    ) -> Result<A::Pre>
-    where
-        S: FnOnce() -> F,
-        F: std::future::Future<Output = std::result::Result<Cow<'w, [u8]>, Failure<Error>>>,
-    {
-        let key = self.key_for_hash(linker, &content);
-        self.prepare_keyed(linker, key, content, source, exec).await
     }
 
     /// The one path behind every entry point: the core cache, building from the artifact cache.

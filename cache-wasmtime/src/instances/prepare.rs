@@ -54,72 +54,57 @@ pub trait Instantiate<T: 'static>: Artifact {
         T: Send;
 }
 
-impl<T: 'static> Instantiate<T> for Module {
-    type Linker = wasmtime::Linker<T>;
-    type Pre = wasmtime::InstancePre<T>;
-    type Instance = wasmtime::Instance;
+/// The two implementations differ only in their wasmtime types.
+macro_rules! instantiate_for {
+    ($artifact:ty, $linker:ty, $pre:ty, $instance:ty, $of_pre:ident) => {
+        impl<T: 'static> Instantiate<T> for $artifact {
+            type Linker = $linker;
+            type Pre = $pre;
+            type Instance = $instance;
 
-    fn linker_engine(linker: &Self::Linker) -> &Engine {
-        linker.engine()
-    }
+            fn linker_engine(linker: &Self::Linker) -> &Engine {
+                linker.engine()
+            }
 
-    fn prepare(linker: &Self::Linker, artifact: &Self) -> wasmtime::Result<Self::Pre> {
-        linker.instantiate_pre(artifact)
-    }
+            fn prepare(linker: &Self::Linker, artifact: &Self) -> wasmtime::Result<Self::Pre> {
+                linker.instantiate_pre(artifact)
+            }
 
-    fn pre_engine(pre: &Self::Pre) -> &Engine {
-        pre.module().engine()
-    }
+            fn pre_engine(pre: &Self::Pre) -> &Engine {
+                pre.$of_pre().engine()
+            }
 
-    fn instantiate(
-        pre: &Self::Pre,
-        store: impl AsContextMut<Data = T>,
-    ) -> wasmtime::Result<Self::Instance> {
-        pre.instantiate(store)
-    }
+            fn instantiate(
+                pre: &Self::Pre,
+                store: impl AsContextMut<Data = T>,
+            ) -> wasmtime::Result<Self::Instance> {
+                pre.instantiate(store)
+            }
 
-    fn instantiate_async(
-        pre: &Self::Pre,
-        store: impl AsContextMut<Data = T> + Send,
-    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send
-    where
-        T: Send,
-    {
-        pre.instantiate_async(store)
-    }
+            fn instantiate_async(
+                pre: &Self::Pre,
+                store: impl AsContextMut<Data = T> + Send,
+            ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send
+            where
+                T: Send,
+            {
+                pre.instantiate_async(store)
+            }
+        }
+    };
 }
 
-impl<T: 'static> Instantiate<T> for Component {
-    type Linker = wasmtime::component::Linker<T>;
-    type Pre = wasmtime::component::InstancePre<T>;
-    type Instance = wasmtime::component::Instance;
-
-    fn linker_engine(linker: &Self::Linker) -> &Engine {
-        linker.engine()
-    }
-
-    fn prepare(linker: &Self::Linker, artifact: &Self) -> wasmtime::Result<Self::Pre> {
-        linker.instantiate_pre(artifact)
-    }
-
-    fn pre_engine(pre: &Self::Pre) -> &Engine {
-        pre.component().engine()
-    }
-
-    fn instantiate(
-        pre: &Self::Pre,
-        store: impl AsContextMut<Data = T>,
-    ) -> wasmtime::Result<Self::Instance> {
-        pre.instantiate(store)
-    }
-
-    fn instantiate_async(
-        pre: &Self::Pre,
-        store: impl AsContextMut<Data = T> + Send,
-    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send
-    where
-        T: Send,
-    {
-        pre.instantiate_async(store)
-    }
-}
+instantiate_for!(
+    Module,
+    wasmtime::Linker<T>,
+    wasmtime::InstancePre<T>,
+    wasmtime::Instance,
+    module
+);
+instantiate_for!(
+    Component,
+    wasmtime::component::Linker<T>,
+    wasmtime::component::InstancePre<T>,
+    wasmtime::component::Instance,
+    component
+);
