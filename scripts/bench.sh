@@ -4,7 +4,7 @@
 # starts. Usage: scripts/bench.sh [criterion filter]
 #
 # Builds into $CARGO_TARGET_DIR (default ~/.cache/warmcache-bench-target). Uses moto's server
-# (installed by scripts/test.sh) for the S3 figures, and the corpus of ../shared/corpus when it
+# (installed by scripts/test.sh) for the S3 figures, and the corpus (scripts/fetch-corpus.sh) when it
 # has been fetched.
 set -euo pipefail
 cd "$(dirname "$0")/.."

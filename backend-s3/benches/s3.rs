@@ -3,7 +3,7 @@
 //! speed and ratio on real modules.
 //!
 //! Run with `cargo bench -p warmcache-s3 --bench s3` (needs moto: `scripts/test.sh` installs it).
-//! Uses `$WARMCACHE_CORPUS/set/*.wasm` (see `shared/corpus/fetch.sh`) when present.
+//! Uses `$WARMCACHE_CORPUS/set/*.wasm` (`scripts/fetch-corpus.sh` fetches them) when present.
 
 #![allow(
     missing_docs,

@@ -5,7 +5,7 @@
 //!
 //! Run with `cargo bench -p warmcache-wasmtime --bench instances`. Modules: a minimal one, and
 //! `icepll`, `boolector`, `resvg` and `yosys` from `$WARMCACHE_CORPUS/set` (default
-//! `~/.cache/warmcache-corpus/set`; docs/BENCHMARKS.md says how to fetch it) when present. Imports
+//! `~/.cache/warmcache-corpus/set`, filled by `scripts/fetch-corpus.sh`) when present. Imports
 //! are defined as traps; the corpus modules are WASI commands whose first call would run the
 //! program, so for them `instantiate` is timed without a call, and `instantiate_and_call`
 //! times the minimal module with a call that writes memory and a global.

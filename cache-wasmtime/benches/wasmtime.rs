@@ -3,7 +3,7 @@
 //!
 //! Run with `cargo bench -p warmcache-wasmtime --bench wasmtime`. Modules: a generated small one,
 //! and `esbuild.wasm` and `yosys.wasm` from `$WARMCACHE_CORPUS/set` (default
-//! `~/.cache/warmcache-corpus/set`, filled by `shared/corpus/fetch.sh`) when present. The S3 tier
+//! `~/.cache/warmcache-corpus/set`, filled by `scripts/fetch-corpus.sh`) when present. The S3 tier
 //! is measured when `WARMCACHE_MOTO_SERVER` names moto's server (`scripts/test.sh` installs it).
 //! Cold compiles of the corpus modules take seconds each, so they are timed once and printed
 //! rather than sampled.

@@ -1,8 +1,8 @@
-//! End to end on the real modules of `shared/corpus` (opt-in: they take seconds to minutes to
-//! compile in a debug build). Run with
+//! End to end on the real modules of the corpus (opt-in: they take seconds to minutes to compile
+//! in a debug build). Run with
 //! `WARMCACHE_CORPUS_TESTS=1 cargo test -p warmcache-wasmtime --test corpus -- --nocapture`,
 //! optionally limited with `WARMCACHE_CORPUS_MODULES=icepll,resvg`. Skipped, with a message, when
-//! not requested or when the corpus is absent (`shared/corpus/fetch.sh` downloads it).
+//! not requested or when the corpus is absent (`scripts/fetch-corpus.sh` downloads it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::path::Path;
@@ -46,7 +46,7 @@ fn corpus_modules_compile_once_and_warm_start_from_files() {
         return;
     }
     let Some(dir) = corpus::dir().filter(|d| d.join("SHA256SUMS").exists()) else {
-        eprintln!("corpus test skipped: no corpus; run shared/corpus/fetch.sh");
+        eprintln!("corpus test skipped: no corpus; run scripts/fetch-corpus.sh");
         return;
     };
     let only = std::env::var("WARMCACHE_CORPUS_MODULES").ok();

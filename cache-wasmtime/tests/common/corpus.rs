@@ -25,7 +25,7 @@ pub fn modules(names: &[&str]) -> Vec<(String, Vec<u8>)> {
         {
             Some(Ok(bytes)) => found.push(((*name).to_owned(), bytes)),
             _ => eprintln!(
-                "{name}.wasm not found in the corpus (docs/BENCHMARKS.md says how to fetch it); \
+                "{name}.wasm not found in the corpus (scripts/fetch-corpus.sh fetches it); \
                  skipped"
             ),
         }
