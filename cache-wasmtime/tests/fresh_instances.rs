@@ -225,15 +225,73 @@ fn async_instantiation_sees_pristine_state() {
     assert_eq!((stats.instantiations, stats.builds), (CALLS as u64, 1));
 }
 
-#[test]
-fn a_component_sees_pristine_state() {
-    let core = with_data();
-    let expected = pristine(&core);
+/// The state module wrapped in a component exporting `call: func() -> s64`.
+fn component(core: &str) -> String {
     let inner = core.trim_start_matches("(module");
-    let wat = format!(
+    format!(
         "(component (core module $m {inner} (core instance $i (instantiate $m)) \
          (func (export \"call\") (result s64) (canon lift (core func $i \"call\"))))"
-    );
+    )
+}
+
+#[test]
+fn a_component_instantiated_async_sees_pristine_state() {
+    let expected = pristine(&with_data());
+    let wat = component(&with_data());
+    let mut pool = PoolConfig::new();
+    pool.live_instances(THREADS as u32)
+        .async_calls(true)
+        .module(wat.as_bytes())
+        .unwrap();
+    let engine = pool.engine().unwrap();
+    let instances = Arc::new(ComponentInstances::<()>::new(
+        ComponentCache::builder().build(),
+    ));
+    let linker = Arc::new(NamedLinker::new(
+        wasmtime::component::Linker::new(&engine),
+        "none",
+        1,
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..THREADS {
+            let (engine, instances, linker, wat) = (
+                engine.clone(),
+                instances.clone(),
+                linker.clone(),
+                wat.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..CALLS / THREADS {
+                    let mut store = Store::new(&engine, ());
+                    let instance = instances
+                        .instantiate_async(&mut store, &linker, wat.as_bytes())
+                        .await
+                        .unwrap();
+                    let call = instance
+                        .get_typed_func::<(), (i64,)>(&mut store, "call")
+                        .unwrap();
+                    let (digest,) = call.call_async(&mut store, ()).await.unwrap();
+                    assert_eq!(digest, expected);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let stats = instances.stats();
+    assert_eq!((stats.instantiations, stats.builds), (CALLS as u64, 1));
+}
+
+#[test]
+fn a_component_sees_pristine_state() {
+    let expected = pristine(&with_data());
+    let wat = component(&with_data());
     let mut pool = PoolConfig::new();
     pool.live_instances(THREADS as u32)
         .module(wat.as_bytes())
