@@ -4,14 +4,17 @@
 #   scripts/test.sh
 #
 # Installs what is missing (libclang-dev through apt-get for RocksDB's bindings; moto's S3 server
-# through pip into a venv), then runs rustfmt, clippy, every crate's tests, and the model-checked
-# single-flight test. Safe to run again: present tools are not reinstalled.
+# through pip into a venv; Azurite, the Azure Blob Storage emulator, through npm, with Node.js
+# from apt-get when there is none), then runs rustfmt, clippy, the docs as docs.rs builds them,
+# an MSRV build, cargo package, every crate's tests, and the model-checked single-flight test.
+# Safe to run again: present tools are not reinstalled.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/warmcache-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 VENV="${WARMCACHE_VENV:-$HOME/.cache/warmcache-venv}"
+AZURITE_DIR="${WARMCACHE_AZURITE_DIR:-$HOME/.cache/warmcache-azurite}"
 
 step() { printf '==> %s\n' "$*" >&2; }
 
@@ -61,11 +64,27 @@ install_moto() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 }
 
+install_azurite() {
+    if [ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        step "installing Node.js and npm (Azurite, the Azure tests' server, is published on npm)"
+        as_root apt-get update -qq &&
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    step "installing Azurite into $AZURITE_DIR (the Azure tests' server)"
+    mkdir -p "$AZURITE_DIR"
+    npm install --prefix "$AZURITE_DIR" --silent --no-audit --no-fund azurite@3.35.0 >/dev/null
+}
+
 install_libclang
 install_strace
 install_moto
+install_azurite
 export PATH="$VENV/bin:$PATH"
 export WARMCACHE_MOTO_SERVER="$VENV/bin/moto_server"
+export WARMCACHE_AZURITE="$AZURITE_DIR/node_modules/.bin/azurite-blob"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -75,8 +94,28 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p warmcache-core --all-targets --features shuttle -- -D warnings
 cargo clippy -p warmcache --all-targets --features rocksdb -- -D warnings
 
-step "cargo doc (broken links and missing docs are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+step "cargo doc as docs.rs builds it (--cfg docsrs; broken links and missing docs are errors)"
+RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo doc --workspace --no-deps --quiet
+
+# The minimum supported Rust version is the workspace's rust-version: build with exactly it.
+MSRV=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+case "$MSRV" in *.*.*) ;; *) MSRV="$MSRV.0" ;; esac
+step "MSRV: cargo check with Rust $MSRV"
+if command -v rustup >/dev/null 2>&1; then
+    rustup run "$MSRV" rustc --version >/dev/null 2>&1 ||
+        rustup toolchain install "$MSRV" --profile minimal
+    cargo "+$MSRV" check --workspace --all-targets --quiet
+else
+    have=$(rustc --version | cut -d' ' -f2)
+    if [ "$(printf '%s\n%s\n' "$MSRV" "$have" | sort -V | head -1)" != "$MSRV" ]; then
+        echo "rustc $have is older than the MSRV $MSRV" >&2
+        exit 1
+    fi
+    step "no rustup: checked that rustc $have is not older than the MSRV"
+fi
+
+step "cargo package --workspace (every crate packages and builds from its package)"
+cargo package --workspace --allow-dirty --quiet
 
 step "cargo test"
 cargo test --workspace

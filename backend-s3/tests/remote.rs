@@ -1,6 +1,6 @@
-//! Remote behaviour end to end against a real S3-compatible server: sharing through the bucket
-//! with promotion into local tiers, background writes, an outage with the circuit breaker, and
-//! forged objects.
+//! Remote behaviour end to end against real servers, S3 (moto) and Azure Blob Storage
+//! (Azurite): sharing through the bucket with promotion into local tiers, background writes, an
+//! outage with the circuit breaker, and forged objects.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,6 +19,8 @@ use warmcache_core::{
 use warmcache_memory::MemoryBackend;
 use warmcache_redb::RedbBackend;
 use warmcache_s3::S3Backend;
+
+use common::Server;
 
 fn compile(input: &(String, u32)) -> Result<Bytes, std::io::Error> {
     Ok(Bytes::from(
@@ -58,19 +60,45 @@ fn stack(remote: Arc<dyn Backend>, integrity: Integrity) -> Stack {
     }
 }
 
-fn bucket_backend(tag: &str) -> (Arc<S3Backend>, String) {
-    let moto = common::shared();
+fn bucket_backend<S: Server>(tag: &str) -> (Arc<S3Backend>, String) {
+    let server = S::shared();
     let bucket = common::unique_bucket(tag);
-    common::create_bucket(moto.port(), &bucket);
+    server.create_bucket(&bucket);
     (
-        Arc::new(common::backend(&moto.endpoint(), &bucket, "cache")),
+        Arc::new(server.backend_with(&bucket, "cache", |b| b)),
         bucket,
     )
 }
 
-#[test]
-fn a_second_host_hits_the_bucket_and_promotes_locally() {
-    let (s3, _) = bucket_backend("share");
+/// Each test, once per server.
+macro_rules! remote_tests {
+    ($module:ident, $server:ty) => {
+        mod $module {
+            #[test]
+            fn a_second_host_hits_the_bucket_and_promotes_locally() {
+                super::a_second_host_hits_the_bucket_and_promotes_locally::<$server>();
+            }
+            #[test]
+            fn uploads_happen_in_the_background_and_flush_waits() {
+                super::uploads_happen_in_the_background_and_flush_waits::<$server>();
+            }
+            #[test]
+            fn an_outage_never_fails_callers_and_the_breaker_recovers() {
+                super::an_outage_never_fails_callers_and_the_breaker_recovers::<$server>();
+            }
+            #[test]
+            fn forged_objects_are_rejected_counted_and_never_decoded() {
+                super::forged_objects_are_rejected_counted_and_never_decoded::<$server>();
+            }
+        }
+    };
+}
+
+remote_tests!(s3, crate::common::Moto);
+remote_tests!(azure, crate::common::azurite::Azurite);
+
+fn a_second_host_hits_the_bucket_and_promotes_locally<S: Server>() {
+    let (s3, _) = bucket_backend::<S>("share");
     let input = ("shared.wasm".to_owned(), 2);
     let first = stack(s3.clone(), Integrity::keyed(b"fleet secret"));
     let value = first.cache.get_or_compute(&input, compile).unwrap();
@@ -97,9 +125,8 @@ fn a_second_host_hits_the_bucket_and_promotes_locally() {
     assert!(remote.len() < local.len());
 }
 
-#[test]
-fn uploads_happen_in_the_background_and_flush_waits() {
-    let (s3, _) = bucket_backend("bg");
+fn uploads_happen_in_the_background_and_flush_waits<S: Server>() {
+    let (s3, _) = bucket_backend::<S>("bg");
     // A slow link: every remote operation takes 500 ms more.
     let slow = Arc::new(FaultyBackend::new(
         s3.clone(),
@@ -127,23 +154,15 @@ fn uploads_happen_in_the_background_and_flush_waits() {
     assert!(block_on(s3.contains(&key)).unwrap());
 }
 
-#[test]
-fn an_outage_never_fails_callers_and_the_breaker_recovers() {
-    let moto = common::Moto::start();
-    let port = moto.port();
-    common::create_bucket(port, "wc-outage");
-    let s3 = Arc::new(
-        S3Backend::builder("s3://wc-outage/cache")
-            .endpoint(moto.endpoint())
-            .allow_http(true)
-            .region("us-east-1")
-            .credentials("testing", "testing-secret")
-            .retries(1, Duration::from_secs(2))
+fn an_outage_never_fails_callers_and_the_breaker_recovers<S: Server>() {
+    let server = S::start();
+    let port = server.port();
+    server.create_bucket("wc-outage");
+    let s3 = Arc::new(server.backend_with("wc-outage", "cache", |b| {
+        b.retries(1, Duration::from_secs(2))
             .connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap(),
-    );
+    }));
     let node = stack(s3.clone(), Integrity::plain());
     let before: Vec<Bytes> = (0..3)
         .map(|i| {
@@ -154,7 +173,7 @@ fn an_outage_never_fails_callers_and_the_breaker_recovers() {
         .collect();
     node.cache.flush();
 
-    moto.stop();
+    server.stop();
     // Known keys come from local tiers, new ones are compiled; nothing fails.
     node.cache.clear_live();
     for (i, v) in before.iter().enumerate() {
@@ -179,9 +198,9 @@ fn an_outage_never_fails_callers_and_the_breaker_recovers() {
     assert!(s.breaker_open, "breaker did not open: {s:?}");
     assert!(s.skipped >= 1, "open breaker did not skip: {s:?}");
 
-    // The server comes back (empty: moto keeps state in memory).
-    let moto = common::Moto::start_on(port);
-    common::create_bucket(port, "wc-outage");
+    // The server comes back, empty.
+    let server = S::start_on(port);
+    server.create_bucket("wc-outage");
     std::thread::sleep(Duration::from_millis(600));
     let input = ("after.wasm".to_owned(), 0);
     node.cache.get_or_compute(&input, compile).unwrap();
@@ -192,7 +211,7 @@ fn an_outage_never_fails_callers_and_the_breaker_recovers() {
         "breaker did not close after recovery: {s:?}"
     );
     assert!(block_on(s3.contains(&node.cache.key_for(&input))).unwrap());
-    drop(moto);
+    drop(server);
 }
 
 /// A codec that counts what reaches its decoder.
@@ -213,9 +232,8 @@ impl Codec<Bytes> for CountingCodec {
     }
 }
 
-#[test]
-fn forged_objects_are_rejected_counted_and_never_decoded() {
-    let (s3, _) = bucket_backend("forge");
+fn forged_objects_are_rejected_counted_and_never_decoded<S: Server>() {
+    let (s3, _) = bucket_backend::<S>("forge");
     let secret = b"the fleet's shared secret, 32 b!";
     let decoded = Arc::new(AtomicU64::new(0));
     let cache = |decoded: &Arc<AtomicU64>| {

@@ -13,7 +13,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use warmcache_core::Backend;
-use warmcache_s3::S3Backend;
+use warmcache_s3::{S3Backend, S3BackendBuilder};
+
+pub mod azurite;
 
 pub struct Moto {
     port: u16,
@@ -33,7 +35,7 @@ fn moto_binary() -> PathBuf {
     PathBuf::from("moto_server")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -151,7 +153,7 @@ pub fn shared() -> &'static Moto {
     SERVER.get_or_init(Moto::start)
 }
 
-/// A backend on `bucket` of the server at `endpoint`.
+/// A backend on `bucket` of the moto server at `endpoint`.
 pub fn backend(endpoint: &str, bucket: &str, prefix: &str) -> S3Backend {
     S3Backend::builder(format!("s3://{bucket}/{prefix}"))
         .endpoint(endpoint)
@@ -183,4 +185,62 @@ pub fn harness(dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
     let bucket = format!("wc-{}", &digest[..20]);
     create_bucket(port, &bucket);
     Ok(Arc::new(backend(&endpoint, &bucket, "cache")))
+}
+
+/// A server the remote-tier tests run against: moto (`s3://`) or Azurite (`az://`).
+pub trait Server: Sized + Send + Sync + 'static {
+    /// Starts one on a free port.
+    fn start() -> Self;
+    /// Starts one on `port`, with empty storage (after an outage).
+    fn start_on(port: u16) -> Self;
+    /// One server shared by the tests of this binary.
+    fn shared() -> &'static Self;
+    fn port(&self) -> u16;
+    /// Creates a bucket or container (idempotent).
+    fn create_bucket(&self, bucket: &str);
+    /// A backend on `bucket` under `prefix`, tuned by `tune`.
+    fn backend_with(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        tune: impl FnOnce(S3BackendBuilder) -> S3BackendBuilder,
+    ) -> S3Backend;
+    /// Stops it now.
+    fn stop(self);
+}
+
+impl Server for Moto {
+    fn start() -> Self {
+        Moto::start()
+    }
+    fn start_on(port: u16) -> Self {
+        Moto::start_on(port)
+    }
+    fn shared() -> &'static Self {
+        shared()
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn create_bucket(&self, bucket: &str) {
+        create_bucket(self.port, bucket);
+    }
+    fn backend_with(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        tune: impl FnOnce(S3BackendBuilder) -> S3BackendBuilder,
+    ) -> S3Backend {
+        let builder = S3Backend::builder(format!("s3://{bucket}/{prefix}"))
+            .endpoint(self.endpoint())
+            .allow_http(true)
+            .region("us-east-1")
+            .credentials("testing", "testing-secret")
+            .timeout(Duration::from_secs(20))
+            .multipart_threshold(8 << 20);
+        tune(builder).build().unwrap()
+    }
+    fn stop(self) {
+        Moto::stop(self);
+    }
 }
