@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/azurite.rs"]
+mod azurite;
 mod common;
 
 use std::sync::Arc;
@@ -95,7 +97,7 @@ macro_rules! remote_tests {
 }
 
 remote_tests!(s3, crate::common::Moto);
-remote_tests!(azure, crate::common::azurite::Azurite);
+remote_tests!(azure, crate::azurite::Azurite);
 
 fn a_second_host_hits_the_bucket_and_promotes_locally<S: Server>() {
     let (s3, _) = bucket_backend::<S>("share");

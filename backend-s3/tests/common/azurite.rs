@@ -1,5 +1,10 @@
 //! A real Azure Blob Storage server for tests: Azurite, Microsoft's emulator (from npm), on a
 //! free loopback port, under the same pipe guard as moto so it stops with the tests.
+//!
+//! Included by the test files that need it (`#[path]`), next to `mod common;`, so the other
+//! users of `common` need no signing crates.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -38,7 +43,7 @@ fn binary() -> PathBuf {
 impl Azurite {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> Self {
-        Self::start_on(super::free_port())
+        Self::start_on(crate::common::free_port())
     }
 
     /// Starts a server on `port`, with empty storage.
@@ -248,7 +253,7 @@ fn httpdate() -> String {
     )
 }
 
-impl super::Server for Azurite {
+impl crate::common::Server for Azurite {
     fn start() -> Self {
         Azurite::start()
     }

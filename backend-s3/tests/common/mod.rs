@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 use warmcache_core::Backend;
 use warmcache_s3::{S3Backend, S3BackendBuilder};
 
-pub mod azurite;
-
 pub struct Moto {
     port: u16,
     child: Child,
