@@ -12,6 +12,8 @@ pub(crate) struct Breaker {
     threshold: u32,
     cooldown: Duration,
     state: Mutex<State>,
+    /// 1 while open, 0 once closed, for the metrics facade.
+    gauge: crate::metrics::Level,
 }
 
 #[derive(Debug, Default)]
@@ -27,7 +29,15 @@ impl Breaker {
             threshold: threshold.max(1),
             cooldown,
             state: Mutex::new(State::default()),
+            gauge: crate::metrics::Level::none(),
         }
+    }
+
+    /// Reports the breaker's state through `gauge`.
+    pub(crate) fn exported(mut self, gauge: crate::metrics::Level) -> Self {
+        gauge.set(0.0);
+        self.gauge = gauge;
+        self
     }
 
     /// Whether an operation may go to the tier now.
@@ -52,7 +62,9 @@ impl Breaker {
     pub(crate) fn success(&self) {
         let mut s = self.state.lock();
         s.consecutive_failures = 0;
-        s.open_until = None;
+        if s.open_until.take().is_some() {
+            self.gauge.set(0.0);
+        }
         s.probe_started = None;
     }
 
@@ -69,6 +81,7 @@ impl Breaker {
                 );
             }
             s.open_until = Some(Instant::now() + self.cooldown);
+            self.gauge.set(1.0);
         }
     }
 

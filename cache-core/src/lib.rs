@@ -10,6 +10,8 @@
 //! * [`Cache`] puts a live tier of decoded values and per-key single-flight in front; with
 //!   tiers that offer leases ([`backend::Lease`]), processes and hosts sharing them compute a
 //!   cold key once between them ([`Coordination`]).
+//! * Every counter of [`Stats`] and [`TierStats`] is also emitted through the `metrics` facade
+//!   ([`metrics`] lists the names).
 //!
 //! This crate depends on no backend and on no WebAssembly runtime.
 //!
@@ -67,6 +69,7 @@ mod error;
 pub mod files;
 mod key;
 mod mapped;
+pub mod metrics;
 mod single_flight;
 mod stats;
 mod sync;

@@ -5,36 +5,71 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Live counters of one tier. Updated with relaxed atomics: each counter is exact, a snapshot
-/// of several is not a single instant.
-#[derive(Debug, Default)]
+use crate::metrics::{self, Count, Level, Seconds};
+
+/// Live counters of one tier, also emitted through the metrics facade ([`crate::metrics`]).
+/// Updated with relaxed atomics: each counter is exact, a snapshot of several is not a single
+/// instant.
+#[derive(Debug)]
 pub(crate) struct TierCounters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) timeouts: AtomicU64,
-    pub(crate) corrupt: AtomicU64,
-    pub(crate) forged: AtomicU64,
-    pub(crate) skipped: AtomicU64,
-    pub(crate) writes: AtomicU64,
-    pub(crate) write_errors: AtomicU64,
-    pub(crate) dropped_writes: AtomicU64,
-    pub(crate) promotions: AtomicU64,
-    pub(crate) bytes_read: AtomicU64,
-    pub(crate) bytes_written: AtomicU64,
-    pub(crate) read_nanos: AtomicU64,
-    pub(crate) read_ops: AtomicU64,
-    pub(crate) read_nanos_max: AtomicU64,
-    pub(crate) leases: AtomicU64,
-    pub(crate) lease_waits: AtomicU64,
-    pub(crate) lease_timeouts: AtomicU64,
-    pub(crate) lease_errors: AtomicU64,
-    pub(crate) trusted_loads: AtomicU64,
+    pub(crate) hits: Count,
+    pub(crate) misses: Count,
+    pub(crate) errors: Count,
+    pub(crate) timeouts: Count,
+    pub(crate) corrupt: Count,
+    pub(crate) forged: Count,
+    pub(crate) skipped: Count,
+    pub(crate) writes: Count,
+    pub(crate) write_errors: Count,
+    pub(crate) dropped_writes: Count,
+    pub(crate) promotions: Count,
+    pub(crate) bytes_read: Count,
+    pub(crate) bytes_written: Count,
+    pub(crate) leases: Count,
+    pub(crate) lease_waits: Count,
+    pub(crate) lease_timeouts: Count,
+    pub(crate) lease_errors: Count,
+    pub(crate) trusted_loads: Count,
+    pub(crate) pending_writes: Level,
+    read_seconds: Seconds,
+    read_nanos: AtomicU64,
+    read_ops: AtomicU64,
+    read_nanos_max: AtomicU64,
 }
 
 impl TierCounters {
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
+    /// Counters of a tier with `labels` ([`metrics::tier_labels`]).
+    pub(crate) fn new(labels: &[metrics::Label]) -> Self {
+        let count = |name| Count::new(name, labels);
+        Self {
+            hits: count("warmcache_tier_hits_total"),
+            misses: count("warmcache_tier_misses_total"),
+            errors: count("warmcache_tier_errors_total"),
+            timeouts: count("warmcache_tier_timeouts_total"),
+            corrupt: count("warmcache_tier_corrupt_total"),
+            forged: count("warmcache_tier_forged_total"),
+            skipped: count("warmcache_tier_skipped_total"),
+            writes: count("warmcache_tier_writes_total"),
+            write_errors: count("warmcache_tier_write_errors_total"),
+            dropped_writes: count("warmcache_tier_dropped_writes_total"),
+            promotions: count("warmcache_tier_promotions_total"),
+            bytes_read: count("warmcache_tier_read_bytes_total"),
+            bytes_written: count("warmcache_tier_written_bytes_total"),
+            leases: count("warmcache_tier_leases_total"),
+            lease_waits: count("warmcache_tier_lease_waits_total"),
+            lease_timeouts: count("warmcache_tier_lease_timeouts_total"),
+            lease_errors: count("warmcache_tier_lease_errors_total"),
+            trusted_loads: count("warmcache_tier_trusted_loads_total"),
+            pending_writes: Level::new("warmcache_tier_pending_writes", labels),
+            read_seconds: Seconds::new("warmcache_tier_read_duration_seconds", labels),
+            read_nanos: AtomicU64::new(0),
+            read_ops: AtomicU64::new(0),
+            read_nanos_max: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn add(counter: &Count, n: u64) {
+        counter.add(n);
     }
 
     pub(crate) fn record_read_latency(&self, elapsed: Duration) {
@@ -42,6 +77,7 @@ impl TierCounters {
         self.read_nanos.fetch_add(nanos, Relaxed);
         self.read_ops.fetch_add(1, Relaxed);
         self.read_nanos_max.fetch_max(nanos, Relaxed);
+        self.read_seconds.record(elapsed);
     }
 
     pub(crate) fn snapshot(
@@ -57,19 +93,19 @@ impl TierCounters {
         TierStats {
             name,
             backend,
-            hits: self.hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            timeouts: self.timeouts.load(Relaxed),
-            corrupt: self.corrupt.load(Relaxed),
-            forged: self.forged.load(Relaxed),
-            skipped: self.skipped.load(Relaxed),
-            writes: self.writes.load(Relaxed),
-            write_errors: self.write_errors.load(Relaxed),
-            dropped_writes: self.dropped_writes.load(Relaxed),
-            promotions: self.promotions.load(Relaxed),
-            bytes_read: self.bytes_read.load(Relaxed),
-            bytes_written: self.bytes_written.load(Relaxed),
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            errors: self.errors.get(),
+            timeouts: self.timeouts.get(),
+            corrupt: self.corrupt.get(),
+            forged: self.forged.get(),
+            skipped: self.skipped.get(),
+            writes: self.writes.get(),
+            write_errors: self.write_errors.get(),
+            dropped_writes: self.dropped_writes.get(),
+            promotions: self.promotions.get(),
+            bytes_read: self.bytes_read.get(),
+            bytes_written: self.bytes_written.get(),
             read_latency_mean_us: if ops == 0 {
                 0.0
             } else {
@@ -79,11 +115,11 @@ impl TierCounters {
             breaker_open,
             write_breaker_open,
             pending_writes,
-            leases: self.leases.load(Relaxed),
-            lease_waits: self.lease_waits.load(Relaxed),
-            lease_timeouts: self.lease_timeouts.load(Relaxed),
-            lease_errors: self.lease_errors.load(Relaxed),
-            trusted_loads: self.trusted_loads.load(Relaxed),
+            leases: self.leases.get(),
+            lease_waits: self.lease_waits.get(),
+            lease_timeouts: self.lease_timeouts.get(),
+            lease_errors: self.lease_errors.get(),
+            trusted_loads: self.trusted_loads.get(),
         }
     }
 }
@@ -151,25 +187,26 @@ pub struct TierStats {
     pub trusted_loads: u64,
 }
 
-/// Live counters of the cache front.
-#[derive(Debug, Default)]
+/// Live counters of the cache front, also emitted through the metrics facade.
+#[derive(Debug)]
 pub(crate) struct CacheCounters {
-    pub(crate) live_hits: AtomicU64,
-    pub(crate) tier_hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) computes: AtomicU64,
-    pub(crate) compute_errors: AtomicU64,
-    pub(crate) compute_panics: AtomicU64,
-    pub(crate) compute_nanos: AtomicU64,
-    pub(crate) waits: AtomicU64,
-    pub(crate) decodes: AtomicU64,
-    pub(crate) decode_errors: AtomicU64,
-    pub(crate) encode_errors: AtomicU64,
-    pub(crate) file_loads: AtomicU64,
-    pub(crate) load_nanos: AtomicU64,
-    pub(crate) saved_nanos: AtomicU64,
-    pub(crate) inserts: AtomicU64,
-    pub(crate) coordinated: AtomicU64,
+    pub(crate) live_hits: Count,
+    pub(crate) tier_hits: Count,
+    pub(crate) misses: Count,
+    pub(crate) computes: Count,
+    pub(crate) compute_errors: Count,
+    pub(crate) compute_panics: Count,
+    pub(crate) waits: Count,
+    pub(crate) decodes: Count,
+    pub(crate) decode_errors: Count,
+    pub(crate) encode_errors: Count,
+    pub(crate) file_loads: Count,
+    pub(crate) inserts: Count,
+    pub(crate) coordinated: Count,
+    compute_seconds: Seconds,
+    compute_nanos: AtomicU64,
+    load_nanos: AtomicU64,
+    saved_nanos: AtomicU64,
 }
 
 /// A snapshot of a [`Cache`](crate::Cache)'s counters, with its tiers'.
@@ -231,25 +268,63 @@ impl Stats {
 }
 
 impl CacheCounters {
+    /// Counters of the cache with `namespace`.
+    pub(crate) fn new(namespace: &str) -> Self {
+        let labels = metrics::cache_labels(namespace);
+        let count = |name| Count::new(name, &labels);
+        Self {
+            live_hits: count("warmcache_cache_live_hits_total"),
+            tier_hits: count("warmcache_cache_tier_hits_total"),
+            misses: count("warmcache_cache_misses_total"),
+            computes: count("warmcache_cache_computes_total"),
+            compute_errors: count("warmcache_cache_compute_errors_total"),
+            compute_panics: count("warmcache_cache_compute_panics_total"),
+            waits: count("warmcache_cache_waits_total"),
+            decodes: count("warmcache_cache_decodes_total"),
+            decode_errors: count("warmcache_cache_decode_errors_total"),
+            encode_errors: count("warmcache_cache_encode_errors_total"),
+            file_loads: count("warmcache_cache_file_loads_total"),
+            inserts: count("warmcache_cache_inserts_total"),
+            coordinated: count("warmcache_cache_coordinated_total"),
+            compute_seconds: Seconds::new("warmcache_cache_compute_duration_seconds", &labels),
+            compute_nanos: AtomicU64::new(0),
+            load_nanos: AtomicU64::new(0),
+            saved_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one computation that took `nanos`.
+    pub(crate) fn computed(&self, nanos: u64) {
+        self.computes.add(1);
+        self.compute_nanos.fetch_add(nanos, Relaxed);
+        self.compute_seconds.record(Duration::from_nanos(nanos));
+    }
+
+    /// Counts a stored hit that took `nanos` to load and saved `saved_nanos` of computing.
+    pub(crate) fn loaded(&self, nanos: u64, saved_nanos: u64) {
+        self.load_nanos.fetch_add(nanos, Relaxed);
+        self.saved_nanos.fetch_add(saved_nanos, Relaxed);
+    }
+
     pub(crate) fn snapshot(&self, live_entries: u64, tiers: Vec<TierStats>) -> Stats {
         Stats {
-            live_hits: self.live_hits.load(Relaxed),
+            live_hits: self.live_hits.get(),
             live_entries,
-            tier_hits: self.tier_hits.load(Relaxed),
-            file_loads: self.file_loads.load(Relaxed),
+            tier_hits: self.tier_hits.get(),
+            file_loads: self.file_loads.get(),
             load_ms: self.load_nanos.load(Relaxed) as f64 / 1e6,
             compute_saved_ms: self.saved_nanos.load(Relaxed) as f64 / 1e6,
-            misses: self.misses.load(Relaxed),
-            computes: self.computes.load(Relaxed),
-            compute_errors: self.compute_errors.load(Relaxed),
-            compute_panics: self.compute_panics.load(Relaxed),
+            misses: self.misses.get(),
+            computes: self.computes.get(),
+            compute_errors: self.compute_errors.get(),
+            compute_panics: self.compute_panics.get(),
             compute_ms: self.compute_nanos.load(Relaxed) as f64 / 1e6,
-            waits: self.waits.load(Relaxed),
-            coordinated: self.coordinated.load(Relaxed),
-            decodes: self.decodes.load(Relaxed),
-            inserts: self.inserts.load(Relaxed),
-            decode_errors: self.decode_errors.load(Relaxed),
-            encode_errors: self.encode_errors.load(Relaxed),
+            waits: self.waits.get(),
+            coordinated: self.coordinated.get(),
+            decodes: self.decodes.get(),
+            inserts: self.inserts.get(),
+            decode_errors: self.decode_errors.get(),
+            encode_errors: self.encode_errors.get(),
             tiers,
         }
     }

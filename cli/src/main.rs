@@ -92,9 +92,13 @@ enum Command {
     Precompile(commands::precompile::Args),
     /// Per-tier entries, bytes, hits, misses, corrupt and forged counts.
     Stats {
-        /// Print JSON.
+        /// Print JSON (the same as `--format json`).
         #[arg(long)]
         json: bool,
+        /// Output format: `table`, `json`, or `prometheus` (the text exposition format, for
+        /// node_exporter's textfile collector).
+        #[arg(long, value_enum, default_value = "table")]
+        format: commands::stats::Format,
     },
     /// List entries: key, kind, size, producer, created, last used.
     Ls {
@@ -187,7 +191,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run::run(&settings, args, g.verbose),
         Command::Precompile(args) => commands::precompile::run(&settings, args),
-        Command::Stats { json } => commands::stats::run(&settings, json),
+        Command::Stats { json, format } => commands::stats::run(
+            &settings,
+            if json {
+                commands::stats::Format::Json
+            } else {
+                format
+            },
+        ),
         Command::Ls { json } => commands::ls::run(&settings, json),
         Command::Verify { remove } => commands::verify::run(&settings, remove),
         Command::Gc { max_size } => commands::gc::run(&settings, max_size),

@@ -34,6 +34,35 @@ fn run_twice_compiles_then_loads_from_the_file_tier() {
         (Some("fs"), Some(1))
     );
     assert_eq!(fs["hits"], 1);
+
+    // The same totals in Prometheus's text format, under the library's metric names.
+    let text = ok(&env.run(&["stats", "--format", "prometheus"]));
+    assert!(
+        text.contains("# TYPE warmcache_cache_computes_total counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warmcache_cache_computes_total{cache=\"wasmtime\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warmcache_cache_tier_hits_total{cache=\"wasmtime\"} 1\n"),
+        "{text}"
+    );
+    let fs_hits = text
+        .lines()
+        .find(|l| l.starts_with("warmcache_tier_hits_total{tier=\"fs:"))
+        .unwrap_or_else(|| panic!("no fs hits in {text}"));
+    assert!(fs_hits.ends_with("kind=\"fs\"} 1"), "{fs_hits}");
+    assert!(text.contains("warmcache_tier_entries{"), "{text}");
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
+        assert!(
+            series.starts_with("warmcache_") && series.ends_with('}'),
+            "{line}"
+        );
+    }
 }
 
 /// A warm run of an unchanged wasm file neither reads nor hashes it (its hash is remembered in

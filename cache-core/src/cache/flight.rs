@@ -30,7 +30,6 @@ use crate::entry::Entry;
 use crate::envelope::{EnvelopeMeta, FORMAT_VERSION, Origin};
 use crate::key::CacheKey;
 use crate::single_flight::{FlightGuard, Join, WaitOutcome};
-use crate::stats::TierCounters;
 use crate::tiered::{Claim, Claimed};
 
 /// What a flight hands its waiters: the value, and the entry it was decoded from or encoded
@@ -45,8 +44,8 @@ pub(super) type Flown<V> = Result<Shared<V>, ComputeError>;
 
 type Guard<'a, V> = FlightGuard<'a, CacheKey, Flown<V>>;
 
-fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
-    TierCounters::add(counter, n);
+fn add(counter: &crate::metrics::Count, n: u64) {
+    counter.add(n);
 }
 
 fn nanos(since: Instant) -> u64 {
@@ -193,9 +192,8 @@ where
         if entry.file().is_some() {
             add(&self.counters.file_loads, 1);
         }
-        add(&self.counters.load_nanos, nanos(started));
-        add(
-            &self.counters.saved_nanos,
+        self.counters.loaded(
+            nanos(started),
             entry.meta().compute_ms.saturating_mul(1_000_000),
         );
         Some((value, entry))
@@ -321,8 +319,7 @@ where
     }
 
     fn count_compute(&self, nanos: u64) {
-        add(&self.counters.computes, 1);
-        add(&self.counters.compute_nanos, nanos);
+        self.counters.computed(nanos);
     }
 
     pub(super) fn live_insert(&self, key: CacheKey, value: &V) {

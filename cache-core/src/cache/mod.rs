@@ -145,7 +145,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> CacheBuilder<V, C> {
             live: Live::new(self.live),
             flights: SingleFlight::new(),
             tiers: self.tiers.unwrap_or_else(|| Tiered::builder().build()),
-            counters: CacheCounters::default(),
+            counters: CacheCounters::new(&self.namespace),
         }
     }
 }
@@ -284,11 +284,8 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
         let started = std::time::Instant::now();
         let result = compute.await;
         let took = started.elapsed();
-        TierCounters::add(&self.counters.computes, 1);
-        TierCounters::add(
-            &self.counters.compute_nanos,
-            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
-        );
+        self.counters
+            .computed(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
         let payload = match result {
             Ok(payload) => payload,
             Err(e) => {

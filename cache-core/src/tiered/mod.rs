@@ -86,15 +86,21 @@ impl TieredBuilder {
                     .name
                     .unwrap_or_else(|| format!("{i}:{}", t.backend.name()));
                 let is_shared = t.backend.capabilities().shared;
+                let labels = crate::metrics::tier_labels(&name, t.backend.name());
+                let counters = TierCounters::new(&labels);
                 let shared = Arc::new(TierShared {
                     backend: t.backend,
                     name,
                     timeout: t.timeout,
                     min_write_rate: t.min_write_rate,
                     verified_files: t.verified_files.clone(),
-                    counters: TierCounters::default(),
-                    read_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),
-                    write_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown),
+                    counters,
+                    read_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown).exported(
+                        crate::metrics::Level::new("warmcache_tier_breaker_open", &labels),
+                    ),
+                    write_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown).exported(
+                        crate::metrics::Level::new("warmcache_tier_write_breaker_open", &labels),
+                    ),
                 });
                 let writer = match (t.access, t.write) {
                     (

@@ -146,6 +146,10 @@ impl Writer {
         state.accepted += 1;
         state.bytes += job_bytes;
         state.jobs.push_back(job);
+        shared
+            .counters
+            .pending_writes
+            .set(state.unfinished() as f64);
         drop(state);
         self.queue.work.notify_one();
         None
@@ -210,6 +214,10 @@ fn work(shared: &TierShared, queue: &Queue) {
         let mut state = queue.state.lock();
         state.finished += 1;
         state.bytes = state.bytes.saturating_sub(job_bytes);
+        shared
+            .counters
+            .pending_writes
+            .set(state.unfinished() as f64);
         drop(state);
         queue.progress.notify_all();
     }

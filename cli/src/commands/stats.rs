@@ -9,12 +9,24 @@ use super::Outcome;
 use crate::config::Settings;
 use crate::size::human;
 
+/// How `warmcache stats` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Table,
+    /// JSON.
+    Json,
+    /// Prometheus's text exposition format, with the metric names of `warmcache_core::metrics`.
+    Prometheus,
+}
+
 #[derive(Debug, Serialize)]
 struct TierReport {
     tier: String,
     kind: &'static str,
     entries: Option<u64>,
     bytes: Option<u64>,
+    capacity: Option<u64>,
     hits: u64,
     misses: u64,
     errors: u64,
@@ -42,7 +54,7 @@ struct Report {
     coordinated: u64,
 }
 
-pub fn run(settings: &Settings, json: bool) -> Outcome {
+pub fn run(settings: &Settings, format: Format) -> Outcome {
     let stack = super::open(settings)?;
     let history = crate::history::load(&settings.cache_dir.value);
     let mut tiers = Vec::new();
@@ -53,6 +65,7 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
             kind: "memory",
             entries: None,
             bytes: None,
+            capacity: Some(stack.live_bytes),
             hits: history.live_hits,
             misses: history.tier_hits + history.misses,
             errors: 0,
@@ -80,6 +93,7 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
             kind: tier.config.kind.as_str(),
             entries: usage.map(|u| u.entries),
             bytes: usage.map(|u| u.bytes),
+            capacity: tier.backend().capabilities().capacity,
             hits: totals.hits,
             misses: totals.misses,
             errors: totals.errors,
@@ -105,9 +119,16 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
         compile_saved_ms: history.compile_saved_ms,
         coordinated: history.coordinated,
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(ExitCode::SUCCESS);
+    match format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Format::Prometheus => {
+            print!("{}", prometheus(&report));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Format::Table => {}
     }
     println!("cache directory: {}", report.cache_dir);
     println!(
@@ -164,4 +185,152 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One tier's value of a metric, if it has one.
+type TierValue = fn(&TierReport) -> Option<u64>;
+
+/// `report` in Prometheus's text exposition format (version 0.0.4): the persisted totals of
+/// every run under the metric names the library emits, and the tiers' current contents.
+fn prometheus(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let tier = |t: &TierReport| {
+        format!(
+            "{{tier=\"{}\",kind=\"{}\"}}",
+            escape(&t.tier),
+            escape(t.kind)
+        )
+    };
+    let per_tier = |value: TierValue| -> Vec<(String, f64)> {
+        report
+            .tiers
+            .iter()
+            .filter_map(|t| Some((tier(t), value(t)? as f64)))
+            .collect()
+    };
+    let counters: [(&str, &str, TierValue); 11] = [
+        ("hits", "reads that returned a verified entry", |t| {
+            Some(t.hits)
+        }),
+        ("misses", "reads that found nothing usable", |t| {
+            Some(t.misses)
+        }),
+        ("errors", "reads that failed", |t| Some(t.errors)),
+        (
+            "corrupt",
+            "entries that failed verification as damaged",
+            |t| Some(t.corrupt),
+        ),
+        ("forged", "entries that failed authentication", |t| {
+            Some(t.forged)
+        }),
+        ("write_errors", "failed writes", |t| Some(t.write_errors)),
+        (
+            "dropped_writes",
+            "background writes dropped, queue full",
+            |t| Some(t.dropped_writes),
+        ),
+        ("leases", "leases taken before compiling", |t| {
+            Some(t.leases)
+        }),
+        ("lease_waits", "waits for another's compile", |t| {
+            Some(t.lease_waits)
+        }),
+        ("lease_timeouts", "waits that ran out", |t| {
+            Some(t.lease_timeouts)
+        }),
+        ("lease_errors", "lease operations that failed", |t| {
+            Some(t.lease_errors)
+        }),
+    ];
+    for (name, help, value) in counters {
+        family(
+            &format!("warmcache_tier_{name}_total"),
+            "counter",
+            help,
+            &per_tier(value),
+        );
+    }
+    family(
+        "warmcache_tier_entries",
+        "gauge",
+        "entries stored in the tier now",
+        &per_tier(|t| t.entries),
+    );
+    family(
+        "warmcache_tier_used_bytes",
+        "gauge",
+        "bytes stored in the tier now",
+        &per_tier(|t| t.bytes),
+    );
+    family(
+        "warmcache_tier_capacity_bytes",
+        "gauge",
+        "the tier's byte capacity, when bounded",
+        &per_tier(|t| t.capacity),
+    );
+    let cache = "{cache=\"wasmtime\"}".to_owned();
+    let totals: [(&str, &str, f64); 8] = [
+        (
+            "live_hits_total",
+            "requests answered from the in-process tier",
+            report.live_hits as f64,
+        ),
+        (
+            "tier_hits_total",
+            "requests answered from a storage tier",
+            report.tier_hits as f64,
+        ),
+        (
+            "misses_total",
+            "requests no tier could answer",
+            report.misses as f64,
+        ),
+        ("computes_total", "compiles run", report.compiles as f64),
+        (
+            "compute_errors_total",
+            "compiles that failed",
+            report.compile_errors as f64,
+        ),
+        (
+            "compute_seconds_total",
+            "time spent compiling",
+            report.compile_ms / 1e3,
+        ),
+        (
+            "compute_saved_seconds_total",
+            "compile time that warm starts saved",
+            report.compile_saved_ms / 1e3,
+        ),
+        (
+            "coordinated_total",
+            "loads of an artifact another process or host compiled meanwhile",
+            report.coordinated as f64,
+        ),
+    ];
+    for (name, help, value) in totals {
+        family(
+            &format!("warmcache_cache_{name}"),
+            "counter",
+            help,
+            &[(cache.clone(), value)],
+        );
+    }
+    out
+}
+
+/// A label value escaped as the exposition format requires.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
