@@ -92,6 +92,11 @@ impl BlockingBackend for FsBackend {
         self.store.get(key)
     }
 
+    /// Reads only the end of the entry's file.
+    fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        self.store.get_tail(key, len)
+    }
+
     fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
         self.store.put(key, &value)
     }

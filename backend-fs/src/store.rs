@@ -186,6 +186,32 @@ impl Store {
         }
     }
 
+    /// The last `len` bytes of the entry's file, read from its end (the rest is not read).
+    pub(crate) fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>, Error> {
+        use std::os::unix::fs::FileExt;
+        let path = entry_path(&self.root, key);
+        let Some((file, meta)) = self.open_entry(key, &path, Op::Get)? else {
+            return Ok(None);
+        };
+        let n = len.min(meta.len());
+        let limit = self.limits.max_value();
+        if n > limit {
+            return Err(Error::Corrupt {
+                context: self.ctx(Op::Get, Some(key)),
+                detail: format!(
+                    "{} holds more than the largest value this tier stores ({limit} bytes); \
+                     not read",
+                    path.display()
+                ),
+                source: None,
+            });
+        }
+        let mut buf = vec![0; usize::try_from(n).unwrap_or(usize::MAX)];
+        file.read_exact_at(&mut buf, meta.len() - n)
+            .map_err(|e| io_err(self.ctx(Op::Get, Some(key)), &path, e))?;
+        Ok(Some(Bytes::from(buf)))
+    }
+
     /// The entry's file, for mapping, when nobody but this user can change it; otherwise
     /// [`Error::NotSupported`], so the caller reads a verified copy through [`get`](Self::get).
     pub(crate) fn open_file(&self, key: &CacheKey) -> Result<Option<File>, Error> {

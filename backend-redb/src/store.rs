@@ -275,6 +275,23 @@ impl BlockingBackend for RedbBackend {
         })
     }
 
+    /// Copies only the end of the stored value, and does not count as a use for eviction.
+    fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        self.store.guard(Op::Get, Some(key), || {
+            let s = &*self.store;
+            let txn =
+                s.db.begin_read()
+                    .map_err(|e| s.err(e, Op::Get, Some(key)))?;
+            let entries = txn
+                .open_table(ENTRIES)
+                .map_err(|e| s.err(e, Op::Get, Some(key)))?;
+            Ok(entries
+                .get(*key.as_bytes())
+                .map_err(|e| s.err(e, Op::Get, Some(key)))?
+                .map(|g| Bytes::copy_from_slice(tail_of(g.value(), len))))
+        })
+    }
+
     fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
         self.store.guard(Op::Get, Some(key), || {
             let s = &*self.store;
@@ -390,4 +407,12 @@ impl BlockingBackend for RedbBackend {
             })
         })
     }
+}
+
+/// The last `len` bytes of `value` (all of it when shorter).
+fn tail_of(value: &[u8], len: u64) -> &[u8] {
+    let start = value
+        .len()
+        .saturating_sub(usize::try_from(len).unwrap_or(usize::MAX));
+    &value[start..]
 }

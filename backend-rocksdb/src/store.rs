@@ -251,6 +251,23 @@ impl BlockingBackend for RocksDbBackend {
         })
     }
 
+    /// Copies only the end of the value (pinned, not copied whole; BlobDB still reads the
+    /// blob), and does not count as a use for eviction.
+    fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        self.store.guard(Op::Get, Some(key), || {
+            let s = &*self.store;
+            Ok(s.db
+                .get_pinned(key.as_bytes())
+                .map_err(|e| s.err(e, Op::Get, Some(key)))?
+                .map(|v| {
+                    let start = v
+                        .len()
+                        .saturating_sub(usize::try_from(len).unwrap_or(usize::MAX));
+                    Bytes::copy_from_slice(&v[start..])
+                }))
+        })
+    }
+
     fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
         self.store.guard(Op::Get, Some(key), || {
             let s = &*self.store;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use warmcache_core::backend::Lease;
 use warmcache_core::{
     Backend, CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
@@ -232,6 +232,47 @@ impl Backend for S3Backend {
             }
             match result.bytes().await {
                 Ok(bytes) => Ok(Some(bytes)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(map(e, ctx)),
+            }
+        })
+        .await
+    }
+
+    /// One ranged request for the object's end (`bytes=-len`); where the store has no suffix
+    /// requests (Azure) or refuses one, its size first, then a bounded range.
+    async fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        let store = Arc::clone(&self.store);
+        let path = self.object_path(key);
+        let ctx = self.ctx(Op::Get, Some(key));
+        self.spawn(ctx.clone(), async move {
+            let ranged = |range| GetOptions {
+                range: Some(range),
+                ..GetOptions::default()
+            };
+            let result = match store.get_opts(&path, ranged(GetRange::Suffix(len))).await {
+                Ok(r) => r,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(_) => {
+                    let size = match store.head(&path).await {
+                        Ok(meta) => meta.size,
+                        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                        Err(e) => return Err(map(e, ctx)),
+                    };
+                    if size == 0 || len == 0 {
+                        return Ok(Some(Bytes::new()));
+                    }
+                    let range = GetRange::Bounded(size.saturating_sub(len)..size);
+                    match store.get_opts(&path, ranged(range)).await {
+                        Ok(r) => r,
+                        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                        Err(e) => return Err(map(e, ctx)),
+                    }
+                }
+            };
+            match result.bytes().await {
+                // Never more than asked for, whatever the server sent.
+                Ok(bytes) => Ok(Some(warmcache_core::backend::tail(bytes, len))),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(map(e, ctx)),
             }

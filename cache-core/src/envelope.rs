@@ -52,6 +52,9 @@ const FLAG_KEYED: u16 = 1;
 const FLAG_ZSTD: u16 = 2;
 /// Largest decoded size accepted for a compressed payload (bounds the allocation).
 const MAX_DECODED_LEN: u64 = 4 << 30;
+/// The most bytes an entry's trailer (metadata and footer) takes: reading this many from its
+/// end is enough for [`inspect_trailer`].
+pub const MAX_TRAILER_LEN: usize = FOOTER_LEN + META_FIXED_LEN + MAX_PRODUCER_LEN;
 
 /// How a payload is stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -267,7 +270,15 @@ fn hash_into(hasher: &mut blake3::Hasher, bytes: &[u8]) {
 
 /// Parses the structure without checking the tag. Every index is bounds-checked before use.
 fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
+    parse_tail(bytes, bytes.len() as u64)
+}
+
+/// Parses the trailer from `bytes`, the last bytes of an entry `entry_len` bytes long.
+fn parse_tail(bytes: &[u8], entry_len: u64) -> Result<Parsed, VerifyError> {
     let len = bytes.len();
+    let Some(offset) = entry_len.checked_sub(len as u64) else {
+        return Err(VerifyError::BadLayout("more bytes than the entry holds"));
+    };
     if len < FOOTER_LEN + META_FIXED_LEN_V1 {
         return Err(VerifyError::Truncated { len });
     }
@@ -315,7 +326,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
             "producer length disagrees with metadata length",
         ));
     }
-    if payload_len != meta_start as u64 {
+    if payload_len != offset + meta_start as u64 {
         return Err(VerifyError::BadLayout(
             "payload length disagrees with entry size",
         ));
@@ -644,6 +655,18 @@ pub fn inspect(bytes: &[u8]) -> Result<EnvelopeMeta, VerifyError> {
     parse(bytes).map(|p| p.meta)
 }
 
+/// [`inspect`] from only the last bytes of an entry (at least [`MAX_TRAILER_LEN`] of them, or
+/// the whole entry when it is shorter) and the entry's length, as
+/// [`Backend::get_tail`](crate::Backend::get_tail) returns them: what listing a large cache
+/// needs, without transferring the payloads. Checks the layout, not the tag.
+///
+/// # Errors
+///
+/// As for [`inspect`].
+pub fn inspect_trailer(tail: &[u8], entry_len: u64) -> Result<EnvelopeMeta, VerifyError> {
+    parse_tail(tail, entry_len).map(|p| p.meta)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,6 +683,24 @@ mod tests {
             payload,
             Compression::Zstd { level },
         )
+    }
+
+    #[test]
+    fn the_trailer_alone_says_what_the_whole_entry_says() {
+        let i = Integrity::plain();
+        let origin = Origin::new(5, "p".repeat(MAX_PRODUCER_LEN)).compute_ms(7);
+        for payload_len in [0usize, 10, MAX_TRAILER_LEN, 100_000] {
+            let env = i.seal_origin(&key(2), &origin, &vec![7; payload_len], Compression::None);
+            let whole = inspect(&env).unwrap();
+            let start = env.len().saturating_sub(MAX_TRAILER_LEN);
+            assert_eq!(
+                inspect_trailer(&env[start..], env.len() as u64).unwrap(),
+                whole
+            );
+            // A tail from another entry size is refused, not misread.
+            assert!(inspect_trailer(&env[start..], env.len() as u64 + 1).is_err());
+            assert!(inspect_trailer(&env[start..], 3).is_err());
+        }
     }
 
     #[test]

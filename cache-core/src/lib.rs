@@ -80,8 +80,8 @@ pub use cache::{Cache, CacheBuilder, ComputeError, Exec, Failure, Produced};
 pub use codec::{BytesCodec, Codec, PostcardCodec};
 pub use entry::Entry;
 pub use envelope::{
-    Compression, EnvelopeMeta, FORMAT_VERSION, Integrity, MAX_PRODUCER_LEN, MIN_SECRET_LEN, Origin,
-    VerifyError, WeakSecret, inspect,
+    Compression, EnvelopeMeta, FORMAT_VERSION, Integrity, MAX_PRODUCER_LEN, MAX_TRAILER_LEN,
+    MIN_SECRET_LEN, Origin, VerifyError, WeakSecret, inspect, inspect_trailer,
 };
 pub use error::{BoxError, Context, Error, ErrorKind, Op, Result};
 pub use files::VerifiedFiles;

@@ -244,3 +244,37 @@ pub async fn fresh_reads_after_overwrite(b: Arc<dyn Backend>) -> CheckResult {
     }
     PASSED
 }
+
+/// `get_tail` returns exactly the end of what `get` returns, for tails shorter than, as long
+/// as, and longer than the value, and `None` for a missing key.
+pub async fn tail_matches_get(b: Arc<dyn Backend>) -> CheckResult {
+    let budget = Budget::of(&*b)?;
+    for (n, len) in [(0u64, 0usize), (1, 1), (2, 300), (3, budget.len(70_000))] {
+        let k = key(40 + n);
+        let value = values::make(40 + n, 1, len);
+        b.put(&k, value.clone()).await?;
+        for want in [0u64, 1, 48, 374, len as u64, len as u64 + 1, u64::MAX] {
+            let got = b.get_tail(&k, want).await?;
+            let start = len.saturating_sub(usize::try_from(want).unwrap_or(usize::MAX));
+            let seen = match &got {
+                None => "None (missing)".to_owned(),
+                Some(t) if t.len() == len - start => format!("{} other bytes", t.len()),
+                Some(t) => format!("{} bytes", t.len()),
+            };
+            ensure!(
+                got.as_deref() == Some(&value[start..]),
+                "get_tail(key, {want}) of a {len}-byte value returned {seen}, expected its last \
+                 {} bytes",
+                len - start
+            );
+        }
+        b.delete(&k).await?;
+    }
+    let missing = b.get_tail(&key(49), 100).await?;
+    ensure!(
+        missing.is_none(),
+        "get_tail of a key never written returned {}, expected None",
+        describe(missing.as_ref(), 0)
+    );
+    PASSED
+}

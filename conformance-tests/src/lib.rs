@@ -229,6 +229,7 @@ macro_rules! __checks {
         $crate::__checks!($mode [$($args)*]
             round_trip_sizes: Async,
             missing_key: Async,
+            tail_matches_get: Async,
             overwrite: Async,
             fresh_reads_after_overwrite: Async,
             delete_present_and_missing: Async,

@@ -56,6 +56,8 @@ enum Defect {
     ListAfterInclusive,
     /// `list` with a limit of 0 returns an empty page with a `next`.
     ListLimitZeroEmpty,
+    /// `get_tail` returns one byte too many (an off-by-one in a ranged read).
+    TailOffByOne,
     /// `list` reports the size of the first value ever written under a key.
     ListStaleSizes,
     /// `usage` adds an overwrite's bytes without taking the old value's off.
@@ -389,6 +391,14 @@ impl Backend for MapBackend {
             state.bytes = 0;
         }
         Ok(())
+    }
+
+    async fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        let extra = u64::from(self.defect == Defect::TailOffByOne);
+        Ok(self
+            .get(key)
+            .await?
+            .map(|v| warmcache_core::backend::tail(v, len.saturating_add(extra))))
     }
 
     async fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
@@ -752,6 +762,14 @@ fn catches_an_inclusive_after() {
             ("list_and_usage_consistent", "strictly greater"),
             ("list_paging_edges", "the greatest key"),
         ],
+    );
+}
+
+#[test]
+fn catches_a_tail_one_byte_too_long() {
+    assert_caught(
+        Defect::TailOffByOne,
+        &[("tail_matches_get", "get_tail(key, 0) of a 1-byte value")],
     );
 }
 

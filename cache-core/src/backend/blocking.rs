@@ -88,6 +88,10 @@ pub trait BlockingBackend: std::fmt::Debug + Clone + Send + Sync + 'static {
     fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage>;
     /// See [`Backend::usage`].
     fn usage(&self) -> Result<Usage>;
+    /// See [`Backend::get_tail`]. Default: the tail of [`get`](Self::get).
+    fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        Ok(self.get(key)?.map(|value| super::tail(value, len)))
+    }
     /// See [`Backend::open_file`]. Default: not supported.
     fn open_file(&self, key: &CacheKey) -> Result<Option<File>> {
         Err(Error::NotSupported {
@@ -164,6 +168,11 @@ impl<S: BlockingBackend> Backend for S {
 
     async fn usage(&self) -> Result<Usage> {
         run(self, BlockingBackend::usage).await
+    }
+
+    async fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        let key = *key;
+        run(self, move |s| BlockingBackend::get_tail(s, &key, len)).await
     }
 
     async fn open_file(&self, key: &CacheKey) -> Result<Option<File>> {

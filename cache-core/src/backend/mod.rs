@@ -231,6 +231,17 @@ pub trait Backend: Debug + Send + Sync + 'static {
     /// Entry count and stored bytes.
     async fn usage(&self) -> Result<Usage>;
 
+    /// The last `len` bytes of the value (all of it when it is shorter), or `Ok(None)` when
+    /// the key is missing: an entry's trailer without its payload, for listing large caches
+    /// ([`inspect_trailer`](crate::inspect_trailer)). Not a use of the entry: it need not
+    /// count as one for eviction.
+    ///
+    /// The default reads the whole value with [`get`](Self::get); backends that can read a
+    /// suffix (a ranged request, a file's tail) override it.
+    async fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        Ok(self.get(key).await?.map(|value| tail(value, len)))
+    }
+
     /// An opened, read-only local file holding exactly the bytes [`get`](Self::get) would return,
     /// so a loader can map it instead of copying it. `Ok(None)` when the key is missing.
     ///
@@ -325,6 +336,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     async fn usage(&self) -> Result<Usage> {
         (**self).usage().await
     }
+    async fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        (**self).get_tail(key, len).await
+    }
     async fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
         (**self).open_file(key).await
     }
@@ -339,6 +353,15 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     ) -> Result<Option<Box<dyn Lease>>> {
         (**self).try_lease(key, ttl, holder).await
     }
+}
+
+/// The last `len` bytes of `value` (all of it when it is shorter), for
+/// [`Backend::get_tail`].
+pub fn tail(value: Bytes, len: u64) -> Bytes {
+    let start = value
+        .len()
+        .saturating_sub(usize::try_from(len).unwrap_or(usize::MAX));
+    value.slice(start..)
 }
 
 /// Builds a [`ListPage`] from entries sorted by key, taking those after `after`, at most `limit`.
