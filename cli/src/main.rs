@@ -20,6 +20,7 @@ mod chart;
 mod commands;
 mod config;
 mod history;
+mod progress;
 mod size;
 mod stack;
 

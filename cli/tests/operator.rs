@@ -191,3 +191,47 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `ls` reads only each entry's trailer: an entry larger than the tier now reads whole (its
+/// size was lowered after it was written) is still listed with its kind and producer.
+#[test]
+fn ls_reads_each_entry_from_its_trailer() {
+    use futures::executor::block_on;
+    use warmcache_core::{Backend, CacheKey, Compression, Integrity, Origin};
+
+    let env = Env::new();
+    let files = env.cache_dir().join("files");
+    let backend = warmcache_fs::FsBackend::builder(&files)
+        .capacity(1 << 30)
+        .open()
+        .unwrap();
+    let key = CacheKey::pseudo_random(7);
+    let origin = Origin::new(
+        warmcache_wasmtime::ArtifactKind::Module.envelope_kind(),
+        "planted",
+    );
+    let sealed =
+        Integrity::plain().seal_origin(&key, &origin, &vec![1u8; 1 << 20], Compression::None);
+    let size = sealed.len() as u64;
+    block_on(backend.put(&key, sealed)).unwrap();
+    drop(backend);
+    let config = env.config_file();
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, "[[tiers]]\nkind = \"fs\"\nsize = \"64KiB\"\n").unwrap();
+
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["ls", "--json"]))).unwrap();
+    let entries = listing.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{listing}");
+    assert_eq!(entries[0]["key"], key.to_hex());
+    assert_eq!(entries[0]["kind"], "module", "{listing}");
+    assert_eq!(entries[0]["producer"], "planted");
+    assert_eq!(entries[0]["size"], size);
+    // Read whole, the same entry is refused by the tier: verify cannot check it.
+    let verify = env.run(&["verify"]);
+    assert!(
+        stdout(&verify).contains("unreadable"),
+        "{}",
+        stdout(&verify)
+    );
+}

@@ -13,7 +13,10 @@ pub fn run(settings: &Settings, max_size: Size) -> Outcome {
     let stack = super::open_all(settings, false)?;
     let mut failed = false;
     for tier in &stack.tiers {
-        match block_on(tier.backend.shrink_to(max_size.0)) {
+        let spinner = crate::progress::spinner(&format!("{}: evicting", tier.label));
+        let shrunk = block_on(tier.backend.shrink_to(max_size.0));
+        spinner.finish_and_clear();
+        match shrunk {
             Err(e) if e.kind() == ErrorKind::NotSupported => {
                 println!("{}: skipped (no recency to evict by)", tier.label)
             }

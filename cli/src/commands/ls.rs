@@ -4,10 +4,12 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use futures::executor::block_on;
 use serde::Serialize;
-use warmcache_core::BackendExt;
-use warmcache_core::inspect;
+use warmcache_core::{
+    Backend, BackendExt, EnvelopeMeta, KeyInfo, MAX_TRAILER_LEN, inspect, inspect_trailer,
+};
 use warmcache_wasmtime::ArtifactKind;
 
 use super::Outcome;
@@ -37,6 +39,22 @@ fn kind_name(kind: u32) -> String {
     }
 }
 
+/// Trailer reads in flight at once (they overlap on remote tiers).
+const READS_IN_FLIGHT: usize = 16;
+
+/// The entry's metadata from its trailer; from the whole entry when the trailer disagrees with
+/// the listed size (it changed since the listing). `None` when it cannot be read.
+async fn trailer(backend: &dyn Backend, info: &KeyInfo) -> Option<EnvelopeMeta> {
+    let tail = backend
+        .get_tail(&info.key, MAX_TRAILER_LEN as u64)
+        .await
+        .ok()??;
+    match inspect_trailer(&tail, info.size) {
+        Ok(meta) => Some(meta),
+        Err(_) => inspect(&backend.get(&info.key).await.ok()??).ok(),
+    }
+}
+
 pub fn run(settings: &Settings, json: bool) -> Outcome {
     let stack = super::open(settings)?;
     let mut entries = Vec::new();
@@ -49,11 +67,20 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
             None => HashMap::new(),
         };
         let keys = block_on(backend.list_all()).map_err(|e| format!("{}: {e}", tier.label))?;
-        for info in keys {
-            let meta = match block_on(backend.get(&info.key)) {
-                Ok(Some(bytes)) => inspect(&bytes).ok(),
-                _ => None,
-            };
+        let bar = crate::progress::bar(keys.len() as u64, &tier.label);
+        // Only each entry's trailer is read: a ranged read of an object, the end of a file.
+        let metas: Vec<_> = block_on(
+            futures::stream::iter(&keys)
+                .map(|info| async {
+                    let meta = trailer(backend.as_ref(), info).await;
+                    bar.inc(1);
+                    meta
+                })
+                .buffered(READS_IN_FLIGHT)
+                .collect(),
+        );
+        bar.finish_and_clear();
+        for (info, meta) in keys.iter().zip(metas) {
             entries.push(Entry {
                 tier: tier.label.clone(),
                 key: info.key.to_hex(),

@@ -80,7 +80,10 @@ pub fn run(settings: &Settings, format: Format) -> Outcome {
         });
     }
     for tier in &stack.tiers {
-        let usage = match block_on(tier.backend().usage()) {
+        let spinner = crate::progress::spinner(&format!("{}: counting", tier.label));
+        let counted = block_on(tier.backend().usage());
+        spinner.finish_and_clear();
+        let usage = match counted {
             Ok(usage) => Some(usage),
             Err(e) => {
                 tracing::warn!("{}: {e}", tier.label);

@@ -14,8 +14,10 @@ pub fn run(settings: &Settings, remove: bool) -> Outcome {
     for tier in stack.tiers.iter() {
         let backend = tier.backend();
         let keys = block_on(backend.list_all()).map_err(|e| format!("{}: {e}", tier.label))?;
+        let bar = crate::progress::bar(keys.len() as u64, &tier.label);
         for info in keys {
             checked += 1;
+            bar.inc(1);
             let problem = match block_on(backend.get(&info.key)) {
                 Ok(Some(bytes)) => stack
                     .integrity
@@ -30,7 +32,7 @@ pub fn run(settings: &Settings, remove: bool) -> Outcome {
                 continue;
             };
             bad += 1;
-            println!("bad: {} {}: {problem}", tier.label, info.key);
+            bar.suspend(|| println!("bad: {} {}: {problem}", tier.label, info.key));
             // In a bucket, what fails here may be another node's entry (another secret) or a
             // forgery: deleting it could empty the fleet's cache, so it is only reported.
             if remove && (tier.read_only || backend.capabilities().shared) {
@@ -45,6 +47,7 @@ pub fn run(settings: &Settings, remove: bool) -> Outcome {
                 }
             }
         }
+        bar.finish_and_clear();
     }
     println!(
         "checked {checked} entries in {} tiers: {bad} bad{}",
