@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use std::fs::File;
 
-use warmcache_core::backend::{BlockingBackend, Lease, maybe_spawn_blocking, page_from_sorted};
+use warmcache_core::backend::{BlockingBackend, Lease, maybe_spawn_blocking};
 use warmcache_core::{
     CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
 };
@@ -114,7 +114,7 @@ impl BlockingBackend for FsBackend {
     }
 
     fn list(&self, after: Option<CacheKey>, limit: usize) -> Result<ListPage> {
-        Ok(page_from_sorted(&self.store.list_sorted()?, after, limit))
+        self.store.list_page(after, limit)
     }
 
     fn usage(&self) -> Result<Usage> {

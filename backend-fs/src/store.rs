@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use warmcache_core::backend::Limits;
-use warmcache_core::{CacheKey, Context, Error, KeyInfo, Op, Usage};
+use warmcache_core::{CacheKey, Context, Error, KeyInfo, ListPage, Op, Usage};
 
 use crate::files::{self, create_new, ensure_dir, open_regular, read_bounded, sync_dir};
 use crate::layout::{self, entry_path, fan_dir, is_fan, is_temp, parse_entry, temp_name};
@@ -304,19 +304,6 @@ impl Store {
     }
 
     /// Every entry, sorted by key.
-    pub(crate) fn list_sorted(&self) -> Result<Vec<KeyInfo>, Error> {
-        let mut all: Vec<KeyInfo> = self
-            .scan(Op::List)?
-            .into_iter()
-            .map(|f| KeyInfo {
-                key: f.key,
-                size: f.size,
-            })
-            .collect();
-        all.sort_by_key(|e| e.key);
-        Ok(all)
-    }
-
     pub(crate) fn usage(&self) -> Result<Usage, Error> {
         let found = self.scan(Op::Usage)?;
         Ok(Usage {
@@ -384,10 +371,59 @@ impl Store {
     /// Every entry file in the directory, and removal of crashed writers' temporary files.
     /// Files and directories of other shapes are left alone.
     pub(crate) fn scan(&self, op: Op) -> Result<Vec<Found>, Error> {
-        let ctx = || self.ctx(op, None);
-        let entries = layout::entries_dir(&self.root);
         let mut out = Vec::new();
-        for fan in read_dir(&entries).map_err(|e| io_err(ctx(), &entries, e))? {
+        for (fan_name, fan_path) in self.fans(op)? {
+            out.extend(self.scan_fan(op, &fan_name, &fan_path)?);
+        }
+        Ok(out)
+    }
+
+    /// At most `limit` entries after `after`, in key order, reading only the fan-out
+    /// directories the page covers (from `after`'s on), so listing every page costs about one
+    /// scan in all rather than one per page.
+    pub(crate) fn list_page(
+        &self,
+        after: Option<CacheKey>,
+        limit: usize,
+    ) -> Result<ListPage, Error> {
+        let limit = limit.max(1);
+        let first = after.map_or_else(String::new, |k| k.to_hex()[..2].to_owned());
+        let mut fans = self.fans(Op::List)?;
+        fans.retain(|(name, _)| *name >= first);
+        fans.sort();
+        let mut entries: Vec<KeyInfo> = Vec::new();
+        for (fan_name, fan_path) in fans {
+            let mut found: Vec<KeyInfo> = self
+                .scan_fan(Op::List, &fan_name, &fan_path)?
+                .into_iter()
+                .filter(|f| after.is_none_or(|a| f.key > a))
+                .map(|f| KeyInfo {
+                    key: f.key,
+                    size: f.size,
+                })
+                .collect();
+            found.sort_by_key(|e| e.key);
+            entries.extend(found);
+            if entries.len() >= limit {
+                break;
+            }
+        }
+        // Only a full page can have more after it.
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next = if more || entries.len() == limit {
+            entries.last().map(|e| e.key)
+        } else {
+            None
+        };
+        Ok(ListPage { entries, next })
+    }
+
+    /// The fan-out directories: (name, path), links and other shapes skipped.
+    fn fans(&self, op: Op) -> Result<Vec<(String, PathBuf)>, Error> {
+        let entries = layout::entries_dir(&self.root);
+        let mut fans = Vec::new();
+        for fan in read_dir(&entries).map_err(|e| io_err(self.ctx(op, None), &entries, e))? {
             let Some(fan_name) = fan.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
@@ -395,30 +431,36 @@ impl Store {
             if !is_fan(&fan_name) || !fan.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let fan_path = fan.path();
-            for file in read_dir(&fan_path).map_err(|e| io_err(ctx(), &fan_path, e))? {
-                let Some(name) = file.file_name().to_str().map(str::to_owned) else {
+            fans.push((fan_name, fan.path()));
+        }
+        Ok(fans)
+    }
+
+    /// The entry files of one fan-out directory, removing crashed writers' temporary files.
+    fn scan_fan(&self, op: Op, fan_name: &str, fan_path: &Path) -> Result<Vec<Found>, Error> {
+        let mut out = Vec::new();
+        for file in read_dir(fan_path).map_err(|e| io_err(self.ctx(op, None), fan_path, e))? {
+            let Some(name) = file.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let path = file.path();
+            if let Some(key) = parse_entry(fan_name, &name) {
+                // Gone since the directory was read: another process evicted it.
+                let Ok(meta) = fs::symlink_metadata(&path) else {
                     continue;
                 };
-                let path = file.path();
-                if let Some(key) = parse_entry(&fan_name, &name) {
-                    // Gone since the directory was read: another process evicted it.
-                    let Ok(meta) = fs::symlink_metadata(&path) else {
-                        continue;
-                    };
-                    if !meta.is_file() {
-                        continue;
-                    }
-                    out.push(Found {
-                        key,
-                        path,
-                        size: meta.len(),
-                        used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    });
-                } else if is_temp(&name) && is_abandoned_temp(&path) {
-                    tracing::debug!(path = %path.display(), "removing a crashed writer's temporary file");
-                    let _ = fs::remove_file(&path);
+                if !meta.is_file() {
+                    continue;
                 }
+                out.push(Found {
+                    key,
+                    path,
+                    size: meta.len(),
+                    used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            } else if is_temp(&name) && is_abandoned_temp(&path) {
+                tracing::debug!(path = %path.display(), "removing a crashed writer's temporary file");
+                let _ = fs::remove_file(&path);
             }
         }
         Ok(out)

@@ -18,8 +18,7 @@ pub use guard::guard_panics;
 pub use lease::Lease;
 pub use limits::Limits;
 pub use lru::{EVICTION_SAMPLE, LruIndex, LruRecord, SampledLru, Totals, Visit};
-pub(crate) use spawn::inline_allowed;
-pub use spawn::maybe_spawn_blocking;
+pub use spawn::{inline_allowed, maybe_spawn_blocking};
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -12,8 +12,19 @@ thread_local! {
 /// Polls `fut` with blocking work allowed to run inline on the polling thread when no Tokio
 /// runtime is current. For a tier without a timeout nothing can interrupt the operation anyway,
 /// so handing it to another thread would only cost a thread hand-off per call (about 15 us on a
-/// 4 KiB read, `cargo bench -p warmcache-fs -- get`).
-pub(crate) async fn inline_allowed<F: Future>(fut: F) -> F::Output {
+/// 4 KiB read, `cargo bench -p warmcache-fs -- get`). Maintenance walks over a local backend
+/// (listing, reading trailers) use it for the same reason: nothing above them interrupts them.
+///
+/// ```
+/// use warmcache_core::backend::{inline_allowed, maybe_spawn_blocking};
+///
+/// let here = std::thread::current().id();
+/// let ran_on = futures::executor::block_on(inline_allowed(maybe_spawn_blocking(|| {
+///     std::thread::current().id()
+/// })));
+/// assert_eq!(ran_on, here);
+/// ```
+pub async fn inline_allowed<F: Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
     std::future::poll_fn(move |cx| {
         let before = INLINE_ALLOWED.replace(true);

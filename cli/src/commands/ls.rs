@@ -60,25 +60,33 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
     let mut entries = Vec::new();
     for tier in stack.tiers.iter() {
         let backend = tier.backend();
-        let used: HashMap<_, _> = match &tier.fs {
-            Some(fs) => block_on(fs.entries_with_use())
-                .map(|all| all.into_iter().map(|(info, t)| (info.key, t)).collect())
-                .unwrap_or_default(),
-            None => HashMap::new(),
+        // A file tier lists its entries with their last use in one scan.
+        let listed = match &tier.fs {
+            Some(fs) => block_on(fs.entries_with_use()).map(|all| {
+                let used: HashMap<_, _> = all.iter().map(|(info, t)| (info.key, *t)).collect();
+                (all.into_iter().map(|(info, _)| info).collect(), used)
+            }),
+            None => block_on(backend.list_all()).map(|keys| (keys, HashMap::new())),
         };
-        let keys = block_on(backend.list_all()).map_err(|e| format!("{}: {e}", tier.label))?;
+        let (keys, used): (Vec<KeyInfo>, HashMap<_, _>) =
+            listed.map_err(|e| format!("{}: {e}", tier.label))?;
         let bar = crate::progress::bar(keys.len() as u64, &tier.label);
         // Only each entry's trailer is read: a ranged read of an object, the end of a file.
-        let metas: Vec<_> = block_on(
-            futures::stream::iter(&keys)
-                .map(|info| async {
-                    let meta = trailer(backend.as_ref(), info).await;
-                    bar.inc(1);
-                    meta
-                })
-                .buffered(READS_IN_FLIGHT)
-                .collect(),
-        );
+        let reads = futures::stream::iter(&keys)
+            .map(|info| async {
+                let meta = trailer(backend.as_ref(), info).await;
+                bar.inc(1);
+                meta
+            })
+            .buffered(READS_IN_FLIGHT)
+            .collect::<Vec<_>>();
+        // A local tier's reads are quick system calls: run them here rather than hand each to
+        // a thread (nothing interrupts a listing). A remote tier's overlap in flight.
+        let metas = if backend.capabilities().shared {
+            block_on(reads)
+        } else {
+            block_on(warmcache_core::backend::inline_allowed(reads))
+        };
         bar.finish_and_clear();
         for (info, meta) in keys.iter().zip(metas) {
             entries.push(Entry {
