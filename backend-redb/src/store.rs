@@ -278,35 +278,14 @@ impl BlockingBackend for RedbBackend {
     /// Copies only the end of the stored value, and does not count as a use for eviction.
     fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
         self.store.guard(Op::Get, Some(key), || {
-            let s = &*self.store;
-            let txn =
-                s.db.begin_read()
-                    .map_err(|e| s.err(e, Op::Get, Some(key)))?;
-            let entries = txn
-                .open_table(ENTRIES)
-                .map_err(|e| s.err(e, Op::Get, Some(key)))?;
-            Ok(entries
-                .get(*key.as_bytes())
-                .map_err(|e| s.err(e, Op::Get, Some(key)))?
-                .map(|g| Bytes::copy_from_slice(tail_of(g.value(), len))))
+            self.read_value(key, |v| Bytes::copy_from_slice(tail_of(v, len)))
         })
     }
 
     fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
         self.store.guard(Op::Get, Some(key), || {
             let s = &*self.store;
-            let value = {
-                let txn =
-                    s.db.begin_read()
-                        .map_err(|e| s.err(e, Op::Get, Some(key)))?;
-                let entries = txn
-                    .open_table(ENTRIES)
-                    .map_err(|e| s.err(e, Op::Get, Some(key)))?;
-                entries
-                    .get(*key.as_bytes())
-                    .map_err(|e| s.err(e, Op::Get, Some(key)))?
-                    .map(|g| Bytes::copy_from_slice(g.value()))
-            };
+            let value = self.read_value(key, Bytes::copy_from_slice)?;
             if value.is_some()
                 && s.lru.touch(key)
                 && let Err(e) = s.flush_touches()
@@ -406,6 +385,23 @@ impl BlockingBackend for RedbBackend {
                 Ok(victims.len() as u64)
             })
         })
+    }
+}
+
+impl RedbBackend {
+    /// `key`'s value, mapped by `f` inside a read transaction (no recency recorded).
+    fn read_value<T>(&self, key: &CacheKey, f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
+        let s = &*self.store;
+        let txn =
+            s.db.begin_read()
+                .map_err(|e| s.err(e, Op::Get, Some(key)))?;
+        let entries = txn
+            .open_table(ENTRIES)
+            .map_err(|e| s.err(e, Op::Get, Some(key)))?;
+        Ok(entries
+            .get(*key.as_bytes())
+            .map_err(|e| s.err(e, Op::Get, Some(key)))?
+            .map(|g| f(g.value())))
     }
 }
 

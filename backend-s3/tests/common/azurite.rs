@@ -9,11 +9,13 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+
+use crate::common::Guarded;
 use warmcache_s3::{S3Backend, S3BackendBuilder};
 
 /// Azurite's well-known development account and key.
@@ -23,8 +25,7 @@ pub const KEY: &str =
 
 pub struct Azurite {
     port: u16,
-    child: Child,
-    guard: Option<ChildStdin>,
+    process: Guarded,
     _data: tempfile::TempDir,
 }
 
@@ -50,7 +51,8 @@ impl Azurite {
     pub fn start_on(port: u16) -> Self {
         let data = tempfile::tempdir().unwrap();
         let binary = binary();
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(
                 r#""$0" --blobHost 127.0.0.1 --blobPort "$1" --location "$2" --silent \
@@ -59,20 +61,11 @@ impl Azurite {
             )
             .arg(&binary)
             .arg(port.to_string())
-            .arg(data.path())
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e}; run scripts/test.sh, which installs Azurite",
-                    binary.display()
-                )
-            });
-        let guard = child.stdin.take();
+            .arg(data.path());
+        let process = Guarded::spawn(command, &format!("Azurite ({})", binary.display()));
         let server = Self {
             port,
-            child,
-            guard,
+            process,
             _data: data,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -113,18 +106,7 @@ impl Azurite {
 
     /// Stops the server now.
     pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        drop(self.guard.take());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.process.stop();
     }
 }
 

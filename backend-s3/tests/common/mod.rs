@@ -17,8 +17,37 @@ use warmcache_s3::{S3Backend, S3BackendBuilder};
 
 pub struct Moto {
     port: u16,
+    process: Guarded,
+}
+
+/// A server process started under a shell guard that kills it when this test process's end of
+/// its stdin pipe closes: at drop, at [`stop`](Self::stop), or when the tests abort.
+pub struct Guarded {
     child: Child,
     guard: Option<ChildStdin>,
+}
+
+impl Guarded {
+    /// Runs `command` (a `sh -c` script that ends its server when stdin closes).
+    pub fn spawn(mut command: Command, what: &str) -> Self {
+        let mut child = command.stdin(Stdio::piped()).spawn().unwrap_or_else(|e| {
+            panic!("cannot start {what}: {e}; run scripts/test.sh, which installs it")
+        });
+        let guard = child.stdin.take();
+        Self { child, guard }
+    }
+
+    /// Stops the server and waits for it.
+    pub fn stop(&mut self) {
+        drop(self.guard.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 fn moto_binary() -> PathBuf {
@@ -77,17 +106,15 @@ impl Moto {
 
     fn start_with(port: u16, env: &[(&str, &str)]) -> Self {
         let binary = moto_binary();
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .envs(env.iter().copied())
             .arg("-c")
             .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid; wait $pid"#)
             .arg(&binary)
-            .arg(port.to_string())
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}; run scripts/test.sh, which installs moto", binary.display()));
-        let guard = child.stdin.take();
-        let moto = Self { port, child, guard };
+            .arg(port.to_string());
+        let process = Guarded::spawn(command, &format!("moto ({})", binary.display()));
+        let moto = Self { port, process };
         let deadline = Instant::now() + Duration::from_secs(60);
         while http(port, "GET", "/").is_err() {
             assert!(
@@ -110,18 +137,7 @@ impl Moto {
 
     /// Stops the server now.
     pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        drop(self.guard.take());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.process.stop();
     }
 }
 
