@@ -114,6 +114,11 @@ else
 fi
 
 step "cargo package --workspace (every crate packages and builds from its package)"
+# Cargo extracts the crates of its temporary packaging registry into CARGO_HOME once and
+# reuses that extraction while the version number stays the same, so a second run would verify
+# the first run's sources: remove earlier runs' extractions (that registry has no name, so its
+# directories start with "-"; crates.io's are untouched).
+rm -rf "$CARGO_TARGET_DIR/package" "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/warmcache-*
 cargo package --workspace --allow-dirty --quiet
 
 step "cargo test"
