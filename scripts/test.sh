@@ -113,13 +113,6 @@ else
     exit 1
 fi
 
-step "cargo package --workspace (every crate packages and builds from its package)"
-# Cargo extracts the crates of its temporary packaging registry into CARGO_HOME once and
-# reuses that extraction while the version number stays the same, so a second run would verify
-# the first run's sources: remove earlier runs' extractions (that registry has no name, so its
-# directories start with "-"; crates.io's are untouched).
-rm -rf "$CARGO_TARGET_DIR/package" "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/warmcache-*
-cargo package --workspace --allow-dirty --quiet
 
 step "cargo test"
 cargo test --workspace
@@ -129,3 +122,15 @@ cargo test -p warmcache --features rocksdb --test cli
 
 step "model-checked single-flight (shuttle)"
 cargo test -p warmcache-core --features shuttle --lib single_flight::model_check
+
+step "cargo package --workspace (every crate packages and builds from its package)"
+# Cargo extracts the crates of its temporary packaging registry into CARGO_HOME once, and treats
+# registry crates as immutable in the target directory, so while the version number stays the
+# same a second run would verify the first run's sources and artifacts. Remove both first
+# (that registry has no name, so its directories start with "-"; crates.io's are untouched);
+# `cargo clean -p` goes by crate name and also drops this run's builds of the workspace crates,
+# which is why this step comes last.
+rm -rf "$CARGO_TARGET_DIR/package" "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/warmcache-*
+cargo clean --quiet -p warmcache-core -p warmcache-memory -p warmcache-fs -p warmcache-redb \
+    -p warmcache-rocksdb -p warmcache-s3 -p warmcache-wasmtime -p warmcache-conformance -p warmcache
+cargo package --workspace --allow-dirty --quiet
