@@ -146,11 +146,7 @@ fn calls_see_pristine_state(engine: &Engine, wat: &str) {
 }
 
 fn pooled(wat: &str) -> Engine {
-    let mut pool = PoolConfig::new();
-    pool.live_instances(THREADS as u32)
-        .module(wat.as_bytes())
-        .unwrap();
-    pool.engine().unwrap()
+    pool_for(wat, false)
 }
 
 #[test]
@@ -178,47 +174,68 @@ fn passive_segments_are_not_dropped_for_the_next_call() {
     calls_see_pristine_state(&pooled(&with_passive()), &with_passive());
 }
 
-#[test]
-fn async_instantiation_sees_pristine_state() {
-    let wat = with_data();
-    let expected = pristine(&wat);
+/// An engine from the pooling helper for `wat`, with fiber stacks for async calls.
+fn async_pooled(wat: &str) -> Engine {
+    pool_for(wat, true)
+}
+
+fn pool_for(wat: &str, async_calls: bool) -> Engine {
     let mut pool = PoolConfig::new();
     pool.live_instances(THREADS as u32)
-        .async_calls(true)
+        .async_calls(async_calls)
         .module(wat.as_bytes())
         .unwrap();
-    let engine = pool.engine().unwrap();
-    let instances = Arc::new(ModuleInstances::<()>::new(ModuleCache::builder().build()));
-    let linker = Arc::new(NamedLinker::new(wasmtime::Linker::new(&engine), "none", 1));
+    pool.engine().unwrap()
+}
+
+/// `CALLS` runs of `call`, from `THREADS` Tokio tasks on 4 worker threads.
+fn on_tokio<F, Fut>(call: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .build()
         .unwrap();
     runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..THREADS {
-            let (engine, instances, linker, wat) = (
-                engine.clone(),
-                instances.clone(),
-                linker.clone(),
-                wat.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..CALLS / THREADS {
-                    let mut store = Store::new(&engine, ());
-                    let instance = instances
-                        .instantiate_async(&mut store, &linker, wat.as_bytes())
-                        .await
-                        .unwrap();
-                    let call = instance
-                        .get_typed_func::<(), i64>(&mut store, "call")
-                        .unwrap();
-                    assert_eq!(call.call_async(&mut store, ()).await.unwrap(), expected);
-                }
-            }));
-        }
+        let tasks: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    for _ in 0..CALLS / THREADS {
+                        call().await;
+                    }
+                })
+            })
+            .collect();
         for task in tasks {
             task.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn async_instantiation_sees_pristine_state() {
+    let wat: Arc<str> = with_data().into();
+    let expected = pristine(&wat);
+    let engine = async_pooled(&wat);
+    let instances = Arc::new(ModuleInstances::<()>::new(ModuleCache::builder().build()));
+    let linker = Arc::new(NamedLinker::new(wasmtime::Linker::new(&engine), "none", 1));
+    let cache = instances.clone();
+    on_tokio(move || {
+        let (engine, instances, linker, wat) =
+            (engine.clone(), cache.clone(), linker.clone(), wat.clone());
+        async move {
+            let mut store = Store::new(&engine, ());
+            let instance = instances
+                .instantiate_async(&mut store, &linker, wat.as_bytes())
+                .await
+                .unwrap();
+            let call = instance
+                .get_typed_func::<(), i64>(&mut store, "call")
+                .unwrap();
+            assert_eq!(call.call_async(&mut store, ()).await.unwrap(), expected);
         }
     });
     let stats = instances.stats();
@@ -237,13 +254,8 @@ fn component(core: &str) -> String {
 #[test]
 fn a_component_instantiated_async_sees_pristine_state() {
     let expected = pristine(&with_data());
-    let wat = component(&with_data());
-    let mut pool = PoolConfig::new();
-    pool.live_instances(THREADS as u32)
-        .async_calls(true)
-        .module(wat.as_bytes())
-        .unwrap();
-    let engine = pool.engine().unwrap();
+    let wat: Arc<str> = component(&with_data()).into();
+    let engine = async_pooled(&wat);
     let instances = Arc::new(ComponentInstances::<()>::new(
         ComponentCache::builder().build(),
     ));
@@ -252,36 +264,21 @@ fn a_component_instantiated_async_sees_pristine_state() {
         "none",
         1,
     ));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..THREADS {
-            let (engine, instances, linker, wat) = (
-                engine.clone(),
-                instances.clone(),
-                linker.clone(),
-                wat.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..CALLS / THREADS {
-                    let mut store = Store::new(&engine, ());
-                    let instance = instances
-                        .instantiate_async(&mut store, &linker, wat.as_bytes())
-                        .await
-                        .unwrap();
-                    let call = instance
-                        .get_typed_func::<(), (i64,)>(&mut store, "call")
-                        .unwrap();
-                    let (digest,) = call.call_async(&mut store, ()).await.unwrap();
-                    assert_eq!(digest, expected);
-                }
-            }));
-        }
-        for task in tasks {
-            task.await.unwrap();
+    let cache = instances.clone();
+    on_tokio(move || {
+        let (engine, instances, linker, wat) =
+            (engine.clone(), cache.clone(), linker.clone(), wat.clone());
+        async move {
+            let mut store = Store::new(&engine, ());
+            let instance = instances
+                .instantiate_async(&mut store, &linker, wat.as_bytes())
+                .await
+                .unwrap();
+            let call = instance
+                .get_typed_func::<(), (i64,)>(&mut store, "call")
+                .unwrap();
+            let (digest,) = call.call_async(&mut store, ()).await.unwrap();
+            assert_eq!(digest, expected);
         }
     });
     let stats = instances.stats();
