@@ -51,6 +51,14 @@ impl FsBackend {
         self.store.root()
     }
 
+    /// Why users other than this one can write the directory (checked when it was opened), or
+    /// `None`. Such a tier reports [`Capabilities::shared`]: its entries may be anyone's, so
+    /// only a secret makes them trustworthy, and entries that fail verification in it are left
+    /// alone rather than deleted.
+    pub fn writable_by_others(&self) -> Option<&str> {
+        self.store.exposure()
+    }
+
     /// Runs an eviction pass now: if the directory holds more than the capacity (for example
     /// after other processes wrote to it), deletes least recently used entries. Returns how many.
     ///
@@ -84,8 +92,9 @@ impl BlockingBackend for FsBackend {
             .limits()
             .capabilities()
             .with_persistent(true)
+            .with_shared(self.store.exposure().is_some())
             .with_local_files(self.offer_files)
-            .with_coordinates(true)
+            .with_coordinates(!self.store.is_read_only())
     }
 
     fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
@@ -146,6 +155,11 @@ impl BlockingBackend for FsBackend {
         _ttl: Duration,
         holder: &str,
     ) -> Result<Option<Box<dyn Lease>>> {
+        if self.store.is_read_only() {
+            return Err(Error::NotSupported {
+                context: crate::lock::lease_context(self.name(), key),
+            });
+        }
         let lease = crate::lock::try_lock(self.store.root(), key, holder, || {
             crate::lock::lease_context(self.name(), key)
         })?;

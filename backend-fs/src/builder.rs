@@ -22,6 +22,7 @@ pub struct FsBackendBuilder {
     touch_interval: Duration,
     name: String,
     offer_files: bool,
+    read_only: bool,
 }
 
 impl FsBackendBuilder {
@@ -34,6 +35,7 @@ impl FsBackendBuilder {
             touch_interval: DEFAULT_TOUCH_INTERVAL,
             name: "fs".to_owned(),
             offer_files: true,
+            read_only: false,
         }
     }
 
@@ -67,6 +69,15 @@ impl FsBackendBuilder {
         self
     }
 
+    /// Opens the directory only to read it (default no): a prebuilt cache shipped in an image,
+    /// or one this user may not write. Nothing in it is created, changed or removed, not even a
+    /// use recorded; `put`, `delete`, `clear`, `shrink_to` and `try_lease` answer
+    /// [`Error::NotSupported`]. The directory must exist with its `entries/`.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     /// The name used in errors and stats (default `"fs"`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -81,7 +92,13 @@ impl FsBackendBuilder {
     /// cannot be created, read or written (for example without write permission).
     pub fn open(self) -> Result<FsBackend, Error> {
         let limits = Limits::new(&self.name, self.capacity, self.max_value_size, None)?;
-        let store = Store::open(self.root, self.name, limits, self.touch_interval)?;
+        let store = Store::open(
+            self.root,
+            self.name,
+            limits,
+            self.touch_interval,
+            self.read_only,
+        )?;
         Ok(FsBackend::from_store(store, self.offer_files))
     }
 }

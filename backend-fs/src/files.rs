@@ -122,7 +122,8 @@ pub(crate) fn owner_of(meta: &Metadata) -> u32 {
 /// permission, and one link (a second name could be a path a co-tenant controls).
 #[cfg(unix)]
 pub(crate) fn unsafe_to_map(meta: &Metadata, owner: u32) -> Option<String> {
-    if meta.uid() != owner {
+    // Root can change any file anyway: its files are as safe as this user's own.
+    if meta.uid() != owner && meta.uid() != 0 {
         return Some(format!("owned by uid {}, not {owner}", meta.uid()));
     }
     if meta.mode() & 0o022 != 0 {
@@ -137,12 +138,21 @@ pub(crate) fn unsafe_to_map(meta: &Metadata, owner: u32) -> Option<String> {
     None
 }
 
-/// Creates the directory `dir` inside `parent` if missing and makes a new one durable by syncing
-/// `parent`; refuses a `dir` that is a symbolic link or not a directory, so nothing is ever
-/// written outside the cache through a planted link.
+/// Creates the directory `dir` inside `parent` if missing, with `parent`'s permissions (so a
+/// private cache stays private whatever the umask, and a deliberately shared one stays shared),
+/// and makes a new one durable by syncing `parent`; refuses a `dir` that is a symbolic link or
+/// not a directory, so nothing is ever written outside the cache through a planted link.
 pub(crate) fn ensure_dir(parent: &Path, dir: &Path) -> io::Result<()> {
     match std::fs::create_dir(dir) {
-        Ok(()) => return File::open(parent)?.sync_all(),
+        Ok(()) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(parent)?.permissions().mode() & 0o7777;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+            }
+            return File::open(parent)?.sync_all();
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }

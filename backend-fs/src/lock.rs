@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use warmcache_core::backend::{Lease, maybe_spawn_blocking};
-use warmcache_core::{CacheKey, Context, Op, Result};
+use warmcache_core::{CacheKey, Context, Error, Op, Result};
 
 #[cfg(unix)]
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -50,7 +50,17 @@ pub(crate) fn try_lock(
     ensure_dir(root, &dir).map_err(|e| io_err(context(), &dir, e))?;
     let path = lock_path(root, key);
     for _ in 0..ATTEMPTS {
-        let mut file = open_lock_file(&path).map_err(|e| io_err(context(), &path, e))?;
+        let mut file = match open_lock_file(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Error::Corrupt {
+                    context: context(),
+                    detail: e.to_string(),
+                    source: None,
+                });
+            }
+            Err(e) => return Err(io_err(context(), &path, e)),
+        };
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Ok(None),
@@ -60,8 +70,11 @@ pub(crate) fn try_lock(
             // Released and unlinked between our open and our lock: lock the new file.
             continue;
         }
-        // For people reading the directory; nobody parses it.
-        let _ = file.set_len(0).and_then(|()| writeln!(file, "{holder}"));
+        // For people reading the directory; nobody parses it. Never truncated: only a file this
+        // process just created (empty) is written.
+        if file.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = writeln!(file, "{holder}");
+        }
         return Ok(Some(FileLease {
             file: Mutex::new(Some(file)),
             path,
@@ -71,8 +84,11 @@ pub(crate) fn try_lock(
     Ok(None)
 }
 
-/// Opens (creating) a lock file: never through a symbolic link, never blocking on a FIFO, and
-/// only a regular file.
+/// Opens (creating) a lock file: never through a symbolic link, never blocking on a FIFO, never
+/// truncating, and only a regular file with one link that this user (or root) owns. A lock
+/// anyone else planted is not honoured: an [`io::ErrorKind::InvalidData`] error, so the caller
+/// skips coordination for that key instead of waiting on it, and a hard link planted at the name
+/// is never written through.
 fn open_lock_file(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true);
@@ -81,6 +97,16 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         .mode(0o644)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     let file = options.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            return io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "lock file {} is another user's (this user cannot open it); not honoured",
+                    path.display()
+                ),
+            );
+        }
         #[cfg(unix)]
         if e.raw_os_error() == Some(libc::ELOOP) {
             return io::Error::new(
@@ -93,7 +119,8 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         }
         e
     })?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
@@ -101,6 +128,31 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
                 path.display()
             ),
         ));
+    }
+    #[cfg(unix)]
+    {
+        let me = warmcache_core::files::euid();
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "lock file {} belongs to uid {}, not this user (uid {me}); not honoured",
+                    path.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        if meta.nlink() != 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "lock file {} has {} links, so it is another file's name too; not \
+                     honoured (remove it)",
+                    path.display(),
+                    meta.nlink()
+                ),
+            ));
+        }
     }
     Ok(file)
 }

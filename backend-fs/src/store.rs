@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use warmcache_core::backend::Limits;
+use warmcache_core::files::writable_by_others;
 use warmcache_core::{CacheKey, Context, Error, KeyInfo, ListPage, Op, Usage};
 
 use crate::files::{self, create_new, ensure_dir, open_regular, read_bounded, sync_dir};
@@ -33,6 +34,12 @@ pub(crate) struct Store {
     nonce: AtomicU64,
     /// The user this process creates files as: only files it owns are handed out for mapping.
     owner: u32,
+    /// Why users other than this one can write the directory, if they can: it is then a shared
+    /// store, whose entries need a secret to be trusted.
+    exposure: Option<String>,
+    /// Opened to be read only: nothing in the directory is created, changed or removed (not
+    /// even a use recorded), so it works on a directory this user cannot write.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -58,9 +65,13 @@ impl Store {
         name: String,
         limits: Limits,
         touch_interval: Duration,
+        read_only: bool,
     ) -> Result<Self, Error> {
+        if read_only {
+            return Self::open_read_only(root, name, limits);
+        }
         let ctx = || Context::new(name.clone(), Op::Open);
-        fs::create_dir_all(&root).map_err(|e| io_err(ctx(), &root, e))?;
+        warmcache_core::files::create_cache_dir_all(&root).map_err(|e| io_err(ctx(), &root, e))?;
         let entries = layout::entries_dir(&root);
         ensure_dir(&root, &entries).map_err(|e| io_err(ctx(), &entries, e))?;
         let marker = root.join(layout::MARKER);
@@ -81,7 +92,15 @@ impl Store {
             .map(|meta| files::owner_of(&meta))
             .map_err(|e| io_err(ctx(), &entries, e))?;
         let _ = fs::remove_file(&probe);
+        let exposure = [&root, &entries]
+            .into_iter()
+            .find_map(|dir| writable_by_others(dir).ok().flatten());
+        if let Some(why) = &exposure {
+            tracing::debug!(backend = %name, why, "other users can write this file tier");
+        }
         let store = Self {
+            read_only: false,
+            exposure,
             owner,
             root,
             nonce: AtomicU64::new(seed()),
@@ -96,6 +115,53 @@ impl Store {
         Ok(store)
     }
 
+    /// A directory only read (a prebuilt cache shipped in an image): it must exist with its
+    /// `entries/`, and nothing in it is ever written.
+    fn open_read_only(root: PathBuf, name: String, limits: Limits) -> Result<Self, Error> {
+        let ctx = || Context::new(name.clone(), Op::Open);
+        let entries = layout::entries_dir(&root);
+        let meta = fs::symlink_metadata(&entries).map_err(|e| io_err(ctx(), &entries, e))?;
+        if !meta.is_dir() {
+            return Err(io_err(
+                ctx(),
+                &entries,
+                io::Error::new(io::ErrorKind::InvalidData, "not a directory"),
+            ));
+        }
+        let exposure = [&root, &entries]
+            .into_iter()
+            .find_map(|dir| writable_by_others(dir).ok().flatten());
+        let store = Self {
+            read_only: true,
+            exposure,
+            owner: warmcache_core::files::euid(),
+            root,
+            nonce: AtomicU64::new(0),
+            name,
+            limits,
+            touch_interval: Duration::MAX,
+            approx_bytes: AtomicU64::new(0),
+            evicting: Mutex::new(()),
+        };
+        let total: u64 = store.scan(Op::Open)?.iter().map(|f| f.size).sum();
+        store.approx_bytes.store(total, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// Refuses `op` on a read-only directory.
+    fn writable(&self, op: Op, key: Option<&CacheKey>) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::NotSupported {
+                context: self.ctx(op, key),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }
@@ -108,6 +174,10 @@ impl Store {
         self.limits
     }
 
+    pub(crate) fn exposure(&self) -> Option<&str> {
+        self.exposure.as_deref()
+    }
+
     fn ctx(&self, op: Op, key: Option<&CacheKey>) -> Context {
         Context::maybe_key(self.name.clone(), op, key)
     }
@@ -116,6 +186,7 @@ impl Store {
     /// over the entry and syncs the directory: readers see the old file or the new one, and
     /// after a crash either, never a part.
     pub(crate) fn put(&self, key: &CacheKey, value: &[u8]) -> Result<(), Error> {
+        self.writable(Op::Put, Some(key))?;
         let ctx = || self.ctx(Op::Put, Some(key));
         let size = value.len() as u64;
         self.limits.check(&self.name, key, size)?;
@@ -257,6 +328,9 @@ impl Store {
     /// Records a use by moving the file's modification time to now, at most once per
     /// `touch_interval`: entries are immutable, so their mtime is free to mean "last used".
     fn touch(&self, file: &File, meta: &fs::Metadata) {
+        if self.read_only {
+            return;
+        }
         let now = SystemTime::now();
         let stale = meta
             .modified()
@@ -268,6 +342,7 @@ impl Store {
     }
 
     pub(crate) fn delete(&self, key: &CacheKey) -> Result<(), Error> {
+        self.writable(Op::Delete, Some(key))?;
         let path = entry_path(&self.root, key);
         let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
         match fs::remove_file(&path) {
@@ -294,6 +369,7 @@ impl Store {
     }
 
     pub(crate) fn clear(&self) -> Result<(), Error> {
+        self.writable(Op::Clear, None)?;
         let _evicting = self.evicting.lock();
         for found in self.scan(Op::Clear)? {
             remove_if_present(&found.path)
@@ -315,6 +391,9 @@ impl Store {
     /// Deletes least recently used entries (never `keep`) until the directory holds at most
     /// [`LOW_WATERMARK`] of the capacity, when it holds more than the capacity.
     pub(crate) fn evict(&self, keep: Option<&CacheKey>) -> Result<u64, Error> {
+        if self.read_only {
+            return Ok(0);
+        }
         let capacity = self.limits.capacity();
         let target = (capacity as f64 * LOW_WATERMARK) as u64;
         self.evict_down_to(capacity, target, keep)
@@ -322,6 +401,7 @@ impl Store {
 
     /// Deletes least recently used entries until the directory holds at most `max_bytes`.
     pub(crate) fn shrink_to(&self, max_bytes: u64) -> Result<u64, Error> {
+        self.writable(Op::Shrink, None)?;
         self.evict_down_to(max_bytes, max_bytes, None)
     }
 
@@ -458,7 +538,7 @@ impl Store {
                     size: meta.len(),
                     used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                 });
-            } else if is_temp(&name) && is_abandoned_temp(&path) {
+            } else if !self.read_only && is_temp(&name) && is_abandoned_temp(&path) {
                 tracing::debug!(path = %path.display(), "removing a crashed writer's temporary file");
                 let _ = fs::remove_file(&path);
             }

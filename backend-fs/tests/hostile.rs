@@ -262,3 +262,77 @@ fn planted_special_files_do_not_take_the_tier_out_of_service() {
     assert_eq!(hit.payload(), b"good");
     assert_eq!(tiers.stats()[0].errors, 8);
 }
+
+fn lock_path(root: &Path, key: &CacheKey) -> PathBuf {
+    root.join("locks").join(key.to_hex())
+}
+
+/// Issue 24, item 6: a hard link planted at a lock's name is never written through (the lock
+/// file was opened read-write and truncated, so a link to one of the victim's files emptied it).
+#[test]
+fn a_hard_link_planted_as_a_lock_file_is_not_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsBackend::open(dir.path().join("cache")).unwrap();
+    let precious = outside_file(dir.path());
+    fs::create_dir_all(dir.path().join("cache").join("locks")).unwrap();
+    fs::hard_link(&precious, lock_path(&dir.path().join("cache"), &key(1))).unwrap();
+    let taken = within_seconds(move || {
+        block_on(fs.try_lease(&key(1), Duration::from_secs(10), "victim")).map(|l| l.is_some())
+    });
+    assert!(
+        taken.is_err(),
+        "a hard-linked lock file was honoured: {taken:?}"
+    );
+    assert_eq!(fs::read(&precious).unwrap(), b"do not touch");
+}
+
+/// Issue 24, items 5 and 12: lock files planted by someone else (links, another user's file)
+/// neither stall a cold key for the coordination wait nor stop the tier's writes: each is
+/// skipped, the value computed here and stored.
+#[test]
+fn planted_lock_files_neither_stall_nor_stop_writes() {
+    use std::sync::Arc;
+    use warmcache_core::{Claimed, Coordination, Origin, Tier, Tiered};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let fs = Arc::new(FsBackend::open(&root).unwrap());
+    let tiered = Tiered::builder()
+        .tier(Tier::new(fs.clone()))
+        .coordination(Coordination::new().wait(Duration::from_secs(600)))
+        .build();
+    fs::create_dir_all(root.join("locks")).unwrap();
+    let precious = outside_file(dir.path());
+    let keys: Vec<CacheKey> = (1..=8).map(key).collect();
+    for (n, k) in keys.iter().enumerate() {
+        let lock = lock_path(&root, k);
+        match n % 3 {
+            0 => symlink(&precious, &lock).unwrap(),
+            1 => fs::hard_link(&precious, &lock).unwrap(),
+            _ if is_root() => {
+                fs::write(&lock, b"").unwrap();
+                std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+            }
+            _ => symlink("/nonexistent", &lock).unwrap(),
+        }
+    }
+    let origin = Origin::new(7, "test");
+    let stored = within_seconds(move || {
+        for k in &keys {
+            match block_on(tiered.claim(k, 7, false)) {
+                Claimed::Compute(claim) => {
+                    block_on(tiered.put_claimed(k, &origin, b"value", claim))
+                }
+                Claimed::Found(_) => panic!("nothing was stored under {k}"),
+            }
+        }
+        let stats = tiered.stats();
+        (
+            keys.iter()
+                .filter(|k| block_on(fs.contains(k)).unwrap())
+                .count(),
+            stats[0].lease_waits,
+        )
+    });
+    assert_eq!(stored, (8, 0), "(entries stored, lease waits)");
+    assert_eq!(fs::read(&precious).unwrap(), b"do not touch");
+}

@@ -76,11 +76,12 @@ pub enum StackError {
         source: warmcache_core::WeakSecret,
     },
     #[error(
-        "tier {0} is shared (a bucket) but no secret is configured: anyone who can write it could \
-         make this machine run their code. Set `secret_env` (a variable holding at least 32 random \
-         bytes), or `insecure_shared = true` to accept that risk"
+        "{what} can be written by others ({why}) but no secret is configured: anyone who can \
+         write it could make this machine run their code. Set `secret_env` (a variable holding \
+         at least 32 random bytes) to authenticate entries, make it private (`chmod go-w`), or \
+         set `insecure_shared = true` to accept that risk"
     )]
-    PlainSharedTier(String),
+    PlainSharedTier { what: String, why: String },
     #[error("creating cache directory {path}: {source}")]
     CacheDir {
         path: PathBuf,
@@ -104,10 +105,20 @@ impl Stack {
     fn open_with(settings: &Settings, recreate: bool) -> Result<Self, StackError> {
         let integrity = integrity(settings)?;
         let dir = &settings.cache_dir.value;
-        std::fs::create_dir_all(dir).map_err(|source| StackError::CacheDir {
-            path: dir.clone(),
-            source,
+        warmcache_core::files::create_cache_dir_all(dir).map_err(|source| {
+            StackError::CacheDir {
+                path: dir.clone(),
+                source,
+            }
         })?;
+        let trusts_plain = !integrity.is_keyed() && !settings.insecure_shared.value;
+        // The side files (stats, input and verified-file records) live in the cache directory.
+        if trusts_plain && let Ok(Some(why)) = warmcache_core::files::writable_by_others(dir) {
+            return Err(StackError::PlainSharedTier {
+                what: format!("the cache directory {}", dir.display()),
+                why,
+            });
+        }
         let mut tiers = Vec::new();
         let mut failed = Vec::new();
         let mut live_bytes = 0;
@@ -134,11 +145,12 @@ impl Stack {
                 };
                 match open_tier(config, &label, namespace.as_deref(), recreate) {
                     Ok((backend, fs)) => {
-                        if backend.capabilities().shared
-                            && !integrity.is_keyed()
-                            && !settings.insecure_shared.value
+                        if trusts_plain && let Some(why) = exposure(config, &backend, fs.as_deref())
                         {
-                            return Err(StackError::PlainSharedTier(label));
+                            return Err(StackError::PlainSharedTier {
+                                what: format!("tier {label}"),
+                                why,
+                            });
                         }
                         tiers.push(OpenTier {
                             config: config.clone(),
@@ -285,6 +297,32 @@ impl Stack {
 
 type Opened = (Arc<dyn Backend>, Option<Arc<FsBackend>>);
 
+/// Why others can write what an opened tier keeps, if they can: a bucket is shared by nature;
+/// a file tier knows who can write its directory; a database is as open as its file and the
+/// directory holding it.
+fn exposure(
+    config: &TierConfig,
+    backend: &Arc<dyn Backend>,
+    fs: Option<&FsBackend>,
+) -> Option<String> {
+    if let Some(fs) = fs {
+        return fs.writable_by_others().map(str::to_owned);
+    }
+    if let Some(path) = &config.path {
+        let dir = path.parent().unwrap_or(path);
+        let exposed = [path.as_path(), dir]
+            .into_iter()
+            .find_map(|p| warmcache_core::files::writable_by_others(p).ok().flatten());
+        if exposed.is_some() {
+            return exposed;
+        }
+    }
+    backend
+        .capabilities()
+        .shared
+        .then(|| "a store shared with other hosts".to_owned())
+}
+
 /// The integrity mode: the secret from `secret_env` (at least 32 bytes) and the previous ones,
 /// or plain.
 fn integrity(settings: &Settings) -> Result<Integrity, StackError> {
@@ -319,6 +357,7 @@ fn open_tier(
         TierKind::Memory => Err("a memory tier is the in-process tier, not a backend".into()),
         TierKind::Fs => FsBackend::builder(path())
             .capacity(size(DEFAULT_DISK_SIZE))
+            .read_only(config.read_only)
             .name(label)
             .open()
             .map(|b| {

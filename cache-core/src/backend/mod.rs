@@ -40,7 +40,11 @@ use crate::key::CacheKey;
 pub struct Capabilities {
     /// Entries survive a clean reopen and a crash of the process (every acknowledged put).
     pub persistent: bool,
-    /// Several hosts may read and write the same store (an object store bucket).
+    /// Others may write the same store: other hosts (an object store bucket) or other users
+    /// of this host (a directory or database others can write, see
+    /// [`files::writable_by_others`](crate::files::writable_by_others)). Its entries are
+    /// trusted only when authenticated by a key; entries that fail verification there are left
+    /// alone, never deleted or overwritten.
     pub shared: bool,
     /// The byte capacity the backend keeps its entries under, if it is bounded.
     pub capacity: Option<u64>,

@@ -34,14 +34,27 @@ pub fn ensure_records_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// This process's effective user id: the owner of every file it creates.
+#[cfg(unix)]
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::geteuid()
+    }
+}
+
+/// Off Unix there are no user ids: 0.
+#[cfg(not(unix))]
+pub fn euid() -> u32 {
+    0
+}
+
 /// Whether this process's user owns the file `meta` describes.
 #[cfg(unix)]
 pub(crate) fn owned_by_me(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    let me = unsafe { libc::geteuid() };
-    meta.uid() == me
+    meta.uid() == euid()
 }
 
 /// Whether this process's user owns the file: unknown off Unix, so no.

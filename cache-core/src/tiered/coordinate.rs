@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Lease;
 use crate::entry::Entry;
-use crate::error::ErrorKind;
 use crate::key::CacheKey;
 use crate::stats::TierCounters;
 
@@ -180,18 +179,18 @@ enum Attempt {
 }
 
 impl TierShared {
+    /// Counts a failed lease operation. It never counts against the tier's write breaker: a
+    /// lease is coordination, not a write, and one key's lease can fail for reasons that say
+    /// nothing about the tier (a lock file planted by someone else), which must not stop every
+    /// write. A tier that really fails shows it in its own writes.
     pub(super) fn lease_failed(&self, failure: &TierFailure, op: &str) {
         TierCounters::add(&self.counters.lease_errors, 1);
         match failure {
             TierFailure::Timeout(after) => {
                 TierCounters::add(&self.counters.timeouts, 1);
-                self.write_breaker.failure();
                 tracing::warn!(tier = %self.name, ?after, "lease {op} timed out");
             }
             TierFailure::Error(e) => {
-                if e.kind() != ErrorKind::NotSupported {
-                    self.write_breaker.failure();
-                }
                 tracing::warn!(tier = %self.name, error = %e, "lease {op} failed");
             }
         }
@@ -231,10 +230,12 @@ impl Tiered {
             if !tier.writable() || !tier.shared.backend.capabilities().coordinates {
                 continue;
             }
-            let (poll_max, poll_entry) = if tier.is_shared {
-                (Duration::from_secs(1), true)
+            // The entry is polled too, not only the lease: a holder that stored the entry may
+            // keep its lease a while (or never let go, if it is hostile).
+            let poll_max = if tier.is_shared {
+                Duration::from_secs(1)
             } else {
-                (Duration::from_millis(100), false)
+                Duration::from_millis(100)
             };
             let mut backoff = Duration::from_millis(5);
             let mut waited = false;
@@ -280,10 +281,7 @@ impl Tiered {
                 }
                 futures_timer::Delay::new(backoff.min(deadline - now)).await;
                 backoff = (backoff * 2).min(poll_max);
-                if poll_entry
-                    && let Some(entry) =
-                        self.read_range(key, kind, files, index..=index, true).await
-                {
+                if let Some(entry) = self.read_range(key, kind, files, index..=index, true).await {
                     claim.release().await;
                     return Claimed::Found(entry);
                 }

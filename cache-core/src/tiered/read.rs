@@ -57,7 +57,11 @@ impl Tiered {
             if again && tier.is_foreign(key) {
                 continue;
             }
-            let found = if files && tier.shared.backend.capabilities().local_files {
+            // Without a key, a tier's entry is trusted only as a file only this user can have
+            // written, which a tier with local files proves by handing it out (the trust rule,
+            // docs/DESIGN.md "Trust"): such a tier is always read through its files.
+            let local_files = tier.shared.backend.capabilities().local_files;
+            let found = if local_files && (files || !self.integrity.is_keyed()) {
                 self.read_file(index, key, kind).await
             } else {
                 self.read_bytes(index, key, kind).await
@@ -127,8 +131,10 @@ impl Tiered {
         }
     }
 
-    /// Reads tier `index` through its local file; falls back to bytes when the backend turns
-    /// out not to offer files after all.
+    /// Reads tier `index` through its local file. An entry the backend will not hand out as a
+    /// file (one that someone else could have written) is read as a verified copy when entries
+    /// are authenticated by a key, and is a miss without one: a plain tag proves "undamaged",
+    /// never "written by this user".
     async fn read_file(&self, index: usize, key: &CacheKey, kind: u32) -> Option<Entry> {
         let shared = &self.tiers[index].shared;
         let file = match self
@@ -137,7 +143,20 @@ impl Tiered {
         {
             Fetched::Value(file) => file,
             Fetched::Nothing => return None,
-            Fetched::NotSupported => return self.read_bytes(index, key, kind).await,
+            Fetched::NotSupported if self.integrity.is_keyed() => {
+                return self.read_bytes(index, key, kind).await;
+            }
+            Fetched::NotSupported => {
+                TierCounters::add(&shared.counters.misses, 1);
+                TierCounters::add(&shared.counters.forged, 1);
+                tracing::warn!(
+                    tier = %shared.name,
+                    %key,
+                    "entry file could have been written by another user and no secret \
+                     authenticates it: not used (configure a secret to share entries between users)"
+                );
+                return None;
+            }
         };
         let verified = shared.verified_files.as_deref();
         let unchanged = verified.is_some_and(|v| v.is_verified(key, &file));

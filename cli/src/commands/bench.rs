@@ -655,7 +655,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
         );
         inputs.push((name, wasm));
     }
-    std::fs::create_dir_all(&settings.cache_dir.value)
+    warmcache_core::files::create_cache_dir_all(&settings.cache_dir.value)
         .map_err(|e| format!("creating {}: {e}", settings.cache_dir.value.display()))?;
     // Local tiers are measured in a scratch directory next to the cache, on the same disk.
     let scratch = tempfile::Builder::new()

@@ -11,7 +11,12 @@ use crate::config::Settings;
 pub fn run(settings: &Settings, yes: bool) -> Outcome {
     let stack = super::open_all(settings, false)?;
     let tiers: Vec<_> = stack.tiers.iter().collect();
-    let names: Vec<&str> = tiers.iter().map(|t| t.label.as_str()).collect();
+    // Read-only tiers (configured so, or a previous secret's namespace) are never cleared.
+    let names: Vec<&str> = tiers
+        .iter()
+        .filter(|t| !t.read_only)
+        .map(|t| t.label.as_str())
+        .collect();
     if !yes {
         if !std::io::stdin().is_terminal() {
             return Err("refusing to clear without confirmation; pass --yes".into());
@@ -27,6 +32,10 @@ pub fn run(settings: &Settings, yes: bool) -> Outcome {
     }
     let mut failed = false;
     for tier in tiers {
+        if tier.read_only {
+            println!("{}: skipped (read-only)", tier.label);
+            continue;
+        }
         match block_on(tier.backend().clear()) {
             Ok(()) => println!("{}: cleared", tier.label),
             Err(e) => {

@@ -13,6 +13,10 @@ pub fn run(settings: &Settings, max_size: Size) -> Outcome {
     let stack = super::open_all(settings, false)?;
     let mut failed = false;
     for tier in &stack.tiers {
+        if tier.read_only {
+            println!("{}: skipped (read-only)", tier.label);
+            continue;
+        }
         let spinner = crate::progress::spinner(&format!("{}: evicting", tier.label));
         let shrunk = block_on(tier.backend.shrink_to(max_size.0));
         spinner.finish_and_clear();

@@ -1,6 +1,14 @@
 //! Running the built `warmcache` binary in an isolated environment.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
+
+pub mod users;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
