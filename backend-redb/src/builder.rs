@@ -93,28 +93,27 @@ impl RedbBackendBuilder {
             Some(MAX_REDB_VALUE),
         )?;
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(self.ctx(), e))?;
+            warmcache_core::files::create_cache_dir_all(parent)
+                .map_err(|e| Error::io(self.ctx(), e))?;
         }
         let mut builder = redb::Builder::new();
         if let Some(size) = self.cache_size {
             builder.set_cache_size(size);
         }
-        // Catch a panic from a damaged file so the caller gets an error, not an abort.
-        let opened =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(&self.path)));
-        let db = match opened {
-            Ok(result) => result.map_err(|e| map(e, self.ctx(), &self.path))?,
-            Err(_) => {
-                return Err(Error::corrupt(
-                    self.ctx(),
-                    format!(
-                        "the cache database {} could not be read (the reader panicked); delete it \
-                         or open it with open_or_recreate",
-                        self.path.display()
-                    ),
-                ));
-            }
-        };
+        let file = open_database_file(&self.path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => Error::config(self.ctx(), e.to_string()),
+            _ => Error::io(self.ctx(), e),
+        })?;
+        // A panic from a damaged file becomes an error, not an abort (and prints nothing).
+        let db = guard_panics(
+            || self.ctx(),
+            &format!("the cache database {}", self.path.display()),
+            || {
+                builder
+                    .create_file(file)
+                    .map_err(|e| map(e, self.ctx(), &self.path))
+            },
+        )?;
         // Opening reads the metadata table, which a damaged page can make redb panic on too.
         let store = guard_panics(
             || self.ctx(),
@@ -165,4 +164,51 @@ fn aside_path(path: &Path) -> PathBuf {
         .unwrap_or_default();
     name.push(".corrupt");
     path.with_file_name(name)
+}
+
+/// Opens (creating, never truncating) the database file: not through a symbolic link (a planted
+/// `cache.redb` link would make redb create or write a file of someone else's choosing), only a
+/// regular file, and not one with a second name (a planted hard link to another file).
+/// [`std::io::ErrorKind::InvalidInput`] names what is there instead.
+fn open_database_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let refuse = |what: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {what}, not a cache database; refusing to open it (remove it)",
+                path.display()
+            ),
+        )
+    };
+    let file = options.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return refuse("a symbolic link".to_owned());
+        }
+        e
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".to_owned()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() != 1 {
+            return Err(refuse(format!(
+                "a file with {} names (hard links)",
+                meta.nlink()
+            )));
+        }
+    }
+    Ok(file)
 }

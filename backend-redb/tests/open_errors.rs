@@ -176,3 +176,63 @@ fn bad_options_are_config_errors() {
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(!path.exists(), "an invalid configuration created a file");
 }
+
+/// Issue 24, item 8: a `cache.redb` symlink planted in a shared directory is not followed (redb
+/// created the file it pointed at, owned by the victim), and a planted hard link is not opened.
+#[test]
+fn a_planted_link_at_the_database_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.redb");
+    let chosen = dir.path().join("chosen-by-the-attacker");
+    std::os::unix::fs::symlink(&chosen, &path).unwrap();
+    let err = RedbBackend::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(!chosen.exists(), "redb created the file the link points at");
+
+    std::fs::remove_file(&path).unwrap();
+    let precious = dir.path().join("precious");
+    std::fs::write(&precious, b"do not touch").unwrap();
+    std::fs::hard_link(&precious, &path).unwrap();
+    let err = RedbBackend::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert_eq!(std::fs::read(&precious).unwrap(), b"do not touch");
+}
+
+const GUARD_CHILD_ENV: &str = "WARMCACHE_GUARD_PANIC_CHILD";
+
+/// Issue 24, item 17: a panic inside the storage engine, caught by `guard_panics`, prints
+/// nothing (it printed "thread 'main' panicked at ..." with a backtrace before the guard caught
+/// it); the error is the message. Checked in a child process, whose stderr is the terminal's.
+#[test]
+fn a_guarded_panic_prints_nothing() {
+    use warmcache_core::Op;
+    use warmcache_core::backend::guard_panics;
+    if std::env::var_os(GUARD_CHILD_ENV).is_some() {
+        let r: warmcache_core::Result<()> = guard_panics(
+            || warmcache_core::Context::new("redb", Op::Get),
+            "the file cache.redb",
+            || unreachable!("a damaged page"),
+        );
+        println!("guarded: {}", r.unwrap_err().kind() == ErrorKind::Corrupt);
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_guarded_panic_prints_nothing", "--nocapture"])
+        .env(GUARD_CHILD_ENV, "1")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("guarded: true"), "{stdout}");
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains("panicked"),
+            "a guarded panic was printed:\n{text}"
+        );
+    }
+}

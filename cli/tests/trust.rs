@@ -284,3 +284,22 @@ fn a_cotenants_lock_is_not_waited_on() {
     assert_eq!(fs["lease_waits"], 0, "{stats}");
     assert_eq!(fs["lease_timeouts"], 0, "{stats}");
 }
+
+/// Issue 24, item 14 (the terminal half): `ls` prints what an entry says about itself, which
+/// whoever wrote the entry chose; control characters and terminal escapes are escaped.
+#[test]
+fn ls_never_sends_an_entrys_escapes_to_the_terminal() {
+    use warmcache_core::Backend;
+    let env = Env::new();
+    let files = warmcache_fs::FsBackend::open(env.cache_dir().join("files")).unwrap();
+    let key = CacheKey::from_bytes([7; 32]);
+    let producer = "wasmtime\u{1b}]0;owned\u{7}\u{1b}[2J\r\n";
+    let sealed = Integrity::plain().seal(&key, 1, producer, b"payload");
+    futures::executor::block_on(files.put(&key, sealed)).unwrap();
+    let listed = ok(&env.run(&["ls"]));
+    assert!(listed.contains("wasmtime"), "{listed}");
+    assert!(
+        !listed.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters reached the terminal: {listed:?}"
+    );
+}

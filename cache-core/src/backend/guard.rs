@@ -1,6 +1,31 @@
 //! Turning a panic inside a storage engine into an error.
 
+use std::cell::Cell;
+use std::sync::Once;
+
 use crate::error::{Context, Error, Result};
+
+thread_local! {
+    /// How many `guard_panics` calls this thread is inside.
+    static GUARDED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Runs `f` under `catch_unwind` with the panic hook silent for this thread.
+fn quiet_panics<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.with(Cell::get) == 0 {
+                previous(info);
+            }
+        }));
+    });
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(g.get().saturating_sub(1)));
+    result
+}
 
 /// Runs `f`, and turns a panic inside it into [`Error::Corrupt`] for `context`, naming `store`.
 ///
@@ -14,12 +39,18 @@ use crate::error::{Context, Error, Result};
 ///     guard_panics(|| Context::new("db", Op::Get), "the file db.bin", || panic!("bad page"));
 /// assert_eq!(r.unwrap_err().kind(), ErrorKind::Corrupt);
 /// ```
+///
+/// Nothing reaches the terminal: a panic inside `f` is not printed by the panic hook (the
+/// error is the message). This works by wrapping the process's panic hook once, the first time
+/// this runs, with one that stays silent only for panics on a thread inside `guard_panics` and
+/// hands every other panic to the hook that was installed before; a hook installed later
+/// replaces it, and guarded panics are then printed by that hook.
 pub fn guard_panics<T>(
     context: impl FnOnce() -> Context,
     store: &str,
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+    quiet_panics(f).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
             .copied()

@@ -109,6 +109,8 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
         return Ok(ExitCode::SUCCESS);
     }
     for e in &entries {
+        // The producer comes from the entry, which anyone who can write the tier wrote:
+        // control characters and terminal escapes are shown escaped, never sent to the terminal.
         println!(
             "{}  {:<10} {:>10}  created {}  used {}  {}  [{}]",
             &e.key[..16],
@@ -116,8 +118,8 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
             human(e.size),
             e.created.as_deref().unwrap_or("-"),
             e.last_used.as_deref().unwrap_or("-"),
-            e.producer.as_deref().unwrap_or("-"),
-            e.tier
+            e.producer.as_deref().unwrap_or("-").escape_debug(),
+            e.tier.escape_debug()
         );
     }
     println!("{} entries", entries.len());
