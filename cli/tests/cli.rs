@@ -263,7 +263,7 @@ fn bad_inputs_are_clear_errors() {
 }
 
 #[test]
-fn precompile_a_directory_with_an_invalid_and_an_unreadable_file() {
+fn precompile_a_directory_with_an_invalid_file_and_a_dangling_link() {
     let env = Env::new();
     let dir = env.path().join("modules");
     for (name, text) in [
@@ -280,12 +280,17 @@ fn precompile_a_directory_with_an_invalid_and_an_unreadable_file() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let summary = stdout(&out);
     assert!(
-        summary.contains("4 files: 2 compiled, 0 already cached, 2 failed"),
+        summary.contains("3 files: 2 compiled, 0 already cached, 1 failed"),
         "{summary}"
     );
     let failures = format!("{summary}{}", stderr(&out));
     assert!(failures.contains("c.wasm"), "{failures}");
-    assert!(failures.contains("dangling.wasm"), "{failures}");
+    // Links below a directory given are not followed: the dangling one is not a file to compile.
+    assert!(!failures.contains("dangling.wasm"), "{failures}");
+    // Named explicitly, it is followed, and fails.
+    let out = env.run(&["precompile", dir.join("dangling.wasm").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("dangling.wasm"), "{}", stderr(&out));
 
     let again = env.run(&["precompile", dir.join("a.wasm").to_str().unwrap()]);
     assert!(stdout(&again).contains("1 files: 0 compiled, 1 already cached, 0 failed"));
@@ -691,4 +696,65 @@ fn bench_reports_a_table_json_and_a_chart() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Runs `warmcache ARGS` and fails the test if it has not finished within two minutes (a hang
+/// would otherwise stall the whole suite).
+fn run_bounded(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut child = env
+        .command()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("warmcache {args:?} hung\nstderr:\n{}", stderr(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn precompile_walks_regular_files_only_and_never_follows_links_below_its_roots() {
+    let env = Env::new();
+    let dir = env.path().join("modules");
+    env.write("modules/a.wasm", common::module(1, 5));
+    env.write("modules/elsewhere/b.wasm", common::module(2, 5));
+    // Loops: each level links back up, so a walk that follows links visits 2^depth paths.
+    for sub in ["x", "x/y", "x/y/z"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        std::os::unix::fs::symlink("..", dir.join(sub).join("up")).unwrap();
+        std::os::unix::fs::symlink(".", dir.join(sub).join("here")).unwrap();
+    }
+    std::os::unix::fs::symlink(dir.join("elsewhere"), dir.join("x/linked")).unwrap();
+    std::os::unix::fs::symlink(dir.join("a.wasm"), dir.join("x/link.wasm")).unwrap();
+    // A FIFO named like a module: opening it for reading would wait for a writer forever.
+    let fifo = dir.join("pipe.wasm");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let out = run_bounded(&env, &["precompile", dir.to_str().unwrap()]);
+    let summary = ok(&out);
+    assert!(
+        summary.contains("2 files: 2 compiled, 0 already cached, 0 failed"),
+        "{summary}{}",
+        stderr(&out)
+    );
+
+    // Named explicitly, a FIFO is refused, not waited on; an explicit link is followed.
+    let out = run_bounded(&env, &["precompile", fifo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    let link = dir.join("x/link.wasm");
+    let out = run_bounded(&env, &["precompile", link.to_str().unwrap()]);
+    assert!(ok(&out).contains("1 files: 0 compiled, 1 already cached"));
 }

@@ -25,31 +25,81 @@ enum Item {
     Unreadable(PathBuf, std::io::Error),
 }
 
-fn collect(path: &Path, explicit: bool, out: &mut Vec<Item>) {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => match std::fs::read_dir(path) {
-            Ok(entries) => {
-                let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-                children.sort();
-                for child in children {
-                    collect(&child, false, out);
-                }
-            }
-            Err(e) => out.push(Item::Unreadable(path.to_owned(), e)),
-        },
-        Ok(_) if explicit || path.extension().is_some_and(|e| e == "wasm") => {
-            out.push(Item::File(path.to_owned()));
+/// Collects the files under the given roots: a root is followed wherever it points, but below
+/// it only real directories and regular `*.wasm` files are taken (no symlink is followed, so a
+/// loop cannot make the walk explode, and a FIFO or device is never opened), and each directory
+/// is entered once.
+fn collect_roots(roots: &[PathBuf]) -> Vec<Item> {
+    let mut out = Vec::new();
+    let mut visited = std::collections::HashSet::new();
+    for root in roots {
+        match std::fs::metadata(root) {
+            Ok(meta) if meta.is_dir() => walk(root, &meta, &mut visited, &mut out),
+            Ok(_) => out.push(Item::File(root.clone())),
+            Err(e) => out.push(Item::Unreadable(root.clone(), e)),
         }
-        Ok(_) => {}
-        Err(e) => out.push(Item::Unreadable(path.to_owned(), e)),
+    }
+    out
+}
+
+fn walk(
+    dir: &Path,
+    meta: &std::fs::Metadata,
+    visited: &mut std::collections::HashSet<(u64, u64)>,
+    out: &mut Vec<Item>,
+) {
+    use std::os::unix::fs::MetadataExt;
+    if !visited.insert((meta.dev(), meta.ino())) {
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return out.push(Item::Unreadable(dir.to_owned(), e)),
+    };
+    let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    children.sort();
+    for child in children {
+        match std::fs::symlink_metadata(&child) {
+            Ok(meta) if meta.is_dir() => walk(&child, &meta, visited, out),
+            Ok(meta) if meta.is_file() && child.extension().is_some_and(|e| e == "wasm") => {
+                out.push(Item::File(child));
+            }
+            Ok(meta) if child.extension().is_some_and(|e| e == "wasm") => {
+                tracing::info!(
+                    path = %child.display(),
+                    "skipped: not a regular file ({:?}); links below a directory given are not followed",
+                    meta.file_type()
+                );
+            }
+            Ok(_) => {}
+            Err(e) => out.push(Item::Unreadable(child, e)),
+        }
     }
 }
 
-pub fn run(settings: &Settings, args: Args) -> Outcome {
-    let mut items = Vec::new();
-    for path in &args.paths {
-        collect(path, true, &mut items);
+/// Reads a regular file without ever waiting on it: opened non-blocking (a FIFO or device would
+/// otherwise wait for a writer), then checked on the open descriptor.
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not a regular file ({:?})", meta.file_type()),
+        ));
     }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+pub fn run(settings: &Settings, args: Args) -> Outcome {
+    let items = collect_roots(&args.paths);
     let stack = super::open(settings)?;
     let configured = super::engine(settings)?;
     let engine = configured.engine.clone();
@@ -72,7 +122,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
             Item::Unreadable(path, e) => Err(format!("{}: {e}", path.display())),
             Item::File(path) => {
                 bar.set_message(path.display().to_string());
-                std::fs::read(path)
+                read_regular(path)
                     .map_err(|e| format!("{}: {e}", path.display()))
                     .and_then(|bytes| {
                         let done = match input_kind(&bytes) {
