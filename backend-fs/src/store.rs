@@ -239,7 +239,7 @@ impl Store {
 
     pub(crate) fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, Error> {
         let path = entry_path(&self.root, key);
-        let Some((file, meta)) = self.open_entry(key, &path, Op::Get)? else {
+        let Some((file, meta)) = self.open_entry(key, &path, Op::Get, true)? else {
             return Ok(None);
         };
         let limit = self.limits.max_value();
@@ -258,10 +258,11 @@ impl Store {
     }
 
     /// The last `len` bytes of the entry's file, read from its end (the rest is not read).
+    /// Inspection, not use: the file's recency is left alone.
     pub(crate) fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>, Error> {
         use std::os::unix::fs::FileExt;
         let path = entry_path(&self.root, key);
-        let Some((file, meta)) = self.open_entry(key, &path, Op::Get)? else {
+        let Some((file, meta)) = self.open_entry(key, &path, Op::Get, false)? else {
             return Ok(None);
         };
         let n = len.min(meta.len());
@@ -287,7 +288,7 @@ impl Store {
     /// [`Error::NotSupported`], so the caller reads a verified copy through [`get`](Self::get).
     pub(crate) fn open_file(&self, key: &CacheKey) -> Result<Option<File>, Error> {
         let path = entry_path(&self.root, key);
-        let Some((file, meta)) = self.open_entry(key, &path, Op::OpenFile)? else {
+        let Some((file, meta)) = self.open_entry(key, &path, Op::OpenFile, true)? else {
             return Ok(None);
         };
         if let Some(why) = files::unsafe_to_map(&meta, self.owner) {
@@ -309,10 +310,13 @@ impl Store {
         key: &CacheKey,
         path: &Path,
         op: Op,
+        used: bool,
     ) -> Result<Option<(File, fs::Metadata)>, Error> {
         match open_regular(path) {
             Ok(Some((file, meta))) => {
-                self.touch(&file, &meta);
+                if used {
+                    self.touch(&file, &meta);
+                }
                 Ok(Some((file, meta)))
             }
             Ok(None) => Ok(None),

@@ -758,3 +758,35 @@ fn precompile_walks_regular_files_only_and_never_follows_links_below_its_roots()
     let out = run_bounded(&env, &["precompile", link.to_str().unwrap()]);
     assert!(ok(&out).contains("1 files: 0 compiled, 1 already cached"));
 }
+
+#[test]
+fn ls_and_verify_leave_recency_alone() {
+    let env = Env::new();
+    let a = env.write("a.wat", common::module(11, 3));
+    let b = env.write("b.wat", common::module(12, 3));
+    ok(&env.run(&["precompile", a.to_str().unwrap(), b.to_str().unwrap()]));
+    // Long unused: a day and two days ago.
+    let files = entry_files(&env);
+    assert_eq!(files.len(), 2);
+    let day = std::time::Duration::from_secs(86_400);
+    for (n, file) in files.iter().enumerate() {
+        let then = std::time::SystemTime::now() - day * (n as u32 + 1);
+        std::fs::File::options()
+            .write(true)
+            .open(file)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+    }
+    let before: Vec<_> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().modified().unwrap())
+        .collect();
+    ok(&env.run(&["ls"]));
+    ok(&env.run(&["verify"]));
+    let after: Vec<_> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().modified().unwrap())
+        .collect();
+    assert_eq!(before, after, "looking at entries counted as using them");
+}

@@ -236,11 +236,12 @@ pub trait Backend: Debug + Send + Sync + 'static {
 
     /// The last `len` bytes of the value (all of it when it is shorter), or `Ok(None)` when
     /// the key is missing: an entry's trailer without its payload, for listing large caches
-    /// ([`inspect_trailer`](crate::inspect_trailer)). Not a use of the entry: it need not
-    /// count as one for eviction.
+    /// ([`inspect_trailer`](crate::inspect_trailer)), or with `u64::MAX` the whole value for a
+    /// check. Not a use of the entry: it must not count as one for eviction, or listing and
+    /// verifying a cache would make its least used entries look freshest.
     ///
-    /// The default reads the whole value with [`get`](Self::get); backends that can read a
-    /// suffix (a ranged request, a file's tail) override it.
+    /// The default reads the whole value with [`get`](Self::get); backends whose `get` records
+    /// use, and those that can read a suffix (a ranged request, a file's tail), override it.
     async fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
         Ok(self.get(key).await?.map(|value| tail(value, len)))
     }

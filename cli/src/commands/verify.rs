@@ -8,6 +8,21 @@ use warmcache_core::BackendExt;
 use super::Outcome;
 use crate::config::Settings;
 
+/// The whole stored value, read so that checking it does not count as a use for eviction:
+/// through `get_tail`, which records none. A bucket records no use on `get` either, and
+/// providers answer a suffix range longer than the object differently, so it is read whole.
+async fn read_without_use(
+    tier: &crate::stack::OpenTier,
+    key: &warmcache_core::CacheKey,
+) -> warmcache_core::Result<Option<warmcache_core::bytes::Bytes>> {
+    let backend = tier.backend();
+    if tier.config.kind == crate::config::TierKind::S3 {
+        backend.get(key).await
+    } else {
+        backend.get_tail(key, u64::MAX).await
+    }
+}
+
 pub fn run(settings: &Settings, remove: bool) -> Outcome {
     let stack = super::open_all(settings, true)?;
     let (mut checked, mut bad, mut removed) = (0u64, 0u64, 0u64);
@@ -18,7 +33,7 @@ pub fn run(settings: &Settings, remove: bool) -> Outcome {
         for info in keys {
             checked += 1;
             bar.inc(1);
-            let problem = match block_on(backend.get(&info.key)) {
+            let problem = match block_on(read_without_use(tier, &info.key)) {
                 Ok(Some(bytes)) => stack
                     .integrity
                     .verify(&info.key, None, &bytes)
