@@ -23,6 +23,7 @@ pub struct FsBackendBuilder {
     name: String,
     offer_files: bool,
     read_only: bool,
+    namespace: Option<String>,
 }
 
 impl FsBackendBuilder {
@@ -36,6 +37,24 @@ impl FsBackendBuilder {
             name: "fs".to_owned(),
             offer_files: true,
             read_only: false,
+            namespace: None,
+        }
+    }
+
+    /// Keeps entries in a namespace of their own, `root/keys/<namespace>/`: pass the integrity
+    /// mode's [`key_id`](warmcache_core::Integrity::key_id), so that users or nodes whose
+    /// secrets differ never see (and never delete or replace) each other's entries in one
+    /// directory, as in a bucket. One path segment of ASCII letters, digits, `-` and `_`.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The directory the tier keeps its files in: the root, or the namespace's directory in it.
+    pub fn dir(&self) -> PathBuf {
+        match &self.namespace {
+            Some(ns) => self.root.join(crate::layout::KEYS).join(ns),
+            None => self.root.clone(),
         }
     }
 
@@ -92,8 +111,27 @@ impl FsBackendBuilder {
     /// cannot be created, read or written (for example without write permission).
     pub fn open(self) -> Result<FsBackend, Error> {
         let limits = Limits::new(&self.name, self.capacity, self.max_value_size, None)?;
+        let mut outer = Vec::new();
+        if let Some(ns) = &self.namespace {
+            let segment = !ns.is_empty()
+                && ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !segment {
+                return Err(Error::config(
+                    warmcache_core::Context::new(self.name.clone(), warmcache_core::Op::Open),
+                    format!(
+                        "namespace {ns:?} must be one path segment of ASCII letters, digits, \
+                         `-` and `_`"
+                    ),
+                ));
+            }
+            // Whoever can change these can swap the namespace's directory.
+            outer = vec![self.root.clone(), self.root.join(crate::layout::KEYS)];
+        }
         let store = Store::open(
-            self.root,
+            self.dir(),
+            outer,
             self.name,
             limits,
             self.touch_interval,

@@ -5,6 +5,7 @@
 //! root/entries/ab/<64 hex>   one immutable entry file per key (first byte's hex as fan-out)
 //! root/entries/ab/.<64 hex>.<pid>.<nonce>.tmp   a write in progress (or left by a crash)
 //! root/locks/<64 hex>        the lock a process holds while it computes that key
+//! root/keys/<key id>/...     with a namespace: the same layout, one per secret
 //! ```
 //!
 //! Only names of exactly these shapes are ever read, counted or deleted; anything else in the
@@ -17,6 +18,7 @@ use warmcache_core::CacheKey;
 pub(crate) const MARKER: &str = "WARMCACHE-FS";
 pub(crate) const ENTRIES: &str = "entries";
 pub(crate) const LOCKS: &str = "locks";
+pub(crate) const KEYS: &str = "keys";
 
 pub(crate) fn entries_dir(root: &Path) -> PathBuf {
     root.join(ENTRIES)

@@ -60,15 +60,18 @@ pub(crate) struct Found {
 }
 
 impl Store {
+    /// Opens the tier in `root`; `outer` are the directories above it whose being writable by
+    /// others exposes it too (a namespace's parents).
     pub(crate) fn open(
         root: PathBuf,
+        outer: Vec<PathBuf>,
         name: String,
         limits: Limits,
         touch_interval: Duration,
         read_only: bool,
     ) -> Result<Self, Error> {
         if read_only {
-            return Self::open_read_only(root, name, limits);
+            return Self::open_read_only(root, outer, name, limits);
         }
         let ctx = || Context::new(name.clone(), Op::Open);
         warmcache_core::files::create_cache_dir_all(&root).map_err(|e| io_err(ctx(), &root, e))?;
@@ -92,9 +95,7 @@ impl Store {
             .map(|meta| files::owner_of(&meta))
             .map_err(|e| io_err(ctx(), &entries, e))?;
         let _ = fs::remove_file(&probe);
-        let exposure = [&root, &entries]
-            .into_iter()
-            .find_map(|dir| writable_by_others(dir).ok().flatten());
+        let exposure = exposure(&outer, &root);
         if let Some(why) = &exposure {
             tracing::debug!(backend = %name, why, "other users can write this file tier");
         }
@@ -117,7 +118,12 @@ impl Store {
 
     /// A directory only read (a prebuilt cache shipped in an image): it must exist with its
     /// `entries/`, and nothing in it is ever written.
-    fn open_read_only(root: PathBuf, name: String, limits: Limits) -> Result<Self, Error> {
+    fn open_read_only(
+        root: PathBuf,
+        outer: Vec<PathBuf>,
+        name: String,
+        limits: Limits,
+    ) -> Result<Self, Error> {
         let ctx = || Context::new(name.clone(), Op::Open);
         let entries = layout::entries_dir(&root);
         let meta = fs::symlink_metadata(&entries).map_err(|e| io_err(ctx(), &entries, e))?;
@@ -128,9 +134,7 @@ impl Store {
                 io::Error::new(io::ErrorKind::InvalidData, "not a directory"),
             ));
         }
-        let exposure = [&root, &entries]
-            .into_iter()
-            .find_map(|dir| writable_by_others(dir).ok().flatten());
+        let exposure = exposure(&outer, &root);
         let store = Self {
             read_only: true,
             exposure,
@@ -570,6 +574,16 @@ fn is_abandoned_temp(path: &Path) -> bool {
             false
         }
     }
+}
+
+/// Why others can write the tier: through `root`, its `entries/`, or a directory in `outer`.
+fn exposure(outer: &[PathBuf], root: &Path) -> Option<String> {
+    let entries = layout::entries_dir(root);
+    outer
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([root, entries.as_path()])
+        .find_map(|dir| writable_by_others(dir).ok().flatten())
 }
 
 fn read_dir(path: &Path) -> io::Result<Vec<fs::DirEntry>> {

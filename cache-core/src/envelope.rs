@@ -158,6 +158,11 @@ pub struct EnvelopeMeta {
     pub producer: String,
     /// Whether the tag is a keyed MAC.
     pub keyed: bool,
+    /// Whether the MAC verified under a previous secret ([`Integrity::accepting`]) rather than
+    /// the current one: such an entry is re-tagged before it is copied anywhere, so it outlives
+    /// the rotation. Known only after a full verification.
+    #[serde(skip)]
+    pub(crate) by_previous_key: bool,
 }
 
 /// What an entry is and where it came from, written into its envelope by [`Integrity::seal`].
@@ -346,6 +351,7 @@ fn parse_tail(bytes: &[u8], entry_len: u64) -> Result<Parsed, VerifyError> {
             compute_ms,
             producer,
             keyed: flags & FLAG_KEYED != 0,
+            by_previous_key: false,
         },
         payload: 0..meta_start,
         tagged_len: len - 32,
@@ -543,7 +549,7 @@ impl Integrity {
         bytes: &[u8],
         hash: bool,
     ) -> Result<(EnvelopeMeta, Range<usize>), VerifyError> {
-        let parsed = parse(bytes)?;
+        let mut parsed = parse(bytes)?;
         match (self.is_keyed(), parsed.meta.keyed) {
             (true, false) => return Err(VerifyError::Forged("entry has no MAC")),
             (false, true) => return Err(VerifyError::Unverifiable),
@@ -559,7 +565,7 @@ impl Integrity {
             });
         }
         if hash {
-            self.authenticate(bytes, &parsed)?;
+            parsed.meta.by_previous_key = self.authenticate(bytes, &parsed)?;
         }
         if let Some(expected) = kind
             && parsed.meta.kind != expected
@@ -572,26 +578,55 @@ impl Integrity {
         Ok((parsed.meta, parsed.payload))
     }
 
-    fn authenticate(&self, bytes: &[u8], parsed: &Parsed) -> Result<(), VerifyError> {
+    /// Checks the tag; `Ok(true)` when it is a previous secret's MAC.
+    fn authenticate(&self, bytes: &[u8], parsed: &Parsed) -> Result<bool, VerifyError> {
         let tag = blake3::Hash::from(parsed.tag);
         let tagged = &bytes[..parsed.tagged_len];
         let mut hasher = self.hasher();
         hash_into(&mut hasher, tagged);
         // blake3::Hash compares in constant time. Earlier secrets are tried only when the
         // current one fails, so entries sealed now cost one hash.
-        let authentic = hasher.finalize() == tag
-            || self.previous.iter().any(|key| {
-                let mut hasher = blake3::Hasher::new_keyed(key);
-                hash_into(&mut hasher, tagged);
-                hasher.finalize() == tag
-            });
-        if !authentic {
-            if self.is_keyed() {
-                return Err(VerifyError::Forged("MAC mismatch"));
-            }
-            return Err(VerifyError::TagMismatch);
+        if hasher.finalize() == tag {
+            return Ok(false);
         }
-        Ok(())
+        let previous = self.previous.iter().any(|key| {
+            let mut hasher = blake3::Hasher::new_keyed(key);
+            hash_into(&mut hasher, tagged);
+            hasher.finalize() == tag
+        });
+        match (previous, self.is_keyed()) {
+            (true, _) => Ok(true),
+            (false, true) => Err(VerifyError::Forged("MAC mismatch")),
+            (false, false) => Err(VerifyError::TagMismatch),
+        }
+    }
+
+    /// Verifies `stored` under `key` and returns it as the current secret seals it: the same
+    /// bytes when it already is, and when a previous secret ([`accepting`](Self::accepting))
+    /// sealed it, the same bytes with the current MAC. What is copied between tiers goes
+    /// through this, so nothing copied during a rotation becomes unverifiable once it ends.
+    ///
+    /// # Errors
+    ///
+    /// When `stored` does not verify.
+    pub fn reseal(&self, key: &CacheKey, stored: &Bytes) -> Result<Bytes, VerifyError> {
+        let (meta, _) = self.verify(key, None, stored)?;
+        Ok(if meta.by_previous_key {
+            self.retag(stored)
+        } else {
+            stored.clone()
+        })
+    }
+
+    /// `stored`, an envelope that verified, with its tag replaced by this integrity's.
+    pub(crate) fn retag(&self, stored: &[u8]) -> Bytes {
+        let tagged = &stored[..stored.len().saturating_sub(32)];
+        let mut hasher = self.hasher();
+        hash_into(&mut hasher, tagged);
+        let mut out = BytesMut::with_capacity(stored.len());
+        out.extend_from_slice(tagged);
+        out.extend_from_slice(hasher.finalize().as_bytes());
+        out.freeze()
     }
 
     /// Verifies an envelope read under `expected` (of any kind) and returns it as an [`Entry`]:

@@ -118,3 +118,70 @@ fn a_shared_tier_without_a_secret_is_reported() {
             .is_empty()
     );
 }
+
+#[test]
+fn promotion_reseals_what_a_previous_secret_sealed() {
+    // The fleet's previous-key namespace, read-only, holds an entry sealed before the rotation.
+    let old_namespace = MapBackend::shared();
+    block_on(stack(&old_namespace, OTHER_SECRET).put(&key(5), &Origin::new(1, "t"), b"old"));
+    let local = MapBackend::new();
+    let during = Tiered::builder()
+        .integrity(
+            Integrity::from_secret(FLEET_SECRET)
+                .unwrap()
+                .accepting(OTHER_SECRET),
+        )
+        .tier(Tier::new(local.clone()))
+        .tier(Tier::new(old_namespace.clone()).read_only())
+        .build();
+    assert!(block_on(during.get(&key(5), 1)).is_some());
+    assert_eq!(during.stats()[0].promotions, 1);
+    // Once the rotation ends, what was promoted must still verify: it carries the new MAC.
+    let after = stack(&local, FLEET_SECRET);
+    let hit = block_on(after.get(&key(5), 1)).expect("the promoted entry kept the old MAC");
+    assert_eq!(hit.payload(), b"old");
+    assert_eq!(after.stats()[0].forged, 0);
+}
+
+#[test]
+fn reseal_replaces_only_a_previous_secrets_tag() {
+    let rotated = Integrity::from_secret(FLEET_SECRET)
+        .unwrap()
+        .accepting(OTHER_SECRET);
+    let old = Integrity::keyed(OTHER_SECRET).seal(&key(6), 1, "t", b"payload");
+    let resealed = rotated.reseal(&key(6), &old).unwrap();
+    assert_ne!(resealed, old);
+    let current = Integrity::keyed(FLEET_SECRET);
+    assert_eq!(
+        current.open(&key(6), &resealed).unwrap().payload(),
+        b"payload"
+    );
+    let meta = warmcache_core::inspect(&resealed).unwrap();
+    assert_eq!((meta.kind, meta.producer.as_str()), (1, "t"));
+    // Already under the current secret: the same bytes, not sealed again.
+    let fresh = current.seal(&key(6), 1, "t", b"payload");
+    assert_eq!(rotated.reseal(&key(6), &fresh).unwrap(), fresh);
+    // Anything that does not verify is refused.
+    let stranger = Integrity::keyed(b"a third secret, not accepted by anyone here");
+    let forged = stranger.seal(&key(6), 1, "t", b"payload");
+    assert!(rotated.reseal(&key(6), &forged).unwrap_err().is_forgery());
+}
+
+#[test]
+fn a_tier_in_its_own_key_namespace_replaces_what_fails_verification_there() {
+    let namespace = MapBackend::shared();
+    // Planted (or damaged) in this key's namespace: under a key nobody here holds.
+    let planted = Integrity::keyed(OTHER_SECRET).seal(&key(7), 1, "t", b"planted");
+    namespace.set_raw(&key(7), planted);
+    let node = Tiered::builder()
+        .integrity(Integrity::from_secret(FLEET_SECRET).unwrap())
+        .tier(Tier::new(namespace.clone()).own_namespace())
+        .build();
+    assert!(block_on(node.get(&key(7), 1)).is_none());
+    assert_eq!(node.stats()[0].forged, 1);
+    block_on(node.put(&key(7), &Origin::new(1, "t"), b"computed"));
+    let hit = block_on(stack(&namespace, FLEET_SECRET).get(&key(7), 1))
+        .expect("the node's own namespace kept a planted entry forever");
+    assert_eq!(hit.payload(), b"computed");
+    assert_eq!(node.stats()[0].skipped, 0);
+}

@@ -38,6 +38,8 @@ pub struct OpenTier {
     pub fs: Option<Arc<FsBackend>>,
     /// Only read: configured `read_only`, or the namespace of a previous secret.
     pub read_only: bool,
+    /// The namespace of the current secret's key id: only this stack's secret writes there.
+    pub own_namespace: bool,
 }
 
 impl OpenTier {
@@ -128,9 +130,15 @@ impl Stack {
                 continue;
             }
             let label = format!("{}:{}", config.kind.as_str(), config.location());
-            // Entries sealed under each secret live in a namespace of their own in a bucket:
-            // the current key's (read-write), then each previous key's (read-only).
-            let namespaces = if config.kind == TierKind::S3 {
+            // Entries sealed under each secret live in a namespace of their own, in a bucket
+            // and (with a secret) in a directory: the current key's (read-write), then each
+            // previous key's (read-only).
+            let namespaced = match config.kind {
+                TierKind::S3 => true,
+                TierKind::Fs => integrity.is_keyed(),
+                _ => false,
+            };
+            let namespaces = if namespaced {
                 std::iter::once(integrity.key_id())
                     .chain(integrity.previous_key_ids())
                     .map(Some)
@@ -143,7 +151,16 @@ impl Stack {
                     (Some(id), n) if n > 0 => format!("{label} (previous key {id})"),
                     _ => label.clone(),
                 };
-                match open_tier(config, &label, namespace.as_deref(), recreate) {
+                let previous = n > 0;
+                if previous
+                    && config.kind == TierKind::Fs
+                    && !fs_namespace_exists(config, namespace.as_deref())
+                {
+                    // Nothing was ever sealed there under that key.
+                    continue;
+                }
+                let read_only = config.read_only || previous;
+                match open_tier(config, &label, namespace.as_deref(), read_only, recreate) {
                     Ok((backend, fs)) => {
                         if trusts_plain && let Some(why) = exposure(config, &backend, fs.as_deref())
                         {
@@ -154,7 +171,8 @@ impl Stack {
                         }
                         tiers.push(OpenTier {
                             config: config.clone(),
-                            read_only: config.read_only || n > 0,
+                            read_only,
+                            own_namespace: namespace.is_some() && !previous,
                             label,
                             backend,
                             fs,
@@ -276,6 +294,9 @@ impl Stack {
             if tier.read_only {
                 t = t.read_only();
             }
+            if tier.own_namespace {
+                t = t.own_namespace();
+            }
             if remote {
                 let timeout = tier
                     .config
@@ -345,19 +366,34 @@ fn integrity(settings: &Settings) -> Result<Integrity, StackError> {
     Ok(integrity)
 }
 
+fn fs_builder(config: &TierConfig, namespace: Option<&str>) -> warmcache_fs::FsBackendBuilder {
+    let builder = FsBackend::builder(config.path.clone().unwrap_or_default());
+    match namespace {
+        Some(ns) => builder.namespace(ns),
+        None => builder,
+    }
+}
+
+/// Whether the file tier holds a directory for `namespace` (a previous key's is opened only
+/// to read, so only where it exists).
+fn fs_namespace_exists(config: &TierConfig, namespace: Option<&str>) -> bool {
+    fs_builder(config, namespace).dir().is_dir()
+}
+
 fn open_tier(
     config: &TierConfig,
     label: &str,
     namespace: Option<&str>,
+    read_only: bool,
     recreate: bool,
 ) -> Result<Opened, String> {
     let size = |default: u64| config.size.map_or(default, |s| s.0);
     let path = || config.path.clone().unwrap_or_default();
     match config.kind {
         TierKind::Memory => Err("a memory tier is the in-process tier, not a backend".into()),
-        TierKind::Fs => FsBackend::builder(path())
+        TierKind::Fs => fs_builder(config, namespace)
             .capacity(size(DEFAULT_DISK_SIZE))
-            .read_only(config.read_only)
+            .read_only(read_only)
             .name(label)
             .open()
             .map(|b| {

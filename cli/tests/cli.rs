@@ -753,7 +753,11 @@ fn precompile_walks_regular_files_only_and_never_follows_links_below_its_roots()
     // Named explicitly, a FIFO is refused, not waited on; an explicit link is followed.
     let out = run_bounded(&env, &["precompile", fifo.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
     let link = dir.join("x/link.wasm");
     let out = run_bounded(&env, &["precompile", link.to_str().unwrap()]);
     assert!(ok(&out).contains("1 files: 0 compiled, 1 already cached"));

@@ -303,3 +303,34 @@ fn ls_never_sends_an_entrys_escapes_to_the_terminal() {
         "control characters reached the terminal: {listed:?}"
     );
 }
+
+/// Issue 24, item 10: users (or nodes) with different secrets on one directory keep their
+/// entries in a namespace per key id, as in a bucket: neither deletes the other's entries, so
+/// each compiles a module once, not on every other run.
+#[test]
+fn different_secrets_on_one_directory_never_destroy_each_others_entries() {
+    let Some(users) = Users::new() else { return };
+    let shared = users.shared_dir("shared");
+    let module = users.write("m.wat", exits_with(9));
+    let secrets = [
+        (VICTIM, "the victim's secret, at least 32 bytes long"),
+        (COTENANT, "the co-tenant's secret, also 32 bytes or more"),
+    ];
+    let mut compiles = 0;
+    for round in 0..4 {
+        for (uid, secret) in secrets {
+            let out = users
+                .command(uid)
+                .env("WARMCACHE_CACHE_DIR", &shared)
+                .env("WARMCACHE_SECRET_ENV", "MINE")
+                .env("MINE", secret)
+                .args(["run", "-v", module.to_str().unwrap()])
+                .output()
+                .unwrap();
+            let how = stderr(&out);
+            assert_eq!(out.status.code(), Some(9), "round {round}: {how}");
+            compiles += usize::from(how.contains("compiled in"));
+        }
+    }
+    assert_eq!(compiles, 2, "each secret's user compiles once");
+}

@@ -350,6 +350,7 @@ pub(super) fn fresh_entry(key: &CacheKey, origin: &Origin, payload: Bytes) -> En
             compute_ms: origin.compute_ms,
             producer: origin.producer.clone(),
             keyed: false,
+            by_previous_key: false,
         },
         payload,
     )

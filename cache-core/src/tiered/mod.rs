@@ -86,6 +86,8 @@ impl TieredBuilder {
                     .name
                     .unwrap_or_else(|| format!("{i}:{}", t.backend.name()));
                 let is_shared = t.backend.capabilities().shared;
+                let leaves_unverified =
+                    is_shared && !(t.own_namespace && self.integrity.is_keyed());
                 let labels = crate::metrics::tier_labels(&name, t.backend.name());
                 let counters = TierCounters::new(&labels);
                 let shared = Arc::new(TierShared {
@@ -126,6 +128,7 @@ impl TieredBuilder {
                     compression: t.compression,
                     writer,
                     is_shared,
+                    leaves_unverified,
                     foreign: Default::default(),
                 }
             })

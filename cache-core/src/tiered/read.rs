@@ -168,7 +168,10 @@ impl Tiered {
             Ok(mapped) => {
                 if unchanged {
                     TierCounters::add(&shared.counters.trusted_loads, 1);
-                } else if let Some(verified) = verified {
+                } else if let Some(verified) = verified
+                    && !mapped.meta.by_previous_key
+                {
+                    // Only what the current secret sealed: a later unhashed load takes it so.
                     verified.record(key, &file, before);
                 }
                 mapped
@@ -236,10 +239,19 @@ impl Tiered {
     }
 
     /// Copies a verified hit from tier `found_at` into the faster writable tiers, reusing the
-    /// stored bytes where the target's compression matches.
+    /// stored bytes where the target's compression matches (with the current MAC, when a
+    /// previous secret sealed them).
     async fn promote(&self, key: &CacheKey, stored: &Bytes, entry: &Entry, found_at: usize) {
         let meta = entry.meta();
-        let mut sealed = SealedForms::from_stored(stored.clone(), meta.compressed);
+        if !self.tiers[..found_at].iter().any(|t| t.writable()) {
+            return;
+        }
+        let stored = if meta.by_previous_key {
+            self.integrity.retag(stored)
+        } else {
+            stored.clone()
+        };
+        let mut sealed = SealedForms::from_stored(stored, meta.compressed);
         let origin = crate::envelope::Origin {
             kind: meta.kind,
             producer: meta.producer.clone(),

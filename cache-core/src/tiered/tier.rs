@@ -81,6 +81,7 @@ pub struct Tier {
     pub(super) breaker_cooldown: Duration,
     pub(super) compression: Compression,
     pub(super) verified_files: Option<Arc<crate::files::VerifiedFiles>>,
+    pub(super) own_namespace: bool,
 }
 
 impl Tier {
@@ -98,7 +99,19 @@ impl Tier {
             breaker_cooldown: Duration::from_secs(30),
             compression: Compression::None,
             verified_files: None,
+            own_namespace: false,
         }
+    }
+
+    /// Declares that this tier holds only entries sealed under the stack's current secret: a
+    /// namespace of a shared store named by its [`key_id`](crate::Integrity::key_id), as
+    /// `warmcache_s3` and `warmcache_fs` builders make with `namespace`. Nodes with other
+    /// secrets write elsewhere, so an entry here that fails verification is damaged or planted,
+    /// and is replaced like a private tier's instead of being left alone for its owner. Has no
+    /// effect without a secret (every plain cache shares one namespace).
+    pub fn own_namespace(mut self) -> Self {
+        self.own_namespace = true;
+        self
     }
 
     /// Opt-in for a tier that hands out local files: an entry file that verified in full once is
@@ -343,6 +356,9 @@ pub(super) struct TierState {
     pub(super) writer: Option<Writer>,
     /// The backend is shared with other caches ([`Capabilities::shared`](crate::Capabilities)).
     pub(super) is_shared: bool,
+    /// Shared with caches that may hold other secrets (not [`Tier::own_namespace`]): what
+    /// fails verification here is left alone.
+    pub(super) leaves_unverified: bool,
     /// Keys whose entry in this shared tier failed verification here: another node's (sealed
     /// under another secret) or an attacker's. Never deleted or overwritten by this cache.
     pub(super) foreign: Mutex<HashSet<CacheKey>>,
@@ -357,7 +373,7 @@ impl TierState {
     /// verification: yes for a private tier, never for a shared one, where it may be another
     /// node's entry under another secret.
     pub(super) fn remember_unverified(&self, key: &CacheKey) -> bool {
-        if !self.is_shared {
+        if !self.leaves_unverified {
             return true;
         }
         let mut foreign = self.foreign.lock();
@@ -370,12 +386,12 @@ impl TierState {
 
     /// Whether this shared tier's entry for `key` failed verification here.
     pub(super) fn is_foreign(&self, key: &CacheKey) -> bool {
-        self.is_shared && self.foreign.lock().contains(key)
+        self.leaves_unverified && self.foreign.lock().contains(key)
     }
 
     /// Forgets `key` as foreign (it verified since).
     pub(super) fn verified(&self, key: &CacheKey) {
-        if self.is_shared {
+        if self.leaves_unverified {
             self.foreign.lock().remove(key);
         }
     }

@@ -207,8 +207,11 @@ fn arrivals(
                 let Ok(Some(bytes)) = block_on(source.backend.get(key)) else {
                     return false;
                 };
-                stack.integrity.verify(key, None, &bytes).is_ok()
-                    && block_on(tier.backend.put(key, bytes)).is_ok()
+                // Verified, and carrying the current MAC even if a previous secret sealed it.
+                stack
+                    .integrity
+                    .reseal(key, &bytes)
+                    .is_ok_and(|bytes| block_on(tier.backend.put(key, bytes)).is_ok())
             });
             if !copied {
                 missing.push((path.clone(), tier.label.clone()));

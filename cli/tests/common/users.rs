@@ -128,10 +128,19 @@ impl Users {
     }
 }
 
-/// The entry files under a file tier's root (`<root>/entries/<2 hex>/<64 hex>`).
+/// The entry files under a file tier's root (`<root>/entries/<2 hex>/<64 hex>`) and in its
+/// key namespaces (`<root>/keys/<key id>/entries/...`).
 pub fn entry_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    for namespace in std::fs::read_dir(root.join("keys"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        out.extend(entry_files(&namespace.path()));
+    }
     let Ok(fans) = std::fs::read_dir(root.join("entries")) else {
+        out.sort();
         return out;
     };
     for fan in fans.flatten() {
