@@ -5,13 +5,21 @@
 //!
 //! A key's lease is a chain of generations, `prefix/leases/<64 hex>/<generation>`, each object
 //! holding who took it and until when. Taking the lease creates the generation after the newest
-//! one there is, and only when that one has expired or is gone: of every node that saw the same
-//! newest generation, exactly one creates the next. The holder rewrites its own generation to
-//! renew it, deletes it to release it, and deletes older ones when it takes over.
+//! one there is, and only when that one has expired or was released: of every node that saw the
+//! same newest generation, exactly one creates the next.
+//!
+//! Each generation is written by its holder only, and the newest is never deleted (a release
+//! marks it released), so generation numbers never start over: a path names one lease for
+//! good. A holder renews and releases only while its generation is the newest, so a stale
+//! holder (paused past its ttl while another took over) changes nothing for the new one; the
+//! taker deletes the older generations.
 //!
 //! Expiry compares the holder's deadline with the reader's clock: hosts sharing a bucket need
-//! clocks that agree within a small part of the ttl (NTP does). A release racing a takeover can
-//! let two nodes hold a lease at once; that costs one computation more, never a wrong entry.
+//! clocks that agree within a small part of the ttl (NTP does). A deadline is believed for at
+//! most [`MAX_TTLS`] of the reader's ttl after the generation was last written (the store's
+//! timestamp), so a generation planted with a deadline far ahead holds a key only that long.
+//! A release or renewal racing a takeover can let two nodes compute at once; that costs one
+//! computation more, never a wrong entry.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,10 +28,14 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use warmcache_core::backend::Lease;
-use warmcache_core::{CacheKey, Context, Result, async_trait};
+use warmcache_core::{CacheKey, Context, Error, Result, async_trait};
 
 use crate::backend::Spawner;
 use crate::error::map;
+
+/// A generation's deadline is believed for at most this many of the reader's ttl after the
+/// generation was last written; a live holder rewrites it every third of a ttl.
+pub(crate) const MAX_TTLS: u32 = 3;
 
 /// Where `key`'s lease generations live under `prefix`.
 pub(crate) fn lease_dir(prefix: &Path, key: &CacheKey) -> Path {
@@ -40,7 +52,11 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The body of a generation: a small text any operator can read.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The body of a generation: a small text any operator can read. A released one has deadline 0.
 fn body(holder: &str, until_ms: u64) -> PutPayload {
     let holder: String = holder
         .chars()
@@ -63,11 +79,27 @@ fn until_of(body: &[u8]) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The generations in `dir`, oldest first (names that are not generation numbers are ignored).
+async fn generations(store: &dyn ObjectStore, dir: &Path, ctx: &Context) -> Result<Vec<u64>> {
+    let listed: Vec<_> = store
+        .list(Some(dir))
+        .try_collect()
+        .await
+        .map_err(|e| map(e, ctx.clone()))?;
+    let mut generations: Vec<u64> = listed
+        .iter()
+        .filter_map(|m| m.location.filename()?.parse().ok())
+        .collect();
+    generations.sort_unstable();
+    Ok(generations)
+}
+
 /// A generation this process created.
 #[derive(Debug)]
 pub(crate) struct BucketLease {
     store: Arc<dyn ObjectStore>,
-    path: Path,
+    dir: Path,
+    generation: u64,
     holder: String,
     ttl: Duration,
     spawner: Spawner,
@@ -88,38 +120,41 @@ pub(crate) async fn try_lease(
     let inner = Arc::clone(&store);
     let found = spawner
         .spawn(ctx.clone(), async move {
-            let listed: Vec<_> = inner
-                .list(Some(&dir))
-                .try_collect()
-                .await
-                .map_err(|e| map(e, ctx.clone()))?;
-            let mut generations: Vec<u64> = listed
-                .iter()
-                .filter_map(|m| m.location.filename()?.parse().ok())
-                .collect();
-            generations.sort_unstable();
+            let generations = generations(inner.as_ref(), &dir, &ctx).await?;
             let Some(&newest) = generations.last() else {
                 return Ok(Some((dir, 0, generations)));
             };
             match inner.get(&generation_path(&dir, newest)).await {
                 Ok(found) => {
+                    let written =
+                        u64::try_from(found.meta.last_modified.timestamp_millis()).unwrap_or(0);
                     let bytes = found.bytes().await.map_err(|e| map(e, ctx.clone()))?;
-                    if until_of(&bytes).is_some_and(|until| until > now_ms()) {
+                    let believed = written.saturating_add(ms(ttl * MAX_TTLS));
+                    if until_of(&bytes).is_some_and(|until| until.min(believed) > now_ms()) {
                         return Ok(None);
                     }
                 }
-                // Released between the listing and the read.
+                // Tidied away by a taker between the listing and the read.
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(map(e, ctx)),
             }
-            Ok(Some((dir, newest + 1, generations)))
+            let next = newest.checked_add(1).ok_or_else(|| {
+                Error::corrupt(
+                    ctx.clone(),
+                    format!(
+                        "lease generation {newest} is the last there can be (not written by \
+                         warmcache); remove {dir} to use leases for this key again"
+                    ),
+                )
+            })?;
+            Ok(Some((dir, next, generations)))
         })
         .await?;
     let Some((dir, next, older)) = found else {
         return Ok(None);
     };
     let path = generation_path(&dir, next);
-    let until = now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+    let until = now_ms().saturating_add(ms(ttl));
     let created = {
         let (store, path, ctx) = (Arc::clone(&store), path.clone(), context.clone());
         let payload = body(&holder, until);
@@ -151,7 +186,8 @@ pub(crate) async fn try_lease(
     }
     Ok(Some(BucketLease {
         store,
-        path,
+        dir,
+        generation: next,
         holder,
         ttl,
         spawner,
@@ -159,42 +195,55 @@ pub(crate) async fn try_lease(
     }))
 }
 
-#[async_trait]
-impl Lease for BucketLease {
-    async fn renew(&self) -> Result<()> {
-        let until =
-            now_ms().saturating_add(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
-        let (store, path, ctx) = (
+impl BucketLease {
+    /// Rewrites this lease's own generation with deadline `until_ms`, only while it is the
+    /// newest: `Ok(false)` when another holder took over since (nothing is written).
+    async fn rewrite(&self, until_ms: u64) -> Result<bool> {
+        let (store, dir, ctx) = (
             Arc::clone(&self.store),
-            self.path.clone(),
+            self.dir.clone(),
             self.context.clone(),
         );
-        let payload = body(&self.holder, until);
+        let generation = self.generation;
+        let payload = body(&self.holder, until_ms);
         self.spawner
             .spawn(ctx.clone(), async move {
+                let generations = generations(store.as_ref(), &dir, &ctx).await?;
+                if generations.last() != Some(&generation) {
+                    return Ok(false);
+                }
+                // Unconditional, but on a path no other lease ever uses: racing a takeover it
+                // can at worst leave an old generation behind, which the next taker removes.
                 store
-                    .put(&path, payload)
+                    .put(&generation_path(&dir, generation), payload)
                     .await
-                    .map(|_| ())
+                    .map(|_| true)
                     .map_err(|e| map(e, ctx))
             })
             .await
     }
+}
 
+#[async_trait]
+impl Lease for BucketLease {
+    async fn renew(&self) -> Result<()> {
+        let until = now_ms().saturating_add(ms(self.ttl));
+        if self.rewrite(until).await? {
+            return Ok(());
+        }
+        Err(Error::Locked {
+            context: self.context.clone(),
+            detail: format!(
+                "lease generation {} was lost: it expired and another holder took the key over",
+                self.generation
+            ),
+        })
+    }
+
+    /// Marks the generation released (deadline 0) rather than deleting it, so the next
+    /// generation number is never one a stale holder still thinks it holds.
     async fn release(&self) -> Result<()> {
-        let (store, path, ctx) = (
-            Arc::clone(&self.store),
-            self.path.clone(),
-            self.context.clone(),
-        );
-        self.spawner
-            .spawn(ctx.clone(), async move {
-                match store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(map(e, ctx)),
-                }
-            })
-            .await
+        self.rewrite(0).await.map(|_| ())
     }
 
     fn renew_every(&self) -> Option<Duration> {

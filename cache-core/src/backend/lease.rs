@@ -26,10 +26,16 @@ use crate::error::Result;
 pub trait Lease: Debug + Send + Sync {
     /// Extends the lease to `ttl` (as given to `try_lease`) from now. An error means the lease
     /// may have been lost; the holder carries on, at worst another computes too.
+    ///
+    /// Acts only on this lease (its own token or generation): once it expired and another
+    /// holder took the key, a renewal changes nothing for the new holder and reports an error.
     async fn renew(&self) -> Result<()>;
 
     /// Gives the lease up, so that the next `try_lease` of the key succeeds at once.
     /// Releasing twice is not an error.
+    ///
+    /// Acts only on this lease: a stale holder's release never frees a newer holder's lease.
+    /// The `holder` given to `try_lease` is a label for operators, not an identity to compare.
     async fn release(&self) -> Result<()>;
 
     /// How often the holder should call [`renew`](Self::renew): `None` for leases that stay
