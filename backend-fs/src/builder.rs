@@ -11,6 +11,9 @@ use crate::store::Store;
 
 const DEFAULT_CAPACITY: u64 = 4 << 30;
 const DEFAULT_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+/// The bound on reading an entry file another user could have written, unless set with
+/// [`FsBackendBuilder::foreign_read_limit`]: 256 MiB.
+pub const DEFAULT_FOREIGN_READ_LIMIT: u64 = 256 << 20;
 
 /// Opens an [`FsBackend`]. Defaults: 4 GiB capacity, values up to the capacity, a use recorded
 /// at most once a minute per entry.
@@ -24,6 +27,7 @@ pub struct FsBackendBuilder {
     offer_files: bool,
     read_only: bool,
     namespace: Option<String>,
+    foreign_read_limit: u64,
 }
 
 impl FsBackendBuilder {
@@ -38,7 +42,19 @@ impl FsBackendBuilder {
             offer_files: true,
             read_only: false,
             namespace: None,
+            foreign_read_limit: DEFAULT_FOREIGN_READ_LIMIT,
         }
+    }
+
+    /// The most bytes read into memory from an entry file that another user could have written
+    /// (in a shared directory, read as a copy to verify it), unless this tier wrote a larger
+    /// value itself (default [`DEFAULT_FOREIGN_READ_LIMIT`]). A larger file there is refused
+    /// unread as [`Error::Corrupt`], so a huge (or sparse) file a co-tenant plants costs no
+    /// memory. This user's own files are bounded by
+    /// [`max_value_size`](Self::max_value_size) only.
+    pub fn foreign_read_limit(mut self, bytes: u64) -> Self {
+        self.foreign_read_limit = bytes;
+        self
     }
 
     /// Keeps entries in a namespace of their own, `root/keys/<namespace>/`: pass the integrity
@@ -136,6 +152,7 @@ impl FsBackendBuilder {
             limits,
             self.touch_interval,
             self.read_only,
+            self.foreign_read_limit,
         )?;
         Ok(FsBackend::from_store(store, self.offer_files))
     }

@@ -89,4 +89,4 @@ mod lock;
 mod store;
 
 pub use backend::FsBackend;
-pub use builder::FsBackendBuilder;
+pub use builder::{DEFAULT_FOREIGN_READ_LIMIT, FsBackendBuilder};

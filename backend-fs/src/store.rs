@@ -40,6 +40,11 @@ pub(crate) struct Store {
     /// Opened to be read only: nothing in the directory is created, changed or removed (not
     /// even a use recorded), so it works on a directory this user cannot write.
     read_only: bool,
+    /// The largest entry this user (or root) wrote here: found at open, raised by every put.
+    largest_written: AtomicU64,
+    /// The most bytes read from an entry file someone else could have written, at least (see
+    /// [`FsBackendBuilder::foreign_read_limit`](crate::FsBackendBuilder::foreign_read_limit)).
+    foreign_read_limit: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -57,6 +62,8 @@ pub(crate) struct Found {
     pub(crate) path: PathBuf,
     pub(crate) size: u64,
     pub(crate) used: SystemTime,
+    /// Written by this user or root (only they could have).
+    pub(crate) own: bool,
 }
 
 impl Store {
@@ -69,9 +76,10 @@ impl Store {
         limits: Limits,
         touch_interval: Duration,
         read_only: bool,
+        foreign_read_limit: u64,
     ) -> Result<Self, Error> {
         if read_only {
-            return Self::open_read_only(root, outer, name, limits);
+            return Self::open_read_only(root, outer, name, limits, foreign_read_limit);
         }
         let ctx = || Context::new(name.clone(), Op::Open);
         warmcache_core::files::create_cache_dir_all(&root).map_err(|e| io_err(ctx(), &root, e))?;
@@ -110,9 +118,10 @@ impl Store {
             touch_interval,
             approx_bytes: AtomicU64::new(0),
             evicting: Mutex::new(()),
+            largest_written: AtomicU64::new(0),
+            foreign_read_limit,
         };
-        let total: u64 = store.scan(Op::Open)?.iter().map(|f| f.size).sum();
-        store.approx_bytes.store(total, Ordering::Relaxed);
+        store.measure()?;
         Ok(store)
     }
 
@@ -123,6 +132,7 @@ impl Store {
         outer: Vec<PathBuf>,
         name: String,
         limits: Limits,
+        foreign_read_limit: u64,
     ) -> Result<Self, Error> {
         let ctx = || Context::new(name.clone(), Op::Open);
         let entries = layout::entries_dir(&root);
@@ -146,10 +156,34 @@ impl Store {
             touch_interval: Duration::MAX,
             approx_bytes: AtomicU64::new(0),
             evicting: Mutex::new(()),
+            largest_written: AtomicU64::new(0),
+            foreign_read_limit,
         };
-        let total: u64 = store.scan(Op::Open)?.iter().map(|f| f.size).sum();
-        store.approx_bytes.store(total, Ordering::Relaxed);
+        store.measure()?;
         Ok(store)
+    }
+
+    /// Learns what the directory holds: its bytes, and the largest entry this user wrote.
+    fn measure(&self) -> Result<(), Error> {
+        let found = self.scan(Op::Open)?;
+        let total: u64 = found.iter().map(|f| f.size).sum();
+        let largest = found.iter().filter(|f| f.own).map(|f| f.size).max();
+        self.approx_bytes.store(total, Ordering::Relaxed);
+        self.largest_written
+            .fetch_max(largest.unwrap_or(0), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The most bytes read from an entry file: the value limit for this user's own files; for
+    /// a file someone else could have written, no more than the largest value this tier wrote
+    /// or the configured bound, whichever is larger (a planted huge file costs no memory).
+    fn read_limit(&self, meta: &fs::Metadata) -> (u64, bool) {
+        let max = self.limits.max_value();
+        if files::unsafe_to_map(meta, self.owner).is_none() {
+            return (max, true);
+        }
+        let largest = self.largest_written.load(Ordering::Relaxed);
+        (max.min(largest.max(self.foreign_read_limit)), false)
     }
 
     /// Refuses `op` on a read-only directory.
@@ -219,6 +253,7 @@ impl Store {
             return Err(io_err(ctx(), &target, e));
         }
         sync_dir(&dir).map_err(|e| io_err(ctx(), &dir, e))?;
+        self.largest_written.fetch_max(size, Ordering::Relaxed);
         let after = self.approx_bytes.fetch_add(size, Ordering::Relaxed) + size;
         if after > self.limits.capacity() {
             self.evict(Some(key))?;
@@ -246,15 +281,25 @@ impl Store {
         let Some((file, meta)) = self.open_entry(key, &path, Op::Get, true)? else {
             return Ok(None);
         };
-        let limit = self.limits.max_value();
+        let (limit, own) = self.read_limit(&meta);
         match read_bounded(&file, meta.len(), limit) {
             Ok(Some(buf)) => Ok(Some(Bytes::from(buf))),
             Ok(None) => Err(Error::Corrupt {
                 context: self.ctx(Op::Get, Some(key)),
-                detail: format!(
-                    "{} holds more than the largest value this tier stores ({limit} bytes);                      not read",
-                    path.display()
-                ),
+                detail: if own {
+                    format!(
+                        "{} holds more than the largest value this tier stores ({limit} bytes); \
+                         not read",
+                        path.display()
+                    )
+                } else {
+                    format!(
+                        "{} could have been written by another user and holds more than the \
+                         largest value this tier wrote ({limit} bytes); not read (raise \
+                         `foreign_read_limit` if such entries are expected)",
+                        path.display()
+                    )
+                },
                 source: None,
             }),
             Err(e) => Err(io_err(self.ctx(Op::Get, Some(key)), &path, e)),
@@ -545,6 +590,7 @@ impl Store {
                     path,
                     size: meta.len(),
                     used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    own: files::unsafe_to_map(&meta, self.owner).is_none(),
                 });
             } else if !self.read_only && is_temp(&name) && is_abandoned_temp(&path) {
                 tracing::debug!(path = %path.display(), "removing a crashed writer's temporary file");

@@ -336,3 +336,50 @@ fn planted_lock_files_neither_stall_nor_stop_writes() {
     assert_eq!(stored, (8, 0), "(entries stored, lease waits)");
     assert_eq!(fs::read(&precious).unwrap(), b"do not touch");
 }
+
+/// The most memory this process has held at once, in KiB (Linux's `VmHWM`).
+fn peak_kib() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Issue 24, item 9: a huge sparse file a co-tenant planted as an entry is not read: a file
+/// this user did not write is read only up to the largest value the tier wrote (or the
+/// configured bound), not up to the tier's capacity.
+#[test]
+fn a_planted_huge_sparse_entry_is_not_read_into_memory() {
+    if !is_root() {
+        eprintln!("skipped: planting another user's file needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsBackend::builder(dir.path())
+        .capacity(8 << 30)
+        .open()
+        .unwrap();
+    block_on(fs.put(&key(1), Bytes::from(vec![7u8; 4096]))).unwrap();
+    let planted = entry_path(dir.path(), &key(2));
+    fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    File::create(&planted).unwrap().set_len(3 << 30).unwrap();
+    std::os::unix::fs::chown(&planted, Some(64102), Some(64102)).unwrap();
+    let before = peak_kib();
+    let err = block_on(fs.get(&key(2))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("largest"), "{err}");
+    let grown_mib = (peak_kib() - before) / 1024;
+    assert!(
+        grown_mib < 512,
+        "reading the planted file took {grown_mib} MiB"
+    );
+    // This user's own entries are read whole, and another user's up to the bound.
+    assert_eq!(block_on(fs.get(&key(1))).unwrap().unwrap().len(), 4096);
+    let small = entry_path(dir.path(), &key(3));
+    fs::create_dir_all(small.parent().unwrap()).unwrap();
+    fs::write(&small, vec![1u8; 1000]).unwrap();
+    std::os::unix::fs::chown(&small, Some(64102), Some(64102)).unwrap();
+    assert_eq!(block_on(fs.get(&key(3))).unwrap().unwrap().len(), 1000);
+}
