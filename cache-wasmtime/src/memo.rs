@@ -19,20 +19,23 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use warmcache_core::files::{
-    FileIdentity, RACY_WINDOW, ensure_records_dir, now_ns, read_record, write_record,
-};
+use std::sync::Arc;
+
+use warmcache_core::files::{FileIdentity, RACY_WINDOW, RecordDir, now_ns};
 
 use crate::key::ContentHash;
 
 const MAGIC: &str = "warmcache input 1";
 /// Records are a few lines; anything larger is not one of ours.
-const MAX_RECORD: u64 = 512;
+const MAX_RECORD: usize = 512;
 
-/// A directory of remembered input hashes (the CLI keeps it in `inputs/` of its cache directory).
+/// A directory of remembered input hashes (the CLI keeps it in `inputs/` of its cache
+/// directory). A record decides which module runs for a file, so the directory is trusted the
+/// way entries are: a [`RecordDir`], checked once and used through its descriptor, whose
+/// records are authenticated with its secret.
 #[derive(Debug, Clone)]
 pub struct InputMemo {
-    dir: PathBuf,
+    records: Arc<RecordDir>,
     racy_window: Duration,
 }
 
@@ -52,17 +55,16 @@ fn record_name(identity: &FileIdentity) -> String {
 }
 
 impl InputMemo {
-    /// The memo in `dir`, created (owner-only) if missing.
+    /// The memo in `dir`, created (owner-only, with a new secret) if missing.
     ///
     /// # Errors
     ///
-    /// When `dir` cannot be created, or is not a directory owned by this user (a symlink or
-    /// file planted there is refused, not followed).
+    /// When `dir` cannot be created, or is not a directory owned by this user that only it can
+    /// write (a symlink or file planted there is refused, not followed), or its secret is not
+    /// a private file of this user's (see [`RecordDir::open`]).
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
-        let dir = dir.into();
-        ensure_records_dir(&dir)?;
         Ok(Self {
-            dir,
+            records: Arc::new(RecordDir::open(dir)?),
             racy_window: RACY_WINDOW,
         })
     }
@@ -120,12 +122,14 @@ impl InputMemo {
     /// Forgets what is remembered of the open `file` (its record turned out wrong).
     pub fn forget_file(&self, file: &File) {
         if let Ok(Some(identity)) = FileIdentity::of(file) {
-            let _ = std::fs::remove_file(self.dir.join(record_name(&identity)));
+            self.records.remove(&record_name(&identity));
         }
     }
 
     fn recall(&self, identity: &FileIdentity) -> Option<ContentHash> {
-        let bytes = read_record(&self.dir.join(record_name(identity)), MAX_RECORD)?;
+        let bytes = self
+            .records
+            .read(&record_name(identity), MAGIC.as_bytes(), MAX_RECORD)?;
         let text = String::from_utf8(bytes).ok()?;
         let mut lines = text.lines();
         if lines.next()? != MAGIC {
@@ -161,9 +165,9 @@ impl InputMemo {
             "{MAGIC}\n{} {} {} {} {} {recorded_ns}\n{hash}\n",
             identity.dev, identity.ino, identity.size, identity.mtime_ns, identity.ctime_ns
         );
-        let path = self.dir.join(record_name(identity));
-        if let Err(e) = write_record(&path, text.as_bytes()) {
-            tracing::debug!(path = %path.display(), "could not remember an input hash: {e}");
+        let name = record_name(identity);
+        if let Err(e) = self.records.write(&name, MAGIC.as_bytes(), text.as_bytes()) {
+            tracing::debug!(dir = %self.records.path().display(), name, "could not remember an input hash: {e}");
         }
     }
 }
@@ -207,16 +211,19 @@ impl Input {
         &self.path
     }
 
-    /// The file's bytes: those hashed, or, when the hash was remembered, read now.
+    /// The file's bytes: those hashed, or, when the hash was remembered, read now from the
+    /// file opened then (not from its path, which may name another file by now).
     ///
     /// # Errors
     ///
     /// When the file cannot be read.
     pub fn into_bytes(self) -> std::io::Result<Vec<u8>> {
+        use std::io::{Seek, SeekFrom};
         if let Some(bytes) = self.bytes {
             return Ok(bytes);
         }
-        let mut file = File::open(&self.path)?;
+        let mut file = self.file;
+        file.seek(SeekFrom::Start(0))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         Ok(bytes)

@@ -138,3 +138,49 @@ fn a_planted_or_exposed_secret_is_refused() {
     let err = VerifiedFiles::open(dir.path().join("planted")).unwrap_err();
     assert!(err.to_string().contains("not a directory"), "{err}");
 }
+
+/// Issue 24, item 15: a record says a file verified under one secret; under another secret the
+/// file is checked in full (and found forged), never loaded on the record's word.
+#[test]
+fn a_record_made_under_one_secret_says_nothing_under_another() {
+    use warmcache_core::Integrity;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::default();
+    let wat = many_functions(200, 3);
+    let keyed = |secret: &[u8]| {
+        let fs = Arc::new(FsBackend::open(dir.path().join("files")).unwrap());
+        let verified = VerifiedFiles::open(dir.path().join("verified")).unwrap();
+        ModuleCache::new(
+            Tiered::builder()
+                .integrity(Integrity::keyed(secret))
+                .tier(Tier::new(fs).verified_files(verified))
+                .build(),
+        )
+    };
+    const FIRST: &[u8] = b"the first secret, at least 32 bytes long";
+    const SECOND: &[u8] = b"the second secret, also 32 bytes or more";
+    keyed(FIRST)
+        .get_or_compile(&engine, wat.as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    keyed(FIRST)
+        .get_or_compile(&engine, wat.as_bytes())
+        .unwrap();
+    let first = keyed(FIRST);
+    first.get_or_compile(&engine, wat.as_bytes()).unwrap();
+    assert_eq!(first.stats().tiers[0].trusted_loads, 1, "recorded");
+
+    let second = keyed(SECOND);
+    let module = second.get_or_compile(&engine, wat.as_bytes()).unwrap();
+    assert_eq!(call_answer(&engine, &module), 42);
+    let stats = second.stats();
+    assert_eq!(
+        (
+            stats.tiers[0].trusted_loads,
+            stats.tiers[0].forged,
+            stats.compiles
+        ),
+        (0, 1, 1),
+        "an entry of another secret was loaded on a record's word: {stats:?}"
+    );
+}

@@ -402,6 +402,10 @@ pub struct Settings {
     /// How long a bucket lease lives without renewal, in milliseconds: how long a node that died
     /// mid-compile keeps the others waiting.
     pub lease_ttl_ms: Sourced<u64>,
+    /// How much older than its record a wasm file's times must be for the input memo to trust
+    /// the record, in milliseconds: raise it where files change without their times moving
+    /// at once (writes through a shared mapping, a network filesystem's clock).
+    pub input_racy_window_ms: Sourced<u64>,
     pub engine: EngineSettings,
 }
 
@@ -432,6 +436,7 @@ struct FileConfig {
     verify_every_load: Option<Spanned<bool>>,
     coordination_wait_ms: Option<Spanned<u64>>,
     lease_ttl_ms: Option<Spanned<u64>>,
+    input_racy_window_ms: Option<Spanned<u64>>,
     engine: Option<FileEngine>,
     tiers: Option<Spanned<Vec<Spanned<TierConfig>>>>,
 }
@@ -573,6 +578,7 @@ impl Settings {
                 warmcache_core::Coordination::DEFAULT_WAIT,
             )),
             lease_ttl_ms: Sourced::default(duration_ms(warmcache_core::Coordination::DEFAULT_TTL)),
+            input_racy_window_ms: Sourced::default(duration_ms(warmcache_core::files::RACY_WINDOW)),
             engine: EngineSettings {
                 opt_level: Sourced::default(OptLevel::Speed),
                 simd: Sourced::default(true),
@@ -651,6 +657,11 @@ impl Settings {
                 "coordination_wait_ms",
             ),
             (&mut self.lease_ttl_ms, file.lease_ttl_ms, "lease_ttl_ms"),
+            (
+                &mut self.input_racy_window_ms,
+                file.input_racy_window_ms,
+                "input_racy_window_ms",
+            ),
         ] {
             if let Some(ms) = value {
                 if *ms.get_ref() == 0 {
@@ -758,6 +769,10 @@ impl Settings {
                 "WARMCACHE_COORDINATION_WAIT_MS",
             ),
             (&mut self.lease_ttl_ms, "WARMCACHE_LEASE_TTL_MS"),
+            (
+                &mut self.input_racy_window_ms,
+                "WARMCACHE_INPUT_RACY_WINDOW_MS",
+            ),
         ] {
             if let Some(value) = env(var) {
                 let ms = value

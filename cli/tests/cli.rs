@@ -92,6 +92,16 @@ fn a_warm_run_of_an_unchanged_file_does_not_read_it() {
         stderr(&second)
     );
     assert!(env.cache_dir().join("inputs").is_dir());
+    // A wider racy window (files that change through mappings, or remote clocks): a file only
+    // a second old is then hashed again, not trusted to its record.
+    let wide = env
+        .command()
+        .env("WARMCACHE_INPUT_RACY_WINDOW_MS", "3600000")
+        .args(["run", "-v", path])
+        .output()
+        .unwrap();
+    assert_eq!(wide.status.code(), Some(3), "{}", stderr(&wide));
+    assert!(!stderr(&wide).contains("remembered"), "{}", stderr(&wide));
 
     env.write("exit.wat", wat(4));
     let changed = env.run(&["run", "-v", path]);

@@ -159,7 +159,10 @@ impl Tiered {
             }
         };
         let verified = shared.verified_files.as_deref();
-        let unchanged = verified.is_some_and(|v| v.is_verified(key, &file));
+        let key_id = verified
+            .map(|_| self.integrity.key_id())
+            .unwrap_or_default();
+        let unchanged = verified.is_some_and(|v| v.is_verified(key, &key_id, &file));
         let before = match verified {
             Some(_) if !unchanged => crate::files::FileIdentity::of(&file).ok().flatten(),
             _ => None,
@@ -172,7 +175,7 @@ impl Tiered {
                     && !mapped.meta.by_previous_key
                 {
                     // Only what the current secret sealed: a later unhashed load takes it so.
-                    verified.record(key, &file, before);
+                    verified.record(key, &key_id, &file, before);
                 }
                 mapped
             }

@@ -44,6 +44,7 @@ pub fn run(settings: &Settings) -> Outcome {
     line("verify_every_load", &settings.verify_every_load);
     line("coordination_wait_ms", &settings.coordination_wait_ms);
     line("lease_ttl_ms", &settings.lease_ttl_ms);
+    line("input_racy_window_ms", &settings.input_racy_window_ms);
     let e = &settings.engine;
     line("engine.opt_level", &e.opt_level);
     line(

@@ -160,7 +160,9 @@ fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
 fn input_memo(settings: &Settings) -> Option<warmcache_wasmtime::InputMemo> {
     let dir = settings.cache_dir.value.join("inputs");
     match warmcache_wasmtime::InputMemo::open(&dir) {
-        Ok(memo) => Some(memo),
+        Ok(memo) => Some(memo.racy_window(std::time::Duration::from_millis(
+            settings.input_racy_window_ms.value,
+        ))),
         Err(e) => {
             tracing::warn!("not remembering input hashes in {}: {e}", dir.display());
             None
