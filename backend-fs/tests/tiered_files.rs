@@ -132,3 +132,86 @@ fn without_offered_files_entries_come_back_as_bytes() {
     assert!(hit.file().is_none(), "expected bytes");
     assert_eq!(hit.payload(), b"payload");
 }
+
+fn entry_path(root: &std::path::Path, key: &CacheKey) -> std::path::PathBuf {
+    let hex = key.to_hex();
+    root.join("entries").join(&hex[..2]).join(hex)
+}
+
+/// Writes over the start of an entry file in place: what a process of the same user (a
+/// container sharing the volume) can always do, and what a mapping of the file then shows.
+fn overwrite_in_place(path: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(&[0xcc; 64], 0).unwrap();
+}
+
+/// Issue 24, item 7: with sealed copies, a verified entry is loaded from a copy in a memfd
+/// sealed against writes, so a same-uid writer cannot change code after it verified. Without
+/// them, the mapping shows the write (why one uid is one trust domain).
+#[test]
+fn a_sealed_copy_cannot_change_after_it_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CacheKey::pseudo_random(11);
+    let payload = payload();
+    for sealed in [false, true] {
+        let backend = fs(dir.path());
+        let mut tier = Tier::new(backend);
+        if sealed {
+            tier = tier.sealed_copies();
+        }
+        let tiers = Tiered::builder().tier(tier).build();
+        block_on(tiers.put(&key, &Origin::new(KIND, "test"), &payload));
+        let hit = block_on(tiers.get_file(&key, KIND)).unwrap();
+        assert!(hit.file().is_some());
+        assert_eq!(hit.payload(), &payload[..]);
+        overwrite_in_place(&entry_path(dir.path(), &key));
+        if sealed {
+            assert_eq!(hit.payload(), &payload[..], "the sealed copy changed");
+            let seals = rustix::fs::fcntl_get_seals(hit.file().unwrap()).unwrap();
+            assert!(seals.contains(rustix::fs::SealFlags::WRITE), "{seals:?}");
+        } else {
+            assert_eq!(
+                hit.payload()[..64],
+                [0xcc; 64],
+                "a mapping shows writes to the file"
+            );
+        }
+        block_on(tiers.delete(&key));
+    }
+}
+
+/// Issue 24, item 7: skipping the hash on an unchanged file relies on nobody else being able to
+/// write it, so verified-file records are not used on a directory other users can write.
+#[test]
+fn verified_files_are_not_used_on_a_directory_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let key = CacheKey::pseudo_random(12);
+    let payload = payload();
+    let secret = b"a secret of at least 32 bytes, for tests";
+    let mut trusted = 0;
+    for round in 0..3 {
+        let verified = warmcache_core::VerifiedFiles::open(dir.path().join("verified")).unwrap();
+        let tiers = Tiered::builder()
+            .integrity(Integrity::keyed(secret))
+            .tier(Tier::new(fs(&root)).verified_files(verified))
+            .build();
+        if round == 0 {
+            block_on(tiers.put(&key, &Origin::new(KIND, "test"), &payload));
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+        assert_eq!(
+            block_on(tiers.get_file(&key, KIND)).unwrap().payload(),
+            &payload[..]
+        );
+        trusted += tiers.stats()[0].trusted_loads;
+    }
+    assert_eq!(
+        trusted, 0,
+        "a file in a directory others can write was loaded unhashed"
+    );
+}

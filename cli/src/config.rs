@@ -396,6 +396,10 @@ pub struct Settings {
     /// (device, inode, size, times) is unchanged: see `warmcache_core::VerifiedFiles` for what
     /// that gives up.
     pub verify_every_load: Sourced<bool>,
+    /// Whether file-tier entries are loaded from sealed in-memory copies instead of mappings,
+    /// so that a process of the same user writing to an entry file cannot change code after it
+    /// verified: see `warmcache_core::Tier::sealed_copies`.
+    pub sealed_loads: Sourced<bool>,
     /// How long a process waits for another's compile of the same module before compiling
     /// itself, in milliseconds.
     pub coordination_wait_ms: Sourced<u64>,
@@ -434,6 +438,7 @@ struct FileConfig {
     insecure_shared: Option<Spanned<bool>>,
     coordinate: Option<Spanned<bool>>,
     verify_every_load: Option<Spanned<bool>>,
+    sealed_loads: Option<Spanned<bool>>,
     coordination_wait_ms: Option<Spanned<u64>>,
     lease_ttl_ms: Option<Spanned<u64>>,
     input_racy_window_ms: Option<Spanned<u64>>,
@@ -574,6 +579,7 @@ impl Settings {
             insecure_shared: Sourced::default(false),
             coordinate: Sourced::default(true),
             verify_every_load: Sourced::default(true),
+            sealed_loads: Sourced::default(false),
             coordination_wait_ms: Sourced::default(duration_ms(
                 warmcache_core::Coordination::DEFAULT_WAIT,
             )),
@@ -649,6 +655,9 @@ impl Settings {
         }
         if let Some(on) = file.verify_every_load {
             self.verify_every_load.set(*on.get_ref(), at(on.span()));
+        }
+        if let Some(on) = file.sealed_loads {
+            self.sealed_loads.set(*on.get_ref(), at(on.span()));
         }
         for (slot, value, key) in [
             (
@@ -761,6 +770,11 @@ impl Settings {
         if let Some(value) = env("WARMCACHE_VERIFY_EVERY_LOAD") {
             let var = "WARMCACHE_VERIFY_EVERY_LOAD";
             self.verify_every_load
+                .set(bool_value(&origin(var), &value)?, Source::Env(var));
+        }
+        if let Some(value) = env("WARMCACHE_SEALED_LOADS") {
+            let var = "WARMCACHE_SEALED_LOADS";
+            self.sealed_loads
                 .set(bool_value(&origin(var), &value)?, Source::Env(var));
         }
         for (slot, var) in [

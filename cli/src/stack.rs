@@ -65,6 +65,8 @@ pub struct Stack {
     /// Records of verified entry files, for file tiers that skip re-hashing unchanged ones
     /// (`verify_every_load = false`).
     pub verified_files: Option<VerifiedFiles>,
+    /// File-tier entries are loaded from sealed copies (`sealed_loads = true`).
+    pub sealed_loads: bool,
 }
 
 /// Why the stack cannot be used at all.
@@ -212,6 +214,7 @@ impl Stack {
             failed,
             coordination,
             verified_files,
+            sealed_loads: settings.sealed_loads.value,
         })
     }
 
@@ -278,10 +281,13 @@ impl Stack {
             .coordination(self.coordination);
         for tier in &self.tiers {
             let mut t = Tier::new(tier.backend()).name(tier.label.clone());
-            if tier.config.kind == TierKind::Fs
-                && let Some(verified) = &self.verified_files
-            {
-                t = t.verified_files(verified.clone());
+            if tier.config.kind == TierKind::Fs {
+                if let Some(verified) = &self.verified_files {
+                    t = t.verified_files(verified.clone());
+                }
+                if self.sealed_loads {
+                    t = t.sealed_copies();
+                }
             }
             let remote = tier.config.kind == TierKind::S3;
             let compression = match (tier.config.compression, remote) {

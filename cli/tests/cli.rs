@@ -804,3 +804,28 @@ fn ls_and_verify_leave_recency_alone() {
         .collect();
     assert_eq!(before, after, "looking at entries counted as using them");
 }
+
+/// With `sealed_loads = true`, a warm run loads the entry from a sealed copy and runs it.
+#[test]
+fn sealed_loads_run_from_a_sealed_copy() {
+    let env = Env::new();
+    let hello = common::hello();
+    ok(&env.run(&["run", hello.to_str().unwrap()]));
+    let out = env
+        .command()
+        .env("WARMCACHE_SEALED_LOADS", "true")
+        .args(["run", "-v", hello.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let how = stderr(&out);
+    assert!(out.status.success(), "{how}");
+    assert!(stdout(&out).contains("Hello"), "{}", stdout(&out));
+    assert!(!how.contains("compiled in"), "{how}");
+    let config = ok(&env
+        .command()
+        .env("WARMCACHE_SEALED_LOADS", "true")
+        .arg("config")
+        .output()
+        .unwrap());
+    assert!(config.contains("sealed_loads"), "{config}");
+}

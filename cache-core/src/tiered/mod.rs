@@ -90,12 +90,29 @@ impl TieredBuilder {
                     is_shared && !(t.own_namespace && self.integrity.is_keyed());
                 let labels = crate::metrics::tier_labels(&name, t.backend.name());
                 let counters = TierCounters::new(&labels);
+                // Skipping the hash of an unchanged file relies on nobody else being able to
+                // write it (the trust rule): not where others can write the tier.
+                let verified_files = match t.verified_files {
+                    Some(_) if is_shared || t.sealed_copies => {
+                        if is_shared {
+                            tracing::warn!(
+                                tier = %name,
+                                "others can write this tier: every load is verified in full \
+                                 (verified-file records are only used on a tier only this user \
+                                 can write)"
+                            );
+                        }
+                        None
+                    }
+                    other => other,
+                };
                 let shared = Arc::new(TierShared {
                     backend: t.backend,
                     name,
                     timeout: t.timeout,
                     min_write_rate: t.min_write_rate,
-                    verified_files: t.verified_files.clone(),
+                    verified_files,
+                    sealed_copies: t.sealed_copies,
                     counters,
                     read_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown).exported(
                         crate::metrics::Level::new("warmcache_tier_breaker_open", &labels),

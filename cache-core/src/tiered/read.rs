@@ -158,6 +158,18 @@ impl Tiered {
                 return None;
             }
         };
+        let file = if shared.sealed_copies {
+            match crate::files::sealed_copy(&file) {
+                Ok(copy) => copy,
+                Err(e) => {
+                    // Off Linux, or out of memory for the copy: a verified copy in memory.
+                    tracing::debug!(tier = %shared.name, %key, error = %e, "no sealed copy; reading the entry instead");
+                    return self.read_bytes(index, key, kind).await;
+                }
+            }
+        } else {
+            file
+        };
         let verified = shared.verified_files.as_deref();
         let key_id = verified
             .map(|_| self.integrity.key_id())

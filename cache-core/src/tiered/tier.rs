@@ -82,6 +82,7 @@ pub struct Tier {
     pub(super) compression: Compression,
     pub(super) verified_files: Option<Arc<crate::files::VerifiedFiles>>,
     pub(super) own_namespace: bool,
+    pub(super) sealed_copies: bool,
 }
 
 impl Tier {
@@ -100,7 +101,21 @@ impl Tier {
             compression: Compression::None,
             verified_files: None,
             own_namespace: false,
+            sealed_copies: false,
         }
+    }
+
+    /// Loads this tier's entry files from sealed copies instead of mapping them: each file is
+    /// copied into an anonymous memory file sealed against writes (Linux `memfd_create` with
+    /// `F_SEAL_WRITE`), and that copy is verified and handed out. A mapping shows whatever is
+    /// later written to the file, and any process of this user can write it (one uid is one
+    /// trust domain, docs/DESIGN.md "Trust"); a sealed copy cannot change after it verified.
+    /// For deployments whose co-tenants share a uid (containers sharing a volume as root).
+    /// Costs a copy and a full hash per load (verified-file records are not used); off Linux,
+    /// entries are read into memory as verified copies instead.
+    pub fn sealed_copies(mut self) -> Self {
+        self.sealed_copies = true;
+        self
     }
 
     /// Declares that this tier holds only entries sealed under the stack's current secret: a
@@ -232,6 +247,8 @@ pub(super) struct TierShared {
     pub(super) timeout: Option<Duration>,
     pub(super) min_write_rate: u64,
     pub(super) verified_files: Option<Arc<crate::files::VerifiedFiles>>,
+    /// Load entry files from sealed copies ([`Tier::sealed_copies`]).
+    pub(super) sealed_copies: bool,
     pub(super) counters: TierCounters,
     /// Health of `get` and `open_file`.
     pub(super) read_breaker: Breaker,

@@ -42,6 +42,7 @@ pub fn run(settings: &Settings) -> Outcome {
     line("insecure_shared", &settings.insecure_shared);
     line("coordinate", &settings.coordinate);
     line("verify_every_load", &settings.verify_every_load);
+    line("sealed_loads", &settings.sealed_loads);
     line("coordination_wait_ms", &settings.coordination_wait_ms);
     line("lease_ttl_ms", &settings.lease_ttl_ms);
     line("input_racy_window_ms", &settings.input_racy_window_ms);
