@@ -51,6 +51,7 @@ def main():
             del base[key]
     wc_env = dict(base, XDG_CACHE_HOME=f"{work}/wc", XDG_CONFIG_HOME=f"{work}/config")
     wc_once = dict(wc_env, WARMCACHE_VERIFY_EVERY_LOAD="false")
+    wc_sealed = dict(wc_env, WARMCACHE_SEALED_LOADS="true")
     wt_env = dict(base, HOME=f"{work}/home", XDG_CACHE_HOME=f"{work}/wasmtime-cache")
     cwasm = f"{work}/module.cwasm"
     subprocess.run([wasmtime, "compile", module, "-o", cwasm], check=True, env=wt_env)
@@ -59,6 +60,10 @@ def main():
         "warmcache run (verify_every_load = false)": (
             [warmcache, "run", module, "--", *args],
             wc_once,
+        ),
+        "warmcache run (sealed_loads = true)": (
+            [warmcache, "run", module, "--", *args],
+            wc_sealed,
         ),
         "wasmtime run -C cache=y": ([wasmtime, "run", "-C", "cache=y", module, *args], wt_env),
         "wasmtime run --allow-precompiled (floor)": (
