@@ -10,9 +10,9 @@
 //!
 //! Each generation is written by its holder only, and the newest is never deleted (a release
 //! marks it released), so generation numbers never start over: a path names one lease for
-//! good. A holder renews and releases only while its generation is the newest, so a stale
-//! holder (paused past its ttl while another took over) changes nothing for the new one; the
-//! taker deletes the older generations.
+//! good. A holder writes only its own generation: a stale holder (paused past its ttl while
+//! another took over) changes nothing for the new one, and its renewal, which first checks
+//! that its generation is still the newest, reports the loss. The taker deletes the older generations.
 //!
 //! Expiry compares the holder's deadline with the reader's clock: hosts sharing a bucket need
 //! clocks that agree within a small part of the ttl (NTP does). A deadline is believed for at
@@ -196,9 +196,10 @@ pub(crate) async fn try_lease(
 }
 
 impl BucketLease {
-    /// Rewrites this lease's own generation with deadline `until_ms`, only while it is the
-    /// newest: `Ok(false)` when another holder took over since (nothing is written).
-    async fn rewrite(&self, until_ms: u64) -> Result<bool> {
+    /// Rewrites this lease's own generation with deadline `until_ms`. With `check`, only while
+    /// it is the newest (`Ok(false)` then, and nothing is written): after a takeover it is not,
+    /// or it is gone.
+    async fn rewrite(&self, until_ms: u64, check: bool) -> Result<bool> {
         let (store, dir, ctx) = (
             Arc::clone(&self.store),
             self.dir.clone(),
@@ -208,8 +209,9 @@ impl BucketLease {
         let payload = body(&self.holder, until_ms);
         self.spawner
             .spawn(ctx.clone(), async move {
-                let generations = generations(store.as_ref(), &dir, &ctx).await?;
-                if generations.last() != Some(&generation) {
+                if check
+                    && generations(store.as_ref(), &dir, &ctx).await?.last() != Some(&generation)
+                {
                     return Ok(false);
                 }
                 // Unconditional, but on a path no other lease ever uses: racing a takeover it
@@ -228,7 +230,7 @@ impl BucketLease {
 impl Lease for BucketLease {
     async fn renew(&self) -> Result<()> {
         let until = now_ms().saturating_add(ms(self.ttl));
-        if self.rewrite(until).await? {
+        if self.rewrite(until, true).await? {
             return Ok(());
         }
         Err(Error::Locked {
@@ -241,9 +243,10 @@ impl Lease for BucketLease {
     }
 
     /// Marks the generation released (deadline 0) rather than deleting it, so the next
-    /// generation number is never one a stale holder still thinks it holds.
+    /// generation number is never one a stale holder still thinks it holds. A stale holder's
+    /// release rewrites only its own, older generation, which no taker reads.
     async fn release(&self) -> Result<()> {
-        self.rewrite(0).await.map(|_| ())
+        self.rewrite(0, false).await.map(|_| ())
     }
 
     fn renew_every(&self) -> Option<Duration> {
