@@ -50,8 +50,10 @@ impl FsBackendBuilder {
     /// (in a shared directory, read as a copy to verify it), unless this tier wrote a larger
     /// value itself (default [`DEFAULT_FOREIGN_READ_LIMIT`]). A larger file there is refused
     /// unread as [`Error::Corrupt`], so a huge (or sparse) file a co-tenant plants costs no
-    /// memory. This user's own files are bounded by
-    /// [`max_value_size`](Self::max_value_size) only.
+    /// memory; so is one whose trailer does not declare exactly its size as a warmcache
+    /// envelope ([`inspect_trailer`](warmcache_core::inspect_trailer)), read from its end
+    /// first. This user's own files are bounded by [`max_value_size`](Self::max_value_size)
+    /// only, and may hold any bytes.
     pub fn foreign_read_limit(mut self, bytes: u64) -> Self {
         self.foreign_read_limit = bytes;
         self

@@ -122,6 +122,19 @@ pub(crate) fn owner_of(meta: &Metadata) -> u32 {
 /// permission, and one link (a second name could be a path a co-tenant controls).
 #[cfg(unix)]
 pub(crate) fn unsafe_to_map(meta: &Metadata, owner: u32) -> Option<String> {
+    if let Some(why) = foreign_writer(meta, owner) {
+        return Some(why);
+    }
+    if meta.nlink() != 1 {
+        return Some(format!("{} hard links", meta.nlink()));
+    }
+    None
+}
+
+/// Why someone other than `owner` (or root) could have written the file's contents, if they
+/// could: it is owned by another user, or has a group or other write bit.
+#[cfg(unix)]
+pub(crate) fn foreign_writer(meta: &Metadata, owner: u32) -> Option<String> {
     // Root can change any file anyway: its files are as safe as this user's own.
     if meta.uid() != owner && meta.uid() != 0 {
         return Some(format!("owned by uid {}, not {owner}", meta.uid()));
@@ -131,9 +144,6 @@ pub(crate) fn unsafe_to_map(meta: &Metadata, owner: u32) -> Option<String> {
             "writable by group or others (mode {:o})",
             meta.mode() & 0o7777
         ));
-    }
-    if meta.nlink() != 1 {
-        return Some(format!("{} hard links", meta.nlink()));
     }
     None
 }
@@ -184,5 +194,11 @@ pub(crate) fn owner_of(_meta: &Metadata) -> u32 {
 /// Without Unix permissions there is nothing to check beyond the file type.
 #[cfg(not(unix))]
 pub(crate) fn unsafe_to_map(_meta: &Metadata, _owner: u32) -> Option<String> {
+    None
+}
+
+/// Without Unix permissions there is nothing to check.
+#[cfg(not(unix))]
+pub(crate) fn foreign_writer(_meta: &Metadata, _owner: u32) -> Option<String> {
     None
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use warmcache_core::backend::Limits;
 use warmcache_core::files::writable_by_others;
-use warmcache_core::{CacheKey, Context, Error, KeyInfo, ListPage, Op, Usage};
+use warmcache_core::{CacheKey, Context, Error, KeyInfo, ListPage, MAX_TRAILER_LEN, Op, Usage};
 
 use crate::files::{self, create_new, ensure_dir, open_regular, read_bounded, sync_dir};
 use crate::layout::{self, entry_path, fan_dir, is_fan, is_temp, parse_entry, temp_name};
@@ -174,12 +174,25 @@ impl Store {
         Ok(())
     }
 
+    /// Checks, from its trailer alone, that a file someone else could have written holds
+    /// exactly the envelope it declares, so that no more is read than an entry of that size.
+    fn check_declared(&self, file: &File, len: u64) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        let n = len.min(MAX_TRAILER_LEN as u64);
+        let mut tail = vec![0; usize::try_from(n).unwrap_or(0)];
+        file.read_exact_at(&mut tail, len - n)
+            .map_err(|e| format!("unreadable trailer: {e}"))?;
+        warmcache_core::inspect_trailer(&tail, len)
+            .map(|_| ())
+            .map_err(|e| format!("does not hold the envelope it declares ({e})"))
+    }
+
     /// The most bytes read from an entry file: the value limit for this user's own files; for
     /// a file someone else could have written, no more than the largest value this tier wrote
     /// or the configured bound, whichever is larger (a planted huge file costs no memory).
     fn read_limit(&self, meta: &fs::Metadata) -> (u64, bool) {
         let max = self.limits.max_value();
-        if files::unsafe_to_map(meta, self.owner).is_none() {
+        if files::foreign_writer(meta, self.owner).is_none() {
             return (max, true);
         }
         let largest = self.largest_written.load(Ordering::Relaxed);
@@ -282,6 +295,15 @@ impl Store {
             return Ok(None);
         };
         let (limit, own) = self.read_limit(&meta);
+        // Over the bound: refused below, unread. Under it, not more than the trailer declares.
+        if !own && meta.len() <= limit {
+            self.check_declared(&file, meta.len())
+                .map_err(|detail| Error::Corrupt {
+                    context: self.ctx(Op::Get, Some(key)),
+                    detail: format!("{}: {detail}; not read", path.display()),
+                    source: None,
+                })?;
+        }
         match read_bounded(&file, meta.len(), limit) {
             Ok(Some(buf)) => Ok(Some(Bytes::from(buf))),
             Ok(None) => Err(Error::Corrupt {
@@ -590,7 +612,7 @@ impl Store {
                     path,
                     size: meta.len(),
                     used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    own: files::unsafe_to_map(&meta, self.owner).is_none(),
+                    own: files::foreign_writer(&meta, self.owner).is_none(),
                 });
             } else if !self.read_only && is_temp(&name) && is_abandoned_temp(&path) {
                 tracing::debug!(path = %path.display(), "removing a crashed writer's temporary file");

@@ -24,6 +24,11 @@ fn entry_path(root: &Path, key: &CacheKey) -> PathBuf {
     root.join("entries").join(&hex[..2]).join(hex)
 }
 
+/// An entry as a cache writes it: a plain envelope of `payload` under `key(n)`.
+fn envelope(n: u8, payload: &[u8]) -> Bytes {
+    warmcache_core::Integrity::plain().seal(&key(n), 1, "test", payload)
+}
+
 /// A file outside the cache directory, with known contents.
 fn outside_file(dir: &Path) -> PathBuf {
     let path = dir.join("precious.txt");
@@ -45,7 +50,8 @@ fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 fn a_file_others_can_write_is_read_as_a_copy_not_mapped() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FsBackend::open(dir.path()).unwrap();
-    block_on(fs.put(&key(1), Bytes::from_static(b"entry"))).unwrap();
+    let entry = envelope(1, b"entry");
+    block_on(fs.put(&key(1), entry.clone())).unwrap();
     let path = entry_path(dir.path(), &key(1));
     assert_eq!(
         fs::metadata(&path).unwrap().permissions().mode() & 0o022,
@@ -57,10 +63,7 @@ fn a_file_others_can_write_is_read_as_a_copy_not_mapped() {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
     let err = block_on(fs.open_file(&key(1))).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotSupported, "{err}");
-    assert_eq!(
-        block_on(fs.get(&key(1))).unwrap().as_deref(),
-        Some(&b"entry"[..])
-    );
+    assert_eq!(block_on(fs.get(&key(1))).unwrap(), Some(entry));
 
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
     fs::hard_link(&path, dir.path().join("second-name")).unwrap();
@@ -379,7 +382,49 @@ fn a_planted_huge_sparse_entry_is_not_read_into_memory() {
     assert_eq!(block_on(fs.get(&key(1))).unwrap().unwrap().len(), 4096);
     let small = entry_path(dir.path(), &key(3));
     fs::create_dir_all(small.parent().unwrap()).unwrap();
-    fs::write(&small, vec![1u8; 1000]).unwrap();
+    let entry = envelope(3, &[1u8; 1000]);
+    fs::write(&small, &entry).unwrap();
     std::os::unix::fs::chown(&small, Some(64102), Some(64102)).unwrap();
-    assert_eq!(block_on(fs.get(&key(3))).unwrap().unwrap().len(), 1000);
+    assert_eq!(block_on(fs.get(&key(3))).unwrap().unwrap(), entry);
+}
+
+/// Issue 24, item 9: under the bound too, a file another user could have written is read only
+/// when it holds the envelope it declares: no more bytes than its trailer accounts for.
+#[test]
+fn a_planted_file_is_read_only_as_far_as_its_envelope_declares() {
+    if !is_root() {
+        eprintln!("skipped: planting another user's file needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsBackend::open(dir.path()).unwrap();
+    block_on(fs.put(&key(1), Bytes::from(vec![7u8; 4096]))).unwrap();
+    let plant = |n: u8, len: u64, tail: &[u8]| {
+        let path = entry_path(dir.path(), &key(n));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = File::create(&path).unwrap();
+        file.set_len(len).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, tail, len - tail.len() as u64).unwrap();
+        std::os::unix::fs::chown(&path, Some(64102), Some(64102)).unwrap();
+    };
+    // 200 MiB, under the default bound, ending in a real envelope's trailer that declares a few
+    // bytes: the rest is not read.
+    let planted = envelope(2, b"small");
+    plant(2, 200 << 20, &planted);
+    let before = peak_kib();
+    let err = match block_on(fs.get(&key(2))) {
+        Err(e) => e,
+        Ok(read) => panic!("read {} bytes", read.map_or(0, |b| b.len())),
+    };
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("envelope"), "{err}");
+    let grown_mib = (peak_kib() - before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "reading the planted file took {grown_mib} MiB"
+    );
+    // The same envelope, whole: read.
+    let whole = envelope(3, b"small");
+    plant(3, whole.len() as u64, &whole);
+    assert_eq!(block_on(fs.get(&key(3))).unwrap().unwrap(), whole);
 }
