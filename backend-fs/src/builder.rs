@@ -131,11 +131,7 @@ impl FsBackendBuilder {
         let limits = Limits::new(&self.name, self.capacity, self.max_value_size, None)?;
         let mut outer = Vec::new();
         if let Some(ns) = &self.namespace {
-            let segment = !ns.is_empty()
-                && ns
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !segment {
+            if !warmcache_core::is_namespace(ns) {
                 return Err(Error::config(
                     warmcache_core::Context::new(self.name.clone(), warmcache_core::Op::Open),
                     format!(

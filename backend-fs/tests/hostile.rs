@@ -428,3 +428,25 @@ fn a_planted_file_is_read_only_as_far_as_its_envelope_declares() {
     plant(3, whole.len() as u64, &whole);
     assert_eq!(block_on(fs.get(&key(3))).unwrap().unwrap(), whole);
 }
+
+/// A namespace keeps its entries in `keys/<namespace>/`, and a name that is not one plain path
+/// segment is a configuration error, never a path.
+#[test]
+fn namespaces_are_one_segment_under_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsBackend::builder(dir.path())
+        .namespace("k0123abcd")
+        .open()
+        .unwrap();
+    block_on(fs.put(&key(1), envelope(1, b"namespaced"))).unwrap();
+    assert!(entry_path(&dir.path().join("keys").join("k0123abcd"), &key(1)).is_file());
+    assert!(!entry_path(dir.path(), &key(1)).exists());
+    for bad in ["../escape", "", "a/b", "."] {
+        let err = FsBackend::builder(dir.path())
+            .namespace(bad)
+            .open()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{bad:?}: {err}");
+    }
+    assert!(!dir.path().join("escape").exists());
+}

@@ -314,14 +314,7 @@ impl S3BackendBuilder {
         };
         let prefix = match &self.namespace {
             None => prefix,
-            Some(ns)
-                if !ns.is_empty()
-                    && ns
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-            {
-                prefix.clone().join(ns.as_str())
-            }
+            Some(ns) if warmcache_core::is_namespace(ns) => prefix.clone().join(ns.as_str()),
             Some(ns) => {
                 return Err(Error::config(
                     self.ctx(),

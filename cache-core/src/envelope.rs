@@ -678,6 +678,16 @@ pub(crate) fn decompress(stored: &[u8], decoded_len: u64) -> Result<Vec<u8>, Ver
     Ok(out)
 }
 
+/// Whether `name` can name a namespace of a shared store (a directory or a path segment in a
+/// bucket): one path segment of ASCII letters, digits, `-` and `_`, as every
+/// [`Integrity::key_id`] is.
+pub fn is_namespace(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn key_id_of(key: &[u8; 32]) -> String {
     let id = blake3::keyed_hash(key, b"warmcache key id");
     format!("k{}", hex::encode(&id.as_bytes()[..8]))

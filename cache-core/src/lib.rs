@@ -81,7 +81,7 @@ pub use codec::{BytesCodec, Codec, PostcardCodec};
 pub use entry::Entry;
 pub use envelope::{
     Compression, EnvelopeMeta, FORMAT_VERSION, Integrity, MAX_PRODUCER_LEN, MAX_TRAILER_LEN,
-    MIN_SECRET_LEN, Origin, VerifyError, WeakSecret, inspect, inspect_trailer,
+    MIN_SECRET_LEN, Origin, VerifyError, WeakSecret, inspect, inspect_trailer, is_namespace,
 };
 pub use error::{BoxError, Context, Error, ErrorKind, Op, Result};
 pub use files::VerifiedFiles;
