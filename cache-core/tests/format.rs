@@ -1,7 +1,8 @@
 //! The envelope's on-disk format: entries written by earlier releases keep verifying.
 //!
 //! `tests/fixtures/v1-*.bin` were written by warmcache-core 0.1.0 (envelope format version 1,
-//! before compute times were a field) with `Integrity::seal_at` and are committed as they are.
+//! before compute times were a field), `v2-*.bin` by the last release writing version 2 (before
+//! signatures), both with `Integrity::seal_at`, and are committed as they are.
 //! A change that stops this release reading them fails here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,21 +26,35 @@ fn payload() -> Vec<u8> {
 
 #[test]
 fn version_1_entries_still_verify() {
+    fixtures_verify(1, 0);
+}
+
+#[test]
+fn version_2_entries_still_verify() {
+    fixtures_verify(2, 4321);
+}
+
+/// The fixtures of format `version`, written with compute time `compute_ms`, verify, decode
+/// and stay authenticated.
+fn fixtures_verify(version: u16, compute_ms: u64) {
     let cases = [
-        ("v1-plain.bin", Integrity::plain(), false),
-        ("v1-keyed.bin", Integrity::keyed(SECRET), false),
-        ("v1-keyed-zstd.bin", Integrity::keyed(SECRET), true),
+        ("plain", Integrity::plain(), false),
+        ("keyed", Integrity::keyed(SECRET), false),
+        ("keyed-zstd", Integrity::keyed(SECRET), true),
     ];
-    for (name, integrity, compressed) in cases {
+    for (kind, integrity, compressed) in cases {
+        let name = format!("v{version}-{kind}.bin");
+        let name = name.as_str();
         let key = KeyBuilder::new("fixture").str(name).finish();
         let stored = fixture(name);
         let entry = integrity.open(&key, &stored).unwrap();
         assert_eq!(entry.payload(), &payload()[..], "{name}");
         let meta = entry.meta();
-        assert_eq!(meta.version, 1, "{name}");
+        assert_eq!(meta.version, version, "{name}");
         assert_eq!(meta.kind, 2);
         assert_eq!(meta.created_ms, CREATED_MS);
-        assert_eq!(meta.compute_ms, 0, "version 1 recorded no compute time");
+        // Version 1 recorded no compute time.
+        assert_eq!(meta.compute_ms, compute_ms, "{name}");
         assert_eq!(meta.producer, "warmcache-core 0.1.0 compile_ms=1234");
         assert_eq!(meta.compressed, compressed);
         assert_eq!(inspect(&stored).unwrap(), *meta);
