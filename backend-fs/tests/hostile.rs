@@ -326,6 +326,7 @@ fn planted_lock_files_neither_stall_nor_stop_writes() {
                     block_on(tiered.put_claimed(k, &origin, b"value", claim))
                 }
                 Claimed::Found(_) => panic!("nothing was stored under {k}"),
+                Claimed::Refused(_) => panic!("no signed tier here"),
             }
         }
         let stats = tiered.stats();

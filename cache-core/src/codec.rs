@@ -164,6 +164,7 @@ mod tests {
                     compute_ms: 0,
                     producer: String::new(),
                     keyed: false,
+                    signer: None,
                     by_previous_key: false,
                 },
                 payload,

@@ -70,6 +70,7 @@ pub mod files;
 mod key;
 mod mapped;
 pub mod metrics;
+pub mod signing;
 mod single_flight;
 mod stats;
 mod sync;
@@ -81,17 +82,18 @@ pub use codec::{BytesCodec, Codec, PostcardCodec};
 pub use entry::Entry;
 pub use envelope::{
     Compression, EnvelopeMeta, FORMAT_VERSION, Integrity, MAX_PRODUCER_LEN, MAX_TRAILER_LEN,
-    MIN_SECRET_LEN, Origin, VerifyError, WeakSecret, inspect, inspect_trailer, is_namespace,
+    MIN_SECRET_LEN, Origin, Trust, VerifyError, WeakSecret, inspect, inspect_trailer, is_namespace,
 };
 pub use error::{BoxError, Context, Error, ErrorKind, Op, Result};
 pub use files::VerifiedFiles;
 pub use key::{
     CacheKey, CanonicalHasher, KEY_SCHEMA_VERSION, KeyBuilder, KeyInt, Namespace, ParseKeyError,
 };
+pub use signing::{KeyError, PublicKey, SigningKey};
 pub use stats::{Stats, TierStats};
 pub use tiered::{
-    Access, Claim, Claimed, Coordination, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier,
-    Tiered, TieredBuilder, WhenFull, WriteMode,
+    Access, Claim, Claimed, Coordination, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES,
+    OnSharedMiss, Tier, Tiered, TieredBuilder, WhenFull, WriteMode,
 };
 
 /// Re-exported so backend authors implement [`Backend`] with the same `async_trait` version.

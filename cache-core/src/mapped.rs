@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::ops::Range;
 
-use crate::envelope::{EnvelopeMeta, Integrity, VerifyError};
+use crate::envelope::{EnvelopeMeta, Integrity, Trust, VerifyError};
 use crate::key::CacheKey;
 
 /// A mapped entry file whose envelope verified.
@@ -23,9 +23,11 @@ pub(crate) enum MapError {
 }
 
 /// Maps `file` read-only and verifies the envelope in it; with `unchanged` (the file verified
-/// before and has not changed since), checks its structure, key and kind without hashing it.
+/// before and has not changed since, on a tier under [`Trust::Secret`]), checks its structure,
+/// key and kind without hashing it.
 pub(crate) fn map_and_verify(
     integrity: &Integrity,
+    trust: Trust,
     key: &CacheKey,
     kind: u32,
     file: &File,
@@ -52,7 +54,7 @@ pub(crate) fn map_and_verify(
     let checked = if unchanged {
         integrity.check_unhashed(key, Some(kind), &map)
     } else {
-        integrity.verify(key, Some(kind), &map)
+        integrity.verify_for(trust, key, Some(kind), &map)
     };
     let (meta, payload) = checked.map_err(MapError::Verify)?;
     Ok(MappedEntry { map, meta, payload })

@@ -30,6 +30,7 @@
 //! | `warmcache_tier_lease_timeouts_total` | counter | lease waits that ran out |
 //! | `warmcache_tier_lease_errors_total` | counter | lease operations that failed |
 //! | `warmcache_tier_trusted_loads_total` | counter | unchanged verified files loaded unhashed |
+//! | `warmcache_tier_unpublished_total` | counter | values computed that a signed tier lacked and this cache cannot sign |
 //! | `warmcache_tier_read_duration_seconds` | histogram | duration of each read |
 //! | `warmcache_tier_pending_writes` | gauge | background writes queued, not finished |
 //! | `warmcache_tier_breaker_open` | gauge | 1 while the read breaker is open |

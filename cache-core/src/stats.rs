@@ -30,6 +30,7 @@ pub(crate) struct TierCounters {
     pub(crate) lease_timeouts: Count,
     pub(crate) lease_errors: Count,
     pub(crate) trusted_loads: Count,
+    pub(crate) unpublished: Count,
     pub(crate) pending_writes: Level,
     read_seconds: Seconds,
     read_nanos: AtomicU64,
@@ -60,6 +61,7 @@ impl TierCounters {
             lease_timeouts: count("warmcache_tier_lease_timeouts_total"),
             lease_errors: count("warmcache_tier_lease_errors_total"),
             trusted_loads: count("warmcache_tier_trusted_loads_total"),
+            unpublished: count("warmcache_tier_unpublished_total"),
             pending_writes: Level::new("warmcache_tier_pending_writes", labels),
             read_seconds: Seconds::new("warmcache_tier_read_duration_seconds", labels),
             read_nanos: AtomicU64::new(0),
@@ -120,6 +122,7 @@ impl TierCounters {
             lease_timeouts: self.lease_timeouts.get(),
             lease_errors: self.lease_errors.get(),
             trusted_loads: self.trusted_loads.get(),
+            unpublished: self.unpublished.get(),
         }
     }
 }
@@ -185,6 +188,10 @@ pub struct TierStats {
     /// hashing them again ([`Tier::verified_files`](crate::Tier::verified_files)).
     #[serde(default)]
     pub trusted_loads: u64,
+    /// Values this stack computed because this [`signed`](crate::Tier::signed) tier had no
+    /// entry, and kept to its other tiers: it holds no signing key to write them here.
+    #[serde(default)]
+    pub unpublished: u64,
 }
 
 /// Live counters of the cache front, also emitted through the metrics facade.

@@ -8,7 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use warmcache_core::bytes::Bytes;
-use warmcache_core::{Compression, FORMAT_VERSION, Integrity, KeyBuilder, Origin, inspect};
+use warmcache_core::{
+    Compression, FORMAT_VERSION, Integrity, KeyBuilder, Origin, SigningKey, inspect,
+};
 
 const SECRET: &[u8] = b"warmcache fixture secret, 32 bytes or more";
 const CREATED_MS: u64 = 1_767_225_600_000;
@@ -73,14 +75,28 @@ fn fixtures_verify(version: u16, compute_ms: u64) {
 }
 
 #[test]
-fn this_release_writes_version_2_with_the_compute_time() {
-    let key = KeyBuilder::new("fixture").str("v2").finish();
+fn this_release_writes_version_3_and_signs_when_it_has_a_key() {
+    let key = KeyBuilder::new("fixture").str("v3").finish();
     let origin = Origin::new(2, "warmcache-core 0.1.0 compile_ms=1234").compute_ms(4321);
     let sealed =
         Integrity::plain().seal_at(&key, &origin, CREATED_MS, &payload(), Compression::None);
     let meta = inspect(&sealed).unwrap();
-    assert_eq!(FORMAT_VERSION, 2);
-    assert_eq!((meta.version, meta.compute_ms), (2, 4321));
-    // Version 2 is 8 bytes longer than version 1 for the same entry.
-    assert_eq!(sealed.len(), fixture("v1-plain.bin").len() + 8);
+    assert_eq!(FORMAT_VERSION, 3);
+    assert_eq!((meta.version, meta.compute_ms), (3, 4321));
+    assert_eq!(meta.signer, None);
+    // Unsigned, version 3 is as long as version 2; a signature adds its signer and itself.
+    assert_eq!(sealed.len(), fixture("v2-plain.bin").len());
+    let signer = SigningKey::generate().unwrap();
+    let signed = Integrity::plain().signing(signer.clone()).seal_at(
+        &key,
+        &origin,
+        CREATED_MS,
+        &payload(),
+        Compression::None,
+    );
+    assert_eq!(signed.len(), sealed.len() + 32 + 64);
+    assert_eq!(
+        inspect(&signed).unwrap().signer,
+        Some(signer.public_key().id())
+    );
 }

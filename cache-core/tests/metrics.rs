@@ -33,6 +33,7 @@ const TIER_COUNTERS: &[&str] = &[
     "warmcache_tier_lease_timeouts_total",
     "warmcache_tier_lease_errors_total",
     "warmcache_tier_trusted_loads_total",
+    "warmcache_tier_unpublished_total",
 ];
 const TIER_GAUGES: &[&str] = &[
     "warmcache_tier_pending_writes",

@@ -1,6 +1,7 @@
 //! A tier shared by a fleet: nodes with different secrets never destroy each other's entries,
-//! a rotation reads what the previous secret sealed, short secrets are refused, and a shared
-//! tier without a secret is reported.
+//! a rotation reads what the previous secret sealed, short secrets are refused, a shared
+//! tier without a secret is reported, and on a signed tier only producers' entries are loaded
+//! and only producers write.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +11,12 @@ use std::sync::Arc;
 
 use common::MapBackend;
 use futures::executor::block_on;
-use warmcache_core::{Integrity, MIN_SECRET_LEN, Origin, Tier, Tiered};
+use std::time::Duration;
+
+use warmcache_core::{
+    Backend, BytesCodec, Cache, Codec, ComputeError, Integrity, MIN_SECRET_LEN, OnSharedMiss,
+    Origin, SigningKey, Tier, Tiered,
+};
 
 const FLEET_SECRET: &[u8] = b"the fleet's secret, 32 bytes or more";
 const OTHER_SECRET: &[u8] = b"a rotated or mistyped secret, also long";
@@ -184,4 +190,180 @@ fn a_tier_in_its_own_key_namespace_replaces_what_fails_verification_there() {
         .expect("the node's own namespace kept a planted entry forever");
     assert_eq!(hit.payload(), b"computed");
     assert_eq!(node.stats()[0].skipped, 0);
+}
+
+// Signed tiers: producers sign, consumers verify with public keys only.
+
+const PRODUCER_LOCAL: &[u8] = b"the producer's own local secret, long";
+const CONSUMER_LOCAL: &[u8] = b"a consumer's own local secret, long enough";
+
+fn producer_key() -> SigningKey {
+    SigningKey::from_pem(
+        "-----BEGIN PRIVATE KEY-----\n\
+         MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
+         -----END PRIVATE KEY-----\n",
+    )
+    .unwrap()
+}
+
+/// A producer: its own disk, and the fleet's bucket as a signed tier it signs for.
+fn producer(bucket: &Arc<MapBackend>) -> (Tiered, Arc<MapBackend>) {
+    let disk = MapBackend::new();
+    let integrity = Integrity::from_secret(PRODUCER_LOCAL)
+        .unwrap()
+        .signing(producer_key());
+    let tiers = Tiered::builder()
+        .integrity(integrity)
+        .tier(Tier::new(disk.clone()))
+        .tier(Tier::new(bucket.clone()).signed())
+        .build();
+    (tiers, disk)
+}
+
+/// A consumer: its own disk, and the bucket, trusting the producer's public key only.
+fn consumer(bucket: &Arc<MapBackend>, on_miss: OnSharedMiss) -> (Tiered, Arc<MapBackend>) {
+    let disk = MapBackend::new();
+    let integrity = Integrity::from_secret(CONSUMER_LOCAL)
+        .unwrap()
+        .trusting(producer_key().public_key());
+    let tiers = Tiered::builder()
+        .integrity(integrity)
+        .on_shared_miss(on_miss)
+        .tier(Tier::new(disk.clone()))
+        .tier(Tier::new(bucket.clone()).signed())
+        .build();
+    (tiers, disk)
+}
+
+fn objects(bucket: &MapBackend) -> u64 {
+    block_on(bucket.usage()).unwrap().entries
+}
+
+#[test]
+fn a_consumer_loads_what_a_producer_signed_and_never_writes_the_signed_tier() {
+    let bucket = MapBackend::shared();
+    let (producer, _) = producer(&bucket);
+    block_on(producer.put(&key(1), &Origin::new(1, "ci"), b"signed artifact"));
+    let (consumer, disk) = consumer(&bucket, OnSharedMiss::Compute);
+    let hit = block_on(consumer.get(&key(1), 1)).expect("the signed entry was refused");
+    assert_eq!(hit.payload(), b"signed artifact");
+    assert_eq!(hit.meta().signer, Some(producer_key().public_key().id()));
+    // Promoted into the consumer's disk under its own secret, signature kept.
+    let local = Integrity::from_secret(CONSUMER_LOCAL)
+        .unwrap()
+        .open(&key(1), &disk.raw(&key(1)).unwrap())
+        .unwrap();
+    assert_eq!(local.meta().signer, hit.meta().signer);
+
+    // What the consumer computes stays on its disk.
+    let before = objects(&bucket);
+    let cache = Cache::builder("signed", BytesCodec).tiers(consumer).build();
+    let value = cache
+        .get_or_compute("module", |_| {
+            Ok::<_, std::io::Error>(warmcache_core::bytes::Bytes::from_static(b"local"))
+        })
+        .unwrap();
+    assert_eq!(&value[..], b"local");
+    assert_eq!(objects(&bucket), before, "a consumer wrote the signed tier");
+    let stats = cache.stats().tiers;
+    assert_eq!((stats[1].unpublished, stats[1].writes), (1, 0), "{stats:?}");
+    // The promotion above, and the computed value.
+    assert_eq!(stats[0].writes, 2);
+}
+
+#[test]
+fn a_forged_entry_on_a_signed_tier_is_refused_and_left_until_a_producer_replaces_it() {
+    let bucket = MapBackend::shared();
+    // A node with the fleet's old shared secret, and no signing key.
+    let old_fleet = Integrity::from_secret(FLEET_SECRET).unwrap();
+    for sealed in [
+        old_fleet.seal(&key(2), 1, "mallory", b"evil"),
+        Integrity::plain().seal(&key(2), 1, "mallory", b"evil"),
+        Integrity::plain()
+            .signing(SigningKey::generate().unwrap())
+            .seal_for(
+                warmcache_core::Trust::Signature,
+                &key(2),
+                &Origin::new(1, "mallory"),
+                0,
+                b"evil",
+                warmcache_core::Compression::None,
+            ),
+    ] {
+        bucket.set_raw(&key(2), sealed.clone());
+        let (consumer, disk) = consumer(&bucket, OnSharedMiss::Compute);
+        assert!(block_on(consumer.get(&key(2), 1)).is_none());
+        let stats = consumer.stats();
+        assert_eq!((stats[1].forged, stats[1].hits), (1, 0), "{stats:?}");
+        assert_eq!(bucket.raw(&key(2)), Some(sealed.clone()), "deleted");
+        assert!(!disk.has(&key(2)));
+        // The consumer's own value never reaches the bucket.
+        block_on(consumer.put(&key(2), &Origin::new(1, "c"), b"mine"));
+        assert_eq!(bucket.raw(&key(2)), Some(sealed.clone()), "overwritten");
+    }
+    // A producer refuses it too, keeps it, and replaces it with what it signs.
+    let (producer, _) = producer(&bucket);
+    assert!(block_on(producer.get(&key(2), 1)).is_none());
+    assert_eq!(producer.stats()[1].forged, 1);
+    assert!(
+        bucket.has(&key(2)),
+        "a producer deleted from the signed tier"
+    );
+    block_on(producer.put(&key(2), &Origin::new(1, "ci"), b"good"));
+    let (consumer, _) = consumer(&bucket, OnSharedMiss::Compute);
+    assert_eq!(
+        block_on(consumer.get(&key(2), 1)).unwrap().payload(),
+        b"good"
+    );
+}
+
+#[test]
+fn a_consumer_set_to_fail_computes_nothing_and_one_set_to_wait_takes_the_producers_entry() {
+    let bucket = MapBackend::shared();
+    let (tiers, _) = consumer(&bucket, OnSharedMiss::Fail);
+    let cache = Cache::builder("signed", BytesCodec).tiers(tiers).build();
+    let err = cache
+        .get_or_compute("module", |_| -> Result<_, std::io::Error> {
+            panic!("a consumer set to fail computed")
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, ComputeError::Refused { tiers, .. } if tiers == &["1:map"]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("1:map"), "{err}");
+    assert_eq!(cache.stats().computes, 0);
+
+    // Wait: a producer stores it meanwhile.
+    let (tiers, _) = consumer(&bucket, OnSharedMiss::Wait(Duration::from_secs(30)));
+    let cache = Cache::builder("signed", BytesCodec).tiers(tiers).build();
+    let key = cache.key_for("module");
+    let producing = {
+        let bucket = bucket.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let (producer, _) = producer(&bucket);
+            block_on(producer.put(&key, &Origin::new(BytesCodec.kind(), "ci"), b"from ci"));
+        })
+    };
+    let value = cache
+        .get_or_compute("module", |_| -> Result<_, std::io::Error> {
+            panic!("a waiting consumer computed")
+        })
+        .unwrap();
+    producing.join().unwrap();
+    assert_eq!(&value[..], b"from ci");
+    assert_eq!(cache.stats().computes, 0);
+
+    // Wait, bounded: nobody produces it, so it computes after the wait.
+    let (tiers, _) = consumer(&bucket, OnSharedMiss::Wait(Duration::from_millis(300)));
+    let cache = Cache::builder("signed", BytesCodec).tiers(tiers).build();
+    let value = cache
+        .get_or_compute("other", |_| {
+            Ok::<_, std::io::Error>(warmcache_core::bytes::Bytes::from_static(b"here"))
+        })
+        .unwrap();
+    assert_eq!(&value[..], b"here");
+    let stats = cache.stats().tiers;
+    assert_eq!((stats[1].lease_timeouts, stats[1].unpublished), (1, 1));
 }

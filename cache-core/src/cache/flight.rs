@@ -239,6 +239,11 @@ where
                 None => Claim::none(),
             },
             Claimed::Compute(claim) => claim,
+            Claimed::Refused(tiers) => {
+                let e = ComputeError::Refused { key, tiers };
+                publish(&mut guard, Err(e.clone()));
+                return Err(Failure::Compute(e));
+            }
         };
         add(&self.counters.misses, 1);
         let started = Instant::now();
@@ -350,6 +355,7 @@ pub(super) fn fresh_entry(key: &CacheKey, origin: &Origin, payload: Bytes) -> En
             compute_ms: origin.compute_ms,
             producer: origin.producer.clone(),
             keyed: false,
+            signer: None,
             by_previous_key: false,
         },
         payload,

@@ -44,6 +44,21 @@ pub enum ComputeError {
         /// The key being computed.
         key: CacheKey,
     },
+    /// Nothing was computed: the stack's signed tiers have no entry for the key, it cannot
+    /// write them, and it is set never to compute what they lack
+    /// ([`OnSharedMiss::Fail`](crate::OnSharedMiss::Fail)).
+    #[error(
+        "no entry for key {key} signed by a trusted key in {}, and this cache is set never to \
+         compute what its signed tiers lack (precompile it with a producer's signing key, or \
+         allow computing on a shared miss)",
+        tiers.join(", ")
+    )]
+    Refused {
+        /// The key asked for.
+        key: CacheKey,
+        /// The signed tiers that lacked it.
+        tiers: Vec<String>,
+    },
 }
 
 impl ComputeError {
@@ -59,7 +74,7 @@ impl ComputeError {
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         match self {
             ComputeError::Failed { source, .. } => source.downcast_ref::<E>(),
-            ComputeError::Panicked { .. } => None,
+            ComputeError::Panicked { .. } | ComputeError::Refused { .. } => None,
         }
     }
 }

@@ -100,6 +100,26 @@ impl Default for Coordination {
     }
 }
 
+/// What a stack does when no tier has an entry and it cannot write its
+/// [`signed`](crate::Tier::signed) tiers (it holds no signing key: a consumer of what the
+/// fleet's producers sign). Set with
+/// [`TieredBuilder::on_shared_miss`](super::TieredBuilder::on_shared_miss).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnSharedMiss {
+    /// Computes the value and keeps it in its other tiers (the default), counted in
+    /// [`TierStats::unpublished`](crate::TierStats::unpublished) of each signed tier.
+    #[default]
+    Compute,
+    /// Polls the signed tiers (backing off to one read a second) for at most this long, for a
+    /// producer to store the entry, then computes as [`Compute`](Self::Compute) does.
+    Wait(Duration),
+    /// Computes nothing: the request fails with
+    /// [`ComputeError::Refused`](crate::ComputeError::Refused), for hosts that must only run
+    /// what the fleet's producers signed.
+    Fail,
+}
+
 /// A lease this process holds on one tier.
 #[derive(Debug)]
 pub(super) struct HeldLease {
@@ -169,6 +189,9 @@ pub enum Claimed {
     /// Compute it: these leases are held (possibly none), to be handed to
     /// [`Tiered::put_claimed`] or released.
     Compute(Claim),
+    /// Do not compute it: the signed tiers named here have no entry, this stack cannot write
+    /// them, and it is set to [`OnSharedMiss::Fail`].
+    Refused(Vec<String>),
 }
 
 enum Attempt {
@@ -218,8 +241,82 @@ impl Tiered {
     /// waiting (at most the [`Coordination::wait`] overall) while another process or host holds
     /// one. Returns the entry when that other computation stored it meanwhile, or the leases to
     /// hand to [`put_claimed`](Self::put_claimed) (or [`Claim::release`]). Never fails: a lease
-    /// that cannot be had is skipped.
+    /// that cannot be had is skipped. Then, when this stack only reads its signed tiers, does
+    /// what [`OnSharedMiss`] says.
     pub async fn claim(&self, key: &CacheKey, kind: u32, files: bool) -> Claimed {
+        let claim = match self.claim_leases(key, kind, files).await {
+            Claimed::Compute(claim) => claim,
+            other => return other,
+        };
+        let consumed: Vec<usize> = (0..self.tiers.len())
+            .filter(|&i| self.tiers[i].consumes_only)
+            .collect();
+        if consumed.is_empty() {
+            return Claimed::Compute(claim);
+        }
+        let names = || {
+            consumed
+                .iter()
+                .map(|&i| self.tiers[i].shared.name.clone())
+                .collect::<Vec<_>>()
+        };
+        match self.on_shared_miss {
+            OnSharedMiss::Fail => {
+                claim.release().await;
+                tracing::warn!(%key, tiers = ?names(), "no signed entry, and this cache never computes what its signed tiers lack");
+                return Claimed::Refused(names());
+            }
+            OnSharedMiss::Wait(limit) => {
+                if let Some(entry) = self.poll_signed(key, kind, files, &consumed, limit).await {
+                    claim.release().await;
+                    return Claimed::Found(entry);
+                }
+            }
+            OnSharedMiss::Compute => {}
+        }
+        for &i in &consumed {
+            TierCounters::add(&self.tiers[i].shared.counters.unpublished, 1);
+        }
+        tracing::info!(%key, tiers = ?names(), "computing here: the fleet's signed tiers have no entry, and without a signing key this cache keeps what it computes to its own tiers");
+        Claimed::Compute(claim)
+    }
+
+    /// Reads the signed tiers at `indices` with backoff, for at most `limit`, until one holds a
+    /// verified entry for `key`.
+    async fn poll_signed(
+        &self,
+        key: &CacheKey,
+        kind: u32,
+        files: bool,
+        indices: &[usize],
+        limit: Duration,
+    ) -> Option<Entry> {
+        let deadline = Instant::now() + limit;
+        let mut backoff = Duration::from_millis(20);
+        for &i in indices {
+            TierCounters::add(&self.tiers[i].shared.counters.lease_waits, 1);
+        }
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                for &i in indices {
+                    TierCounters::add(&self.tiers[i].shared.counters.lease_timeouts, 1);
+                }
+                tracing::warn!(%key, ?limit, "waited for the fleet's producer in vain; computing here");
+                return None;
+            }
+            futures_timer::Delay::new(backoff.min(deadline - now)).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            for &i in indices {
+                if let Some(entry) = self.read_range(key, kind, files, i..=i, false).await {
+                    return Some(entry);
+                }
+            }
+        }
+    }
+
+    /// [`claim`](Self::claim)'s leases.
+    async fn claim_leases(&self, key: &CacheKey, kind: u32, files: bool) -> Claimed {
         let mut claim = Claim::none();
         if !self.coordination.enabled {
             return Claimed::Compute(claim);

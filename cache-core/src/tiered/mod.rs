@@ -16,13 +16,13 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::breaker::Breaker;
 use crate::entry::Entry;
-use crate::envelope::Integrity;
+use crate::envelope::{Integrity, Trust};
 use crate::key::CacheKey;
 use crate::stats::{TierCounters, TierStats};
 
-pub use coordinate::{Claim, Claimed, Coordination};
+pub use coordinate::{Claim, Claimed, Coordination, OnSharedMiss};
 pub use tier::{Access, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier, WhenFull, WriteMode};
-use tier::{TierShared, TierState};
+use tier::{TierShared, TierState, Unverified};
 use writer::{QueueLimits, Writer};
 
 /// Backends composed fastest first.
@@ -43,6 +43,7 @@ pub struct Tiered {
     tiers: Vec<TierState>,
     integrity: Integrity,
     coordination: Coordination,
+    on_shared_miss: OnSharedMiss,
     /// Who this process is, in the leases it takes.
     holder: String,
 }
@@ -53,6 +54,7 @@ pub struct TieredBuilder {
     tiers: Vec<Tier>,
     integrity: Integrity,
     coordination: Coordination,
+    on_shared_miss: OnSharedMiss,
 }
 
 impl TieredBuilder {
@@ -75,6 +77,13 @@ impl TieredBuilder {
         self
     }
 
+    /// What the stack does when no tier has an entry and it cannot write its signed tiers
+    /// (default [`OnSharedMiss::Compute`]).
+    pub fn on_shared_miss(mut self, on_shared_miss: OnSharedMiss) -> Self {
+        self.on_shared_miss = on_shared_miss;
+        self
+    }
+
     /// Builds the stack, starting a writer thread for each background tier.
     pub fn build(self) -> Tiered {
         let tiers = self
@@ -86,14 +95,35 @@ impl TieredBuilder {
                     .name
                     .unwrap_or_else(|| format!("{i}:{}", t.backend.name()));
                 let is_shared = t.backend.capabilities().shared;
-                let leaves_unverified =
-                    is_shared && !(t.own_namespace && self.integrity.is_keyed());
+                let signed = t.trust == Trust::Signature;
+                let can_sign = self.integrity.can_sign();
+                let unverified = match (signed, can_sign) {
+                    (true, true) => Unverified::Replace,
+                    (true, false) => Unverified::LeaveAlone,
+                    _ if is_shared && !(t.own_namespace && self.integrity.is_keyed()) => {
+                        Unverified::LeaveAlone
+                    }
+                    _ => Unverified::Delete,
+                };
+                let consumes_only = signed && !can_sign;
+                let access = if consumes_only {
+                    Access::ReadOnly
+                } else {
+                    t.access
+                };
+                if signed && self.integrity.trusted_keys().is_empty() {
+                    tracing::warn!(
+                        tier = %name,
+                        "a signed tier but no trusted key: every entry on it will be refused \
+                         (configure Integrity::trusting or Integrity::signing)"
+                    );
+                }
                 let labels = crate::metrics::tier_labels(&name, t.backend.name());
                 let counters = TierCounters::new(&labels);
                 // Skipping the hash of an unchanged file relies on nobody else being able to
                 // write it (the trust rule): not where others can write the tier.
                 let verified_files = match t.verified_files {
-                    Some(_) if is_shared || t.sealed_copies => {
+                    Some(_) if is_shared || t.sealed_copies || signed => {
                         if is_shared {
                             tracing::warn!(
                                 tier = %name,
@@ -121,7 +151,7 @@ impl TieredBuilder {
                         crate::metrics::Level::new("warmcache_tier_write_breaker_open", &labels),
                     ),
                 });
-                let writer = match (t.access, t.write) {
+                let writer = match (access, t.write) {
                     (
                         Access::ReadWrite,
                         WriteMode::Background {
@@ -141,11 +171,14 @@ impl TieredBuilder {
                 };
                 TierState {
                     shared,
-                    access: t.access,
+                    access,
                     compression: t.compression,
                     writer,
                     is_shared,
-                    leaves_unverified,
+                    trust: t.trust,
+                    authenticated: signed || self.integrity.is_keyed(),
+                    consumes_only,
+                    unverified,
                     foreign: Default::default(),
                 }
             })
@@ -154,6 +187,7 @@ impl TieredBuilder {
             tiers,
             integrity: self.integrity,
             coordination: self.coordination,
+            on_shared_miss: self.on_shared_miss,
             holder: coordinate::holder_name(),
         };
         let exposed = tiered.unauthenticated_shared_tiers();
@@ -184,16 +218,14 @@ impl Tiered {
 
     /// Names of the tiers shared with others
     /// ([`Capabilities::shared`](crate::Capabilities::shared)) whose entries are not
-    /// authenticated, because no secret is configured. Plain tags detect damage, not forgery:
-    /// anyone who can write such a tier can make this cache accept their entries. Building a
-    /// stack with any logs a warning once per process.
+    /// authenticated, because no secret is configured and they are not
+    /// [`signed`](Tier::signed). Plain tags detect damage, not forgery: anyone who can write
+    /// such a tier can make this cache accept their entries. Building a stack with any logs a
+    /// warning once per process.
     pub fn unauthenticated_shared_tiers(&self) -> Vec<&str> {
-        if self.integrity.is_keyed() {
-            return Vec::new();
-        }
         self.tiers
             .iter()
-            .filter(|t| t.is_shared)
+            .filter(|t| t.is_shared && !t.authenticated)
             .map(|t| t.shared.name.as_str())
             .collect()
     }

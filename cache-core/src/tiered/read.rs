@@ -61,7 +61,7 @@ impl Tiered {
             // written, which a tier with local files proves by handing it out (the trust rule,
             // docs/DESIGN.md "Trust"): such a tier is always read through its files.
             let local_files = tier.shared.backend.capabilities().local_files;
-            let found = if local_files && (files || !self.integrity.is_keyed()) {
+            let found = if local_files && (files || !tier.authenticated) {
                 self.read_file(index, key, kind).await
             } else {
                 self.read_bytes(index, key, kind).await
@@ -117,7 +117,10 @@ impl Tiered {
         let Fetched::Value(bytes) = self.fetch(index, key, "get", backend.get(key)).await else {
             return None;
         };
-        match self.integrity.open_kind(key, Some(kind), &bytes) {
+        match self
+            .integrity
+            .open_for(self.tiers[index].trust, key, Some(kind), &bytes)
+        {
             Ok(entry) => {
                 self.tiers[index].verified(key);
                 self.count_hit(index, bytes.len());
@@ -143,7 +146,7 @@ impl Tiered {
         {
             Fetched::Value(file) => file,
             Fetched::Nothing => return None,
-            Fetched::NotSupported if self.integrity.is_keyed() => {
+            Fetched::NotSupported if self.tiers[index].authenticated => {
                 return self.read_bytes(index, key, kind).await;
             }
             Fetched::NotSupported => {
@@ -179,32 +182,34 @@ impl Tiered {
             Some(_) if !unchanged => crate::files::FileIdentity::of(&file).ok().flatten(),
             _ => None,
         };
-        let mapped = match mapped::map_and_verify(&self.integrity, key, kind, &file, unchanged) {
-            Ok(mapped) => {
-                if unchanged {
-                    TierCounters::add(&shared.counters.trusted_loads, 1);
-                } else if let Some(verified) = verified
-                    && !mapped.meta.by_previous_key
-                {
-                    // Only what the current secret sealed: a later unhashed load takes it so.
-                    verified.record(key, &key_id, &file, before);
+        let trust = self.tiers[index].trust;
+        let mapped =
+            match mapped::map_and_verify(&self.integrity, trust, key, kind, &file, unchanged) {
+                Ok(mapped) => {
+                    if unchanged {
+                        TierCounters::add(&shared.counters.trusted_loads, 1);
+                    } else if let Some(verified) = verified
+                        && !mapped.meta.by_previous_key
+                    {
+                        // Only what the current secret sealed: a later unhashed load takes it so.
+                        verified.record(key, &key_id, &file, before);
+                    }
+                    mapped
                 }
-                mapped
-            }
-            Err(MapError::Verify(e)) => {
-                self.reject(index, key, &e).await;
-                return None;
-            }
-            Err(MapError::Io(e)) => {
-                TierCounters::add(&shared.counters.errors, 1);
-                let failure = TierFailure::Error(Error::Io {
-                    context: Context::with_key(shared.backend.name(), Op::OpenFile, key),
-                    source: e,
-                });
-                shared.record_failure(&shared.read_breaker, &failure, "map", key);
-                return None;
-            }
-        };
+                Err(MapError::Verify(e)) => {
+                    self.reject(index, key, &e).await;
+                    return None;
+                }
+                Err(MapError::Io(e)) => {
+                    TierCounters::add(&shared.counters.errors, 1);
+                    let failure = TierFailure::Error(Error::Io {
+                        context: Context::with_key(shared.backend.name(), Op::OpenFile, key),
+                        source: e,
+                    });
+                    shared.record_failure(&shared.read_breaker, &failure, "map", key);
+                    return None;
+                }
+            };
         self.count_hit(index, mapped.map.len());
         let has_faster_writable = self.tiers[..index].iter().any(|t| t.writable());
         if mapped.meta.compressed || has_faster_writable {
@@ -254,19 +259,15 @@ impl Tiered {
     }
 
     /// Copies a verified hit from tier `found_at` into the faster writable tiers, reusing the
-    /// stored bytes where the target's compression matches (with the current MAC, when a
-    /// previous secret sealed them).
+    /// stored bytes where the target's compression matches, re-tagged as the target's rule
+    /// needs (with the current MAC, when a previous secret or a signed tier's plain tag had
+    /// them); a signature is kept.
     async fn promote(&self, key: &CacheKey, stored: &Bytes, entry: &Entry, found_at: usize) {
         let meta = entry.meta();
         if !self.tiers[..found_at].iter().any(|t| t.writable()) {
             return;
         }
-        let stored = if meta.by_previous_key {
-            self.integrity.retag(stored)
-        } else {
-            stored.clone()
-        };
-        let mut sealed = SealedForms::from_stored(stored, meta.compressed);
+        let mut sealed = SealedForms::from_stored(stored.clone(), meta.clone());
         let origin = crate::envelope::Origin {
             kind: meta.kind,
             producer: meta.producer.clone(),
@@ -276,13 +277,7 @@ impl Tiered {
             .iter()
             .filter(|t| t.writable())
             .map(|t| {
-                let bytes = sealed.get(
-                    &self.integrity,
-                    key,
-                    &origin,
-                    entry.payload(),
-                    t.compression,
-                );
+                let bytes = sealed.get(&self.integrity, key, &origin, entry.payload(), t.form());
                 async move {
                     TierCounters::add(&t.shared.counters.promotions, 1);
                     t.write(key, bytes).await;

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::backend::Backend;
 use crate::breaker::Breaker;
-use crate::envelope::Compression;
+use crate::envelope::{Compression, Trust};
 use crate::error::{Error, ErrorKind};
 use crate::key::CacheKey;
 use crate::stats::TierCounters;
@@ -83,6 +83,7 @@ pub struct Tier {
     pub(super) verified_files: Option<Arc<crate::files::VerifiedFiles>>,
     pub(super) own_namespace: bool,
     pub(super) sealed_copies: bool,
+    pub(super) trust: Trust,
 }
 
 impl Tier {
@@ -102,7 +103,19 @@ impl Tier {
             verified_files: None,
             own_namespace: false,
             sealed_copies: false,
+            trust: Trust::Secret,
         }
+    }
+
+    /// Accepts on this tier only entries signed by a key the stack's
+    /// [`Integrity`](crate::Integrity) trusts ([`Trust::Signature`]), for a tier a fleet shares:
+    /// nodes that can verify its entries cannot make one. A stack without a signing key never
+    /// writes it (what it computes stays in its other tiers); one with a key signs what it
+    /// writes, and replaces an entry that fails verification here instead of deleting it. What
+    /// fails is counted as forged and otherwise left alone.
+    pub fn signed(mut self) -> Self {
+        self.trust = Trust::Signature;
+        self
     }
 
     /// Loads this tier's entry files from sealed copies instead of mapping them: each file is
@@ -364,6 +377,18 @@ impl TierShared {
 /// Most keys remembered per shared tier as holding an entry this cache could not verify.
 const FOREIGN_MEMORY: usize = 4096;
 
+/// What a cache does with an entry that failed verification on a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unverified {
+    /// Deletes it: a private tier, or the namespace of this cache's own secret.
+    Delete,
+    /// Keeps it until this cache writes the key: a signed tier this cache signs for.
+    Replace,
+    /// Never touches it: a tier shared with caches that may hold other secrets, or a signed
+    /// tier this cache cannot write.
+    LeaveAlone,
+}
+
 /// A tier as built into a [`Tiered`](super::Tiered).
 #[derive(Debug)]
 pub(super) struct TierState {
@@ -373,11 +398,15 @@ pub(super) struct TierState {
     pub(super) writer: Option<Writer>,
     /// The backend is shared with other caches ([`Capabilities::shared`](crate::Capabilities)).
     pub(super) is_shared: bool,
-    /// Shared with caches that may hold other secrets (not [`Tier::own_namespace`]): what
-    /// fails verification here is left alone.
-    pub(super) leaves_unverified: bool,
+    /// The rule its entries meet ([`Tier::signed`]).
+    pub(super) trust: Trust,
+    /// Its entries are authenticated (by a secret or a signature), not only checked for damage.
+    pub(super) authenticated: bool,
+    /// Signed, and this cache holds no key to write it: what it computes stays elsewhere.
+    pub(super) consumes_only: bool,
+    pub(super) unverified: Unverified,
     /// Keys whose entry in this shared tier failed verification here: another node's (sealed
-    /// under another secret) or an attacker's. Never deleted or overwritten by this cache.
+    /// under another secret) or an attacker's. Never deleted by this cache.
     pub(super) foreign: Mutex<HashSet<CacheKey>>,
 }
 
@@ -386,11 +415,16 @@ impl TierState {
         self.access == Access::ReadWrite
     }
 
-    /// Whether this cache may delete or replace what the tier holds for `key` after it failed
+    /// What an entry written here looks like: its compression and the rule it meets.
+    pub(super) fn form(&self) -> (Compression, Trust) {
+        (self.compression, self.trust)
+    }
+
+    /// Whether this cache may delete what the tier holds for `key` after it failed
     /// verification: yes for a private tier, never for a shared one, where it may be another
     /// node's entry under another secret.
     pub(super) fn remember_unverified(&self, key: &CacheKey) -> bool {
-        if !self.leaves_unverified {
+        if self.unverified == Unverified::Delete {
             return true;
         }
         let mut foreign = self.foreign.lock();
@@ -403,12 +437,12 @@ impl TierState {
 
     /// Whether this shared tier's entry for `key` failed verification here.
     pub(super) fn is_foreign(&self, key: &CacheKey) -> bool {
-        self.leaves_unverified && self.foreign.lock().contains(key)
+        self.unverified != Unverified::Delete && self.foreign.lock().contains(key)
     }
 
-    /// Forgets `key` as foreign (it verified since).
+    /// Forgets `key` as foreign (it verified since, or this cache replaced it).
     pub(super) fn verified(&self, key: &CacheKey) {
-        if self.leaves_unverified {
+        if self.unverified != Unverified::Delete {
             self.foreign.lock().remove(key);
         }
     }
@@ -427,6 +461,9 @@ impl TierState {
         value: Bytes,
         lease: Option<Arc<HeldLease>>,
     ) {
+        if self.unverified == Unverified::Replace {
+            self.verified(key);
+        }
         let unsent = if self.is_foreign(key) {
             TierCounters::add(&self.shared.counters.skipped, 1);
             tracing::debug!(tier = %self.shared.name, %key, "not overwriting an entry this cache cannot verify");

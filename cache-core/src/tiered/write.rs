@@ -4,49 +4,55 @@
 use bytes::Bytes;
 use futures::future::join_all;
 
-use crate::envelope::{Compression, Integrity, Origin};
+use crate::envelope::{Compression, EnvelopeMeta, Integrity, Origin, Trust, now_ms};
 use crate::key::CacheKey;
 
 use super::Tiered;
 
-/// The sealed forms of one entry, made on first use: plain, and zstd (one level per stack; the
-/// first compressed tier's level is used for all, since any level decodes the same).
+/// The sealed forms of one entry, made on first use: one per compression (plain, and zstd at
+/// one level per stack: the first compressed tier's level is used for all, since any level
+/// decodes the same) and per trust rule of the tiers written.
 #[derive(Default)]
 pub(super) struct SealedForms {
-    plain: Option<Bytes>,
-    zstd: Option<Bytes>,
+    /// An entry as found in a tier, verified: forms with its compression are made from it
+    /// (re-tagged, keeping its signature and creation time) rather than sealed again.
+    source: Option<(Bytes, EnvelopeMeta)>,
+    forms: Vec<((bool, Trust), Bytes)>,
 }
 
 impl SealedForms {
-    /// Forms that start with the bytes as stored in a tier (plain or compressed).
-    pub(super) fn from_stored(stored: Bytes, compressed: bool) -> Self {
-        if compressed {
-            Self {
-                plain: None,
-                zstd: Some(stored),
-            }
-        } else {
-            Self {
-                plain: Some(stored),
-                zstd: None,
-            }
+    /// Forms made from `stored`, an entry that verified with `meta`.
+    pub(super) fn from_stored(stored: Bytes, meta: EnvelopeMeta) -> Self {
+        Self {
+            source: Some((stored, meta)),
+            forms: Vec::new(),
         }
     }
 
+    /// The entry as a tier under `trust` with `compression` takes it.
     pub(super) fn get(
         &mut self,
         integrity: &Integrity,
         key: &CacheKey,
         origin: &Origin,
         payload: &[u8],
-        compression: Compression,
+        (compression, trust): (Compression, Trust),
     ) -> Bytes {
-        let slot = match compression {
-            Compression::Zstd { .. } => &mut self.zstd,
-            _ => &mut self.plain,
+        let zstd = matches!(compression, Compression::Zstd { .. });
+        if let Some((_, bytes)) = self.forms.iter().find(|(form, _)| *form == (zstd, trust)) {
+            return bytes.clone();
+        }
+        let converted = match &self.source {
+            Some((stored, meta)) if meta.compressed == zstd => {
+                integrity.form_for(trust, stored, meta).ok()
+            }
+            _ => None,
         };
-        slot.get_or_insert_with(|| integrity.seal_origin(key, origin, payload, compression))
-            .clone()
+        let bytes = converted.unwrap_or_else(|| {
+            integrity.seal_for(trust, key, origin, now_ms(), payload, compression)
+        });
+        self.forms.push(((zstd, trust), bytes.clone()));
+        bytes
     }
 }
 
@@ -60,7 +66,7 @@ impl Tiered {
             .iter()
             .filter(|t| t.writable())
             .map(|t| {
-                let bytes = sealed.get(&self.integrity, key, origin, payload, t.compression);
+                let bytes = sealed.get(&self.integrity, key, origin, payload, t.form());
                 t.write(key, bytes)
             })
             .collect::<Vec<_>>();
@@ -84,7 +90,7 @@ impl Tiered {
             .enumerate()
             .filter(|(_, t)| t.writable())
             .map(|(index, t)| {
-                let bytes = sealed.get(&self.integrity, key, origin, payload, t.compression);
+                let bytes = sealed.get(&self.integrity, key, origin, payload, t.form());
                 t.write_then_release(key, bytes, claim.take(index))
             })
             .collect::<Vec<_>>();
