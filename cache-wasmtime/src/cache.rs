@@ -665,9 +665,14 @@ impl<A: Artifact> WasmCache<A> {
 
 /// This crate's error back out of a shared compute failure.
 pub(crate) fn compute_error<A: Artifact>(content: ContentHash, e: &ComputeError) -> Error {
-    match e.downcast_ref::<Error>() {
-        Some(e) => e.clone(),
-        None => Error::Panicked {
+    match (e.downcast_ref::<Error>(), e) {
+        (Some(e), _) => e.clone(),
+        (None, ComputeError::Refused { .. }) => Error::NotInFleet {
+            kind: A::KIND,
+            content,
+            source: e.clone(),
+        },
+        (None, _) => Error::Panicked {
             kind: A::KIND,
             content,
         },

@@ -124,6 +124,18 @@ pub enum Error {
         /// Hash of the input.
         content: ContentHash,
     },
+    /// Not compiled: the fleet's signed tiers have no artifact for it, and this cache is set
+    /// never to compile what they lack
+    /// ([`OnSharedMiss::Fail`](warmcache_core::OnSharedMiss::Fail)).
+    #[error("{kind} {content} was not compiled: {source}")]
+    NotInFleet {
+        /// What was asked for.
+        kind: ArtifactKind,
+        /// Hash of the input.
+        content: ContentHash,
+        /// Which key and which tiers lacked it.
+        source: warmcache_core::ComputeError,
+    },
 }
 
 impl Error {

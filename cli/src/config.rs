@@ -385,6 +385,17 @@ pub struct Settings {
     /// Names of environment variables holding earlier secrets, still accepted when reading (a
     /// rotation); entries are sealed with `secret_env`'s only.
     pub previous_secret_envs: Sourced<Vec<String>>,
+    /// The PKCS#8 PEM file of the Ed25519 key this host signs entries with (a producer).
+    pub signing_key_file: Sourced<Option<PathBuf>>,
+    /// Name of the environment variable holding that key's PEM instead of a file.
+    pub signing_key_env: Sourced<Option<String>>,
+    /// Public keys (`ed25519:HEX`, or `ID=ed25519:HEX`) whose signatures the bucket's entries
+    /// must carry. With these or a signing key, the bucket is a signed tier.
+    pub trusted_keys: Sourced<Vec<String>>,
+    /// Key ids whose signatures are refused on every tier, valid or not.
+    pub revoked_keys: Sourced<Vec<String>>,
+    /// What a host without a signing key does when the bucket has no signed entry.
+    pub on_shared_miss: Sourced<OnSharedMissSetting>,
     /// Allow a shared (remote) tier without a secret. Anyone who can write the bucket can then
     /// make every node run their code.
     pub insecure_shared: Sourced<bool>,
@@ -429,12 +440,72 @@ pub struct Flags {
     pub cranelift_set: Vec<String>,
 }
 
+/// `on_shared_miss`: what a consumer (no signing key) does when the bucket has no signed entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSharedMissSetting {
+    /// Compile here and keep the artifact in the local tiers.
+    #[default]
+    Compile,
+    /// Wait (up to `coordination_wait_ms`) for a producer to store it, then compile.
+    Wait,
+    /// Fail with a clear error: the host never compiles.
+    Fail,
+}
+
+impl std::str::FromStr for OnSharedMissSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "compile" => Ok(Self::Compile),
+            "wait" => Ok(Self::Wait),
+            "fail" => Ok(Self::Fail),
+            other => Err(format!("expected compile, wait or fail, got {other:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for OnSharedMissSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Compile => "compile",
+            Self::Wait => "wait",
+            Self::Fail => "fail",
+        })
+    }
+}
+
+/// Checks every entry of a `trusted_keys` list, naming the first that is not a public key.
+fn check_trusted_keys(keys: &[String]) -> Result<(), String> {
+    for key in keys {
+        key.parse::<warmcache_core::PublicKey>()
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A comma-separated list, trimmed, without empty items.
+fn list_value(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     cache_dir: Option<Spanned<PathBuf>>,
     secret_env: Option<Spanned<String>>,
     previous_secret_envs: Option<Spanned<Vec<String>>>,
+    signing_key_file: Option<Spanned<PathBuf>>,
+    signing_key_env: Option<Spanned<String>>,
+    trusted_keys: Option<Spanned<Vec<String>>>,
+    revoked_keys: Option<Spanned<Vec<String>>>,
+    on_shared_miss: Option<Spanned<OnSharedMissSetting>>,
     insecure_shared: Option<Spanned<bool>>,
     coordinate: Option<Spanned<bool>>,
     verify_every_load: Option<Spanned<bool>>,
@@ -576,6 +647,11 @@ impl Settings {
             tiers: Sourced::default(default_tiers()),
             secret_env: Sourced::default(None),
             previous_secret_envs: Sourced::default(Vec::new()),
+            signing_key_file: Sourced::default(None),
+            signing_key_env: Sourced::default(None),
+            trusted_keys: Sourced::default(Vec::new()),
+            revoked_keys: Sourced::default(Vec::new()),
+            on_shared_miss: Sourced::default(OnSharedMissSetting::Compile),
             insecure_shared: Sourced::default(false),
             coordinate: Sourced::default(true),
             verify_every_load: Sourced::default(true),
@@ -646,6 +722,30 @@ impl Settings {
         if let Some(vars) = file.previous_secret_envs {
             self.previous_secret_envs
                 .set(vars.get_ref().clone(), at(vars.span()));
+        }
+        if let Some(path) = file.signing_key_file {
+            self.signing_key_file
+                .set(Some(expand_home(path.get_ref())), at(path.span()));
+        }
+        if let Some(var) = file.signing_key_env {
+            self.signing_key_env
+                .set(Some(var.get_ref().clone()), at(var.span()));
+        }
+        if let Some(keys) = file.trusted_keys {
+            check_trusted_keys(keys.get_ref()).map_err(|message| ConfigError::File {
+                path: path.to_owned(),
+                line: line_of(text, &keys.span()),
+                key: "trusted_keys".to_owned(),
+                message,
+            })?;
+            self.trusted_keys
+                .set(keys.get_ref().clone(), at(keys.span()));
+        }
+        if let Some(ids) = file.revoked_keys {
+            self.revoked_keys.set(ids.get_ref().clone(), at(ids.span()));
+        }
+        if let Some(on) = file.on_shared_miss {
+            self.on_shared_miss.set(*on.get_ref(), at(on.span()));
         }
         if let Some(allow) = file.insecure_shared {
             self.insecure_shared.set(*allow.get_ref(), at(allow.span()));
@@ -756,6 +856,37 @@ impl Settings {
                 .collect();
             self.previous_secret_envs
                 .set(vars, Source::Env("WARMCACHE_PREVIOUS_SECRET_ENVS"));
+        }
+        if let Some(path) = env("WARMCACHE_SIGNING_KEY_FILE") {
+            self.signing_key_file.set(
+                Some(PathBuf::from(path)),
+                Source::Env("WARMCACHE_SIGNING_KEY_FILE"),
+            );
+        }
+        if let Some(var) = env("WARMCACHE_SIGNING_KEY_ENV") {
+            self.signing_key_env
+                .set(Some(var), Source::Env("WARMCACHE_SIGNING_KEY_ENV"));
+        }
+        if let Some(keys) = env("WARMCACHE_TRUSTED_KEYS") {
+            let var = "WARMCACHE_TRUSTED_KEYS";
+            let keys = list_value(&keys);
+            check_trusted_keys(&keys).map_err(|message| ConfigError::Value {
+                origin: origin(var),
+                message,
+            })?;
+            self.trusted_keys.set(keys, Source::Env(var));
+        }
+        if let Some(ids) = env("WARMCACHE_REVOKED_KEYS") {
+            self.revoked_keys
+                .set(list_value(&ids), Source::Env("WARMCACHE_REVOKED_KEYS"));
+        }
+        if let Some(value) = env("WARMCACHE_ON_SHARED_MISS") {
+            let var = "WARMCACHE_ON_SHARED_MISS";
+            let on = value.parse().map_err(|message| ConfigError::Value {
+                origin: origin(var),
+                message,
+            })?;
+            self.on_shared_miss.set(on, Source::Env(var));
         }
         if let Some(value) = env("WARMCACHE_INSECURE_SHARED") {
             let var = "WARMCACHE_INSECURE_SHARED";

@@ -127,6 +127,12 @@ enum Command {
     },
     /// Print the effective configuration and where each value came from.
     Config,
+    /// Write a new Ed25519 signing key for a producer to FILE (mode 0600) and print its public
+    /// key, for consumers' `trusted_keys`.
+    Keygen {
+        /// Where to write the private key (never replaced if it exists).
+        file: PathBuf,
+    },
     /// Measure warm starts from each tier against a cold compile and wasmtime's own cache, and
     /// recommend a tier layout.
     Bench(commands::bench::Args),
@@ -205,6 +211,7 @@ fn main() -> ExitCode {
         Command::Gc { max_size } => commands::gc::run(&settings, max_size),
         Command::Clear { yes } => commands::clear::run(&settings, yes),
         Command::Config => commands::config::run(&settings),
+        Command::Keygen { file } => commands::keygen::run(&file),
         Command::Bench(args) => commands::bench::run(&settings, args),
     };
     match result {

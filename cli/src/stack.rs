@@ -10,18 +10,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use warmcache_core::{
-    Backend, Compression, Coordination, ErrorKind, Integrity, Tier, Tiered, VerifiedFiles, WhenFull,
+    Backend, Compression, Coordination, ErrorKind, Integrity, OnSharedMiss, SigningKey, Tier,
+    Tiered, VerifiedFiles, WhenFull,
 };
 use warmcache_fs::FsBackend;
 use warmcache_redb::RedbBackend;
 use warmcache_s3::S3Backend;
 
-use crate::config::{CompressionSetting, Settings, TierConfig, TierKind};
+use crate::config::{CompressionSetting, OnSharedMissSetting, Settings, TierConfig, TierKind};
 
 /// Default capacity of disk tiers without a `size`.
 const DEFAULT_DISK_SIZE: u64 = 10 << 30;
 /// Default capacity of a memory tier without a `size`.
 const DEFAULT_MEMORY_SIZE: u64 = 256 << 20;
+/// The bucket's namespace for signed entries: one for the fleet, whoever signed them.
+const SIGNED_NAMESPACE: &str = "signed";
 /// Default per-operation timeout of a remote tier.
 const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default length of a remote tier's upload queue.
@@ -40,6 +43,19 @@ pub struct OpenTier {
     pub read_only: bool,
     /// The namespace of the current secret's key id: only this stack's secret writes there.
     pub own_namespace: bool,
+    /// Entries must be signed by a trusted key (a bucket, with signing configured).
+    pub signed: bool,
+}
+
+impl OpenTier {
+    /// The rule entries in this tier meet.
+    pub fn trust(&self) -> warmcache_core::Trust {
+        if self.signed {
+            warmcache_core::Trust::Signature
+        } else {
+            warmcache_core::Trust::Secret
+        }
+    }
 }
 
 impl OpenTier {
@@ -57,6 +73,8 @@ pub struct Stack {
     /// configured).
     pub live_bytes: u64,
     pub integrity: Integrity,
+    /// What a host without a signing key does when the signed bucket has no entry.
+    pub on_shared_miss: OnSharedMiss,
     /// Tiers that could not be opened, as `(label, why)`: a run goes on without them, a
     /// maintenance command fails naming them.
     pub failed: Vec<(String, String)>,
@@ -78,6 +96,13 @@ pub enum StackError {
     WeakSecret {
         var: String,
         source: warmcache_core::WeakSecret,
+    },
+    #[error("the signing key {place}: {why}")]
+    SigningKey { place: String, why: String },
+    #[error("trusted key {key:?}: {source}")]
+    TrustedKey {
+        key: String,
+        source: warmcache_core::KeyError,
     },
     #[error(
         "{what} can be written by others ({why}) but no secret is configured: anyone who can \
@@ -108,6 +133,9 @@ impl Stack {
 
     fn open_with(settings: &Settings, recreate: bool) -> Result<Self, StackError> {
         let integrity = integrity(settings)?;
+        // Configured signing (a key, or trusted keys even if all are revoked) makes the bucket
+        // a signed tier.
+        let signs = integrity.can_sign() || !settings.trusted_keys.value.is_empty();
         let dir = &settings.cache_dir.value;
         warmcache_core::files::create_cache_dir_all(dir).map_err(|source| {
             StackError::CacheDir {
@@ -140,7 +168,12 @@ impl Stack {
                 TierKind::Fs => integrity.is_keyed(),
                 _ => false,
             };
-            let namespaces = if namespaced {
+            // With signing, the bucket holds what the fleet's producers sign, whatever their
+            // local secrets: one namespace, read by every node that trusts them.
+            let signed = config.kind == TierKind::S3 && signs;
+            let namespaces = if signed {
+                vec![Some(SIGNED_NAMESPACE.to_owned())]
+            } else if namespaced {
                 std::iter::once(integrity.key_id())
                     .chain(integrity.previous_key_ids())
                     .map(Some)
@@ -161,10 +194,13 @@ impl Stack {
                     // Nothing was ever sealed there under that key.
                     continue;
                 }
-                let read_only = config.read_only || previous;
+                // A host without a signing key never writes the signed bucket.
+                let read_only = config.read_only || previous || (signed && !integrity.can_sign());
                 match open_tier(config, &label, namespace.as_deref(), read_only, recreate) {
                     Ok((backend, fs)) => {
-                        if trusts_plain && let Some(why) = exposure(config, &backend, fs.as_deref())
+                        if trusts_plain
+                            && !signed
+                            && let Some(why) = exposure(config, &backend, fs.as_deref())
                         {
                             return Err(StackError::PlainSharedTier {
                                 what: format!("tier {label}"),
@@ -174,7 +210,8 @@ impl Stack {
                         tiers.push(OpenTier {
                             config: config.clone(),
                             read_only,
-                            own_namespace: namespace.is_some() && !previous,
+                            own_namespace: namespace.is_some() && !previous && !signed,
+                            signed,
                             label,
                             backend,
                             fs,
@@ -207,10 +244,18 @@ impl Stack {
                 })
                 .ok()
         };
+        let on_shared_miss = match settings.on_shared_miss.value {
+            OnSharedMissSetting::Compile => OnSharedMiss::Compute,
+            OnSharedMissSetting::Wait => {
+                OnSharedMiss::Wait(Duration::from_millis(settings.coordination_wait_ms.value))
+            }
+            OnSharedMissSetting::Fail => OnSharedMiss::Fail,
+        };
         Ok(Self {
             tiers,
             live_bytes,
             integrity,
+            on_shared_miss,
             failed,
             coordination,
             verified_files,
@@ -278,7 +323,8 @@ impl Stack {
     fn build_tiered(&self, when_full: WhenFull) -> Tiered {
         let mut builder = Tiered::builder()
             .integrity(self.integrity.clone())
-            .coordination(self.coordination);
+            .coordination(self.coordination)
+            .on_shared_miss(self.on_shared_miss);
         for tier in &self.tiers {
             let mut t = Tier::new(tier.backend()).name(tier.label.clone());
             if tier.config.kind == TierKind::Fs {
@@ -302,6 +348,9 @@ impl Stack {
             }
             if tier.own_namespace {
                 t = t.own_namespace();
+            }
+            if tier.signed {
+                t = t.signed();
             }
             if remote {
                 let timeout = tier
@@ -362,14 +411,86 @@ fn integrity(settings: &Settings) -> Result<Integrity, StackError> {
             }),
         _ => Err(StackError::MissingSecret(var.clone())),
     };
-    let Some(var) = &settings.secret_env.value else {
-        return Ok(Integrity::plain());
+    let mut integrity = match &settings.secret_env.value {
+        None => Integrity::plain(),
+        Some(var) => {
+            let mut integrity = Integrity::keyed(read(var)?.as_bytes());
+            for previous in &settings.previous_secret_envs.value {
+                integrity = integrity.accepting(read(previous)?.as_bytes());
+            }
+            integrity
+        }
     };
-    let mut integrity = Integrity::keyed(read(var)?.as_bytes());
-    for previous in &settings.previous_secret_envs.value {
-        integrity = integrity.accepting(read(previous)?.as_bytes());
+    if let Some(key) = signing_key(settings)? {
+        integrity = integrity.signing(key);
+    }
+    for key in &settings.trusted_keys.value {
+        let public = key.parse().map_err(|source| StackError::TrustedKey {
+            key: key.clone(),
+            source,
+        })?;
+        integrity = integrity.trusting(public);
+    }
+    for id in &settings.revoked_keys.value {
+        integrity = integrity.revoking(id.clone());
     }
     Ok(integrity)
+}
+
+/// The signing key from `signing_key_file` (which only its owner may read) or
+/// `signing_key_env`, if either is set.
+fn signing_key(settings: &Settings) -> Result<Option<SigningKey>, StackError> {
+    let err = |place: String, why: String| StackError::SigningKey { place, why };
+    let (place, pem) = match (
+        &settings.signing_key_file.value,
+        &settings.signing_key_env.value,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "settings".into(),
+                "both signing_key_file and signing_key_env are set; keep one".into(),
+            ));
+        }
+        (None, None) => return Ok(None),
+        (Some(path), None) => {
+            let place = format!("file {}", path.display());
+            let pem = read_private_key_file(path).map_err(|why| err(place.clone(), why))?;
+            (place, pem)
+        }
+        (None, Some(var)) => {
+            let place = format!("in variable {var}");
+            match std::env::var(var) {
+                Ok(pem) if !pem.trim().is_empty() => (place, zeroize::Zeroizing::new(pem)),
+                _ => return Err(err(place, "is not set or empty".into())),
+            }
+        }
+    };
+    SigningKey::from_pem(&pem)
+        .map(Some)
+        .map_err(|e| err(place, e.to_string()))
+}
+
+/// A private key file's text, refused when others could read it (as ssh refuses one).
+fn read_private_key_file(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "can be read by others (mode {:o}): run `chmod 600 {}`",
+            meta.mode() & 0o777,
+            path.display()
+        ));
+    }
+    if meta.len() > 64 << 10 {
+        return Err("is too large to be a private key".into());
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::io::Read::read_to_string(&mut &file, &mut text).map_err(|e| e.to_string())?;
+    Ok(text)
 }
 
 fn fs_builder(config: &TierConfig, namespace: Option<&str>) -> warmcache_fs::FsBackendBuilder {

@@ -140,3 +140,283 @@ fn a_missing_secret_variable_is_refused() {
         stderr(&out)
     );
 }
+
+// Signed entries: producers sign, consumers hold public keys only.
+
+/// Where a fleet's bucket is: moto, or a directory through object_store's `file://`.
+enum Bucket {
+    Moto { endpoint: String, bucket: String },
+    Dir(tempfile::TempDir),
+}
+
+impl Bucket {
+    fn moto() -> Self {
+        let moto = s3::shared();
+        let bucket = s3::unique_bucket("signed");
+        s3::create_bucket(moto.port(), &bucket);
+        Bucket::Moto {
+            endpoint: moto.endpoint(),
+            bucket,
+        }
+    }
+
+    fn dir() -> Self {
+        Bucket::Dir(tempfile::tempdir().unwrap())
+    }
+
+    /// The `[[tiers]]` table of this bucket.
+    fn tier(&self) -> String {
+        match self {
+            Bucket::Moto { endpoint, bucket } => format!(
+                "[[tiers]]\nkind = \"s3\"\nurl = \"s3://{bucket}/modules\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\nallow_http = true\n"
+            ),
+            Bucket::Dir(dir) => format!(
+                "[[tiers]]\nkind = \"s3\"\nurl = \"file://{}\"\n",
+                dir.path().display()
+            ),
+        }
+    }
+
+    /// The signed namespace, as anyone with write access to the bucket sees it.
+    fn signed(&self) -> warmcache_s3::S3Backend {
+        match self {
+            Bucket::Moto { endpoint, bucket } => s3::backend(endpoint, bucket, "modules/signed"),
+            Bucket::Dir(dir) => {
+                warmcache_s3::S3Backend::builder(format!("file://{}/signed", dir.path().display()))
+                    .build()
+                    .unwrap()
+            }
+        }
+    }
+
+    fn keys(&self) -> Vec<warmcache_core::CacheKey> {
+        use warmcache_core::BackendExt;
+        let mut keys: Vec<_> = futures::executor::block_on(self.signed().list_all())
+            .unwrap()
+            .into_iter()
+            .map(|info| info.key)
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+/// A host of the fleet: its own cache directory, the bucket below a file tier, and `extra`
+/// settings.
+struct Host {
+    env: Env,
+    config: std::path::PathBuf,
+}
+
+impl Host {
+    fn new(bucket: &Bucket, extra: &str) -> Self {
+        let env = Env::new();
+        let config = env.write(
+            "host.toml",
+            format!(
+                "secret_env = \"LOCAL_SECRET\"\n{extra}\n[[tiers]]\nkind = \"fs\"\n\n{}",
+                bucket.tier()
+            ),
+        );
+        Self { env, config }
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = with_credentials(&self.env);
+        cmd.env("LOCAL_SECRET", "this host's own local secret, 32 bytes+")
+            .args(["--config", self.config.to_str().unwrap()])
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
+    }
+}
+
+/// Runs `module` on `host` with `-v`; asserts it ran (exit `code`) and returns how it was loaded.
+fn run_module(host: &Host, module: &std::path::Path, code: i32) -> String {
+    let out = host.run(&["run", "-v", module.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    stderr(&out)
+}
+
+fn producer_and_modules(bucket: &Bucket) -> (Host, String, Vec<std::path::PathBuf>) {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("producer.pem");
+    let setup = Env::new();
+    let out = setup.run(&["keygen", key_file.to_str().unwrap()]);
+    let printed = ok(&out);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // keygen never replaces a key.
+    assert!(
+        !setup
+            .run(&["keygen", key_file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let trusted = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("consumers:   trusted_keys = [\""))
+        .and_then(|l| l.strip_suffix("\"]"))
+        .unwrap()
+        .to_owned();
+    // The key file moves into the producer's home (kept alive with it).
+    let producer = Host::new(
+        bucket,
+        &format!("signing_key_file = \"{}\"\n", key_file.display()),
+    );
+    let key_file_kept = producer
+        .env
+        .write("producer.pem", std::fs::read(&key_file).unwrap());
+    std::fs::set_permissions(&key_file_kept, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let producer = Host {
+        config: producer.env.write(
+            "host.toml",
+            format!(
+                "secret_env = \"LOCAL_SECRET\"\nsigning_key_file = \"{}\"\n[[tiers]]\nkind = \"fs\"\n\n{}",
+                key_file_kept.display(),
+                bucket.tier()
+            ),
+        ),
+        env: producer.env,
+    };
+    let modules: Vec<_> = (10..14)
+        .map(|code| {
+            producer
+                .env
+                .write(&format!("m{code}.wat"), common::exits_with(code))
+        })
+        .collect();
+    (producer, trusted, modules)
+}
+
+fn a_fleet_loads_only_what_its_producer_signed(bucket: &Bucket) {
+    let (producer, trusted, modules) = producer_and_modules(bucket);
+    let mut args = vec!["precompile"];
+    args.extend(modules.iter().map(|m| m.to_str().unwrap()));
+    ok(&producer.run(&args));
+    let filled = bucket.keys();
+    assert_eq!(filled.len(), modules.len());
+
+    // Four consumers with only the public key, at once: every module loads from the bucket.
+    let consumer_settings = format!("trusted_keys = [\"{trusted}\"]\n");
+    let consumers: Vec<Host> = (0..4)
+        .map(|_| Host::new(bucket, &consumer_settings))
+        .collect();
+    std::thread::scope(|scope| {
+        for consumer in &consumers {
+            let modules = &modules;
+            scope.spawn(move || {
+                for (module, code) in modules.iter().zip(10..) {
+                    let how = run_module(consumer, module, code);
+                    assert!(how.contains("loaded from remote tier"), "{how}");
+                }
+            });
+        }
+    });
+    // A module the fleet does not have: compiled here, said so, and never uploaded.
+    let other = producer.env.write("m20.wat", common::exits_with(20));
+    let how = run_module(&consumers[0], &other, 20);
+    assert!(
+        how.contains("compiled here: the fleet's signed tier"),
+        "{how}"
+    );
+    assert_eq!(bucket.keys(), filled, "a consumer wrote the bucket");
+    // `config` shows the key's place and the trusted keys, never a private key.
+    let shown = ok(&producer.run(&["config"]));
+    assert!(
+        shown.contains("signing_key_file") && !shown.contains("PRIVATE"),
+        "{shown}"
+    );
+    assert!(ok(&consumers[0].run(&["config"])).contains(&trusted));
+
+    // A node with the fleet's MAC secret but no signing key replaces an entry in the bucket.
+    let signed = bucket.signed();
+    let victim = filled[0];
+    let forged = warmcache_core::Integrity::keyed(b"this host's own local secret, 32 bytes+").seal(
+        &victim,
+        warmcache_wasmtime::ArtifactKind::Module.envelope_kind(),
+        "mallory",
+        b"not code",
+    );
+    futures::executor::block_on(warmcache_core::Backend::put(
+        &signed,
+        &victim,
+        forged.clone(),
+    ))
+    .unwrap();
+    let fresh = Host::new(bucket, &consumer_settings);
+    for (module, code) in modules.iter().zip(10..) {
+        let how = run_module(&fresh, module, code);
+        assert!(
+            how.contains("loaded from remote tier") || how.contains("compiled here"),
+            "{how}"
+        );
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&fresh.run(&["stats", "--json"]))).unwrap();
+    let forged_count: u64 = stats["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["forged"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(forged_count, 1, "{stats}");
+    let still = futures::executor::block_on(warmcache_core::Backend::get(&signed, &victim))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        still, forged,
+        "a consumer deleted or replaced the forged entry"
+    );
+
+    // Fail: a clear error naming the key and the bucket, and no compile.
+    let strict = Host::new(
+        bucket,
+        &format!("{consumer_settings}on_shared_miss = \"fail\"\n"),
+    );
+    let other = producer.env.write("m21.wat", common::exits_with(21));
+    let out = strict.run(&["run", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let why = stderr(&out);
+    assert!(
+        why.contains("no entry for key") && why.contains("s3:"),
+        "{why}"
+    );
+    // Wait, bounded: nobody produces it, so it compiles after the wait.
+    let patient = Host::new(
+        bucket,
+        &format!("{consumer_settings}on_shared_miss = \"wait\"\ncoordination_wait_ms = 500\n"),
+    );
+    let how = run_module(&patient, &other, 21);
+    assert!(how.contains("compiled here"), "{how}");
+
+    // A revoked producer key: its entries are refused, and `verify` names them.
+    let id = trusted.split('=').next().unwrap();
+    let revoking = Host::new(
+        bucket,
+        &format!("{consumer_settings}revoked_keys = [\"{id}\"]\n"),
+    );
+    let out = revoking.run(&["verify"]);
+    assert!(!out.status.success());
+    let report = common::stdout(&out);
+    assert!(
+        report.contains(&format!("signed by {id}, a revoked key")),
+        "{report}"
+    );
+    let how = run_module(&revoking, &modules[1], 11);
+    assert!(how.contains("compiled here"), "{how}");
+}
+
+#[test]
+fn a_fleet_on_moto_loads_only_what_its_producer_signed() {
+    a_fleet_loads_only_what_its_producer_signed(&Bucket::moto());
+}
+
+#[test]
+fn a_fleet_on_a_file_bucket_loads_only_what_its_producer_signed() {
+    a_fleet_loads_only_what_its_producer_signed(&Bucket::dir());
+}

@@ -39,6 +39,51 @@ pub fn run(settings: &Settings) -> Outcome {
             source: settings.previous_secret_envs.source.clone(),
         },
     );
+    // The signing key's place, never the key.
+    line(
+        "signing_key_file",
+        &Sourced {
+            value: settings
+                .signing_key_file
+                .value
+                .as_ref()
+                .map_or_else(|| "(none)".to_owned(), |p| p.display().to_string()),
+            source: settings.signing_key_file.source.clone(),
+        },
+    );
+    line(
+        "signing_key_env",
+        &Sourced {
+            value: settings
+                .signing_key_env
+                .value
+                .as_deref()
+                .unwrap_or("(none)"),
+            source: settings.signing_key_env.source.clone(),
+        },
+    );
+    line(
+        "trusted_keys",
+        &Sourced {
+            value: settings
+                .trusted_keys
+                .value
+                .iter()
+                .filter_map(|k| k.parse::<warmcache_core::PublicKey>().ok())
+                .map(|k| format!("{}={k}", k.id()))
+                .collect::<Vec<_>>()
+                .join(","),
+            source: settings.trusted_keys.source.clone(),
+        },
+    );
+    line(
+        "revoked_keys",
+        &Sourced {
+            value: settings.revoked_keys.value.join(","),
+            source: settings.revoked_keys.source.clone(),
+        },
+    );
+    line("on_shared_miss", &settings.on_shared_miss);
     line("insecure_shared", &settings.insecure_shared);
     line("coordinate", &settings.coordinate);
     line("verify_every_load", &settings.verify_every_load);

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod clear;
 pub mod config;
 pub mod gc;
+pub mod keygen;
 pub mod ls;
 pub mod precompile;
 pub mod run;

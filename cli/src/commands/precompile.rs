@@ -207,10 +207,11 @@ fn arrivals(
                 let Ok(Some(bytes)) = block_on(source.backend.get(key)) else {
                     return false;
                 };
-                // Verified, and carrying the current MAC even if a previous secret sealed it.
+                // Verified, and as the target tier takes it: with the current MAC even if a
+                // previous secret sealed it, or signed for a signed tier.
                 stack
                     .integrity
-                    .reseal(key, &bytes)
+                    .reseal_for(source.trust(), tier.trust(), key, &bytes)
                     .is_ok_and(|bytes| block_on(tier.backend.put(key, bytes)).is_ok())
             });
             if !copied {

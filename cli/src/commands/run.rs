@@ -50,6 +50,20 @@ fn env_pair(s: &str) -> Result<(String, String), String> {
 /// Where the compiled code came from, for `-v`.
 fn describe(stack: &Stack, before: &WasmStats, after: &WasmStats) -> String {
     if after.compiles > before.compiles {
+        let unpublished: Vec<&str> = after
+            .tiers
+            .iter()
+            .zip(&before.tiers)
+            .filter(|(a, b)| a.unpublished > b.unpublished)
+            .map(|(a, _)| a.name.as_str())
+            .collect();
+        if !unpublished.is_empty() {
+            return format!(
+                "compiled here: the fleet's signed tier {} had no entry, and without a signing \
+                 key the artifact stays in this host's tiers",
+                unpublished.join(", ")
+            );
+        }
         return "compiled".to_owned();
     }
     if after.live_hits > before.live_hits {

@@ -36,7 +36,7 @@ pub fn run(settings: &Settings, remove: bool) -> Outcome {
             let problem = match block_on(read_without_use(tier, &info.key)) {
                 Ok(Some(bytes)) => stack
                     .integrity
-                    .verify(&info.key, None, &bytes)
+                    .verify_for(tier.trust(), &info.key, None, &bytes)
                     .err()
                     .map(|e| e.to_string()),
                 // Gone since the listing: nothing to check.
