@@ -52,6 +52,21 @@ def main():
     wc_env = dict(base, XDG_CACHE_HOME=f"{work}/wc", XDG_CONFIG_HOME=f"{work}/config")
     wc_once = dict(wc_env, WARMCACHE_VERIFY_EVERY_LOAD="false")
     wc_sealed = dict(wc_env, WARMCACHE_SEALED_LOADS="true")
+    # Loads from a bucket (object_store's file://, so the network is not measured): every load
+    # verified under the fleet's MAC secret, or as a signed tier (Ed25519) by a producer's key.
+    secret = "a benchmark secret of at least thirty-two bytes"
+    wc_mac = dict(
+        wc_env, WARMCACHE_TIERS=f"s3=file://{work}/bucket-mac", WARMCACHE_SECRET_ENV="BENCH_SECRET",
+        BENCH_SECRET=secret,
+    )
+    key_file = f"{work}/producer.pem"
+    subprocess.run([warmcache, "keygen", key_file], check=True, env=wc_env, stdout=subprocess.DEVNULL)
+    with open(key_file) as f:
+        pem = f.read()
+    wc_signed = dict(
+        wc_env, WARMCACHE_TIERS=f"s3=file://{work}/bucket-signed",
+        WARMCACHE_SIGNING_KEY_ENV="BENCH_KEY", BENCH_KEY=pem,
+    )
     wt_env = dict(base, HOME=f"{work}/home", XDG_CACHE_HOME=f"{work}/wasmtime-cache")
     cwasm = f"{work}/module.cwasm"
     subprocess.run([wasmtime, "compile", module, "-o", cwasm], check=True, env=wt_env)
@@ -64,6 +79,11 @@ def main():
         "warmcache run (sealed_loads = true)": (
             [warmcache, "run", module, "--", *args],
             wc_sealed,
+        ),
+        "warmcache run (bucket only, MAC)": ([warmcache, "run", module, "--", *args], wc_mac),
+        "warmcache run (bucket only, signed)": (
+            [warmcache, "run", module, "--", *args],
+            wc_signed,
         ),
         "wasmtime run -C cache=y": ([wasmtime, "run", "-C", "cache=y", module, *args], wt_env),
         "wasmtime run --allow-precompiled (floor)": (

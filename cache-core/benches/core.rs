@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use warmcache_core::bytes::Bytes;
-use warmcache_core::{BytesCodec, Cache, CacheKey, Integrity, KeyBuilder, Namespace};
+use warmcache_core::{
+    BytesCodec, Cache, CacheKey, Compression, Integrity, KeyBuilder, Namespace, Origin, SigningKey,
+    Trust,
+};
 
 const SIZES: [(usize, &str); 3] = [(1 << 10, "1KiB"), (1 << 20, "1MiB"), (64 << 20, "64MiB")];
 
@@ -63,8 +66,27 @@ fn envelope(c: &mut Criterion) {
                 b.iter(|| integrity.open(&key, s).unwrap())
             });
         }
+        // A signed tier's entry as a consumer verifies it: the tag and the Ed25519 signature.
+        let signer = SigningKey::generate().unwrap();
+        let producer = Integrity::plain().signing(signer.clone());
+        let consumer = Integrity::plain().trusting(signer.public_key());
+        let origin = Origin::new(1, "bench");
+        let signed = producer.seal_for(
+            Trust::Signature,
+            &key,
+            &origin,
+            0,
+            &payload,
+            Compression::None,
+        );
+        g.bench_with_input(BenchmarkId::new("signed", label), &signed, |b, s| {
+            b.iter(|| consumer.open_for(Trust::Signature, &key, None, s).unwrap())
+        });
         g.bench_with_input(BenchmarkId::new("seal_plain", label), &payload, |b, p| {
             b.iter(|| Integrity::plain().seal(&key, 1, "bench", p))
+        });
+        g.bench_with_input(BenchmarkId::new("seal_signed", label), &payload, |b, p| {
+            b.iter(|| producer.seal_for(Trust::Signature, &key, &origin, 0, p, Compression::None))
         });
     }
     g.finish();

@@ -1052,9 +1052,9 @@ impl Integrity {
         self.open_for(Trust::Secret, expected, None, bytes)
     }
 
-    /// [`open`](Self::open) for a tier under `trust` that also requires the entry to be of
-    /// `kind`.
-    pub(crate) fn open_for(
+    /// [`open`](Self::open) for a tier under `trust`; with `kind`, also requires the entry to be
+    /// of that kind.
+    pub fn open_for(
         &self,
         trust: Trust,
         expected: &CacheKey,
@@ -1474,6 +1474,41 @@ mod tests {
                 "byte {i}"
             );
         }
+    }
+
+    #[test]
+    fn a_rotation_trusts_several_keys_at_once() {
+        let (old, new) = (signer(), signer());
+        let sealed = |k: &SigningKey| {
+            Integrity::plain().signing(k.clone()).seal_for(
+                Trust::Signature,
+                &key(8),
+                &Origin::new(1, "p"),
+                5,
+                b"v",
+                Compression::None,
+            )
+        };
+        let both = Integrity::plain()
+            .trusting(old.public_key())
+            .trusting(new.public_key());
+        for k in [&old, &new] {
+            assert!(
+                both.verify_for(Trust::Signature, &key(8), None, &sealed(k))
+                    .is_ok()
+            );
+        }
+        // The old key dropped: its entries are refused, the new key's still taken.
+        let after = Integrity::plain().trusting(new.public_key());
+        assert!(matches!(
+            after.verify_for(Trust::Signature, &key(8), None, &sealed(&old)),
+            Err(VerifyError::UntrustedSigner { .. })
+        ));
+        assert!(
+            after
+                .verify_for(Trust::Signature, &key(8), None, &sealed(&new))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -113,6 +113,9 @@ enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Recompile a sample of a tier's entries from their wasm and compare the artifacts byte for
+    /// byte; exits non-zero naming any that differ (an entry signed by a stolen key, say).
+    Audit(commands::audit::Args),
     /// Evict least recently used entries from each disk tier down to SIZE.
     Gc {
         /// Size to shrink to, such as 500MiB or 2G.
@@ -208,6 +211,7 @@ fn main() -> ExitCode {
         ),
         Command::Ls { json } => commands::ls::run(&settings, json),
         Command::Verify { remove } => commands::verify::run(&settings, remove),
+        Command::Audit(args) => commands::audit::run(&settings, args),
         Command::Gc { max_size } => commands::gc::run(&settings, max_size),
         Command::Clear { yes } => commands::clear::run(&settings, yes),
         Command::Config => commands::config::run(&settings),

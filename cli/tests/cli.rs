@@ -829,3 +829,29 @@ fn sealed_loads_run_from_a_sealed_copy() {
         .unwrap());
     assert!(config.contains("sealed_loads"), "{config}");
 }
+
+/// What `audit` relies on: wasmtime compiles the same input with the same settings to the same
+/// bytes, in another process, with parallel compilation (many functions, several threads).
+#[test]
+fn another_process_compiles_the_same_artifact_and_audit_says_so() {
+    let env = Env::new();
+    let module = env.write("many.wat", common::module(7, 3000));
+    let module = module.to_str().unwrap();
+    ok(&env.run(&["--tiers", "fs", "precompile", module]));
+    let report = ok(&env.run(&["--tiers", "fs", "audit", module]));
+    assert!(
+        report.contains("audited 1 of 1 entries found for 1 files in 1 tier(s): 0 bad"),
+        "{report}"
+    );
+    // Bad arguments are refused clearly.
+    let out = env.run(&["--tiers", "fs", "audit", "--sample", "0", module]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = env.run(&["--tiers", "fs", "audit"]);
+    assert!(
+        stderr(&out).contains("nothing to audit"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["--tiers", "fs", "audit", "--tier", "s3", module]);
+    assert!(stderr(&out).contains("no tier named"), "{}", stderr(&out));
+}

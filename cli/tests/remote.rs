@@ -295,11 +295,35 @@ fn producer_and_modules(bucket: &Bucket) -> (Host, String, Vec<std::path::PathBu
 
 fn a_fleet_loads_only_what_its_producer_signed(bucket: &Bucket) {
     let (producer, trusted, modules) = producer_and_modules(bucket);
-    let mut args = vec!["precompile"];
-    args.extend(modules.iter().map(|m| m.to_str().unwrap()));
-    ok(&producer.run(&args));
+    // One at a time, to learn each module's key from what appears in the bucket.
+    let mut key_of = Vec::new();
+    for module in &modules {
+        let before = bucket.keys();
+        ok(&producer.run(&["precompile", module.to_str().unwrap()]));
+        let new: Vec<_> = bucket
+            .keys()
+            .into_iter()
+            .filter(|k| !before.contains(k))
+            .collect();
+        assert_eq!(new.len(), 1);
+        key_of.push(new[0]);
+    }
     let filled = bucket.keys();
     assert_eq!(filled.len(), modules.len());
+    let module_args: Vec<&str> = modules.iter().map(|m| m.to_str().unwrap()).collect();
+    let audit = |host: &Host, extra: &[&str]| {
+        let mut args = vec!["audit", "--tier", "s3"];
+        args.extend(extra);
+        args.extend(&module_args);
+        host.run(&args)
+    };
+    let report = ok(&audit(&producer, &[]));
+    assert!(
+        report.contains("audited 4 of 4 entries found for 4 files in 1 tier(s): 0 bad"),
+        "{report}"
+    );
+    let report = ok(&audit(&producer, &["--sample", "50"]));
+    assert!(report.contains("audited 2 of 4 entries"), "{report}");
 
     // Four consumers with only the public key, at once: every module loads from the bucket.
     let consumer_settings = format!("trusted_keys = [\"{trusted}\"]\n");
@@ -335,7 +359,7 @@ fn a_fleet_loads_only_what_its_producer_signed(bucket: &Bucket) {
 
     // A node with the fleet's MAC secret but no signing key replaces an entry in the bucket.
     let signed = bucket.signed();
-    let victim = filled[0];
+    let victim = key_of[0];
     let forged = warmcache_core::Integrity::keyed(b"this host's own local secret, 32 bytes+").seal(
         &victim,
         warmcache_wasmtime::ArtifactKind::Module.envelope_kind(),
@@ -409,6 +433,48 @@ fn a_fleet_loads_only_what_its_producer_signed(bucket: &Bucket) {
     );
     let how = run_module(&revoking, &modules[1], 11);
     assert!(how.contains("compiled here"), "{how}");
+
+    // A stolen producer key: m12's entry replaced by m13's artifact, signed. Consumers load it
+    // (the signature is valid) and run the wrong code; an audit, by anyone who can compile,
+    // names it.
+    let stolen = warmcache_core::SigningKey::from_pem(
+        &std::fs::read_to_string(producer.env.path().join("producer.pem")).unwrap(),
+    )
+    .unwrap();
+    let consumer_view = warmcache_core::Integrity::plain().trusting(stolen.public_key());
+    let m13 = futures::executor::block_on(warmcache_core::Backend::get(&signed, &key_of[3]))
+        .unwrap()
+        .unwrap();
+    let m13 = consumer_view
+        .open_for(warmcache_core::Trust::Signature, &key_of[3], None, &m13)
+        .unwrap();
+    let swapped = warmcache_core::Integrity::plain().signing(stolen).seal_for(
+        warmcache_core::Trust::Signature,
+        &key_of[2],
+        &warmcache_core::Origin::new(
+            warmcache_wasmtime::ArtifactKind::Module.envelope_kind(),
+            "mallory",
+        ),
+        0,
+        m13.payload(),
+        warmcache_core::Compression::None,
+    );
+    futures::executor::block_on(warmcache_core::Backend::put(&signed, &key_of[2], swapped))
+        .unwrap();
+    let victim = Host::new(bucket, &consumer_settings);
+    let how = run_module(&victim, &modules[2], 13);
+    assert!(how.contains("loaded from remote tier"), "{how}");
+    let out = audit(&victim, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = common::stdout(&out);
+    let m12 = modules[2].to_str().unwrap();
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("MISMATCH") && l.ends_with(m12)),
+        "{report}"
+    );
+    assert!(report.contains(&format!("signed by {id}")), "{report}");
 }
 
 #[test]

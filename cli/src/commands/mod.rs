@@ -1,5 +1,6 @@
 //! One module per subcommand, and what they share.
 
+pub mod audit;
 pub mod bench;
 pub mod clear;
 pub mod config;

@@ -77,9 +77,21 @@ fn walk(
     }
 }
 
+/// The files under `roots` (as [`collect_roots`] finds them), or the first path that could not
+/// be read.
+pub(super) fn collect(roots: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, std::io::Error)>> {
+    collect_roots(roots)
+        .into_iter()
+        .map(|item| match item {
+            Item::File(path) => Ok(path),
+            Item::Unreadable(path, e) => Err((path, e)),
+        })
+        .collect()
+}
+
 /// Reads a regular file without ever waiting on it: opened non-blocking (a FIFO or device would
 /// otherwise wait for a writer), then checked on the open descriptor.
-fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+pub(super) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -11,7 +11,7 @@ use crate::config::Settings;
 /// The whole stored value, read so that checking it does not count as a use for eviction:
 /// through `get_tail`, which records none. A bucket records no use on `get` either, and
 /// providers answer a suffix range longer than the object differently, so it is read whole.
-async fn read_without_use(
+pub(super) async fn read_without_use(
     tier: &crate::stack::OpenTier,
     key: &warmcache_core::CacheKey,
 ) -> warmcache_core::Result<Option<warmcache_core::bytes::Bytes>> {
