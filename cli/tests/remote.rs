@@ -349,6 +349,26 @@ fn a_fleet_loads_only_what_its_producer_signed(bucket: &Bucket) {
         "{how}"
     );
     assert_eq!(bucket.keys(), filled, "a consumer wrote the bucket");
+    // A key file others can read, or a trusted key that is not one, is refused clearly.
+    let key_file = producer.env.path().join("producer.pem");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = producer.run(&["stats"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("can be read by others (mode 644)"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let typo = Host::new(bucket, "trusted_keys = [\"ed25519:00\"]\n");
+    let out = typo.run(&["stats"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("key `trusted_keys`"),
+        "{}",
+        stderr(&out)
+    );
     // `config` shows the key's place and the trusted keys, never a private key.
     let shown = ok(&producer.run(&["config"]));
     assert!(
