@@ -324,6 +324,14 @@ fn a_fleet_loads_only_what_its_producer_signed(bucket: &Bucket) {
     );
     let report = ok(&audit(&producer, &["--sample", "50"]));
     assert!(report.contains("audited 2 of 4 entries"), "{report}");
+    // `ls` names each entry's signer (as claimed; it lists without verifying).
+    let signer_id = trusted.split('=').next().unwrap();
+    let listing = ok(&producer.run(&["ls"]));
+    let signed_lines = listing
+        .lines()
+        .filter(|l| l.contains(&format!("signed by {signer_id}")))
+        .count();
+    assert_eq!(signed_lines, 8, "{listing}"); // four modules, in the file tier and the bucket
 
     // Four consumers with only the public key, at once: every module loads from the bucket.
     let consumer_settings = format!("trusted_keys = [\"{trusted}\"]\n");

@@ -23,6 +23,8 @@ struct Entry {
     kind: String,
     size: u64,
     producer: Option<String>,
+    /// The key id the entry names as its signer: a claim, as listed without verifying.
+    signer: Option<String>,
     created: Option<String>,
     last_used: Option<String>,
 }
@@ -97,6 +99,7 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
                     .map_or_else(|| "unreadable".to_owned(), |m| kind_name(m.kind)),
                 size: info.size,
                 producer: meta.as_ref().map(|m| m.producer.clone()),
+                signer: meta.as_ref().and_then(|m| m.signer.clone()),
                 created: meta
                     .as_ref()
                     .map(|m| time(UNIX_EPOCH + Duration::from_millis(m.created_ms))),
@@ -112,13 +115,16 @@ pub fn run(settings: &Settings, json: bool) -> Outcome {
         // The producer comes from the entry, which anyone who can write the tier wrote:
         // control characters and terminal escapes are shown escaped, never sent to the terminal.
         println!(
-            "{}  {:<10} {:>10}  created {}  used {}  {}  [{}]",
+            "{}  {:<10} {:>10}  created {}  used {}  {}{}  [{}]",
             &e.key[..16],
             e.kind,
             human(e.size),
             e.created.as_deref().unwrap_or("-"),
             e.last_used.as_deref().unwrap_or("-"),
             e.producer.as_deref().unwrap_or("-").escape_debug(),
+            e.signer
+                .as_deref()
+                .map_or_else(String::new, |s| format!("  signed by {s}")),
             e.tier.escape_debug()
         );
     }
