@@ -174,6 +174,108 @@ pub async fn lease_renewal_keeps_it(b: Arc<dyn Backend>) -> CheckResult {
     PASSED
 }
 
+/// A lease is held for at least the ttl it was taken with: another caller probing at 70% and
+/// 90% of a 1.5 s ttl (measured from before the call that took it) finds it held. Catches a
+/// ttl rounded down to whole seconds. There is no bound on how soon it is free afterwards
+/// ([`lease_abandoned_expires`] bounds that generously).
+pub async fn lease_lasts_its_ttl(b: Arc<dyn Backend>) -> CheckResult {
+    if !offers_leases(&b) {
+        return skipped("the backend does not offer leases (coordinates)");
+    }
+    let ttl = Duration::from_millis(1500);
+    let k = key(7400);
+    let asked = Instant::now();
+    let Some(lease) = try_lease(&b, &k, ttl, "holder").await? else {
+        return Err(Failure(
+            "try_lease of a key nobody holds returned None".to_owned(),
+        ));
+    };
+    for share in [0.7, 0.9] {
+        let at = ttl.mul_f64(share);
+        if let Some(wait) = at.checked_sub(asked.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        let probed = asked.elapsed();
+        if probed >= ttl {
+            // This probe came too late to say anything (a slow store): no verdict from it.
+            break;
+        }
+        let intruder = try_lease(&b, &k, ttl, "intruder").await?;
+        let held = intruder.is_none();
+        if let Some(intruder) = intruder {
+            intruder.release().await?;
+        }
+        ensure!(
+            held,
+            "a lease taken with a ttl of {ttl:?}, not renewed, was granted to another caller \
+             {probed:?} after it was asked for: a lease must be held for at least its ttl (is \
+             the ttl rounded to whole seconds?)"
+        );
+    }
+    lease.release().await?;
+    PASSED
+}
+
+/// A holder whose lease expired and was taken over is stale: its `renew` and `release` change
+/// nothing for the new holder (they act only on the stale lease's own token or generation).
+/// Skipped for leases held for as long as the holder lives (no `renew_every`: file locks),
+/// which never go stale.
+pub async fn lease_stale_holder_changes_nothing(b: Arc<dyn Backend>) -> CheckResult {
+    if !offers_leases(&b) {
+        return skipped("the backend does not offer leases (coordinates)");
+    }
+    let k = key(7500);
+    let Some(stale) = try_lease(&b, &k, SHORT_TTL, "stale").await? else {
+        return Err(Failure(
+            "try_lease of a key nobody holds returned None".to_owned(),
+        ));
+    };
+    if stale.renew_every().is_none() {
+        stale.release().await?;
+        return skipped("leases stay held while their holder lives (no renew_every)");
+    }
+    // The stale holder pauses past its ttl without renewing; another takes the key.
+    let paused = Instant::now();
+    let give_up = SHORT_TTL * 2 + Duration::from_secs(3);
+    let fresh = loop {
+        if let Some(lease) = try_lease(&b, &k, Duration::from_secs(60), "fresh").await? {
+            break lease;
+        }
+        ensure!(
+            paused.elapsed() < give_up,
+            "a lease not renewed for {:?} (ttl {SHORT_TTL:?}) still could not be taken; an \
+             expired lease must be takeable",
+            paused.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A stale renewal may report an error (it lost the lease) or not; either way it changes
+    // nothing.
+    let _ = stale.renew().await;
+    ensure!(
+        try_lease(&b, &k, SHORT_TTL, "third").await?.is_none(),
+        "after a stale holder's renew, the key's lease (taken over by a new holder) was granted \
+         to a third caller: renew must act only on the holder's own lease"
+    );
+    stale.release().await?;
+    let third = try_lease(&b, &k, SHORT_TTL, "third").await?;
+    let freed = third.is_some();
+    if let Some(third) = third {
+        third.release().await?;
+    }
+    ensure!(
+        !freed,
+        "a stale holder's release freed the lease a new holder took after it expired: release \
+         must act only on the holder's own lease (compare its token or generation, not the key)"
+    );
+    fresh.release().await?;
+    ensure!(
+        try_lease(&b, &k, SHORT_TTL, "after").await?.is_some(),
+        "after the new holder released its lease, try_lease returned None"
+    );
+    PASSED
+}
+
 /// A released lease is gone: the next `try_lease` gets it at once, and releasing twice is
 /// not an error.
 pub async fn lease_released_is_gone(b: Arc<dyn Backend>) -> CheckResult {

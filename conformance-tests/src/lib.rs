@@ -252,6 +252,8 @@ macro_rules! __checks {
             lease_abandoned_expires: Async,
             lease_renewal_keeps_it: Async,
             lease_released_is_gone: Async,
+            lease_lasts_its_ttl: Async,
+            lease_stale_holder_changes_nothing: Async,
             persistence_across_reopen: Harness,
             crash_recovery: Crash,
             front_invalidation: Async,

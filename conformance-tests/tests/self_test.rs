@@ -41,6 +41,10 @@ enum Defect {
     LeasesNeverExpire,
     /// `release` leaves the lease held.
     ReleaseKeepsLease,
+    /// `release` removes whatever lease the key has, its own or a newer holder's.
+    ReleaseFreesAnyLease,
+    /// Leases last their ttl rounded down to whole seconds (1.5 s becomes 1 s).
+    LeaseWholeSeconds,
     /// `renew` does not extend the lease.
     RenewIgnored,
     /// Eviction takes entries out of the accounting but leaves them stored and readable, so
@@ -147,7 +151,8 @@ impl Lease for MapLease {
     async fn release(&self) -> Result<()> {
         let mut leases = self.leases.lock();
         if self.defect != Defect::ReleaseKeepsLease
-            && leases.get(&self.key).is_some_and(|held| held.0 == self.id)
+            && (self.defect == Defect::ReleaseFreesAnyLease
+                || leases.get(&self.key).is_some_and(|held| held.0 == self.id))
         {
             leases.remove(&self.key);
         }
@@ -485,10 +490,10 @@ impl Backend for MapBackend {
             return Ok(None);
         }
         let id = self.next_lease.fetch_add(1, Ordering::Relaxed);
-        let lives = if self.defect == Defect::LeasesNeverExpire {
-            Duration::from_secs(86_400)
-        } else {
-            ttl
+        let lives = match self.defect {
+            Defect::LeasesNeverExpire => Duration::from_secs(86_400),
+            Defect::LeaseWholeSeconds => Duration::from_secs(ttl.as_secs()),
+            _ => ttl,
         };
         leases.insert(*key, (id, now + lives));
         Ok(Some(Box::new(MapLease {
@@ -711,6 +716,17 @@ fn catches_broken_leases() {
     );
     assert_caught(Defect::ReleaseKeepsLease, &[("lease_released_is_gone", "")]);
     assert_caught(Defect::RenewIgnored, &[("lease_renewal_keeps_it", "")]);
+    assert_caught(
+        Defect::ReleaseFreesAnyLease,
+        &[(
+            "lease_stale_holder_changes_nothing",
+            "stale holder's release",
+        )],
+    );
+    assert_caught(
+        Defect::LeaseWholeSeconds,
+        &[("lease_lasts_its_ttl", "whole seconds")],
+    );
 }
 
 #[test]
