@@ -80,6 +80,7 @@ use std::sync::Arc;
 use warmcache_core::Backend;
 
 mod basic;
+mod bound;
 mod budget;
 mod capacity;
 mod concurrency;
@@ -95,12 +96,15 @@ mod persistence;
 mod runner;
 mod values;
 
+pub use bound::{BOUND_ENV, DEFAULT_BOUND};
 pub use failure::{CheckResult, Failure, Verdict};
 pub use faults::{
     BlockingFaultyBackend, CorruptingBackend, FaultConfig, FaultedOps, FaultyBackend,
 };
 pub use persistence::{CrashReport, crash_torture, crash_torture_test};
-pub use runner::{CHECKS, Check, crash_test, report, run, run_all, run_named, run_test, test_name};
+pub use runner::{
+    CHECKS, Check, crash_test, report, run, run_all, run_named, run_test, run_within, test_name,
+};
 
 /// The backend author's guide: from an empty crate to a backend that passes the suite.
 ///

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use warmcache_core::Backend;
 
+use std::time::Duration;
+
 use crate::Harness;
+use crate::bound::{self, Recording, Running};
 use crate::failure::{CheckResult, Failure, Verdict, skipped};
 use crate::persistence;
 
@@ -48,24 +51,49 @@ fn temp_dir() -> Result<tempfile::TempDir, Failure> {
         .map_err(|e| Failure(format!("cannot create a temporary directory: {e}")))
 }
 
-/// Runs `check` against a fresh backend from `harness` in a new temporary directory. A crash
-/// check needs the libtest name it runs as; here, without one, it is skipped.
+/// Runs `check` against a fresh backend from `harness` in a new temporary directory, under
+/// the bound [`BOUND_ENV`](crate::BOUND_ENV) sets. A crash check needs the libtest name it runs
+/// as; here, without one, it is skipped.
 pub fn run(harness: &dyn Harness, check: Check) -> CheckResult {
-    run_as(harness, check, None)
+    run_as(harness, "check", check, None, bound::configured())
 }
 
-fn run_as(harness: &dyn Harness, check: Check, test_name: Option<&str>) -> CheckResult {
+/// Runs `check` as [`run`] does, named `name` in messages, under the time bound `bound` (see
+/// [`DEFAULT_BOUND`](crate::DEFAULT_BOUND)). A check past its bound fails naming the backend
+/// operations in flight; one that opens backends itself (persistence, capacity, crash) ends the
+/// test process with that message, since it cannot be stopped.
+pub fn run_within(harness: &dyn Harness, name: &str, check: Check, bound: Duration) -> CheckResult {
+    run_as(harness, name, check, None, bound)
+}
+
+fn run_as(
+    harness: &dyn Harness,
+    name: &str,
+    check: Check,
+    test_name: Option<&str>,
+    limit: Duration,
+) -> CheckResult {
     let dir = temp_dir()?;
+    let running = Arc::new(Running::default());
+    let recording = Recording {
+        inner: harness,
+        running: Arc::clone(&running),
+    };
     match check {
-        Check::Harness(f) => f(harness, dir.path()),
+        Check::Harness(f) => bound::watched(name, limit, &running, || f(&recording, dir.path())),
         Check::Crash(f) => match test_name {
-            Some(name) => f(harness, dir.path(), name),
+            Some(test) => bound::watched(name, limit, &running, || f(&recording, dir.path(), test)),
             None => skipped("the crash test runs only as a test emitted by backend_tests!"),
         },
-        Check::Blocking(f) => f(open(harness, dir.path())?),
+        Check::Blocking(f) => {
+            let backend = open(&recording, dir.path())?;
+            bound::within(name, limit, &running, move || f(backend))
+        }
         Check::Async(f) => {
-            let backend = open(harness, dir.path())?;
-            runtime()?.block_on(f(backend))
+            let backend = open(&recording, dir.path())?;
+            bound::within(name, limit, &running, move || {
+                runtime()?.block_on(f(backend))
+            })
         }
     }
 }
@@ -95,7 +123,7 @@ fn find(name: &str) -> Result<Check, Failure> {
 
 /// Runs the check called `name`.
 pub fn run_named(harness: &dyn Harness, name: &str) -> CheckResult {
-    run(harness, find(name)?)
+    run_as(harness, name, find(name)?, None, bound::configured())
 }
 
 /// Runs the check called `name` as the libtest test `test_name` (what [`backend_tests!`]
@@ -109,7 +137,7 @@ pub fn run_test(harness: &dyn Harness, name: &str, test_name: &str) -> CheckResu
     {
         persistence::crash_child(harness, Path::new(&dir));
     }
-    run_as(harness, check, Some(test_name))
+    run_as(harness, name, check, Some(test_name), bound::configured())
 }
 
 /// Runs every check in [`CHECKS`] and returns each outcome, in order (the crash test is
@@ -117,7 +145,12 @@ pub fn run_test(harness: &dyn Harness, name: &str, test_name: &str) -> CheckResu
 pub fn run_all(harness: &dyn Harness) -> Vec<(&'static str, CheckResult)> {
     CHECKS
         .iter()
-        .map(|(name, check)| (*name, run(harness, *check)))
+        .map(|(name, check)| {
+            (
+                *name,
+                run_as(harness, name, *check, None, bound::configured()),
+            )
+        })
         .collect()
 }
 

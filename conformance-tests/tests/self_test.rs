@@ -62,6 +62,8 @@ enum Defect {
     ListLimitZeroEmpty,
     /// `get_tail` returns one byte too many (an off-by-one in a ranged read).
     TailOffByOne,
+    /// `get` of a present key takes the state lock a second time: a deadlock.
+    GetDeadlocks,
     /// `list` reports the size of the first value ever written under a key.
     ListStaleSizes,
     /// `usage` adds an overwrite's bytes without taking the old value's off.
@@ -315,6 +317,10 @@ impl Backend for MapBackend {
         let Some(entry) = state.map.get_mut(&slot) else {
             return Ok(None);
         };
+        if defect == Defect::GetDeadlocks {
+            // parking_lot's mutex is not reentrant: this never returns.
+            let _again = self.state.lock();
+        }
         if defect != Defect::ShrinkIgnoresReads {
             entry.used = now;
         }
@@ -704,6 +710,31 @@ fn catches_wrong_listing() {
             ("list_and_usage_consistent", "ascending key order"),
             ("list_paging_edges", "a limit of 0"),
         ],
+    );
+}
+
+#[test]
+fn a_deadlocking_backend_fails_its_check_naming_the_operation_instead_of_hanging() {
+    let h = harness(Defect::GetDeadlocks);
+    let started = std::time::Instant::now();
+    let check = warmcache_conformance::CHECKS
+        .iter()
+        .find(|(n, _)| *n == "round_trip_sizes")
+        .unwrap()
+        .1;
+    let failure =
+        warmcache_conformance::run_within(&h, "round_trip_sizes", check, Duration::from_secs(2))
+            .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let message = failure.to_string();
+    assert!(
+        message.contains("check round_trip_sizes did not finish within 2s"),
+        "{message}"
+    );
+    assert!(message.contains("in flight: get("), "{message}");
+    assert!(
+        message.contains(warmcache_conformance::BOUND_ENV),
+        "{message}"
     );
 }
 
