@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use warmcache_core::{Backend, BytesCodec, Cache, Integrity, Tier, Tiered};
+use warmcache_core::{Backend, BytesCodec, Cache, ComputeError, Integrity, Tier, Tiered};
 
 use crate::failure::{CheckResult, Failure, PASSED, ensure};
 
@@ -156,11 +156,33 @@ pub fn front_single_flight(b: Arc<dyn Backend>) -> CheckResult {
         })
         .collect();
     let expected = render(&input).unwrap_or_default();
-    for h in handles {
-        let value = h
-            .join()
-            .map_err(|_| Failure("a caller panicked".into()))?
-            .map_err(|e| Failure(e.to_string()))?;
+    let outcomes: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    // The computation here never panics: a panic is the backend's. Its own message (from the
+    // caller that led) says why; waiters only learn that the leader panicked.
+    let blame = |why: &str| {
+        Failure(format!(
+            "the backend panicked: {why} (the computation in this check cannot panic; a backend \
+             whose futures need the caller's executor, such as a Tokio runtime, fails here: see \
+             driven_by_block_on)"
+        ))
+    };
+    if let Some(payload) = outcomes.iter().find_map(|o| o.as_ref().err()) {
+        let why = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        return Err(blame(why));
+    }
+    for outcome in outcomes {
+        let value = match outcome {
+            Ok(Ok(value)) => value,
+            Ok(Err(ComputeError::Panicked { .. })) => {
+                return Err(blame("a caller waiting on the leader saw it panic"));
+            }
+            Ok(Err(e)) => return Err(Failure(e.to_string())),
+            Err(_) => return Err(blame("(no message)")),
+        };
         ensure!(value == expected, "a caller got a wrong value");
     }
     let computes = cache.stats().computes;

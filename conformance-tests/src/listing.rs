@@ -67,9 +67,16 @@ pub async fn list_paging_edges(b: Arc<dyn Backend>) -> CheckResult {
     stored.sort();
     let zero = b.list(None, 0).await?;
     ensure!(
-        zero.entries.len() == 1 && zero.entries[0].key == stored[0],
+        zero.entries.len() == 1,
         "list(None, 0) returned {} entries; a limit of 0 is treated as 1 (the smallest key)",
         zero.entries.len()
+    );
+    ensure!(
+        zero.entries[0].key == stored[0],
+        "list(None, 0) returned one entry, but not the smallest key: {}, expected {} (a page \
+         holds the smallest keys after `after`)",
+        zero.entries[0].key,
+        stored[0]
     );
     ensure!(
         zero.next == Some(stored[0]),

@@ -170,11 +170,17 @@ impl Model {
         }
         for (key, n) in &self.deleted {
             let got = observe::read(b, key).await?;
-            if got.is_some() || b.contains(key).await? {
+            if got.is_some() {
                 return Err(Failure(format!(
                     "{when}: key {n} was deleted, but get returned {} (a missing key must read \
-                     as None, and contains as false)",
+                     as None)",
                     observe::describe(got.as_ref(), 0)
+                )));
+            }
+            if b.contains(key).await? {
+                return Err(Failure(format!(
+                    "{when}: key {n} was deleted, but contains(key {n}) is true while get \
+                     returns None (contains must be false for a missing key)"
                 )));
             }
         }

@@ -1,11 +1,13 @@
 //! Persistence across a clean reopen, and recovery after the writer is killed mid-write.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use warmcache_core::{Backend, BackendExt};
 
 use crate::Harness;
@@ -306,9 +308,10 @@ fn kill_one(
         .env(ROUND_BASE_ENV, base.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Failure(format!("spawning the crash child failed: {e}")))?;
+    let said_on_stderr = stderr_tail(child.stderr.take());
     let stdout = child
         .stdout
         .take()
@@ -356,12 +359,20 @@ fn kill_one(
             Ok(said) => note(said, &mut count, &mut in_put, &mut durations),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if let Ok(Some(status)) = child.try_wait() {
-                    return Err(Failure(format!(
-                        "crash child exited early with {status} after {count} acknowledged puts"
-                    )));
+                    return Err(exited_early(&status, count, &said_on_stderr));
                 }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                // Its stdout closed: it is exiting (a panic, an error) unless it closed it.
+                let waited = Instant::now();
+                while waited.elapsed() < Duration::from_secs(5) {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        return Err(exited_early(&status, count, &said_on_stderr));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                break;
+            }
         }
     }
     let mut sorted = durations.clone();
@@ -381,6 +392,65 @@ fn kill_one(
         "the crash child acknowledged only {count} puts before the deadline"
     );
     Ok((count, in_put))
+}
+
+/// What the crash child wrote to standard error: its first lines (a panic's message comes
+/// first, before any backtrace) and its last ones.
+#[derive(Default)]
+struct ChildSaid {
+    first: Vec<String>,
+    last: VecDeque<String>,
+    skipped: usize,
+}
+
+/// Lines kept from each end of the crash child's standard error.
+const KEPT_LINES: usize = 10;
+
+/// Keeps what the crash child writes to standard error while it runs, passing it on to this
+/// process's standard error as before.
+fn stderr_tail(stderr: Option<std::process::ChildStderr>) -> Arc<Mutex<ChildSaid>> {
+    let said = Arc::new(Mutex::new(ChildSaid::default()));
+    if let Some(stderr) = stderr {
+        let kept = Arc::clone(&said);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(std::io::stderr(), "{line}");
+                let mut kept = kept.lock();
+                if kept.first.len() < KEPT_LINES {
+                    kept.first.push(line);
+                    continue;
+                }
+                if kept.last.len() == KEPT_LINES {
+                    kept.last.pop_front();
+                    kept.skipped += 1;
+                }
+                kept.last.push_back(line);
+            }
+        });
+    }
+    said
+}
+
+/// The failure of a crash child that exited before it was killed, with what it said last.
+fn exited_early(status: &std::process::ExitStatus, count: u64, said: &Mutex<ChildSaid>) -> Failure {
+    // Give the reader a moment to take the child's last lines.
+    std::thread::sleep(Duration::from_millis(100));
+    let said = said.lock();
+    let mut lines = said.first.clone();
+    if said.skipped > 0 {
+        lines.push(format!("[{} lines]", said.skipped));
+    }
+    lines.extend(said.last.iter().cloned());
+    let said = if lines.is_empty() {
+        "it wrote nothing to standard error".to_owned()
+    } else {
+        format!("it wrote to standard error:\n{}", lines.join("\n"))
+    };
+    Failure(format!(
+        "the crash child exited by itself with {status} after {count} acknowledged puts, \
+         before it was killed; {said}"
+    ))
 }
 
 /// Reopens after a kill: every acknowledged put (or a later one of its key) is there, no value

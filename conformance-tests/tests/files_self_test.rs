@@ -265,3 +265,24 @@ fn a_persistent_backend_renaming_new_files_passes_the_crash_test() {
     );
     assert_eq!(outcome, Ok(Verdict::Passed));
 }
+
+/// A crash child that panics before its first put is reported with its panic, not as a child
+/// that was too slow.
+#[test]
+fn a_crash_child_that_panics_at_once_is_reported_with_its_panic() {
+    let persistent = harness(Defect::Persistent);
+    let panics_in_the_child = move |dir: &Path| {
+        if std::env::var_os("WARMCACHE_CONFORMANCE_CRASH_CHILD_DIR").is_some() {
+            panic!("planted panic: this backend cannot start in the child");
+        }
+        persistent(dir)
+    };
+    let failure = warmcache_conformance::crash_test(
+        &panics_in_the_child,
+        "a_crash_child_that_panics_at_once_is_reported_with_its_panic",
+    )
+    .unwrap_err();
+    let message = failure.to_string();
+    assert!(message.contains("exited by itself"), "{message}");
+    assert!(message.contains("planted panic"), "{message}");
+}

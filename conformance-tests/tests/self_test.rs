@@ -60,6 +60,8 @@ enum Defect {
     ListAfterInclusive,
     /// `list` with a limit of 0 returns an empty page with a `next`.
     ListLimitZeroEmpty,
+    /// `list` with a limit of 0 returns one entry, but the greatest key instead of the smallest.
+    ListLimitZeroLargest,
     /// `get_tail` returns one byte too many (an off-by-one in a ranged read).
     TailOffByOne,
     /// `get` of a present key takes the state lock a second time: a deadlock.
@@ -444,6 +446,13 @@ impl Backend for MapBackend {
                 entries: Vec::new(),
                 next: after.or(all.first().map(|e| e.key)),
             }),
+            Defect::ListLimitZeroLargest if limit == 0 && after.is_none() => {
+                let last = all.last().cloned();
+                Ok(ListPage {
+                    next: last.as_ref().map(|e| e.key),
+                    entries: last.into_iter().collect(),
+                })
+            }
             Defect::ListAfterInclusive if after.is_some() => {
                 let start = all.partition_point(|e| Some(e.key) < after);
                 Ok(page_from_sorted(&all[start..], None, limit))
@@ -829,6 +838,17 @@ fn catches_an_empty_page_for_limit_zero() {
 }
 
 #[test]
+fn a_limit_zero_page_with_the_wrong_key_is_blamed_on_the_key_not_the_count() {
+    assert_caught(
+        Defect::ListLimitZeroLargest,
+        &[(
+            "list_paging_edges",
+            "list(None, 0) returned one entry, but not the smallest key",
+        )],
+    );
+}
+
+#[test]
 fn catches_stale_sizes_in_the_listing() {
     assert_caught(
         Defect::ListStaleSizes,
@@ -877,6 +897,14 @@ fn catches_oversize_values_dropped_silently() {
 #[test]
 fn catches_futures_that_need_tokio() {
     assert_caught(Defect::TokioOnly, &[("driven_by_block_on", "panicked")]);
+    // The single-flight check blames the backend, never the computation (which cannot panic).
+    assert_caught(
+        Defect::TokioOnly,
+        &[(
+            "front_single_flight",
+            "the backend panicked: there is no reactor running",
+        )],
+    );
 }
 
 #[test]
@@ -897,8 +925,9 @@ fn catches_contains_that_remembers_deleted_keys() {
     assert_caught(
         Defect::ContainsEverWritten,
         &[
-            ("delete_present_and_missing", "contains"),
-            ("contains", "contains"),
+            // Blamed on contains, not on get (which was right).
+            ("delete_present_and_missing", "was deleted, but contains("),
+            ("contains", "was deleted, but contains("),
         ],
     );
 }
