@@ -333,14 +333,14 @@ impl Store {
     pub(crate) fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>, Error> {
         use std::os::unix::fs::FileExt;
         let path = entry_path(&self.root, key);
-        let Some((file, meta)) = self.open_entry(key, &path, Op::Get, false)? else {
+        let Some((file, meta)) = self.open_entry(key, &path, Op::GetTail, false)? else {
             return Ok(None);
         };
         let n = len.min(meta.len());
         let limit = self.limits.max_value();
         if n > limit {
             return Err(Error::Corrupt {
-                context: self.ctx(Op::Get, Some(key)),
+                context: self.ctx(Op::GetTail, Some(key)),
                 detail: format!(
                     "{} holds more than the largest value this tier stores ({limit} bytes); \
                      not read",
@@ -351,7 +351,7 @@ impl Store {
         }
         let mut buf = vec![0; usize::try_from(n).unwrap_or(usize::MAX)];
         file.read_exact_at(&mut buf, meta.len() - n)
-            .map_err(|e| io_err(self.ctx(Op::Get, Some(key)), &path, e))?;
+            .map_err(|e| io_err(self.ctx(Op::GetTail, Some(key)), &path, e))?;
         Ok(Some(Bytes::from(buf)))
     }
 

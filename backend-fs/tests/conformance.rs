@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use warmcache_conformance::Sized;
+use warmcache_conformance::WithCapacity;
 use warmcache_core::Backend;
 use warmcache_fs::FsBackend;
 
@@ -27,7 +27,7 @@ fn open_small(dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
     sized(dir, Some(64 << 10))
 }
 
-warmcache_conformance::backend_tests!(Sized(sized));
+warmcache_conformance::backend_tests!(WithCapacity(sized));
 warmcache_conformance::backend_tests!(small, open_small);
 
 /// SIGKILLs of a writer mid-write (10, or `WARMCACHE_CRASH_KILLS`), each followed by a reopen.

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use warmcache_conformance::Sized;
+use warmcache_conformance::WithCapacity;
 use warmcache_core::Backend;
 use warmcache_memory::MemoryBackend;
 
@@ -27,5 +27,5 @@ fn open_small(_dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
     ))
 }
 
-warmcache_conformance::backend_tests!(Sized(open));
+warmcache_conformance::backend_tests!(WithCapacity(open));
 warmcache_conformance::backend_tests!(small, open_small);

@@ -277,7 +277,7 @@ impl BlockingBackend for RedbBackend {
 
     /// Copies only the end of the stored value, and does not count as a use for eviction.
     fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
-        self.store.guard(Op::Get, Some(key), || {
+        self.store.guard(Op::GetTail, Some(key), || {
             self.read_value(key, |v| Bytes::copy_from_slice(tail_of(v, len)))
         })
     }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use warmcache_conformance::Sized;
+use warmcache_conformance::WithCapacity;
 use warmcache_core::Backend;
 use warmcache_redb::RedbBackend;
 
@@ -23,7 +23,7 @@ fn open(dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
     sized(dir, None)
 }
 
-warmcache_conformance::backend_tests!(Sized(sized));
+warmcache_conformance::backend_tests!(WithCapacity(sized));
 
 /// SIGKILLs of a writer mid-write (10, or `WARMCACHE_CRASH_KILLS`), each followed by a reopen.
 #[test]

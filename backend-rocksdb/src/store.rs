@@ -254,11 +254,11 @@ impl BlockingBackend for RocksDbBackend {
     /// Copies only the end of the value (pinned, not copied whole; BlobDB still reads the
     /// blob), and does not count as a use for eviction.
     fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
-        self.store.guard(Op::Get, Some(key), || {
+        self.store.guard(Op::GetTail, Some(key), || {
             let s = &*self.store;
             Ok(s.db
                 .get_pinned(key.as_bytes())
-                .map_err(|e| s.err(e, Op::Get, Some(key)))?
+                .map_err(|e| s.err(e, Op::GetTail, Some(key)))?
                 .map(|v| {
                     let start = v
                         .len()

@@ -244,7 +244,7 @@ impl Backend for S3Backend {
     async fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
         let store = Arc::clone(&self.store);
         let path = self.object_path(key);
-        let ctx = self.ctx(Op::Get, Some(key));
+        let ctx = self.ctx(Op::GetTail, Some(key));
         self.spawn(ctx.clone(), async move {
             let ranged = |range| GetOptions {
                 range: Some(range),

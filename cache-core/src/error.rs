@@ -19,6 +19,8 @@ pub enum Op {
     Open,
     /// [`Backend::get`](crate::Backend::get).
     Get,
+    /// [`Backend::get_tail`](crate::Backend::get_tail).
+    GetTail,
     /// [`Backend::put`](crate::Backend::put).
     Put,
     /// [`Backend::delete`](crate::Backend::delete).
@@ -54,6 +56,7 @@ impl fmt::Display for Op {
             Op::OpenFile => "open_file",
             Op::Shrink => "shrink",
             Op::Lease => "lease",
+            Op::GetTail => "get_tail",
         })
     }
 }

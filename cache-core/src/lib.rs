@@ -96,6 +96,22 @@ pub use tiered::{
     OnSharedMiss, Tier, Tiered, TieredBuilder, WhenFull, WriteMode,
 };
 
+/// Moved to [`backend::page_from_sorted`]; kept here for one release.
+#[deprecated(note = "moved: use `warmcache_core::backend::page_from_sorted`")]
+pub fn page_from_sorted(sorted: &[KeyInfo], after: Option<CacheKey>, limit: usize) -> ListPage {
+    backend::page_from_sorted(sorted, after, limit)
+}
+
+/// Moved to [`backend::maybe_spawn_blocking`]; kept here for one release.
+#[deprecated(note = "moved: use `warmcache_core::backend::maybe_spawn_blocking`")]
+pub async fn maybe_spawn_blocking<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    backend::maybe_spawn_blocking(f).await
+}
+
 /// Re-exported so backend authors implement [`Backend`] with the same `async_trait` version.
 pub use async_trait::async_trait;
 /// Re-exported: values are [`bytes::Bytes`].

@@ -137,7 +137,7 @@ pub mod checks {
 /// release its files and locks on drop.
 ///
 /// Closures `Fn(&Path) -> warmcache_core::Result<Arc<dyn Backend>>` are harnesses; wrap a
-/// closure that also takes a capacity in [`Sized`] to let the capacity check choose a small one.
+/// closure that also takes a capacity in [`WithCapacity`] to let the capacity check choose a small one.
 pub trait Harness: Send + Sync {
     /// Opens (or reopens) the backend stored in `dir`.
     fn open(&self, dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>>;
@@ -169,20 +169,29 @@ where
 /// tests should use it) or `Some(capacity)` (open it bounded to that many bytes).
 ///
 /// ```ignore
-/// use warmcache_conformance::Sized;
+/// use warmcache_conformance::WithCapacity;
 ///
 /// fn open(dir: &Path, capacity: Option<u64>) -> warmcache_core::Result<Arc<dyn Backend>> {
 ///     Ok(Arc::new(MyBackend::open(dir, capacity.unwrap_or(64 << 20))?))
 /// }
 ///
-/// warmcache_conformance::backend_tests!(Sized(open));
+/// warmcache_conformance::backend_tests!(WithCapacity(open));
 /// ```
 ///
 /// The guide's example backend (`tests/guide_backend.rs`) runs the suite this way.
 #[derive(Debug, Clone, Copy)]
-pub struct Sized<F>(pub F);
+pub struct WithCapacity<F>(pub F);
 
-impl<F> Harness for Sized<F>
+/// The former name of [`WithCapacity`], kept for one release. Importing a type called `Sized`
+/// shadowed the language's `Sized` trait (any `T: ?Sized` bound in the file broke), so this is
+/// now a function, which shadows nothing.
+#[deprecated(note = "renamed `WithCapacity`: `backend_tests!(WithCapacity(open))`")]
+#[allow(non_snake_case)]
+pub fn Sized<F>(open: F) -> WithCapacity<F> {
+    WithCapacity(open)
+}
+
+impl<F> Harness for WithCapacity<F>
 where
     F: Fn(&Path, Option<u64>) -> warmcache_core::Result<Arc<dyn Backend>> + Send + Sync,
 {

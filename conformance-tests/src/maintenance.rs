@@ -97,7 +97,9 @@ fn handed_out_safely(mut file: &std::fs::File) -> Result<(), Failure> {
         ensure!(
             meta.mode() & 0o022 == 0,
             "open_file handed out a file that group or others can write (mode {:o}): they \
-             could change a mapping after it was verified",
+             could change a mapping after it was verified. Create entry files without group \
+             and other write bits whatever the umask (umask 002 leaves group write on): set \
+             the mode when creating them, or fchmod before the rename",
             meta.mode() & 0o7777
         );
         ensure!(

@@ -166,5 +166,5 @@ fn open_small(_dir: &Path, _capacity: Option<u64>) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(LruMap::new(16 << 10)?))
 }
 
-warmcache_conformance::backend_tests!(warmcache_conformance::Sized(open));
-warmcache_conformance::backend_tests!(small, warmcache_conformance::Sized(open_small));
+warmcache_conformance::backend_tests!(warmcache_conformance::WithCapacity(open));
+warmcache_conformance::backend_tests!(small, warmcache_conformance::WithCapacity(open_small));

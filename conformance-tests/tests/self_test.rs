@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use warmcache_conformance::{Harness, Sized, run_named};
+use warmcache_conformance::{Harness, WithCapacity, run_named};
 use warmcache_core::backend::page_from_sorted;
 use warmcache_core::backend::{Lease, Limits, maybe_spawn_blocking};
 use warmcache_core::{
@@ -575,7 +575,7 @@ async fn futures_timer_sleep(d: Duration) {
 }
 
 fn harness(defect: Defect) -> impl Harness {
-    Sized(
+    WithCapacity(
         move |dir: &Path, capacity: Option<u64>| -> Result<Arc<dyn Backend>> {
             Ok(Arc::new(MapBackend::new(defect, dir, capacity)))
         },
@@ -614,7 +614,7 @@ fn small_reference(dir: &Path, capacity: Option<u64>) -> Result<Arc<dyn Backend>
 // The correct reference backend passes every check, unbounded and bounded to 64 KiB: the macro
 // used twice in one crate.
 warmcache_conformance::backend_tests!(reference);
-warmcache_conformance::backend_tests!(small_capacity, Sized(small_reference));
+warmcache_conformance::backend_tests!(small_capacity, WithCapacity(small_reference));
 
 fn smallest_reference(dir: &Path) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(MapBackend::new(
@@ -652,7 +652,7 @@ fn catches_lost_writes() {
 
 #[test]
 fn catches_lost_writes_in_a_bounded_backend() {
-    let bounded = Sized(|dir: &Path, _: Option<u64>| -> Result<Arc<dyn Backend>> {
+    let bounded = WithCapacity(|dir: &Path, _: Option<u64>| -> Result<Arc<dyn Backend>> {
         Ok(Arc::new(MapBackend::new(
             Defect::LosesWrites,
             dir,
@@ -719,6 +719,18 @@ fn catches_wrong_listing() {
             ("list_and_usage_consistent", "ascending key order"),
             ("list_paging_edges", "a limit of 0"),
         ],
+    );
+}
+
+#[test]
+#[allow(deprecated)]
+fn the_former_harness_name_still_runs_the_suite() {
+    let sized = warmcache_conformance::Sized(|dir: &Path, capacity: Option<u64>| {
+        small_reference(dir, capacity)
+    });
+    assert_eq!(
+        run_named(&sized, "capacity_bound"),
+        Ok(warmcache_conformance::Verdict::Passed)
     );
 }
 

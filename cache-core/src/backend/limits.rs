@@ -10,6 +10,7 @@ use crate::key::CacheKey;
 /// clear [`Error::Config`]) and call [`check`](Self::check) at the start of every put.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// `u64::MAX` for an unbounded store ([`values_up_to`](Limits::values_up_to)).
     capacity: u64,
     max_value: u64,
 }
@@ -61,7 +62,31 @@ impl Limits {
         })
     }
 
-    /// The byte capacity.
+    /// Limits of a store without a byte capacity (it never evicts) that accepts values of at
+    /// most `max_value_size` bytes: a remote store with a per-object limit, say.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `max_value_size` is zero.
+    pub fn values_up_to(name: &str, max_value_size: u64) -> Result<Self> {
+        if max_value_size == 0 {
+            return Err(Error::config(
+                Context::new(name, Op::Open),
+                "max_value_size must be at least 1 byte",
+            ));
+        }
+        Ok(Self {
+            capacity: u64::MAX,
+            max_value: max_value_size,
+        })
+    }
+
+    /// Whether the store has a byte capacity (not [`values_up_to`](Self::values_up_to)).
+    pub fn is_bounded(&self) -> bool {
+        self.capacity != u64::MAX
+    }
+
+    /// The byte capacity (`u64::MAX` when [unbounded](Self::is_bounded)).
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
@@ -75,7 +100,7 @@ impl Limits {
     /// largest value; add the rest with the `with_*` setters.
     pub fn capabilities(&self) -> Capabilities {
         Capabilities::new()
-            .with_capacity(Some(self.capacity))
+            .with_capacity(self.is_bounded().then_some(self.capacity))
             .with_max_value_size(Some(self.max_value))
     }
 
@@ -123,6 +148,43 @@ mod tests {
                 "{capacity} {max:?} {ceiling:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_unbounded_store_can_limit_its_values() {
+        let limits = Limits::values_up_to("t", 10).unwrap();
+        assert!(!limits.is_bounded());
+        let caps = limits.capabilities();
+        assert_eq!((caps.capacity, caps.max_value_size), (None, Some(10)));
+        let key = CacheKey::from_bytes([1; 32]);
+        assert!(limits.check("t", &key, 10).is_ok());
+        assert_eq!(
+            limits.check("t", &key, 11).unwrap_err().kind(),
+            ErrorKind::Capacity
+        );
+        assert_eq!(
+            Limits::values_up_to("t", 0).unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        assert!(Limits::new("t", 100, None, None).unwrap().is_bounded());
+        assert_eq!(Op::GetTail.to_string(), "get_tail");
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn moved_helpers_still_answer_at_their_old_names() {
+        let all = [crate::KeyInfo {
+            key: CacheKey::from_bytes([1; 32]),
+            size: 3,
+        }];
+        assert_eq!(
+            crate::page_from_sorted(&all, None, 5),
+            super::super::page_from_sorted(&all, None, 5)
+        );
+        assert_eq!(
+            futures::executor::block_on(crate::maybe_spawn_blocking(|| 7)),
+            7
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ use crate::key::CacheKey;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// Entries survive a clean reopen and a crash of the process (every acknowledged put).
+    /// Entries survive a clean reopen and a crash of the process (every acknowledged put). For
+    /// a remote store: they survive this client (a new client on the same location sees them);
+    /// whether they survive the server is the server's business, not the backend's.
     pub persistent: bool,
     /// Others may write the same store: other hosts (an object store bucket) or other users
     /// of this host (a directory or database others can write, see
