@@ -83,8 +83,11 @@ pub async fn missing_key(b: Arc<dyn Backend>) -> CheckResult {
 pub async fn overwrite(b: Arc<dyn Backend>) -> CheckResult {
     let budget = Budget::of(&*b)?;
     let mut model = Model::new(&budget);
-    model.put(&b, 2, 1, budget.len(5000)).await?;
-    model.put(&b, 2, 2, 300).await?;
+    let first = budget.len(5000);
+    // Shorter than the first, within the declared limits, and long enough to identify.
+    let second = budget.len(300).min(first - 1).max(values::MIN_LEN);
+    model.put(&b, 2, 1, first).await?;
+    model.put(&b, 2, 2, second).await?;
     model.check(&b, &budget, "after an overwrite").await?;
     PASSED
 }
@@ -94,8 +97,8 @@ pub async fn overwrite(b: Arc<dyn Backend>) -> CheckResult {
 pub async fn delete_present_and_missing(b: Arc<dyn Backend>) -> CheckResult {
     let budget = Budget::of(&*b)?;
     let mut model = Model::new(&budget);
-    model.put(&b, 3, 1, 500).await?;
-    model.put(&b, 5, 1, 700).await?;
+    model.put(&b, 3, 1, budget.len(500)).await?;
+    model.put(&b, 5, 1, budget.len(700)).await?;
     model.delete(&b, 3).await?;
     model.check(&b, &budget, "after deleting key 3").await?;
     model.delete(&b, 3).await?;
@@ -249,7 +252,12 @@ pub async fn fresh_reads_after_overwrite(b: Arc<dyn Backend>) -> CheckResult {
 /// as, and longer than the value, and `None` for a missing key.
 pub async fn tail_matches_get(b: Arc<dyn Backend>) -> CheckResult {
     let budget = Budget::of(&*b)?;
-    for (n, len) in [(0u64, 0usize), (1, 1), (2, 300), (3, budget.len(70_000))] {
+    for (n, len) in [
+        (0u64, 0usize),
+        (1, 1),
+        (2, budget.len(300)),
+        (3, budget.len(70_000)),
+    ] {
         let k = key(40 + n);
         let value = values::make(40 + n, 1, len);
         b.put(&k, value.clone()).await?;

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use warmcache_core::{Backend, BytesCodec, Cache, ComputeError, Integrity, Tier, Tiered};
+use warmcache_core::{
+    Backend, BytesCodec, Cache, CacheKey, Codec, ComputeError, Integrity, Tier, Tiered,
+};
 
-use crate::failure::{CheckResult, Failure, PASSED, ensure};
+use crate::failure::{CheckResult, Failure, PASSED, ensure, skipped};
 
 /// The input of the test computation: like a compile, it depends on every field.
 type Input = (String, u64, bool, Vec<u8>);
@@ -29,6 +31,23 @@ fn cache_over(b: &Arc<dyn Backend>, version: u32) -> Cache<Bytes, BytesCodec> {
         .build()
 }
 
+/// Why the front checks cannot run on `b`: its largest value is smaller than the largest
+/// entry they store (the test value in its envelope, as the cache seals it).
+fn entries_do_not_fit(b: &Arc<dyn Backend>) -> Option<String> {
+    let max = b.capabilities().max_value_size?;
+    let input = ("module.wasm".to_owned(), u64::MAX, false, vec![255; 8]);
+    let payload = render(&input).unwrap_or_default();
+    let producer = BytesCodec.producer();
+    let entry = Integrity::plain().seal(&CacheKey::from_bytes([0; 32]), 0, &producer, &payload);
+    let needed = entry.len() as u64;
+    (max < needed).then(|| {
+        format!(
+            "the backend's max_value_size ({max} bytes) is smaller than the cache entries this \
+             check stores ({needed} bytes): a cache over it stores nothing"
+        )
+    })
+}
+
 fn base() -> Input {
     ("module.wasm".to_owned(), 2, false, vec![1, 2, 3])
 }
@@ -36,6 +55,9 @@ fn base() -> Input {
 /// Identical inputs hit (through the backend, with the live tier cleared); a change of any input
 /// field is a miss and computes again.
 pub async fn front_invalidation(b: Arc<dyn Backend>) -> CheckResult {
+    if let Some(reason) = entries_do_not_fit(&b) {
+        return skipped(reason);
+    }
     let cache = cache_over(&b, 0);
     let first = cache.get_or_compute_async(&base(), render).await;
     ensure!(first.is_ok(), "first computation failed");
@@ -79,6 +101,9 @@ pub async fn front_invalidation(b: Arc<dyn Backend>) -> CheckResult {
 /// An entry stored under one key is never returned for another: a valid envelope copied to a
 /// different key fails the key echo, counts as corrupt, and the value is recomputed.
 pub async fn front_key_echo(b: Arc<dyn Backend>) -> CheckResult {
+    if let Some(reason) = entries_do_not_fit(&b) {
+        return skipped(reason);
+    }
     let cache = cache_over(&b, 0);
     let a: Input = ("a.wasm".into(), 1, false, vec![]);
     let other: Input = ("b.wasm".into(), 1, false, vec![]);
@@ -117,6 +142,9 @@ pub async fn front_key_echo(b: Arc<dyn Backend>) -> CheckResult {
 
 /// Bumping the caller's schema version is a miss for every entry stored under the old one.
 pub async fn front_schema_version(b: Arc<dyn Backend>) -> CheckResult {
+    if let Some(reason) = entries_do_not_fit(&b) {
+        return skipped(reason);
+    }
     let v1 = cache_over(&b, 1);
     v1.get_or_compute_async(&base(), render)
         .await
@@ -141,6 +169,9 @@ pub async fn front_schema_version(b: Arc<dyn Backend>) -> CheckResult {
 /// Sixteen threads asking for one cold key over this backend run one computation and all get its
 /// value.
 pub fn front_single_flight(b: Arc<dyn Backend>) -> CheckResult {
+    if let Some(reason) = entries_do_not_fit(&b) {
+        return skipped(reason);
+    }
     let cache = Arc::new(cache_over(&b, 0));
     let input: Input = ("flight.wasm".into(), 9, true, vec![9]);
     let barrier = Arc::new(std::sync::Barrier::new(16));
@@ -196,6 +227,9 @@ pub fn front_single_flight(b: Arc<dyn Backend>) -> CheckResult {
 /// A stored value damaged in the backend is a counted miss: recomputed, and replaced by a good
 /// entry, except in a shared backend, where it is left alone (it may be another node's).
 pub async fn front_corruption_recovered(b: Arc<dyn Backend>) -> CheckResult {
+    if let Some(reason) = entries_do_not_fit(&b) {
+        return skipped(reason);
+    }
     let cache = cache_over(&b, 0);
     let input = base();
     cache

@@ -3,6 +3,8 @@
 use bytes::Bytes;
 
 const HEADER: usize = 16;
+/// The shortest value that carries its whole identity.
+pub(crate) const MIN_LEN: usize = HEADER;
 
 fn fill(tag: u64, seq: u64, out: &mut [u8]) {
     // xorshift64*, seeded from the header, so every byte depends on (tag, seq).

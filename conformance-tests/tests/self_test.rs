@@ -64,6 +64,9 @@ enum Defect {
     ListLimitZeroLargest,
     /// `get_tail` returns one byte too many (an off-by-one in a ranged read).
     TailOffByOne,
+    /// Not a defect: evicts once a quarter of its capacity is used (the guide allows early
+    /// eviction).
+    EvictsEarly,
     /// `get` of a present key takes the state lock a second time: a deadlock.
     GetDeadlocks,
     /// `list` reports the size of the first value ever written under a key.
@@ -232,6 +235,7 @@ impl MapBackend {
             Defect::UndeclaredSlack | Defect::DeclaredSlack => {
                 limits.capacity() + limits.capacity() / 4
             }
+            Defect::EvictsEarly => limits.capacity() / 4,
             _ => limits.capacity(),
         };
         while state.bytes > threshold {
@@ -955,4 +959,29 @@ fn run_all_reports_every_check() {
         .collect();
     assert!(failed.contains(&"delete_present_and_missing"), "{failed:?}");
     assert!(!failed.contains(&"missing_key"), "{failed:?}");
+}
+
+/// The documented minimums hold: a correct backend bounded to `MIN_CAPACITY` with values of at
+/// most `MIN_VALUE_SIZE` passes every check (the front checks skip: no cache entry fits), also
+/// when it evicts early.
+#[test]
+fn a_correct_backend_passes_at_the_documented_minimums() {
+    use warmcache_conformance::checks::{MIN_CAPACITY, MIN_VALUE_SIZE};
+    for defect in [Defect::None, Defect::EvictsEarly] {
+        let h = move |dir: &Path| -> Result<Arc<dyn Backend>> {
+            let mut b = MapBackend::new(defect, dir, Some(MIN_CAPACITY));
+            b.limits = Some(Limits::new(
+                "map",
+                MIN_CAPACITY,
+                Some(MIN_VALUE_SIZE),
+                None,
+            )?);
+            Ok(Arc::new(b))
+        };
+        let failed: Vec<String> = warmcache_conformance::run_all(&h)
+            .into_iter()
+            .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
+            .collect();
+        assert!(failed.is_empty(), "{defect:?}: {failed:#?}");
+    }
 }
