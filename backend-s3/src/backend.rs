@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use warmcache_core::backend::Lease;
+use warmcache_core::backend::{ClientRuntime, Lease, Spawner};
 use warmcache_core::{
     Backend, CacheKey, Capabilities, Context, Error, KeyInfo, ListPage, Op, Result, Usage,
     async_trait,
@@ -19,68 +19,15 @@ use crate::error::map;
 use crate::layout::{object_path, parse_key};
 use crate::lease::lease_dir;
 
-/// Where the object store's futures run.
-///
-/// object_store's HTTP clients need a Tokio reactor. Every operation is spawned onto this
-/// runtime and its `JoinHandle` awaited, which works from any executor (including
-/// `futures::executor::block_on` on a plain thread) and from inside another Tokio runtime.
-#[derive(Debug)]
-pub(crate) enum Runtime {
-    /// A runtime this backend started and shuts down when dropped.
-    Owned(Option<tokio::runtime::Runtime>, tokio::runtime::Handle),
-    /// A runtime the caller provided.
-    Shared(tokio::runtime::Handle),
-}
-
-impl Runtime {
-    fn handle(&self) -> &tokio::runtime::Handle {
-        match self {
-            Runtime::Owned(_, h) | Runtime::Shared(h) => h,
-        }
-    }
-}
-
-/// Runs object store futures on the backend's runtime; cheap to clone, so a lease can keep one.
-#[derive(Debug, Clone)]
-pub(crate) struct Spawner(tokio::runtime::Handle);
-
-impl Spawner {
-    /// Runs `fut` on the runtime and awaits it from any executor. A runtime that has shut down
-    /// (the backend was dropped) makes it [`Error::Unavailable`].
-    pub(crate) async fn spawn<T: Send + 'static>(
-        &self,
-        ctx: Context,
-        fut: impl Future<Output = Result<T>> + Send + 'static,
-    ) -> Result<T> {
-        match self.0.spawn(fut).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::Unavailable {
-                context: ctx,
-                source: Box::new(e),
-            }),
-        }
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        if let Runtime::Owned(rt, _) = self
-            && let Some(rt) = rt.take()
-        {
-            // Dropping a runtime from async code panics; this never blocks.
-            rt.shutdown_background();
-        }
-    }
-}
-
 /// A shared, persistent remote tier over an [`ObjectStore`]. See the [crate docs](crate).
 #[derive(Debug)]
 pub struct S3Backend {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) prefix: Path,
     pub(crate) name: String,
-    pub(crate) runtime: Runtime,
+    /// Where the object store's futures run: object_store's HTTP clients need a Tokio
+    /// reactor, and this backend's futures may be polled by any executor.
+    pub(crate) runtime: ClientRuntime,
     pub(crate) multipart_threshold: usize,
     pub(crate) part_size: usize,
     pub(crate) ordered_listing: bool,
@@ -152,7 +99,7 @@ impl S3Backend {
     }
 
     fn spawner(&self) -> Spawner {
-        Spawner(self.runtime.handle().clone())
+        self.runtime.spawner()
     }
 
     /// Every entry after `after`, in key order.

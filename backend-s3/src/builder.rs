@@ -11,9 +11,10 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreScheme, RetryConfig};
+use warmcache_core::backend::ClientRuntime;
 use warmcache_core::{Capabilities, Context, Error, Op, Result};
 
-use crate::backend::{Runtime, S3Backend};
+use crate::backend::S3Backend;
 
 /// Values up to this size go up in one request; larger ones as multipart uploads. AWS suggests
 /// multipart from about 100 MB; below that, one request was faster here (64 MiB to a local S3
@@ -337,16 +338,9 @@ impl S3BackendBuilder {
             .with_shared(self.shared.unwrap_or(shared))
             .with_coordinates(self.coordinates);
         let runtime = match &self.runtime {
-            Some(handle) => Runtime::Shared(handle.clone()),
+            Some(handle) => ClientRuntime::shared(handle.clone()),
             None => {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("warmcache-s3")
-                    .enable_all()
-                    .build()
-                    .map_err(|e| Error::io(self.ctx(), e))?;
-                let handle = rt.handle().clone();
-                Runtime::Owned(Some(rt), handle)
+                ClientRuntime::owned("warmcache-s3", 2).map_err(|e| Error::io(self.ctx(), e))?
             }
         };
         Ok(S3Backend {

@@ -30,8 +30,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use warmcache_core::backend::Lease;
 use warmcache_core::{CacheKey, Context, Error, Result, async_trait};
 
-use crate::backend::Spawner;
 use crate::error::map;
+use warmcache_core::backend::Spawner;
 
 /// A generation's deadline is believed for at most this many of the reader's ttl after the
 /// generation was last written; a live holder rewrites it every third of a ttl.

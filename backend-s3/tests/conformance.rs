@@ -11,4 +11,5 @@ fn open(dir: &Path) -> warmcache_core::Result<Arc<dyn warmcache_core::Backend>> 
     common::harness(dir)
 }
 
-warmcache_conformance::backend_tests!(open);
+// Cleared after each check, so a run leaves nothing on the server.
+warmcache_conformance::backend_tests!(warmcache_conformance::ClearedAfter(open));

@@ -29,4 +29,5 @@ fn open(dir: &Path) -> warmcache_core::Result<Arc<dyn warmcache_core::Backend>> 
     Ok(Arc::new(server.backend_with(&container, "cache", |b| b)))
 }
 
-warmcache_conformance::backend_tests!(open);
+// Cleared after each check, so a run leaves nothing on the server.
+warmcache_conformance::backend_tests!(warmcache_conformance::ClearedAfter(open));

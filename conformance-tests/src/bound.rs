@@ -208,8 +208,14 @@ fn overran(name: &str, bound: Duration, running: &Running) -> String {
 }
 
 /// Runs `check` on a thread of its own and waits at most `bound` for it; past the bound the
-/// check fails naming what `running` shows in flight.
-pub(crate) fn within<F>(name: &str, bound: Duration, running: &Running, check: F) -> CheckResult
+/// check fails naming what `running` shows in flight. The flag says whether it overran (the
+/// check's thread and backend may still be stuck).
+pub(crate) fn within<F>(
+    name: &str,
+    bound: Duration,
+    running: &Running,
+    check: F,
+) -> (CheckResult, bool)
 where
     F: FnOnce() -> CheckResult + Send + 'static,
 {
@@ -221,14 +227,13 @@ where
             let _ = done.send(result);
         });
     if let Err(e) = spawned {
-        return Err(Failure(format!(
-            "cannot start a thread for check {name}: {e}"
-        )));
+        let failure = Failure(format!("cannot start a thread for check {name}: {e}"));
+        return (Err(failure), false);
     }
     match outcome.recv_timeout(bound) {
-        Ok(Ok(result)) => result,
+        Ok(Ok(result)) => (result, false),
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => Err(Failure(overran(name, bound, running))),
+        Err(_) => (Err(Failure(overran(name, bound, running))), true),
     }
 }
 

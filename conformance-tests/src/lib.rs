@@ -154,6 +154,44 @@ pub trait Harness: Send + Sync {
         let _ = (dir, capacity);
         None
     }
+
+    /// Called after each check in `dir` (not after one that overran its bound): removes what
+    /// the check left in a store that outlives `dir`, such as a remote store's namespace
+    /// derived from `dir`. An error fails a check that passed. The default does nothing (a store
+    /// kept under `dir` goes with it); [`ClearedAfter`] clears the backend.
+    fn teardown(&self, dir: &Path) -> warmcache_core::Result<()> {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// A harness (any other) whose teardown opens the backend of each check's directory again
+/// and clears it: for a remote store, so a run of the suite leaves nothing on the server.
+///
+/// ```ignore
+/// warmcache_conformance::backend_tests!(warmcache_conformance::ClearedAfter(open));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ClearedAfter<H>(pub H);
+
+impl<H: Harness> Harness for ClearedAfter<H> {
+    fn open(&self, dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
+        self.0.open(dir)
+    }
+
+    fn open_with_capacity(
+        &self,
+        dir: &Path,
+        capacity: u64,
+    ) -> Option<warmcache_core::Result<Arc<dyn Backend>>> {
+        self.0.open_with_capacity(dir, capacity)
+    }
+
+    fn teardown(&self, dir: &Path) -> warmcache_core::Result<()> {
+        self.0.teardown(dir)?;
+        let backend = self.0.open(dir)?;
+        futures::executor::block_on(backend.clear())
+    }
 }
 
 impl<F> Harness for F

@@ -79,11 +79,17 @@ fn run_as(
         inner: harness,
         running: Arc::clone(&running),
     };
-    match check {
-        Check::Harness(f) => bound::watched(name, limit, &running, || f(&recording, dir.path())),
+    let (result, overran) = match check {
+        Check::Harness(f) => (
+            bound::watched(name, limit, &running, || f(&recording, dir.path())),
+            false,
+        ),
         Check::Crash(f) => match test_name {
-            Some(test) => bound::watched(name, limit, &running, || f(&recording, dir.path(), test)),
-            None => skipped("the crash test runs only as a test emitted by backend_tests!"),
+            Some(test) => (
+                bound::watched(name, limit, &running, || f(&recording, dir.path(), test)),
+                false,
+            ),
+            None => return skipped("the crash test runs only as a test emitted by backend_tests!"),
         },
         Check::Blocking(f) => {
             let backend = open(&recording, dir.path())?;
@@ -95,6 +101,17 @@ fn run_as(
                 runtime()?.block_on(f(backend))
             })
         }
+    };
+    if overran {
+        // The backend may still be stuck: do not touch it again.
+        return result;
+    }
+    match (result, harness.teardown(dir.path())) {
+        (Ok(verdict), Ok(())) => Ok(verdict),
+        (Ok(_), Err(e)) => Err(Failure(format!(
+            "check {name} passed, but the harness's teardown failed: {e}"
+        ))),
+        (Err(failure), _) => Err(failure),
     }
 }
 

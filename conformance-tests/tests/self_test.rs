@@ -985,3 +985,48 @@ fn a_correct_backend_passes_at_the_documented_minimums() {
         assert!(failed.is_empty(), "{defect:?}: {failed:#?}");
     }
 }
+
+/// A harness that counts teardowns, and fails them when asked.
+struct Teardowns {
+    count: AtomicU64,
+    fail: bool,
+}
+
+impl Harness for Teardowns {
+    fn open(&self, dir: &Path) -> Result<Arc<dyn Backend>> {
+        reference(dir)
+    }
+
+    fn teardown(&self, _dir: &Path) -> Result<()> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        if self.fail {
+            return Err(warmcache_core::Error::backend(
+                warmcache_core::Context::new("map", warmcache_core::Op::Clear),
+                "the server refused to drop the namespace",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn each_check_is_torn_down_and_a_failed_teardown_fails_it() {
+    let h = Teardowns {
+        count: AtomicU64::new(0),
+        fail: false,
+    };
+    assert!(run_named(&h, "round_trip_sizes").is_ok());
+    assert!(run_named(&h, "persistence_across_reopen").is_ok());
+    assert_eq!(h.count.load(Ordering::SeqCst), 2);
+    let failing = Teardowns {
+        count: AtomicU64::new(0),
+        fail: true,
+    };
+    let failure = run_named(&failing, "missing_key").unwrap_err();
+    assert!(failure.0.contains("teardown failed"), "{failure}");
+    assert!(failure.0.contains("refused to drop"), "{failure}");
+    // ClearedAfter clears through the harness it wraps.
+    let cleared = warmcache_conformance::ClearedAfter(h);
+    assert!(run_named(&cleared, "missing_key").is_ok());
+    assert_eq!(cleared.0.count.load(Ordering::SeqCst), 3);
+}

@@ -11,6 +11,7 @@ mod guard;
 mod lease;
 mod limits;
 mod lru;
+mod runtime;
 mod spawn;
 
 pub use blocking::BlockingBackend;
@@ -18,6 +19,7 @@ pub use guard::guard_panics;
 pub use lease::Lease;
 pub use limits::Limits;
 pub use lru::{EVICTION_SAMPLE, LruIndex, LruRecord, SampledLru, Totals, Visit};
+pub use runtime::{ClientRuntime, Spawner};
 pub use spawn::{inline_allowed, maybe_spawn_blocking};
 
 use std::fmt::Debug;
