@@ -157,7 +157,8 @@ pub trait Harness: Send + Sync {
 
     /// Called after each check in `dir` (not after one that overran its bound): removes what
     /// the check left in a store that outlives `dir`, such as a remote store's namespace
-    /// derived from `dir`. An error fails a check that passed. The default does nothing (a store
+    /// derived from `dir`. An error is reported on standard error, not as the check's failure
+    /// (cleaning up is not what the check tests). The default does nothing (a store
     /// kept under `dir` goes with it); [`ClearedAfter`] clears the backend.
     fn teardown(&self, dir: &Path) -> warmcache_core::Result<()> {
         let _ = dir;

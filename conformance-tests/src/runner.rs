@@ -106,13 +106,16 @@ fn run_as(
         // The backend may still be stuck: do not touch it again.
         return result;
     }
-    match (result, harness.teardown(dir.path())) {
-        (Ok(verdict), Ok(())) => Ok(verdict),
-        (Ok(_), Err(e)) => Err(Failure(format!(
-            "check {name} passed, but the harness's teardown failed: {e}"
-        ))),
-        (Err(failure), _) => Err(failure),
+    // Cleaning up is not what the check tests: a slow or failing teardown is reported where a
+    // person sees it (as skips are), never turned into the check's failure.
+    if let Err(e) = harness.teardown(dir.path()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "conformance check {name}: the harness's teardown failed (the store may keep what \
+             the check wrote): {e}"
+        );
     }
+    result
 }
 
 /// The multi-thread Tokio runtime (two workers) async checks run on.

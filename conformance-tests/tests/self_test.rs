@@ -1010,7 +1010,7 @@ impl Harness for Teardowns {
 }
 
 #[test]
-fn each_check_is_torn_down_and_a_failed_teardown_fails_it() {
+fn each_check_is_torn_down_and_a_failed_teardown_does_not_fail_it() {
     let h = Teardowns {
         count: AtomicU64::new(0),
         fail: false,
@@ -1022,9 +1022,9 @@ fn each_check_is_torn_down_and_a_failed_teardown_fails_it() {
         count: AtomicU64::new(0),
         fail: true,
     };
-    let failure = run_named(&failing, "missing_key").unwrap_err();
-    assert!(failure.0.contains("teardown failed"), "{failure}");
-    assert!(failure.0.contains("refused to drop"), "{failure}");
+    // Reported on standard error; the check's own verdict stands.
+    assert!(run_named(&failing, "missing_key").is_ok());
+    assert_eq!(failing.count.load(Ordering::SeqCst), 1);
     // ClearedAfter clears through the harness it wraps.
     let cleared = warmcache_conformance::ClearedAfter(h);
     assert!(run_named(&cleared, "missing_key").is_ok());
