@@ -167,9 +167,7 @@ pub async fn many_small_keys(b: Arc<dyn Backend>) -> CheckResult {
     let budget = Budget::of(&*b)?;
     let count = budget.count(10_000, 24);
     let mut model = Model::new(&budget);
-    for n in 0..count {
-        model.put(&b, n, 7, 24).await?;
-    }
+    model.put_many(&b, (0..count).map(|n| (n, 7, 24))).await?;
     model
         .check(&b, &budget, &format!("after {count} puts of 24 bytes"))
         .await?;
