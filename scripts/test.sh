@@ -3,9 +3,10 @@
 #
 #   scripts/test.sh
 #
-# Installs what is missing (libclang-dev through apt-get for RocksDB's bindings; moto's S3 server
-# through pip into a venv; Azurite, the Azure Blob Storage emulator, through npm, with Node.js
-# from apt-get when there is none), then runs rustfmt, clippy, the docs as docs.rs builds them,
+# Installs what is missing (libclang-dev through apt-get for RocksDB's bindings; nginx and its
+# dav-ext module through apt-get, the WebDAV server; moto's S3 server through pip into a venv;
+# Azurite, the Azure Blob Storage emulator, through npm, with Node.js from apt-get when there is
+# none), then runs rustfmt, clippy, the docs as docs.rs builds them,
 # an MSRV build, cargo package, every crate's tests, and the model-checked single-flight test.
 # Safe to run again: present tools are not reinstalled.
 set -euo pipefail
@@ -55,6 +56,21 @@ install_strace() {
     step "warning: could not install strace; the durability test will say it is skipped"
 }
 
+install_nginx() {
+    if [ -x /usr/sbin/nginx ] && [ -f /usr/lib/nginx/modules/ngx_http_dav_ext_module.so ]; then
+        return 0
+    fi
+    step "installing nginx and its dav-ext module (the WebDAV tests' server)"
+    if command -v apt-get >/dev/null 2>&1 &&
+        as_root apt-get update -qq &&
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            nginx libnginx-mod-http-dav-ext >/dev/null; then
+        return 0
+    fi
+    step "error: could not install nginx and libnginx-mod-http-dav-ext, which the WebDAV tests need"
+    return 1
+}
+
 install_moto() {
     if [ -x "$VENV/bin/moto_server" ] && "$VENV/bin/python" -c 'import moto.server' >/dev/null 2>&1; then
         return 0
@@ -80,6 +96,7 @@ install_azurite() {
 
 install_libclang
 install_strace
+install_nginx
 install_moto
 install_azurite
 export PATH="$VENV/bin:$PATH"

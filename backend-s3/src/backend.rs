@@ -19,6 +19,21 @@ use crate::error::map;
 use crate::layout::{object_path, parse_key};
 use crate::lease::lease_dir;
 
+/// Requests in flight at once where this backend makes many for one operation (listing a
+/// WebDAV store's directories, clearing one): each is a round trip to a server that may be
+/// far away.
+const IN_FLIGHT: usize = 16;
+
+/// How the store is asked for the objects under the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listing {
+    /// One listing of everything under the prefix (`list`, `list_with_offset`).
+    Recursive,
+    /// The fan-out directories, then each one's objects (`list_with_delimiter`): for WebDAV
+    /// servers, which may refuse a listing of unbounded depth.
+    ByDirectory,
+}
+
 /// A shared, persistent remote tier over an [`ObjectStore`]. See the [crate docs](crate).
 #[derive(Debug)]
 pub struct S3Backend {
@@ -31,13 +46,15 @@ pub struct S3Backend {
     pub(crate) multipart_threshold: usize,
     pub(crate) part_size: usize,
     pub(crate) ordered_listing: bool,
+    pub(crate) listing: Listing,
     pub(crate) capabilities: Capabilities,
     pub(crate) max_value_size: u64,
 }
 
 impl S3Backend {
     /// Starts a builder for `url`, such as `s3://bucket/prefix`, `gs://bucket`, `az://container`,
-    /// `file:///var/cache/warmcache` or `memory://`.
+    /// `https://dav.example.com/warmcache` (WebDAV), `file:///var/cache/warmcache` or
+    /// `memory://`.
     pub fn builder(url: impl Into<String>) -> S3BackendBuilder {
         S3BackendBuilder::new(url)
     }
@@ -73,7 +90,14 @@ impl S3Backend {
         let store = Arc::clone(&self.store);
         let prefix = self.prefix.clone();
         let ctx = self.ctx(Op::Open, None);
+        let listing = self.listing;
         self.spawn(ctx.clone(), async move {
+            if listing == Listing::ByDirectory {
+                return match store.list_with_delimiter(Some(&prefix)).await {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(map(e, ctx)),
+                };
+            }
             let mut stream = store.list(Some(&prefix));
             match stream.next().await {
                 None | Some(Ok(_)) => Ok(()),
@@ -112,6 +136,11 @@ impl S3Backend {
         let prefix = self.prefix.clone();
         let ctx = self.ctx(Op::List, None);
         let ordered = self.ordered_listing;
+        if self.listing == Listing::ByDirectory {
+            return self
+                .spawn(ctx.clone(), by_directory(store, prefix, after, limit, ctx))
+                .await;
+        }
         self.spawn(ctx.clone(), async move {
             let stream = match after {
                 Some(a) => store.list_with_offset(Some(&prefix), &object_path(&prefix, &a)),
@@ -306,6 +335,29 @@ impl Backend for S3Backend {
         let store = Arc::clone(&self.store);
         let prefix = self.prefix.clone();
         let ctx = self.ctx(Op::Clear, None);
+        if self.listing == Listing::ByDirectory {
+            let ours = self.list_after(None, None).await?;
+            return self
+                .spawn(ctx.clone(), async move {
+                    // One request per object (WebDAV has no batch delete), a few at a time.
+                    futures::stream::iter(ours)
+                        .map(|entry| {
+                            let (store, path) =
+                                (Arc::clone(&store), object_path(&prefix, &entry.key));
+                            async move {
+                                match store.delete(&path).await {
+                                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                                    Err(e) => Err(e),
+                                }
+                            }
+                        })
+                        .buffer_unordered(IN_FLIGHT)
+                        .try_for_each(|()| futures::future::ready(Ok(())))
+                        .await
+                        .map_err(|e| map(e, ctx))
+                })
+                .await;
+        }
         self.spawn(ctx.clone(), async move {
             // Only our own objects: anything else under the prefix is left alone.
             let ours = store
@@ -374,4 +426,65 @@ impl Backend for S3Backend {
         .await?;
         Ok(lease.map(|l| Box::new(l) as Box<dyn Lease>))
     }
+}
+
+/// Every entry after `after` in key order, listed one fan-out directory at a time from the one
+/// `after` is in, stopping once more than `limit` are found.
+async fn by_directory(
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    after: Option<CacheKey>,
+    limit: Option<usize>,
+    ctx: Context,
+) -> Result<Vec<KeyInfo>> {
+    let top = match store.list_with_delimiter(Some(&prefix)).await {
+        Ok(top) => top,
+        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(map(e, ctx)),
+    };
+    let first_fan = after.map(|a| a.to_hex()[..2].to_owned());
+    let mut fans: Vec<Path> = top
+        .common_prefixes
+        .into_iter()
+        .filter(|dir| {
+            let name = dir.filename().unwrap_or_default();
+            name.len() == 2
+                && name.bytes().all(|b| b.is_ascii_hexdigit())
+                && first_fan.as_deref().is_none_or(|f| name >= f)
+        })
+        .collect();
+    fans.sort();
+    // A few directories at a time, taken in order: a page needs the first ones only.
+    let mut listings = futures::stream::iter(fans)
+        .map(|fan| {
+            let store = Arc::clone(&store);
+            async move { store.list_with_delimiter(Some(&fan)).await }
+        })
+        .buffered(IN_FLIGHT);
+    let mut out = Vec::new();
+    while let Some(listed) = listings.next().await {
+        let listed = match listed {
+            Ok(listed) => listed,
+            // Removed since the first listing (a concurrent clear).
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(map(e, ctx)),
+        };
+        let mut here: Vec<KeyInfo> = listed
+            .objects
+            .into_iter()
+            .filter_map(|meta| {
+                let key = parse_key(&prefix, &meta.location)?;
+                let size = meta.size;
+                after
+                    .is_none_or(|a| key > a)
+                    .then_some(KeyInfo { key, size })
+            })
+            .collect();
+        here.sort_by_key(|e| e.key);
+        out.extend(here);
+        if limit.is_some_and(|l| out.len() > l) {
+            break;
+        }
+    }
+    Ok(out)
 }

@@ -7,10 +7,13 @@ use std::time::Duration;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreScheme, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, ObjectStoreScheme, RetryConfig,
+};
 use warmcache_core::backend::ClientRuntime;
 use warmcache_core::{Capabilities, Context, Error, Op, Result};
 
@@ -34,6 +37,10 @@ enum StoreKind {
     Local,
     /// `memory://`: volatile, local, ordered.
     Memory,
+    /// `http(s)://`, a WebDAV server: persistent, shared; listed one directory at a time (servers
+    /// may refuse `Depth: infinity`, nginx does), written without multipart uploads or
+    /// conditional creates, which WebDAV has not.
+    WebDav,
 }
 
 enum Source {
@@ -65,7 +72,7 @@ pub struct S3BackendBuilder {
     name: String,
     persistent: Option<bool>,
     shared: Option<bool>,
-    coordinates: bool,
+    coordinates: Option<bool>,
     max_value_size: u64,
     namespace: Option<String>,
 }
@@ -135,7 +142,7 @@ impl S3BackendBuilder {
             name: "s3".to_owned(),
             persistent: None,
             shared: None,
-            coordinates: true,
+            coordinates: None,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             namespace: None,
         }
@@ -245,11 +252,12 @@ impl S3BackendBuilder {
     }
 
     /// Whether the backend hands out leases, so nodes sharing the store compute a cold entry
-    /// once between them (default: true). Leases need conditional creates
+    /// once between them (default: true, except for WebDAV). Leases need conditional creates
     /// (`PutMode::Create`), which S3, GCS, Azure, `file://` and `memory://` have; turn them off
-    /// for an S3-compatible server without `If-None-Match` support.
+    /// for an S3-compatible server without `If-None-Match` support. WebDAV (`http(s)://`) has
+    /// none, so asking for leases there is an error at [`build`](Self::build).
     pub fn coordinates(mut self, coordinates: bool) -> Self {
-        self.coordinates = coordinates;
+        self.coordinates = Some(coordinates);
         self
     }
 
@@ -331,12 +339,21 @@ impl S3BackendBuilder {
             StoreKind::Given => (true, true, false),
             StoreKind::Local => (true, false, false),
             StoreKind::Memory => (false, false, true),
+            StoreKind::WebDav => (true, true, true),
         };
+        let webdav = matches!(kind, StoreKind::WebDav);
+        if webdav && self.coordinates == Some(true) {
+            return Err(Error::config(
+                self.ctx(),
+                "a WebDAV store cannot hand out leases (WebDAV has no conditional create): \
+                 leave `coordinates` off for this tier, or use an S3-compatible store",
+            ));
+        }
         let capabilities = Capabilities::new()
             .with_max_value_size(Some(self.max_value_size))
             .with_persistent(self.persistent.unwrap_or(persistent))
             .with_shared(self.shared.unwrap_or(shared))
-            .with_coordinates(self.coordinates);
+            .with_coordinates(self.coordinates.unwrap_or(!webdav));
         let runtime = match &self.runtime {
             Some(handle) => ClientRuntime::shared(handle.clone()),
             None => {
@@ -348,9 +365,20 @@ impl S3BackendBuilder {
             prefix,
             name: self.name,
             runtime,
-            multipart_threshold: self.multipart_threshold,
+            // WebDAV has no multipart uploads: one PUT, which the server stores whole or not
+            // at all (nginx writes a temporary file and renames it).
+            multipart_threshold: if webdav {
+                usize::MAX
+            } else {
+                self.multipart_threshold
+            },
             part_size: self.part_size,
             ordered_listing: ordered,
+            listing: if webdav {
+                crate::backend::Listing::ByDirectory
+            } else {
+                crate::backend::Listing::Recursive
+            },
             capabilities,
             max_value_size: self.max_value_size,
         })
@@ -365,7 +393,8 @@ impl S3BackendBuilder {
                 self.ctx(),
                 format!(
                     "unsupported URL {shown}: expected s3://bucket/prefix, gs://bucket/prefix, \
-                     az://container/prefix, file:///path or memory://"
+                     az://container/prefix, https://host/path (WebDAV), file:///path or \
+                     memory://"
                 ),
             )
         })?;
@@ -432,10 +461,29 @@ impl S3BackendBuilder {
             ObjectStoreScheme::Memory => {
                 return Ok((Arc::new(InMemory::new()), path, StoreKind::Memory));
             }
+            ObjectStoreScheme::Http => {
+                // The server's root is the store; the URL's path is the prefix, as for buckets.
+                let mut root = url.clone();
+                root.set_path("/");
+                root.set_query(None);
+                let plain = url.scheme() == "http";
+                let mut b = HttpBuilder::new()
+                    .with_url(root.as_str())
+                    .with_client_options(
+                        self.client_options()
+                            .with_allow_http(self.allow_http || plain),
+                    )
+                    .with_retry(self.retry());
+                for (k, v) in &self.options {
+                    let key: ClientConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+                    b = b.with_config(key, v);
+                }
+                return Ok((Arc::new(b.build().map_err(built)?), path, StoreKind::WebDav));
+            }
             _ => {
                 return Err(Error::config(
                     self.ctx(),
-                    format!("unsupported URL {shown}: plain HTTP stores cannot be written"),
+                    format!("unsupported URL {shown}"),
                 ));
             }
         };

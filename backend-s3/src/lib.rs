@@ -4,7 +4,28 @@
 //! `prefix/<namespace>/...` with [`S3BackendBuilder::namespace`]), in a bucket that several hosts
 //! share, so a module compiled on one machine is a warm start on every other.
 //! The same code serves `s3://` (AWS and S3-compatible servers), `gs://`, `az://`, `file://` and
-//! `memory://` URLs, or any `Arc<dyn ObjectStore>` the caller already has.
+//! `memory://` URLs, WebDAV servers at `http://` and `https://` URLs, or any
+//! `Arc<dyn ObjectStore>` the caller already has.
+//!
+//! # WebDAV
+//!
+//! An `http(s)://host/path` URL is a WebDAV server (nginx's dav module with dav-ext for
+//! `PROPFIND`, Apache's mod_dav, the protocol of sccache's webdav backend); the URL's path is the
+//! prefix. The conformance suite runs against nginx. What differs from a bucket:
+//!
+//! - **No leases.** WebDAV has no conditional create, so the backend does not coordinate
+//!   ([`Capabilities::coordinates`](warmcache_core::Capabilities) is false; asking for it with
+//!   [`S3BackendBuilder::coordinates`] is a configuration error): nodes sharing the server each
+//!   compile a cold module once, processes on one host still coordinate through its local tiers.
+//! - **Whole objects need the server's help.** Each value is one `PUT` (no multipart uploads).
+//!   nginx and Apache write it to a temporary file and rename it into place, so readers see the
+//!   old value or the new one; a server that writes in place (wsgidav's file provider) lets a
+//!   reader see part of a value, which the cache's verification then rejects as corrupt.
+//! - **Listed one directory at a time** (`Depth: 1`; nginx refuses `Depth: infinity`): a full
+//!   listing is one request per fan-out directory, up to 257, 16 at a time.
+//! - A plain `http://` URL is allowed as written; client settings of `object_store`
+//!   (`ClientConfigKey`, such as `timeout` or `proxy_url`) go through
+//!   [`S3BackendBuilder::option`].
 //!
 //! # When to choose it
 //!

@@ -60,6 +60,30 @@ fn every_scheme_builds_or_fails_with_a_config_error() {
             assert!(e.to_string().contains(url), "{e}");
         }
     }
+    // WebDAV: shared and persistent, the URL's path is the prefix, and it has no leases.
+    let dav = S3Backend::builder("https://dav.example.com/team/cache")
+        .build()
+        .unwrap();
+    let caps = dav.capabilities();
+    assert!(caps.shared && caps.persistent && !caps.coordinates);
+    assert_eq!(dav.prefix().as_ref(), "team/cache");
+    let err = S3Backend::builder("http://dav.example.com/cache")
+        .coordinates(true)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("conditional create"), "{err}");
+    let err = S3Backend::builder("https://dav.example.com/cache")
+        .option("no_such_option", "1")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("no_such_option"), "{err}");
+    let err = S3Backend::builder("ftp://example.com/cache")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("https://host/path"), "{err}");
     let err = S3Backend::builder("memory://")
         .part_size(1024)
         .build()

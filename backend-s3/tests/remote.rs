@@ -1,5 +1,5 @@
-//! Remote behaviour end to end against real servers, S3 (moto) and Azure Blob Storage
-//! (Azurite): sharing through the bucket with promotion into local tiers, background writes, an
+//! Remote behaviour end to end against real servers, S3 (moto), Azure Blob Storage (Azurite)
+//! and WebDAV (nginx): sharing through the bucket with promotion into local tiers, background writes, an
 //! outage with the circuit breaker, and forged objects.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -98,6 +98,7 @@ macro_rules! remote_tests {
 
 remote_tests!(s3, crate::common::Moto);
 remote_tests!(azure, crate::azurite::Azurite);
+remote_tests!(webdav, crate::common::webdav::Nginx);
 
 fn a_second_host_hits_the_bucket_and_promotes_locally<S: Server>() {
     let (s3, _) = bucket_backend::<S>("share");

@@ -94,6 +94,8 @@ pub enum TierKind {
     Rocksdb,
     /// An object store URL: `s3://`, `gs://`, `az://`, `file://`, `memory://`.
     S3,
+    /// A WebDAV server at an `http://` or `https://` URL (nginx's dav module, Apache's mod_dav).
+    Http,
 }
 
 impl TierKind {
@@ -104,7 +106,13 @@ impl TierKind {
             TierKind::Redb => "redb",
             TierKind::Rocksdb => "rocksdb",
             TierKind::S3 => "s3",
+            TierKind::Http => "http",
         }
+    }
+
+    /// Whether the tier is reached over the network (shared with other hosts).
+    pub fn is_remote(self) -> bool {
+        matches!(self, TierKind::S3 | TierKind::Http)
     }
 
     fn parse(s: &str) -> Option<Self> {
@@ -114,6 +122,7 @@ impl TierKind {
             TierKind::Redb,
             TierKind::Rocksdb,
             TierKind::S3,
+            TierKind::Http,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -132,7 +141,7 @@ pub enum CompressionSetting {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TierConfig {
-    /// `memory`, `fs`, `redb`, `rocksdb` or `s3`.
+    /// `memory`, `fs`, `redb`, `rocksdb`, `s3` or `http`.
     pub kind: TierKind,
     /// Directory or file of a disk tier (default under the cache directory; relative paths are
     /// relative to it).
@@ -141,7 +150,8 @@ pub struct TierConfig {
     /// Capacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<Size>,
-    /// Object store URL of a remote tier.
+    /// Object store URL of a remote tier (`s3://...` and the other object stores for `s3`,
+    /// `http(s)://...` for `http`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// S3 endpoint (for S3-compatible servers).
@@ -207,8 +217,16 @@ impl TierConfig {
     fn problem(&self) -> Option<&'static str> {
         match self.kind {
             TierKind::S3 if self.url.is_none() => Some("an s3 tier needs `url`"),
-            TierKind::S3 => None,
-            _ if self.url.is_some() => Some("`url` is only for s3 tiers"),
+            TierKind::Http if self.url.is_none() => Some("an http tier needs `url`"),
+            TierKind::S3 if self.url.as_deref().is_some_and(is_http) => Some(
+                "an s3 tier's url is s3://bucket/prefix (with `endpoint` for an S3-compatible \
+                 server); for a WebDAV server at an http(s):// URL, use kind \"http\"",
+            ),
+            TierKind::Http if !self.url.as_deref().is_some_and(is_http) => {
+                Some("an http tier's url starts with http:// or https://")
+            }
+            TierKind::S3 | TierKind::Http => None,
+            _ if self.url.is_some() => Some("`url` is only for s3 and http tiers"),
             TierKind::Memory if self.path.is_some() => Some("a memory tier has no `path`"),
             _ => None,
         }
@@ -220,13 +238,20 @@ impl TierConfig {
             TierKind::Fs => Some("files"),
             TierKind::Redb => Some("cache.redb"),
             TierKind::Rocksdb => Some("rocksdb"),
-            TierKind::Memory | TierKind::S3 => None,
+            TierKind::Memory | TierKind::S3 | TierKind::Http => None,
         };
         if let Some(default) = default {
             let path = self.path.take().unwrap_or_else(|| PathBuf::from(default));
             self.path = Some(cache_dir.join(expand_home(&path)));
         }
     }
+}
+
+fn is_http(url: &str) -> bool {
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    matches!(scheme.as_deref(), Some("http" | "https"))
 }
 
 fn duration_ms(d: std::time::Duration) -> u64 {
@@ -588,7 +613,7 @@ pub fn parse_tier_list(spec: &str) -> Result<Vec<TierConfig>, String> {
             None => (kind, false),
         };
         let kind = TierKind::parse(kind).ok_or_else(|| {
-            format!("unknown tier kind {kind:?} (expected memory, fs, redb, rocksdb or s3)")
+            format!("unknown tier kind {kind:?} (expected memory, fs, redb, rocksdb, s3 or http)")
         })?;
         let mut tier = TierConfig::new(kind);
         tier.read_only = read_only;
@@ -597,7 +622,7 @@ pub fn parse_tier_list(spec: &str) -> Result<Vec<TierConfig>, String> {
             (TierKind::Memory, Some(size)) => {
                 tier.size = Some(size.parse().map_err(|e| format!("{e}"))?);
             }
-            (TierKind::S3, Some(url)) => tier.url = Some(url.to_owned()),
+            (TierKind::S3 | TierKind::Http, Some(url)) => tier.url = Some(url.to_owned()),
             (_, Some(path)) => tier.path = Some(PathBuf::from(path)),
         }
         if let Some(problem) = tier.problem() {
@@ -1071,6 +1096,14 @@ mod tests {
         );
         assert!(parse_tier_list("s3").unwrap_err().contains("needs `url`"));
         assert!(parse_tier_list("").is_err());
+        let dav = parse_tier_list("fs,http=https://dav.example.com/cache").unwrap();
+        assert_eq!(dav[1].kind, TierKind::Http);
+        assert!(dav[1].kind.is_remote());
+        assert!(parse_tier_list("http").unwrap_err().contains("needs `url`"));
+        let err = parse_tier_list("http=s3://b/p").unwrap_err();
+        assert!(err.contains("http:// or https://"), "{err}");
+        let err = parse_tier_list("s3=https://dav.example.com/cache").unwrap_err();
+        assert!(err.contains("kind \"http\""), "{err}");
     }
 
     fn file_error(text: &str) -> String {

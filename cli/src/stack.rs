@@ -164,13 +164,13 @@ impl Stack {
             // and (with a secret) in a directory: the current key's (read-write), then each
             // previous key's (read-only).
             let namespaced = match config.kind {
-                TierKind::S3 => true,
+                TierKind::S3 | TierKind::Http => true,
                 TierKind::Fs => integrity.is_keyed(),
                 _ => false,
             };
             // With signing, the bucket holds what the fleet's producers sign, whatever their
             // local secrets: one namespace, read by every node that trusts them.
-            let signed = config.kind == TierKind::S3 && signs;
+            let signed = config.kind.is_remote() && signs;
             let namespaces = if signed {
                 vec![Some(SIGNED_NAMESPACE.to_owned())]
             } else if namespaced {
@@ -335,7 +335,7 @@ impl Stack {
                     t = t.sealed_copies();
                 }
             }
-            let remote = tier.config.kind == TierKind::S3;
+            let remote = tier.config.kind.is_remote();
             let compression = match (tier.config.compression, remote) {
                 (Some(CompressionSetting::Zstd), _) | (None, true) => {
                     warmcache_s3::RECOMMENDED_COMPRESSION
@@ -559,7 +559,7 @@ fn open_tier(
         TierKind::Rocksdb => Err(
             "this warmcache was built without RocksDB; rebuild with `--features rocksdb`".into(),
         ),
-        TierKind::S3 => {
+        TierKind::S3 | TierKind::Http => {
             let url = config.url.clone().unwrap_or_default();
             let timeout = config
                 .timeout_ms

@@ -112,6 +112,45 @@ fn a_second_machine_warm_starts_from_the_bucket() {
     assert!(how.contains("loaded from remote tier s3:s3://"), "{how}");
 }
 
+/// The `http` tier kind: two machines share a WebDAV server (nginx) as they share a bucket.
+#[test]
+fn a_second_machine_warm_starts_from_a_webdav_server() {
+    let server = s3::webdav::shared();
+    let collection = s3::unique_bucket("cli-dav");
+    server.create_bucket(&collection);
+    let url = format!("{}/{collection}/modules", server.endpoint());
+    let machine = || {
+        let env = Env::new();
+        let config = env.write(
+            "dav.toml",
+            format!("[[tiers]]\nkind = \"fs\"\n\n[[tiers]]\nkind = \"http\"\nurl = \"{url}\"\n"),
+        );
+        (env, config)
+    };
+    let hello = common::hello();
+    let run = |(env, config): &(Env, std::path::PathBuf)| {
+        with_credentials(env)
+            .args(["--config", config.to_str().unwrap()])
+            .args(["--secret-env", "WARMCACHE_SECRET", "run", "-v"])
+            .arg(&hello)
+            .output()
+            .unwrap()
+    };
+    let first = machine();
+    let out = run(&first);
+    assert_eq!(ok(&out), "Hello from warmcache!\n");
+    assert!(stderr(&out).contains("compiled"), "{}", stderr(&out));
+
+    let second = machine();
+    let out = run(&second);
+    assert_eq!(ok(&out), "Hello from warmcache!\n");
+    let how = stderr(&out);
+    assert!(
+        how.contains("loaded from remote tier http:http://"),
+        "{how}"
+    );
+}
+
 #[test]
 fn an_unreachable_remote_costs_a_warning_not_the_run() {
     let env = Env::new();

@@ -1,6 +1,8 @@
-//! A real S3-compatible server for tests: moto's standalone server on a free loopback port.
+//! Real servers for tests: moto's standalone S3 server (here), nginx as a WebDAV server
+//! ([`webdav`]), each on a free loopback port, and a proxy that puts a network's latency
+//! between a client and one of them ([`delay`]).
 //!
-//! The server runs under a small shell guard that kills it when this test process's end of a
+//! A server runs under a small shell guard that kills it when this test process's end of a
 //! pipe closes, so it stops with the tests even if they panic or abort.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
@@ -14,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use warmcache_core::Backend;
 use warmcache_s3::{S3Backend, S3BackendBuilder};
+
+pub mod delay;
+pub mod webdav;
 
 pub struct Moto {
     port: u16,
@@ -71,7 +76,7 @@ pub fn free_port() -> u16 {
 }
 
 /// One raw HTTP/1.1 request; returns the status code.
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;

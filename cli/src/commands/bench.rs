@@ -209,10 +209,11 @@ fn probes(settings: &Settings, dir: &Path) -> Result<Vec<TierProbe>, Box<dyn std
             TierKind::Redb => &[("redb", true)],
             TierKind::Rocksdb => &[("rocksdb", true)],
             TierKind::S3 => &[("s3", true)],
+            TierKind::Http => &[("http", true)],
         };
         for (j, (name, files)) in variants.iter().enumerate() {
             let mut tier: TierConfig = config.clone();
-            if tier.kind != TierKind::S3 {
+            if !tier.kind.is_remote() {
                 tier.path = Some(dir.join(format!("{i}-{j}-{}", tier.kind.as_str())));
             }
             tier.size = None;

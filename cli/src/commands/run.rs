@@ -77,8 +77,8 @@ fn describe(stack: &Stack, before: &WasmStats, after: &WasmStats) -> String {
     for (i, tier) in after.tiers.iter().enumerate() {
         let earlier = before.tiers.get(i);
         if tier.hits > earlier.map_or(0, |t| t.hits) {
-            let place = match stack.tiers.get(i).map(|t| t.config.kind) {
-                Some(crate::config::TierKind::S3) => "remote tier",
+            let place = match stack.tiers.get(i).map(|t| t.config.kind.is_remote()) {
+                Some(true) => "remote tier",
                 _ => "disk tier",
             };
             let trusted = if tier.trusted_loads > earlier.map_or(0, |t| t.trusted_loads) {

@@ -16,7 +16,7 @@ pub(super) async fn read_without_use(
     key: &warmcache_core::CacheKey,
 ) -> warmcache_core::Result<Option<warmcache_core::bytes::Bytes>> {
     let backend = tier.backend();
-    if tier.config.kind == crate::config::TierKind::S3 {
+    if tier.config.kind.is_remote() {
         backend.get(key).await
     } else {
         backend.get_tail(key, u64::MAX).await
