@@ -13,18 +13,9 @@ mod common;
 /// The container is derived from `dir` and the endpoint recorded in it, so a reopen, or the
 /// crash test's child process, finds the same container on the same server.
 fn open(dir: &Path) -> warmcache_core::Result<Arc<dyn warmcache_core::Backend>> {
-    let record = dir.join("azurite-port");
-    let port: u16 = match std::fs::read_to_string(&record) {
-        Ok(port) => port.parse().unwrap(),
-        Err(_) => {
-            let port = azurite::shared().port();
-            std::fs::write(&record, port.to_string()).unwrap();
-            port
-        }
-    };
-    let server = azurite::Attached::new(port);
-    let digest = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex();
-    let container = format!("wc-{}", &digest[..20]);
+    let port = common::recorded(dir, "azurite-port", || azurite::shared().port().to_string());
+    let server = azurite::Attached::new(port.parse().unwrap());
+    let container = common::bucket_for(dir);
     server.create_container(&container);
     Ok(Arc::new(server.backend_with(&container, "cache", |b| b)))
 }

@@ -11,24 +11,15 @@ use std::time::Duration;
 
 mod common;
 
+use common::Server as _;
 use common::{delay, webdav};
 
 /// The collection is derived from `dir` and the endpoint recorded in it, so a reopen, or the
 /// crash test's child process, finds the same collection on the same server.
 fn open(dir: &Path) -> warmcache_core::Result<Arc<dyn warmcache_core::Backend>> {
-    let record = dir.join("webdav-endpoint");
-    let endpoint = match std::fs::read_to_string(&record) {
-        Ok(e) => e,
-        Err(_) => {
-            let e = far_endpoint().to_owned();
-            std::fs::write(&record, &e).unwrap();
-            e
-        }
-    };
-    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
-    let digest = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex();
-    let collection = format!("wc-{}", &digest[..20]);
-    webdav::create_collection(port, &collection);
+    let endpoint = common::recorded(dir, "webdav-endpoint", || far_endpoint().to_owned());
+    let collection = common::bucket_for(dir);
+    webdav::create_collection(common::port_of(&endpoint), &collection);
     Ok(Arc::new(webdav::Nginx::backend_at(
         &endpoint,
         &collection,

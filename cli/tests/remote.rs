@@ -9,6 +9,7 @@ mod common;
 mod s3;
 
 use common::{Env, ok, stderr};
+use s3::Server as _;
 
 fn remote_config(env: &Env, endpoint: &str, bucket: &str) -> std::path::PathBuf {
     env.write(

@@ -186,23 +186,36 @@ pub fn backend(endpoint: &str, bucket: &str, prefix: &str) -> S3Backend {
         .unwrap()
 }
 
+/// What `dir` records in `file` (a server's address), recording `fresh()` there first: a
+/// reopen, or the crash test's child process, finds the same server.
+pub fn recorded(dir: &Path, file: &str, fresh: impl FnOnce() -> String) -> String {
+    let record = dir.join(file);
+    std::fs::read_to_string(&record).unwrap_or_else(|_| {
+        let value = fresh();
+        std::fs::write(&record, &value).unwrap();
+        value
+    })
+}
+
+/// A bucket (container, collection) name derived from a conformance check's directory: each
+/// check gets a store of its own, the same one after a reopen.
+pub fn bucket_for(dir: &Path) -> String {
+    let digest = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex();
+    format!("wc-{}", &digest[..20])
+}
+
+/// The port of an `http://127.0.0.1:PORT` endpoint.
+pub fn port_of(endpoint: &str) -> u16 {
+    endpoint.rsplit(':').next().unwrap().parse().unwrap()
+}
+
 /// The conformance harness: the bucket is derived from `dir`, and the endpoint is recorded in
 /// `dir`, so a reopen, or the crash test's child process, finds the same bucket on the same
 /// server.
 pub fn harness(dir: &Path) -> warmcache_core::Result<Arc<dyn Backend>> {
-    let record = dir.join("moto-endpoint");
-    let endpoint = match std::fs::read_to_string(&record) {
-        Ok(e) => e,
-        Err(_) => {
-            let e = shared().endpoint();
-            std::fs::write(&record, &e).unwrap();
-            e
-        }
-    };
-    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
-    let digest = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex();
-    let bucket = format!("wc-{}", &digest[..20]);
-    create_bucket(port, &bucket);
+    let endpoint = recorded(dir, "moto-endpoint", || shared().endpoint());
+    let bucket = bucket_for(dir);
+    create_bucket(port_of(&endpoint), &bucket);
     Ok(Arc::new(backend(&endpoint, &bucket, "cache")))
 }
 

@@ -35,13 +35,8 @@ fn dav_ext_module() -> PathBuf {
 }
 
 impl Nginx {
-    /// Starts a server on a free port and waits until it answers.
-    pub fn start() -> Self {
-        Self::start_on(free_port())
-    }
-
-    /// Starts a server on `port`, with empty storage.
-    pub fn start_on(port: u16) -> Self {
+    /// Starts a server on `port`, with empty storage, and waits until it answers.
+    fn launch(port: u16) -> Self {
         let root = tempfile::tempdir().unwrap();
         let data = root.path().join("data");
         let temp = root.path().join("temp");
@@ -110,17 +105,8 @@ http {{
         server
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Creates the top-level directory `bucket` (idempotent).
-    pub fn create_bucket(&self, bucket: &str) {
-        create_collection(self.port, bucket);
     }
 
     /// A backend on `bucket` under `prefix` of the server at `endpoint`, tuned by `tune`.
@@ -134,11 +120,6 @@ http {{
             .name("webdav")
             .timeout(Duration::from_secs(20));
         tune(builder).build().unwrap()
-    }
-
-    /// Stops it now.
-    pub fn stop(mut self) {
-        self.process.stop();
     }
 }
 
@@ -154,15 +135,16 @@ pub fn create_collection(port: u16, name: &str) {
 /// One server shared by the tests of this binary; stopped when the process exits.
 pub fn shared() -> &'static Nginx {
     static SERVER: OnceLock<Nginx> = OnceLock::new();
-    SERVER.get_or_init(Nginx::start)
+    SERVER.get_or_init(|| Nginx::launch(free_port()))
 }
 
+/// A collection at the root stands for a bucket.
 impl super::Server for Nginx {
     fn start() -> Self {
-        Nginx::start()
+        Nginx::launch(free_port())
     }
     fn start_on(port: u16) -> Self {
-        Nginx::start_on(port)
+        Nginx::launch(port)
     }
     fn shared() -> &'static Self {
         shared()
@@ -171,7 +153,7 @@ impl super::Server for Nginx {
         self.port
     }
     fn create_bucket(&self, bucket: &str) {
-        Nginx::create_bucket(self, bucket);
+        create_collection(self.port, bucket);
     }
     fn backend_with(
         &self,
@@ -181,7 +163,7 @@ impl super::Server for Nginx {
     ) -> S3Backend {
         Nginx::backend_at(&self.endpoint(), bucket, prefix, tune)
     }
-    fn stop(self) {
-        Nginx::stop(self);
+    fn stop(mut self) {
+        self.process.stop();
     }
 }
