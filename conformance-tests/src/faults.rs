@@ -8,7 +8,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use warmcache_core::backend::BlockingBackend;
+use warmcache_core::backend::{BlockingBackend, Lease};
 use warmcache_core::{
     Backend, CacheKey, Capabilities, Context, Error, ListPage, Op, Result, Usage, async_trait,
 };
@@ -19,15 +19,19 @@ pub enum FaultedOps {
     /// Every operation.
     #[default]
     All,
-    /// Only reads: `get`, `contains`, `list`, `usage`, `open_file`.
+    /// Only reads: `get`, `get_tail`, `contains`, `list`, `usage`, `open_file`.
     Reads,
-    /// Only writes: `put`, `delete`, `clear` (a full disk, read-only credentials).
+    /// Only writes: `put`, `delete`, `clear`, `shrink_to`, and leases (`try_lease`, `renew`,
+    /// `release`): a full disk, read-only credentials.
     Writes,
 }
 
 impl FaultedOps {
     fn covers(self, op: Op) -> bool {
-        let write = matches!(op, Op::Put | Op::Delete | Op::Clear | Op::Shrink);
+        let write = matches!(
+            op,
+            Op::Put | Op::Delete | Op::Clear | Op::Shrink | Op::Lease
+        );
         match self {
             FaultedOps::All => true,
             FaultedOps::Reads => !write,
@@ -157,14 +161,15 @@ impl Faults {
 #[derive(Debug)]
 pub struct FaultyBackend {
     inner: Arc<dyn Backend>,
-    faults: Faults,
+    faults: Arc<Faults>,
 }
 
 impl FaultyBackend {
-    /// Wraps `inner`.
+    /// Wraps `inner`. Every operation is forwarded, leases included: a lease's `renew` and
+    /// `release` draw faults as `try_lease` does.
     pub fn new(inner: Arc<dyn Backend>, config: FaultConfig) -> Self {
         Self {
-            faults: Faults::new(inner.name(), config),
+            faults: Arc::new(Faults::new(inner.name(), config)),
             inner,
         }
     }
@@ -193,7 +198,8 @@ pub struct BlockingFaultyBackend {
 }
 
 impl BlockingFaultyBackend {
-    /// Wraps `inner` (its operations are driven to completion on the calling thread).
+    /// Wraps `inner` (each operation blocks the calling thread until it completes). Every
+    /// operation is forwarded, leases included.
     pub fn new(inner: Arc<dyn Backend>, config: FaultConfig) -> Self {
         Self {
             faults: Arc::new(Faults::new(inner.name(), config)),
@@ -206,17 +212,26 @@ impl BlockingFaultyBackend {
         self.faults.down.store(down, Ordering::SeqCst);
     }
 
-    fn run<T>(
+    /// Injects a fault on the calling thread, then drives `f` to completion on a thread of its
+    /// own, so the wrapper also works under `futures::executor::block_on` (which cannot be
+    /// entered twice on one thread).
+    fn run<T: Send>(
         &self,
         op: Op,
         key: Option<&CacheKey>,
-        f: impl std::future::Future<Output = Result<T>>,
+        f: impl std::future::Future<Output = Result<T>> + Send,
     ) -> Result<T> {
         self.faults.inject_blocking(op, key)?;
-        futures::executor::block_on(f)
+        std::thread::scope(|scope| {
+            match scope.spawn(move || futures::executor::block_on(f)).join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl BlockingBackend for BlockingFaultyBackend {
     fn name(&self) -> &str {
         self.inner.name()
@@ -248,9 +263,25 @@ impl BlockingBackend for BlockingFaultyBackend {
     fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
         self.run(Op::OpenFile, Some(key), self.inner.open_file(key))
     }
+    fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        self.run(Op::GetTail, Some(key), self.inner.get_tail(key, len))
+    }
+    fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        self.run(Op::Shrink, None, self.inner.shrink_to(max_bytes))
+    }
+    fn try_lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+        holder: &str,
+    ) -> Result<Option<Box<dyn Lease>>> {
+        let lease = self.run(Op::Lease, Some(key), self.inner.try_lease(key, ttl, holder))?;
+        Ok(FaultyLease::wrap(lease, &self.faults, key))
+    }
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl Backend for FaultyBackend {
     fn name(&self) -> &str {
         self.inner.name()
@@ -290,10 +321,69 @@ impl Backend for FaultyBackend {
         self.inject(Op::OpenFile, Some(key)).await?;
         self.inner.open_file(key).await
     }
+    async fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        self.inject(Op::GetTail, Some(key)).await?;
+        self.inner.get_tail(key, len).await
+    }
+    async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        self.inject(Op::Shrink, None).await?;
+        self.inner.shrink_to(max_bytes).await
+    }
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+        holder: &str,
+    ) -> Result<Option<Box<dyn Lease>>> {
+        self.inject(Op::Lease, Some(key)).await?;
+        let lease = self.inner.try_lease(key, ttl, holder).await?;
+        Ok(FaultyLease::wrap(lease, &self.faults, key))
+    }
 }
 
-/// Flips one random bit in values returned by `get`, at a seeded rate; everything else passes
-/// through. Models a disk or network that damages data.
+/// A lease of a faulty backend: `renew` and `release` draw faults (as [`Op::Lease`]) before
+/// reaching the wrapped lease. Faults are asynchronous here for both wrappers.
+#[derive(Debug)]
+struct FaultyLease {
+    inner: Box<dyn Lease>,
+    faults: Arc<Faults>,
+    key: CacheKey,
+}
+
+impl FaultyLease {
+    fn wrap(
+        lease: Option<Box<dyn Lease>>,
+        faults: &Arc<Faults>,
+        key: &CacheKey,
+    ) -> Option<Box<dyn Lease>> {
+        lease.map(|inner| {
+            Box::new(Self {
+                inner,
+                faults: Arc::clone(faults),
+                key: *key,
+            }) as Box<dyn Lease>
+        })
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Lease for FaultyLease {
+    async fn renew(&self) -> Result<()> {
+        self.faults.inject(Op::Lease, Some(&self.key)).await?;
+        self.inner.renew().await
+    }
+    async fn release(&self) -> Result<()> {
+        self.faults.inject(Op::Lease, Some(&self.key)).await?;
+        self.inner.release().await
+    }
+    fn renew_every(&self) -> Option<Duration> {
+        self.inner.renew_every()
+    }
+}
+
+/// Flips one random bit in values returned by `get` and `get_tail`, at a seeded rate; everything
+/// else passes through (files handed out by `open_file` are not damaged). Models a disk or network that damages data.
 #[derive(Debug)]
 pub struct CorruptingBackend {
     inner: Arc<dyn Backend>,
@@ -312,7 +402,25 @@ impl CorruptingBackend {
     }
 }
 
+impl CorruptingBackend {
+    /// `value`, with one random bit flipped at the configured rate.
+    fn damage(&self, value: Bytes) -> Bytes {
+        if value.is_empty() {
+            return value;
+        }
+        let mut rng = self.rng.lock();
+        if rng.random::<f64>() >= self.rate {
+            return value;
+        }
+        let mut damaged = value.to_vec();
+        let bit = rng.random_range(0..damaged.len() * 8);
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        Bytes::from(damaged)
+    }
+}
+
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl Backend for CorruptingBackend {
     fn name(&self) -> &str {
         self.inner.name()
@@ -321,20 +429,10 @@ impl Backend for CorruptingBackend {
         self.inner.capabilities()
     }
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
-        let value = self.inner.get(key).await?;
-        Ok(value.map(|v| {
-            if v.is_empty() {
-                return v;
-            }
-            let mut rng = self.rng.lock();
-            if rng.random::<f64>() >= self.rate {
-                return v;
-            }
-            let mut damaged = v.to_vec();
-            let bit = rng.random_range(0..damaged.len() * 8);
-            damaged[bit / 8] ^= 1 << (bit % 8);
-            Bytes::from(damaged)
-        }))
+        Ok(self.inner.get(key).await?.map(|v| self.damage(v)))
+    }
+    async fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        Ok(self.inner.get_tail(key, len).await?.map(|v| self.damage(v)))
     }
     async fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
         self.inner.put(key, value).await
@@ -356,5 +454,16 @@ impl Backend for CorruptingBackend {
     }
     async fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
         self.inner.open_file(key).await
+    }
+    async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        self.inner.shrink_to(max_bytes).await
+    }
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+        holder: &str,
+    ) -> Result<Option<Box<dyn Lease>>> {
+        self.inner.try_lease(key, ttl, holder).await
     }
 }

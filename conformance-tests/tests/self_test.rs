@@ -1030,3 +1030,116 @@ fn each_check_is_torn_down_and_a_failed_teardown_does_not_fail_it() {
     assert!(run_named(&cleared, "missing_key").is_ok());
     assert_eq!(cleared.0.count.load(Ordering::SeqCst), 3);
 }
+
+/// The reference behind each public fault wrapper, injecting nothing: a wrapper forwards every
+/// operation (leases, shrinking, tails included), so the wrapped backend passes what the bare
+/// one passes, and the layers above are tested with the wrapper over everything they use.
+fn behind<W: Backend + 'static>(
+    wrap: impl Fn(Arc<dyn Backend>) -> W,
+) -> impl Fn(&Path, Option<u64>) -> Result<Arc<dyn Backend>> {
+    move |dir, capacity| Ok(Arc::new(wrap(small_reference(dir, capacity)?)))
+}
+
+fn behind_faulty(dir: &Path, capacity: Option<u64>) -> Result<Arc<dyn Backend>> {
+    use warmcache_conformance::{FaultConfig, FaultyBackend};
+    behind(|inner| FaultyBackend::new(inner, FaultConfig::default()))(dir, capacity)
+}
+
+fn behind_blocking_faulty(dir: &Path, capacity: Option<u64>) -> Result<Arc<dyn Backend>> {
+    use warmcache_conformance::{BlockingFaultyBackend, FaultConfig};
+    behind(|inner| BlockingFaultyBackend::new(inner, FaultConfig::default()))(dir, capacity)
+}
+
+fn behind_corrupting(dir: &Path, capacity: Option<u64>) -> Result<Arc<dyn Backend>> {
+    use warmcache_conformance::CorruptingBackend;
+    behind(|inner| CorruptingBackend::new(inner, 0.0, 1))(dir, capacity)
+}
+
+warmcache_conformance::backend_tests!(faulty_wrapper, WithCapacity(behind_faulty));
+warmcache_conformance::backend_tests!(
+    blocking_faulty_wrapper,
+    WithCapacity(behind_blocking_faulty)
+);
+warmcache_conformance::backend_tests!(corrupting_wrapper, WithCapacity(behind_corrupting));
+
+/// Faults reach every operation under its own name, leases included: the lease path of the
+/// layers above can be fault-injected.
+#[test]
+fn fault_wrappers_inject_into_tails_shrinks_and_leases() {
+    use warmcache_conformance::{BlockingFaultyBackend, FaultConfig, FaultedOps, FaultyBackend};
+    use warmcache_core::Op;
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn Backend> =
+        Arc::new(MapBackend::new(Defect::None, dir.path(), Some(1 << 20)));
+    let key = CacheKey::from_bytes([7; 32]);
+    futures::executor::block_on(inner.put(&key, Bytes::from_static(b"0123456789"))).unwrap();
+    let down = |ops| FaultConfig {
+        error_rate: 1.0,
+        ops,
+        ..FaultConfig::default()
+    };
+    let wrappers = |config: FaultConfig| -> Vec<Arc<dyn Backend>> {
+        vec![
+            Arc::new(FaultyBackend::new(Arc::clone(&inner), config)),
+            Arc::new(BlockingFaultyBackend::new(Arc::clone(&inner), config)),
+        ]
+    };
+    let op_of = |e: warmcache_core::Error| Some(e.context().op);
+    for b in wrappers(down(FaultedOps::All)) {
+        futures::executor::block_on(async {
+            let tail = b.get_tail(&key, 4).await.unwrap_err();
+            assert_eq!(op_of(tail), Some(Op::GetTail));
+            let shrink = b.shrink_to(0).await.unwrap_err();
+            assert_eq!(op_of(shrink), Some(Op::Shrink));
+            let lease = b
+                .try_lease(&key, Duration::from_secs(5), "t")
+                .await
+                .unwrap_err();
+            assert_eq!(op_of(lease), Some(Op::Lease));
+        });
+    }
+    // Reads only: leases are writes, so they are taken, and their renew and release work.
+    for b in wrappers(down(FaultedOps::Reads)) {
+        futures::executor::block_on(async {
+            let lease = b
+                .try_lease(&key, Duration::from_secs(5), "t")
+                .await
+                .unwrap();
+            let lease = lease.expect("the wrapped backend's lease");
+            lease.renew().await.unwrap();
+            lease.release().await.unwrap();
+        });
+    }
+    // A lease taken before an outage cannot be renewed during it.
+    let faulty = FaultyBackend::new(Arc::clone(&inner), FaultConfig::default());
+    let blocking = BlockingFaultyBackend::new(Arc::clone(&inner), FaultConfig::default());
+    let outage = |b: &dyn Backend, set_down: &dyn Fn(bool)| {
+        futures::executor::block_on(async {
+            let lease = b
+                .try_lease(&key, Duration::from_secs(5), "t")
+                .await
+                .unwrap();
+            let lease = lease.expect("the wrapped backend's lease");
+            set_down(true);
+            assert_eq!(op_of(lease.renew().await.unwrap_err()), Some(Op::Lease));
+            set_down(false);
+            lease.release().await.unwrap();
+        });
+    };
+    outage(&faulty, &|down| faulty.set_down(down));
+    outage(&blocking, &|down| blocking.set_down(down));
+    // Shrinking and tails reach the wrapped backend when nothing is injected.
+    for b in wrappers(FaultConfig::default()) {
+        futures::executor::block_on(async {
+            b.put(&key, Bytes::from_static(b"0123456789"))
+                .await
+                .unwrap();
+            assert_eq!(
+                b.get_tail(&key, 4).await.unwrap().as_deref(),
+                Some(&b"6789"[..])
+            );
+            assert!(b.shrink_to(0).await.unwrap() > 0, "shrink_to not forwarded");
+            assert_eq!(b.usage().await.unwrap().entries, 0);
+        });
+    }
+}
