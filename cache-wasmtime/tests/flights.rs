@@ -66,6 +66,7 @@ impl SlowPuts {
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl Backend for SlowPuts {
     fn name(&self) -> &str {
         "slow-puts"
@@ -106,6 +107,23 @@ impl Backend for SlowPuts {
     }
     async fn usage(&self) -> Result<Usage> {
         self.inner.usage().await
+    }
+    async fn get_tail(&self, key: &CacheKey, len: u64) -> Result<Option<Bytes>> {
+        self.inner.get_tail(key, len).await
+    }
+    async fn open_file(&self, key: &CacheKey) -> Result<Option<std::fs::File>> {
+        self.inner.open_file(key).await
+    }
+    async fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
+        self.inner.shrink_to(max_bytes).await
+    }
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        ttl: std::time::Duration,
+        holder: &str,
+    ) -> Result<Option<Box<dyn warmcache_core::backend::Lease>>> {
+        self.inner.try_lease(key, ttl, holder).await
     }
 }
 

@@ -129,6 +129,7 @@ async fn run<S: BlockingBackend, T: Send + 'static>(
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl<S: BlockingBackend> Backend for S {
     fn name(&self) -> &str {
         BlockingBackend::name(self)

@@ -316,6 +316,7 @@ pub trait BackendExt: Backend {
 impl<B: Backend + ?Sized> BackendExt for B {}
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn name(&self) -> &str {
         (**self).name()
