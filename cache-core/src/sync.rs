@@ -2,9 +2,9 @@
 //! `shuttle` feature so the model-checked test controls every interleaving.
 
 #[cfg(feature = "shuttle")]
-pub(crate) use shuttle::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use shuttle::sync::{Arc, Mutex, MutexGuard};
 #[cfg(not(feature = "shuttle"))]
-pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Locks `mutex`, ignoring poisoning: no code in this crate panics while holding these locks,
 /// and the state they guard is valid at every step.

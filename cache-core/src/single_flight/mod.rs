@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use crate::sync::{Arc, Condvar, Mutex, lock};
+use crate::sync::{Arc, Mutex, lock};
 
 #[cfg(all(test, feature = "shuttle"))]
 mod model_check;
@@ -41,7 +41,6 @@ type Shard<K, T> = Mutex<HashMap<K, Arc<Flight<T>>>>;
 
 struct Flight<T> {
     state: Mutex<FlightState<T>>,
-    changed: Condvar,
 }
 
 struct FlightState<T> {
@@ -116,7 +115,6 @@ impl<K: Hash + Eq + Clone, T: Clone> SingleFlight<K, T> {
                 wakers: Vec::new(),
                 next_waker: 0,
             }),
-            changed: Condvar::new(),
         });
         map.insert(key.clone(), Arc::clone(&flight));
         Join::Leader(FlightGuard {
@@ -156,7 +154,6 @@ impl<K: Hash + Eq + Clone, T: Clone> FlightGuard<'_, K, T> {
             state.outcome = Some(outcome);
             std::mem::take(&mut state.wakers)
         };
-        self.flight.changed.notify_all();
         for (_, waker) in wakers {
             waker.wake();
         }
@@ -184,22 +181,6 @@ impl<K: Hash + Eq + Clone, T: Clone> Drop for FlightGuard<'_, K, T> {
 }
 
 impl<T: Clone> Waiter<T> {
-    /// Blocks the thread until the flight ends.
-    #[cfg(all(test, feature = "shuttle"))]
-    pub(crate) fn wait(self) -> WaitOutcome<T> {
-        let mut state = lock(&self.flight.state);
-        loop {
-            if let Some(outcome) = &state.outcome {
-                return outcome.clone();
-            }
-            state = self
-                .flight
-                .changed
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-    }
-
     /// Waits asynchronously until the flight ends. Dropping the future stops waiting and leaves
     /// the flight undisturbed.
     pub(crate) fn wait_async(self) -> WaitFuture<T> {

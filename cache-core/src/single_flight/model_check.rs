@@ -59,7 +59,7 @@ fn get(
                 drop(guard);
                 return Ok(outcome);
             }
-            Join::Waiter(waiter) => match waiter.wait() {
+            Join::Waiter(waiter) => match shuttle::future::block_on(waiter.wait_async()) {
                 WaitOutcome::Done(outcome) => return Ok(outcome),
                 WaitOutcome::Panicked => return Err(()),
                 WaitOutcome::Abandoned => continue,
