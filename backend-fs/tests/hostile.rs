@@ -295,7 +295,8 @@ fn a_hard_link_planted_as_a_lock_file_is_not_truncated() {
 #[test]
 fn planted_lock_files_neither_stall_nor_stop_writes() {
     use std::sync::Arc;
-    use warmcache_core::{Claimed, Coordination, Origin, Tier, Tiered};
+    use warmcache_core::bytes::Bytes;
+    use warmcache_core::{BytesCodec, Cache, Coordination, Tier, Tiered};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cache");
     let fs = Arc::new(FsBackend::open(&root).unwrap());
@@ -303,9 +304,12 @@ fn planted_lock_files_neither_stall_nor_stop_writes() {
         .tier(Tier::new(fs.clone()))
         .coordination(Coordination::new().wait(Duration::from_secs(600)))
         .build();
+    let cache: Cache<Bytes, BytesCodec> =
+        Cache::builder("hostile", BytesCodec).tiers(tiered).build();
     fs::create_dir_all(root.join("locks")).unwrap();
     let precious = outside_file(dir.path());
-    let keys: Vec<CacheKey> = (1..=8).map(key).collect();
+    let inputs: Vec<String> = (1..=8).map(|n| format!("module {n}")).collect();
+    let keys: Vec<CacheKey> = inputs.iter().map(|i| cache.key_for(i)).collect();
     for (n, k) in keys.iter().enumerate() {
         let lock = lock_path(&root, k);
         match n % 3 {
@@ -318,26 +322,30 @@ fn planted_lock_files_neither_stall_nor_stop_writes() {
             _ => symlink("/nonexistent", &lock).unwrap(),
         }
     }
-    let origin = Origin::new(7, "test");
     let stored = within_seconds(move || {
-        for k in &keys {
-            match block_on(tiered.claim(k, 7, false)) {
-                Claimed::Compute(claim) => {
-                    block_on(tiered.put_claimed(k, &origin, b"value", claim))
-                }
-                Claimed::Found(_) => panic!("nothing was stored under {k}"),
-                Claimed::Refused(_) => panic!("no signed tier here"),
-            }
+        for input in &inputs {
+            let value = cache
+                .get_or_compute(input, |i| Ok::<_, std::io::Error>(Bytes::from(i.clone())))
+                .unwrap();
+            assert_eq!(&value[..], input.as_bytes());
         }
-        let stats = tiered.stats();
+        let stats = cache.stats();
+        assert_eq!(stats.computes, 8, "each module computed once");
         (
             keys.iter()
                 .filter(|k| block_on(fs.contains(k)).unwrap())
                 .count(),
-            stats[0].lease_waits,
+            stats.tiers[0].lease_waits,
+            stats.tiers[0].leases,
+            stats.tiers[0].lease_errors,
         )
     });
-    assert_eq!(stored, (8, 0), "(entries stored, lease waits)");
+    // Each planted lock is refused (a lease error), none is waited on.
+    assert_eq!(
+        stored,
+        (8, 0, 0, 8),
+        "(entries stored, lease waits, leases taken, lease errors)"
+    );
     assert_eq!(fs::read(&precious).unwrap(), b"do not touch");
 }
 

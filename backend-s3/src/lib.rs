@@ -106,13 +106,26 @@ use warmcache_core::{Compression, Tier};
 /// read instead.
 pub const RECOMMENDED_COMPRESSION: Compression = Compression::Zstd { level: 3 };
 
-/// A [`Tier`] for `backend` with the settings recommended for a shared remote tier: background
-/// writes through a queue of 256, a 10 s timeout per operation, the circuit breaker's defaults,
-/// and [`RECOMMENDED_COMPRESSION`].
-pub fn remote_tier(backend: Arc<S3Backend>) -> Tier {
+/// Per-operation timeout of a [`remote_tier`] (a put of `n` bytes also gets the time `n` bytes
+/// take at [`Tier::min_write_rate`]): long enough for a bucket's slow tail, short enough that a
+/// hanging remote costs a caller seconds, not minutes, before the local tiers or a compile
+/// answer.
+pub const REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Background uploads a [`remote_tier`] queues (and at most
+/// [`DEFAULT_QUEUE_BYTES`](warmcache_core::DEFAULT_QUEUE_BYTES) of them); past it an upload is
+/// dropped and counted, unless the tier waits when full.
+pub const REMOTE_QUEUE: usize = 64;
+
+/// A [`Tier`] for `backend` with the settings warmcache uses for a shared remote tier (the CLI
+/// too): background writes through a queue of [`REMOTE_QUEUE`], a [`REMOTE_TIMEOUT`] per
+/// operation, a circuit breaker that opens after 3 consecutive failures for 30 s, and
+/// [`RECOMMENDED_COMPRESSION`].
+pub fn remote_tier(backend: Arc<dyn warmcache_core::Backend>) -> Tier {
     Tier::new(backend)
         .name("s3")
-        .background(256)
-        .timeout(Duration::from_secs(10))
+        .background(REMOTE_QUEUE)
+        .timeout(REMOTE_TIMEOUT)
+        .circuit_breaker(3, Duration::from_secs(30))
         .compression(RECOMMENDED_COMPRESSION)
 }

@@ -92,8 +92,8 @@ pub use key::{
 pub use signing::{KeyError, PublicKey, SigningKey};
 pub use stats::{Stats, TierStats};
 pub use tiered::{
-    Access, Claim, Claimed, Coordination, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES,
-    OnSharedMiss, Tier, Tiered, TieredBuilder, WhenFull, WriteMode,
+    Access, Coordination, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, OnSharedMiss, Tier, Tiered,
+    TieredBuilder, WhenFull,
 };
 
 /// Moved to [`backend::page_from_sorted`]; kept here for one release.

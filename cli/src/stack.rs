@@ -25,10 +25,6 @@ const DEFAULT_DISK_SIZE: u64 = 10 << 30;
 const DEFAULT_MEMORY_SIZE: u64 = 256 << 20;
 /// The bucket's namespace for signed entries: one for the fleet, whoever signed them.
 const SIGNED_NAMESPACE: &str = "signed";
-/// Default per-operation timeout of a remote tier.
-const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default length of a remote tier's upload queue.
-const DEFAULT_REMOTE_QUEUE: usize = 64;
 
 /// One opened tier.
 #[derive(Debug, Clone)]
@@ -326,7 +322,13 @@ impl Stack {
             .coordination(self.coordination)
             .on_shared_miss(self.on_shared_miss);
         for tier in &self.tiers {
-            let mut t = Tier::new(tier.backend()).name(tier.label.clone());
+            let remote = tier.config.kind.is_remote();
+            let mut t = if remote {
+                warmcache_s3::remote_tier(tier.backend())
+            } else {
+                Tier::new(tier.backend())
+            }
+            .name(tier.label.clone());
             if tier.config.kind == TierKind::Fs {
                 if let Some(verified) = &self.verified_files {
                     t = t.verified_files(verified.clone());
@@ -335,7 +337,6 @@ impl Stack {
                     t = t.sealed_copies();
                 }
             }
-            let remote = tier.config.kind.is_remote();
             let compression = match (tier.config.compression, remote) {
                 (Some(CompressionSetting::Zstd), _) | (None, true) => {
                     warmcache_s3::RECOMMENDED_COMPRESSION
@@ -353,14 +354,12 @@ impl Stack {
                 t = t.signed();
             }
             if remote {
-                let timeout = tier
-                    .config
-                    .timeout_ms
-                    .map_or(DEFAULT_REMOTE_TIMEOUT, Duration::from_millis);
-                t = t
-                    .background(tier.config.queue.unwrap_or(DEFAULT_REMOTE_QUEUE))
-                    .timeout(timeout)
-                    .circuit_breaker(3, Duration::from_secs(30));
+                if let Some(ms) = tier.config.timeout_ms {
+                    t = t.timeout(Duration::from_millis(ms));
+                }
+                if let Some(queue) = tier.config.queue {
+                    t = t.background(queue);
+                }
                 if when_full == WhenFull::Wait {
                     t = t.wait_when_full();
                 }
@@ -563,7 +562,7 @@ fn open_tier(
             let url = config.url.clone().unwrap_or_default();
             let timeout = config
                 .timeout_ms
-                .map_or(DEFAULT_REMOTE_TIMEOUT, Duration::from_millis);
+                .map_or(warmcache_s3::REMOTE_TIMEOUT, Duration::from_millis);
             let mut builder = S3Backend::builder(url)
                 .name(label)
                 .allow_http(config.allow_http)

@@ -77,21 +77,6 @@ impl Coordination {
         self.ttl = ttl;
         self
     }
-
-    /// Whether leases are taken at all.
-    pub const fn is_enabled(&self) -> bool {
-        self.enabled
-    }
-
-    /// The bounded wait.
-    pub const fn wait_limit(&self) -> Duration {
-        self.wait
-    }
-
-    /// The lease lifetime.
-    pub const fn lease_ttl(&self) -> Duration {
-        self.ttl
-    }
 }
 
 impl Default for Coordination {
@@ -147,28 +132,18 @@ impl HeldLease {
 /// The leases a computation holds, by tier index. Dropping it without
 /// [`release`](Self::release) abandons them: file locks are freed at once, remote leases expire.
 #[derive(Debug, Default)]
-pub struct Claim {
+pub(crate) struct Claim {
     pub(super) leases: Vec<(usize, Arc<HeldLease>)>,
 }
 
 impl Claim {
     /// A claim holding no lease.
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Self::default()
     }
 
-    /// How many leases are held.
-    pub fn len(&self) -> usize {
-        self.leases.len()
-    }
-
-    /// Whether no lease is held.
-    pub fn is_empty(&self) -> bool {
-        self.leases.is_empty()
-    }
-
     /// Releases every lease now (the computation failed, or there is nothing to store).
-    pub async fn release(self) {
+    pub(crate) async fn release(self) {
         for (_, lease) in &self.leases {
             lease.release().await;
         }
@@ -183,7 +158,7 @@ impl Claim {
 
 /// What [`Tiered::claim`] found.
 #[derive(Debug)]
-pub enum Claimed {
+pub(crate) enum Claimed {
     /// Another process or host computed the entry meanwhile: here it is, verified.
     Found(Entry),
     /// Compute it: these leases are held (possibly none), to be handed to
@@ -243,7 +218,7 @@ impl Tiered {
     /// hand to [`put_claimed`](Self::put_claimed) (or [`Claim::release`]). Never fails: a lease
     /// that cannot be had is skipped. Then, when this stack only reads its signed tiers, does
     /// what [`OnSharedMiss`] says.
-    pub async fn claim(&self, key: &CacheKey, kind: u32, files: bool) -> Claimed {
+    pub(crate) async fn claim(&self, key: &CacheKey, kind: u32, files: bool) -> Claimed {
         let claim = match self.claim_leases(key, kind, files).await {
             Claimed::Compute(claim) => claim,
             other => return other,

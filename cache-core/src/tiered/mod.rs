@@ -20,8 +20,10 @@ use crate::envelope::{Integrity, Trust};
 use crate::key::CacheKey;
 use crate::stats::{TierCounters, TierStats};
 
-pub use coordinate::{Claim, Claimed, Coordination, OnSharedMiss};
-pub use tier::{Access, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier, WhenFull, WriteMode};
+pub(crate) use coordinate::{Claim, Claimed};
+pub use coordinate::{Coordination, OnSharedMiss};
+pub(crate) use tier::WriteMode;
+pub use tier::{Access, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier, WhenFull};
 use tier::{TierShared, TierState, Unverified};
 use writer::{QueueLimits, Writer};
 
@@ -243,11 +245,6 @@ impl Tiered {
     /// The backend of tier `index`, fastest first.
     pub fn backend(&self, index: usize) -> Option<&Arc<dyn Backend>> {
         self.tiers.get(index).map(|t| &t.shared.backend)
-    }
-
-    /// The name of tier `index`.
-    pub fn tier_name(&self, index: usize) -> Option<&str> {
-        self.tiers.get(index).map(|t| t.shared.name.as_str())
     }
 
     /// The first verified entry of `kind` for `key`, read into memory and promoted into faster

@@ -32,7 +32,7 @@ pub enum Access {
 /// How writes reach a tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum WriteMode {
+pub(crate) enum WriteMode {
     /// The caller's put (or get, for promotion) waits for the write.
     Inline,
     /// Writes go through a queue to a worker thread, in order; [`Tiered::flush`](super::Tiered::flush)
@@ -216,11 +216,6 @@ impl Tier {
             WriteMode::Inline => self.background(64),
             WriteMode::Background { .. } => self,
         }
-    }
-
-    /// How writes reach this tier.
-    pub fn write_mode(&self) -> WriteMode {
-        self.write
     }
 
     /// Bounds every operation on this tier; one that runs longer counts as a failure. Blocking

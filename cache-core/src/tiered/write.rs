@@ -76,7 +76,7 @@ impl Tiered {
     /// [`put`](Self::put) for a computation that held `claim`: each lease is released once the
     /// write to its tier has landed (a background tier's by its writer, after the upload), so
     /// that whoever waits on it finds the entry.
-    pub async fn put_claimed(
+    pub(crate) async fn put_claimed(
         &self,
         key: &CacheKey,
         origin: &Origin,
