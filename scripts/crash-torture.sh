@@ -13,6 +13,6 @@ export WARMCACHE_CRASH_KILLS="${1:-100}"
 # One workspace-wide invocation: `-p` on a single crate resolves other features and would
 # rebuild RocksDB's C++ library.
 printf '==> fs, redb, RocksDB: %s kills each\n' "$WARMCACHE_CRASH_KILLS" >&2
-cargo test --workspace --test conformance crash_torture -- --exact --nocapture 2>&1 |
+cargo test --workspace --test integration conformance::crash_torture -- --exact --nocapture 2>&1 |
     grep -E 'Running|crash torture|test result|panicked|FAILED'
 exit "${PIPESTATUS[0]}"

@@ -135,7 +135,7 @@ step "cargo test"
 cargo test --workspace
 
 step "the CLI with RocksDB built in"
-cargo test -p warmcache --features rocksdb --test cli
+cargo test -p warmcache --features rocksdb --test integration cli::
 
 step "model-checked single-flight (shuttle)"
 cargo test -p warmcache-core --features shuttle --lib single_flight::model_check

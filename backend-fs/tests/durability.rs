@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use warmcache_conformance::test_name;
 
 use futures::executor::block_on;
 use warmcache_core::bytes::Bytes;
@@ -55,7 +56,13 @@ fn new_directories_are_synced_in_their_parents() {
         ])
         .arg(&trace_file)
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "new_directories_are_synced_in_their_parents"])
+        .args([
+            "--exact",
+            &test_name(
+                module_path!(),
+                "new_directories_are_synced_in_their_parents",
+            ),
+        ])
         .env(CHILD_ENV, &root)
         .status()
         .unwrap();

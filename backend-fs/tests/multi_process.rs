@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use warmcache_conformance::test_name;
 
 use futures::executor::block_on;
 use warmcache_core::{Backend, BackendExt, Integrity, KeyBuilder};
@@ -62,7 +63,11 @@ fn four_processes_share_a_directory() {
     let children: Vec<_> = (0..4)
         .map(|id| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["worker", "--exact", "--test-threads=1"])
+                .args([
+                    &test_name(module_path!(), "worker"),
+                    "--exact",
+                    "--test-threads=1",
+                ])
                 .env(WORKER_ENV, format!("{}|{id}", root.display()))
                 .spawn()
                 .unwrap()

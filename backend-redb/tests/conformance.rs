@@ -28,5 +28,8 @@ warmcache_conformance::backend_tests!(WithCapacity(sized));
 /// SIGKILLs of a writer mid-write (10, or `WARMCACHE_CRASH_KILLS`), each followed by a reopen.
 #[test]
 fn crash_torture() {
-    warmcache_conformance::crash_torture_test(&open, "crash_torture");
+    warmcache_conformance::crash_torture_test(
+        &open,
+        &warmcache_conformance::test_name(module_path!(), "crash_torture"),
+    );
 }

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
+use warmcache_conformance::test_name;
 
 use futures::executor::block_on;
 use warmcache_core::{Backend, CacheKey, ErrorKind, bytes::Bytes};
@@ -131,7 +132,7 @@ fn file_held_by_another_process_is_a_locked_error_naming_the_path() {
     populated(&path);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "lock_holder_child",
+            &test_name(module_path!(), "lock_holder_child"),
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -218,7 +219,11 @@ fn a_guarded_panic_prints_nothing() {
         return;
     }
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_guarded_panic_prints_nothing", "--nocapture"])
+        .args([
+            "--exact",
+            &test_name(module_path!(), "a_guarded_panic_prints_nothing"),
+            "--nocapture",
+        ])
         .env(GUARD_CHILD_ENV, "1")
         .env("RUST_BACKTRACE", "1")
         .output()

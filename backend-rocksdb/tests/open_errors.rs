@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
+use warmcache_conformance::test_name;
 
 use futures::executor::block_on;
 use warmcache_core::{Backend, CacheKey, ErrorKind, bytes::Bytes};
@@ -45,7 +46,7 @@ fn a_database_held_by_another_process_is_locked_and_readable_read_only() {
     populated(&path);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "lock_holder_child",
+            &test_name(module_path!(), "lock_holder_child"),
             "--exact",
             "--nocapture",
             "--test-threads=1",

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-mod common;
+use crate::common;
 
 fn open(dir: &Path) -> warmcache_core::Result<Arc<dyn warmcache_core::Backend>> {
     common::harness(dir)

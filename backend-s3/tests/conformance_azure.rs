@@ -6,9 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-#[path = "common/azurite.rs"]
-mod azurite;
-mod common;
+use crate::azurite;
+use crate::common;
 
 /// The container is derived from `dir` and the endpoint recorded in it, so a reopen, or the
 /// crash test's child process, finds the same container on the same server.

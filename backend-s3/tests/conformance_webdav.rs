@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use common::Server as _;
 use common::{delay, webdav};

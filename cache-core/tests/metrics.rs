@@ -2,7 +2,7 @@
 //! `warmcache_core::metrics`, pinned, and values that agree with `Stats`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! End to end on the real modules of the corpus (opt-in: they take seconds to minutes to compile
 //! in a debug build). Run with
-//! `WARMCACHE_CORPUS_TESTS=1 cargo test -p warmcache-wasmtime --test corpus -- --nocapture`,
+//! `WARMCACHE_CORPUS_TESTS=1 cargo test -p warmcache-wasmtime --test integration corpus:: -- --nocapture`,
 //! optionally limited with `WARMCACHE_CORPUS_MODULES=icepll,resvg`. Skipped, with a message, when
 //! not requested or when the corpus is absent (`scripts/fetch-corpus.sh` downloads it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
@@ -8,8 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-#[path = "common/corpus.rs"]
-mod corpus;
+use crate::corpus_files as corpus;
 
 use warmcache_core::{Tier, Tiered};
 use warmcache_fs::FsBackend;

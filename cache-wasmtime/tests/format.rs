@@ -4,7 +4,7 @@
 //! x86_64-linux, and is committed as it is.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

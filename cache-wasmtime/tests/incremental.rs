@@ -1,7 +1,7 @@
 //! The incremental compilation store: a changed module reuses its unchanged functions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

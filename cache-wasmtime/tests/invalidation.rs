@@ -2,7 +2,7 @@
 //! compiling again under the same settings hits.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

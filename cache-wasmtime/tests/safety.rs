@@ -3,7 +3,7 @@
 //! input is a clear error that caches nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

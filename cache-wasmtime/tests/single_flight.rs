@@ -2,7 +2,7 @@
 //! hands the same error to every waiter and caches nothing, and other artifacts never wait.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)]
 
-mod common;
+use crate::common;
 
 use common::{ANSWER, call_answer, memory_tiers};
 use warmcache_wasmtime::{CompileTarget, ModuleCache};

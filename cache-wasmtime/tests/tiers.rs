@@ -2,7 +2,7 @@
 //! caller extras, and the stats that report them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

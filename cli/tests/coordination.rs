@@ -4,10 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
-#[path = "../../backend-s3/tests/common/mod.rs"]
-mod s3;
+use crate::s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};

@@ -224,7 +224,8 @@ pub fn crash_torture(
 /// [`crash_torture`] as a test: `WARMCACHE_CRASH_KILLS` kills (default 10; the scale run,
 /// `scripts/crash-torture.sh`, asks for 100), a line on standard error with what the kills did,
 /// and a panic naming the failure, or when no kill landed inside a put (the test would then not
-/// test torn writes). Call it from the test named `test_name`.
+/// test torn writes). Call it from the test named `test_name`, its full name in the test
+/// binary: [`test_name`](crate::test_name)`(module_path!(), "name")`.
 ///
 /// # Panics
 ///

@@ -251,7 +251,10 @@ fn undeclared(dir: &Path) -> Result<Arc<dyn Backend>> {
 fn a_persistent_backend_writing_in_place_is_caught_by_the_crash_test() {
     let outcome = warmcache_conformance::crash_test(
         &harness(Defect::PersistentInPlace),
-        "a_persistent_backend_writing_in_place_is_caught_by_the_crash_test",
+        &warmcache_conformance::test_name(
+            module_path!(),
+            "a_persistent_backend_writing_in_place_is_caught_by_the_crash_test",
+        ),
     );
     let failure = outcome.unwrap_err();
     assert!(failure.0.contains("torn"), "{failure}");
@@ -261,7 +264,10 @@ fn a_persistent_backend_writing_in_place_is_caught_by_the_crash_test() {
 fn a_persistent_backend_renaming_new_files_passes_the_crash_test() {
     let outcome = warmcache_conformance::crash_test(
         &harness(Defect::Persistent),
-        "a_persistent_backend_renaming_new_files_passes_the_crash_test",
+        &warmcache_conformance::test_name(
+            module_path!(),
+            "a_persistent_backend_renaming_new_files_passes_the_crash_test",
+        ),
     );
     assert_eq!(outcome, Ok(Verdict::Passed));
 }
@@ -279,7 +285,10 @@ fn a_crash_child_that_panics_at_once_is_reported_with_its_panic() {
     };
     let failure = warmcache_conformance::crash_test(
         &panics_in_the_child,
-        "a_crash_child_that_panics_at_once_is_reported_with_its_panic",
+        &warmcache_conformance::test_name(
+            module_path!(),
+            "a_crash_child_that_panics_at_once_is_reported_with_its_panic",
+        ),
     )
     .unwrap_err();
     let message = failure.to_string();

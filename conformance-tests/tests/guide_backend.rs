@@ -4,6 +4,9 @@
 //! In a backend crate of your own this file is `tests/conformance.rs`, with the backend itself in
 //! `src/`.
 
+// `pub` as it would be in a backend crate; here the file is one module of the test binary.
+#![allow(unreachable_pub)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,6 @@
+//! The integration tests of this crate, one module per former test binary: one link instead of one per file.
+
+mod conformance;
+mod damage;
+mod eviction;
+mod open_errors;

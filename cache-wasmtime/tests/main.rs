@@ -1,0 +1,22 @@
+//! The integration tests of this crate, one module per former test binary: one link instead of one per file.
+
+mod common;
+#[path = "common/corpus.rs"]
+mod corpus_files;
+
+mod coordination;
+mod corpus;
+mod cotenant;
+mod flights;
+mod format;
+mod fresh_instances;
+mod full_disk;
+mod incremental;
+mod instances;
+mod invalidation;
+mod memo;
+mod safety;
+mod single_flight;
+mod targets;
+mod tiers;
+mod verified_files;

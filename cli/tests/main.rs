@@ -1,0 +1,12 @@
+//! The integration tests of this crate, one module per former test binary: one link instead of one per file.
+
+mod common;
+#[path = "../../backend-s3/tests/common/mod.rs"]
+mod s3;
+
+mod cli;
+mod coordination;
+mod operator;
+mod remote;
+mod targets;
+mod trust;
