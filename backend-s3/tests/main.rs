@@ -14,3 +14,4 @@ mod construct;
 mod errors;
 mod leases;
 mod remote;
+mod stack;
