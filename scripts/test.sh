@@ -103,11 +103,43 @@ export PATH="$VENV/bin:$PATH"
 export WARMCACHE_MOTO_SERVER="$VENV/bin/moto_server"
 export WARMCACHE_AZURITE="$AZURITE_DIR/node_modules/.bin/azurite-blob"
 
+# RocksDB's C++ library takes minutes to compile, and cargo compiles it again for every set of
+# build-time dependencies it meets (the workspace's tests, one crate's clippy, the docs and the
+# package verification each unify proc-macro features differently). Once it is built, every
+# step links that one library through librocksdb-sys's ROCKSDB_LIB_DIR instead (kept in the
+# target directory for the next run): the Rust crates are still built and verified in each
+# step, against the same librocksdb-sys version. Called before the first build (a library from
+# an earlier run) and after it.
+reuse_rocksdb() {
+    if [ -n "${ROCKSDB_LIB_DIR:-}" ]; then
+        return 0
+    fi
+    local version kept out
+    version=$(awk '/^name = "librocksdb-sys"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+    kept="$CARGO_TARGET_DIR/rocksdb-$version"
+    if [ ! -f "$kept/librocksdb.a" ]; then
+        for out in $(ls -dt "$CARGO_TARGET_DIR"/debug/build/librocksdb-sys-*/out 2>/dev/null); do
+            if [ -f "$out/librocksdb.a" ] &&
+                grep -q "cargo:cargo_manifest_dir=.*/librocksdb-sys-$version\$" "$out/../output" 2>/dev/null; then
+                mkdir -p "$kept"
+                ln -f "$out/librocksdb.a" "$kept/" 2>/dev/null || cp "$out/librocksdb.a" "$kept/"
+                break
+            fi
+        done
+    fi
+    if [ -f "$kept/librocksdb.a" ]; then
+        export ROCKSDB_LIB_DIR="$kept" ROCKSDB_STATIC=1
+        step "RocksDB $version is built: every step links $kept/librocksdb.a"
+    fi
+}
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
+reuse_rocksdb
 cargo clippy --workspace --all-targets -- -D warnings
+reuse_rocksdb
 cargo clippy -p warmcache-core --all-targets --features shuttle -- -D warnings
 cargo clippy -p warmcache --all-targets --features rocksdb -- -D warnings
 
