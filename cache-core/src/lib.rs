@@ -90,7 +90,7 @@ pub use key::{
     CacheKey, CanonicalHasher, KEY_SCHEMA_VERSION, KeyBuilder, KeyInt, Namespace, ParseKeyError,
 };
 pub use signing::{KeyError, PublicKey, SigningKey};
-pub use stats::{Stats, TierStats};
+pub use stats::{Counter, Stats, TierStats};
 pub use tiered::{
     Access, Coordination, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, OnSharedMiss, Tier, Tiered,
     TieredBuilder, WhenFull,

@@ -10,45 +10,18 @@
 //! and `backend` (its backend's name); cache metrics carry `cache` (the cache's namespace, such
 //! as `wasmtime-module`).
 //!
+//! Every counter (`warmcache_tier_*_total`, `warmcache_cache_*_total`) is declared once, with
+//! its help text, in [`TierStats::COUNTERS`](crate::TierStats::COUNTERS) and
+//! [`Stats::COUNTERS`](crate::Stats::COUNTERS); each snapshot field's documentation names its
+//! metric. The other metrics:
+//!
 //! | name | type | meaning |
 //! |---|---|---|
-//! | `warmcache_tier_hits_total` | counter | reads that returned a verified entry |
-//! | `warmcache_tier_misses_total` | counter | reads that found nothing usable |
-//! | `warmcache_tier_errors_total` | counter | reads that failed (including timeouts) |
-//! | `warmcache_tier_timeouts_total` | counter | operations past the tier's timeout |
-//! | `warmcache_tier_corrupt_total` | counter | entries that failed verification as damaged |
-//! | `warmcache_tier_forged_total` | counter | entries that failed authentication |
-//! | `warmcache_tier_skipped_total` | counter | operations skipped by an open breaker |
-//! | `warmcache_tier_writes_total` | counter | successful writes |
-//! | `warmcache_tier_write_errors_total` | counter | failed writes |
-//! | `warmcache_tier_dropped_writes_total` | counter | background writes dropped, queue full |
-//! | `warmcache_tier_promotions_total` | counter | entries copied in from a slower tier |
-//! | `warmcache_tier_read_bytes_total` | counter | bytes of verified entries read |
-//! | `warmcache_tier_written_bytes_total` | counter | bytes written |
-//! | `warmcache_tier_leases_total` | counter | leases taken before computing a key |
-//! | `warmcache_tier_lease_waits_total` | counter | waits for another process's or host's lease |
-//! | `warmcache_tier_lease_timeouts_total` | counter | lease waits that ran out |
-//! | `warmcache_tier_lease_errors_total` | counter | lease operations that failed |
-//! | `warmcache_tier_trusted_loads_total` | counter | unchanged verified files loaded unhashed |
-//! | `warmcache_tier_unpublished_total` | counter | values computed that a signed tier lacked and this cache cannot sign |
 //! | `warmcache_tier_read_duration_seconds` | histogram | duration of each read |
 //! | `warmcache_tier_pending_writes` | gauge | background writes queued, not finished |
 //! | `warmcache_tier_breaker_open` | gauge | 1 while the read breaker is open |
 //! | `warmcache_tier_write_breaker_open` | gauge | 1 while the write breaker is open |
-//! | `warmcache_cache_live_hits_total` | counter | requests answered from the in-process tier |
-//! | `warmcache_cache_tier_hits_total` | counter | requests answered from a storage tier |
-//! | `warmcache_cache_misses_total` | counter | requests no tier could answer |
-//! | `warmcache_cache_computes_total` | counter | computations run (compiles, for wasmtime caches) |
-//! | `warmcache_cache_compute_errors_total` | counter | computations that failed |
-//! | `warmcache_cache_compute_panics_total` | counter | computations that panicked |
 //! | `warmcache_cache_compute_duration_seconds` | histogram | duration of each computation |
-//! | `warmcache_cache_waits_total` | counter | requests that waited for another's computation |
-//! | `warmcache_cache_decodes_total` | counter | stored entries decoded |
-//! | `warmcache_cache_decode_errors_total` | counter | verified entries that did not decode |
-//! | `warmcache_cache_encode_errors_total` | counter | values that could not be encoded |
-//! | `warmcache_cache_file_loads_total` | counter | hits loaded from a local file (mapped) |
-//! | `warmcache_cache_inserts_total` | counter | values inserted by the caller |
-//! | `warmcache_cache_coordinated_total` | counter | values another process or host computed while this one waited |
 //!
 //! The `warmcache stats --format prometheus` command prints the CLI's persisted totals under the
 //! same names.

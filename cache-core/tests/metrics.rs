@@ -12,7 +12,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::{CompositeKey, MetricKind};
 use warmcache_conformance::{FaultConfig, FaultyBackend};
 use warmcache_core::bytes::Bytes;
-use warmcache_core::{BytesCodec, Cache, Tier, Tiered};
+use warmcache_core::{BytesCodec, Cache, Stats, Tier, TierStats, Tiered};
 
 const TIER_COUNTERS: &[&str] = &[
     "warmcache_tier_hits_total",
@@ -169,6 +169,41 @@ fn every_documented_metric_is_emitted_with_its_labels_and_agrees_with_stats() {
         "undocumented metrics: {:#?}",
         seen.keys()
     );
+
+    // The pinned names are the tables the snapshots are declared from, and every counter
+    // agrees with its snapshot field.
+    let sorted = |names: Vec<&str>| -> Vec<String> {
+        let mut names: Vec<String> = names.into_iter().map(str::to_owned).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        sorted(TierStats::COUNTERS.iter().map(|c| c.metric).collect()),
+        sorted(TIER_COUNTERS.to_vec())
+    );
+    assert_eq!(
+        sorted(Stats::COUNTERS.iter().map(|c| c.metric).collect()),
+        sorted(CACHE_COUNTERS.to_vec())
+    );
+    for c in TierStats::COUNTERS {
+        for (i, t) in ["fast", "slow"].into_iter().enumerate() {
+            let field = (c.get)(&stats.tiers[i]);
+            assert_eq!(
+                counter(&seen, c.metric, tier(t)),
+                field,
+                "{} of {t}",
+                c.field
+            );
+        }
+    }
+    for c in Stats::COUNTERS {
+        assert_eq!(
+            counter(&seen, c.metric, cache.clone()),
+            (c.get)(&stats),
+            "{}",
+            c.field
+        );
+    }
 
     // The values are Stats' values.
     assert_eq!(

@@ -24,7 +24,7 @@ use futures::executor::block_on;
 use warmcache_core::{Origin, Tier, Tiered};
 use warmcache_fs::FsBackend;
 use warmcache_wasmtime::{
-    ArtifactKind, ContentHash, ModuleCache, ModuleInstances, NamedLinker, PoolConfig,
+    ArtifactKind, ContentHash, ModuleCache, ModuleInstances, NamedLinker, PoolConfig, Wasm,
 };
 use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Module, Store};
 
@@ -80,17 +80,17 @@ fn subject(name: &str, wasm: &[u8]) -> Subject {
     let instances = ModuleInstances::<()>::new(ModuleCache::new(
         Tiered::builder().tier(Tier::new(files)).build(),
     ));
-    let key = instances.artifacts().key_for_hash(&pooled, &content);
+    let key = instances.artifacts().key_for(&pooled, &content);
     let origin = Origin::new(ArtifactKind::Module.envelope_kind(), "bench");
     block_on(instances.artifacts().tiers().put(&key, &origin, &artifact));
     let stored = || -> std::io::Result<Vec<u8>> { Err(std::io::Error::other("not stored")) };
     let module = instances
         .artifacts()
-        .get_or_compile_hashed(&pooled, content, stored)
+        .get_or_compile(&pooled, Wasm::hashed(content, stored))
         .unwrap();
     let linker = NamedLinker::new(traps(&pooled, &module), "traps", 1);
     let cached = instances
-        .instance_pre_hashed(&linker, content, stored)
+        .instance_pre(&linker, Wasm::hashed(content, stored))
         .unwrap();
     assert_eq!(
         instances.artifacts().stats().file_loads,
@@ -151,10 +151,11 @@ fn bench_instantiate(c: &mut Criterion, subjects: &[Subject]) {
                     let mut store = Store::new(&s.pooled, ());
                     let pre = s
                         .instances
-                        .instance_pre_hashed(
+                        .instance_pre(
                             &s.linker,
-                            s.content,
-                            || -> std::io::Result<Vec<u8>> { unreachable!() },
+                            Wasm::hashed(s.content, || -> std::io::Result<Vec<u8>> {
+                                unreachable!()
+                            }),
                         )
                         .unwrap();
                     pre.instantiate(&mut store).unwrap();

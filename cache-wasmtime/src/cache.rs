@@ -5,8 +5,6 @@
 //! becomes a loaded artifact ([`ArtifactCodec`]), and which failures are whose.
 
 use std::borrow::Cow;
-use std::future::Future;
-use std::hash::Hash;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -15,16 +13,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use warmcache_core::backend::maybe_spawn_blocking;
 use warmcache_core::{
-    BoxError, Cache, CacheKey, CanonicalHasher, Codec, ComputeError, Entry, Exec, Failure,
-    Namespace, Produced, Tiered,
+    BoxError, Cache, CacheKey, Codec, ComputeError, Entry, Exec, Failure, Namespace, Produced,
+    Stats, Tiered,
 };
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 use crate::artifact::{Artifact, Detected, detect};
 use crate::error::{Error, Result};
+use crate::input::{Opened, Wasm};
 use crate::key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION};
-use crate::stats::WasmStats;
 
 /// A cache of compiled [`Module`]s.
 pub type ModuleCache = WasmCache<Module>;
@@ -161,7 +159,7 @@ impl<A: Artifact> WasmCacheBuilder<A> {
 ///   [`artifact_key`](crate::artifact_key).
 /// * **Loads are verified**: an entry reaches wasmtime's `deserialize` only after its envelope
 ///   verified (tag or MAC, key echo, length, artifact kind). An entry that verifies but that
-///   wasmtime rejects is counted as [`incompatible`](WasmStats::incompatible), recompiled and
+///   wasmtime rejects is counted as [`decode_errors`](Stats::decode_errors), recompiled and
 ///   overwritten.
 /// * **File tiers are mapped**: when a tier offers local files (`warmcache-fs`), the entry is
 ///   verified through a mapping and loaded with `Module::deserialize_open_file`, without
@@ -224,13 +222,9 @@ impl<A: Artifact> WasmCache<A> {
         Self::builder().tiers(tiers).build()
     }
 
-    /// The key `wasm` has under `engine`, without extras.
-    pub fn key_for(&self, engine: &Engine, wasm: &[u8]) -> CacheKey {
-        self.key(engine, &ContentHash::of(wasm), &[])
-    }
-
-    /// The key of the wasm with content hash `content` under `engine`, without extras.
-    pub fn key_for_hash(&self, engine: &Engine, content: &ContentHash) -> CacheKey {
+    /// The key of the wasm with content hash `content` under `engine` (not
+    /// [`prepared`](Wasm::prepared)).
+    pub fn key_for(&self, engine: &Engine, content: &ContentHash) -> CacheKey {
         self.key(engine, content, &[])
     }
 
@@ -239,8 +233,8 @@ impl<A: Artifact> WasmCache<A> {
         self.cache.tiers()
     }
 
-    /// Returns the compiled `wasm` (binary or text) for `engine`: from the in-process tier, from
-    /// storage, or compiled and stored.
+    /// Returns the compiled `wasm` for `engine`: from the in-process tier, from storage, or
+    /// compiled and stored. `wasm` is bytes (binary or text), or any other [`Wasm`].
     ///
     /// Blocks the calling thread; usable from any thread. Concurrent calls for the same wasm and
     /// settings compile once. In async code use
@@ -250,8 +244,9 @@ impl<A: Artifact> WasmCache<A> {
     ///
     /// [`Error::Compile`] when wasmtime cannot compile it (invalid wasm, a disabled feature, an
     /// engine without a compiler), [`Error::WrongKind`] for a component passed to a module cache
-    /// or the reverse, [`Error::Precompiled`] for an artifact passed as wasm. Nothing is cached
-    /// for a failed compile.
+    /// or the reverse, [`Error::Precompiled`] for an artifact passed as wasm, and for the other
+    /// forms of [`Wasm`] the failures to supply it ([`Error::Input`], [`Error::Source`],
+    /// [`Error::HashMismatch`]). Nothing is cached for a failed compile.
     ///
     /// # Example
     ///
@@ -264,26 +259,28 @@ impl<A: Artifact> WasmCache<A> {
     ///
     /// let module = cache.get_or_compile(&engine, wasm)?;
     /// let again = cache.get_or_compile(&engine, wasm)?; // in-process hit
-    /// assert_eq!(cache.stats().compiles, 1);
+    /// assert_eq!(cache.stats().computes, 1);
     /// assert_eq!(cache.stats().live_hits, 1);
     /// # let _ = (module, again);
     /// # Ok::<(), warmcache_wasmtime::Error>(())
     /// ```
-    pub fn get_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<A> {
-        let content = ContentHash::of(wasm);
-        let key = self.key(engine, &content, &[]);
-        self.obtain_blocking(
-            engine,
-            key,
-            content,
-            || std::future::ready(Ok(Cow::Borrowed(wasm))),
-            Exec::Inline,
-        )
+    pub fn get_or_compile<'a>(&self, engine: &Engine, wasm: impl Into<Wasm<'a>>) -> Result<A> {
+        let opened = wasm.into().open()?;
+        let key = self.key(engine, &opened.content, opened.extras());
+        // A live hit returns without entering an executor.
+        if let Some(artifact) = self.cache.get_live(engine, &key) {
+            return Ok(artifact);
+        }
+        futures::executor::block_on(self.obtain(engine, opened, Exec::Inline))
     }
 
     /// [`get_or_compile`](Self::get_or_compile) for async callers. Under a Tokio runtime,
     /// compiling and loading run on its blocking pool; waiting for another caller's compile
     /// does not block the executor.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get_or_compile`](Self::get_or_compile).
     ///
     /// # Example
     ///
@@ -300,186 +297,13 @@ impl<A: Artifact> WasmCache<A> {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn get_or_compile_async(&self, engine: &Engine, wasm: &[u8]) -> Result<A> {
-        let content = ContentHash::of(wasm);
-        let key = self.key(engine, &content, &[]);
-        self.obtain(
-            engine,
-            key,
-            content,
-            || std::future::ready(Ok(Cow::Borrowed(wasm))),
-            Exec::Blocking,
-        )
-        .await
-    }
-
-    /// Like [`get_or_compile`](Self::get_or_compile) for callers that already know the wasm's
-    /// content hash (code stored by hash): a hit costs no hashing, and `load` runs only on a
-    /// miss. The bytes `load` returns are hashed and must match `content`
-    /// ([`Error::HashMismatch`] otherwise), so a wrong hash cannot store code under another
-    /// module's key.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use warmcache_wasmtime::{ContentHash, ModuleCache};
-    ///
-    /// let wasm = br#"(module (func (export "run")))"#.to_vec();
-    /// let hash = ContentHash::of(&wasm); // stored next to the code, computed once
-    ///
-    /// let engine = wasmtime::Engine::default();
-    /// let cache = ModuleCache::builder().build();
-    /// let module = cache.get_or_compile_hashed(&engine, hash, || {
-    ///     Ok::<_, std::io::Error>(wasm.clone()) // e.g. read from the code store
-    /// })?;
-    /// let hit = cache.get_or_compile_hashed(&engine, hash, || -> Result<Vec<u8>, std::io::Error> {
-    ///     unreachable!("not called on a hit")
-    /// })?;
-    /// # let _ = (module, hit);
-    /// # Ok::<(), warmcache_wasmtime::Error>(())
-    /// ```
-    pub fn get_or_compile_hashed<B, E>(
+    pub async fn get_or_compile_async<'a>(
         &self,
         engine: &Engine,
-        content: ContentHash,
-        load: impl FnOnce() -> std::result::Result<B, E>,
-    ) -> Result<A>
-    where
-        B: AsRef<[u8]>,
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let key = self.key(engine, &content, &[]);
-        let source =
-            move || std::future::ready(checked_source(content, load()).map_err(Failure::Input));
-        self.obtain_blocking(engine, key, content, source, Exec::Inline)
-    }
-
-    /// Like [`get_or_compile`](Self::get_or_compile) for a wasm file: with a `memo`, a file whose
-    /// identity is unchanged since its hash was remembered is neither read nor hashed on a hit
-    /// (see [`InputMemo`](crate::InputMemo)); it is read only to compile it. Without a memo it
-    /// is read and hashed.
-    ///
-    /// A remembered hash that turns out wrong on a miss (the bytes read do not match it) is
-    /// forgotten, and the file is hashed afresh.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Input`] when the file cannot be read, and those of
-    /// [`get_or_compile`](Self::get_or_compile).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use warmcache_wasmtime::{InputMemo, ModuleCache};
-    ///
-    /// let dir = tempfile::tempdir()?;
-    /// let path = dir.path().join("answer.wat");
-    /// std::fs::write(&path, r#"(module (func (export "answer") (result i32) i32.const 42))"#)?;
-    /// let memo = InputMemo::open(dir.path().join("inputs"))?;
-    ///
-    /// let engine = wasmtime::Engine::default();
-    /// let cache = ModuleCache::builder().build();
-    /// let module = cache.get_or_compile_file(&engine, &path, Some(&memo))?;
-    /// assert!(module.get_export("answer").is_some());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn get_or_compile_file(
-        &self,
-        engine: &Engine,
-        path: &std::path::Path,
-        memo: Option<&crate::InputMemo>,
+        wasm: impl Into<Wasm<'a>>,
     ) -> Result<A> {
-        crate::memo::through_file(path, memo, |hash, input| {
-            self.get_or_compile_hashed(engine, hash, || input.into_bytes())
-        })
-    }
-
-    /// [`get_or_compile_hashed`](Self::get_or_compile_hashed) for async callers, with an async
-    /// `load`.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), warmcache_wasmtime::Error> {
-    /// use warmcache_wasmtime::{ContentHash, ModuleCache};
-    ///
-    /// let wasm = br#"(module (func (export "run")))"#.to_vec();
-    /// let hash = ContentHash::of(&wasm);
-    /// let engine = wasmtime::Engine::default();
-    /// let cache = ModuleCache::builder().build();
-    /// let module = cache
-    ///     .get_or_compile_hashed_async(&engine, hash, || async { Ok::<_, std::io::Error>(wasm) })
-    ///     .await?;
-    /// # let _ = module;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn get_or_compile_hashed_async<B, E, F>(
-        &self,
-        engine: &Engine,
-        content: ContentHash,
-        load: impl FnOnce() -> F,
-    ) -> Result<A>
-    where
-        B: AsRef<[u8]>,
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
-        F: Future<Output = std::result::Result<B, E>>,
-    {
-        let key = self.key(engine, &content, &[]);
-        let source =
-            move || async move { checked_source(content, load().await).map_err(Failure::Input) };
-        self.obtain(engine, key, content, source, Exec::Blocking)
+        self.obtain(engine, wasm.into().open()?, Exec::Blocking)
             .await
-    }
-
-    /// Like [`get_or_compile`](Self::get_or_compile) for embedders that transform the wasm before
-    /// compiling it (for example patching in a heap-pages setting): `prepare(wasm, extras)`
-    /// produces what is compiled, and `extras` is part of the key. `prepare` is a function
-    /// pointer, so it cannot capture state that the key does not cover.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use warmcache_wasmtime::ModuleCache;
-    ///
-    /// fn with_pages(wasm: &[u8], pages: &u32) -> Result<Vec<u8>, std::str::Utf8Error> {
-    ///     let text = std::str::from_utf8(wasm)?;
-    ///     Ok(text.replace("(memory 1)", &format!("(memory {pages})")).into_bytes())
-    /// }
-    ///
-    /// let engine = wasmtime::Engine::default();
-    /// let cache = ModuleCache::builder().build();
-    /// let wasm = br#"(module (memory 1) (export "memory" (memory 0)))"#;
-    /// cache.get_or_compile_with(&engine, wasm, &16u32, with_pages)?;
-    /// cache.get_or_compile_with(&engine, wasm, &32u32, with_pages)?; // another key
-    /// assert_eq!(cache.stats().compiles, 2);
-    /// # Ok::<(), warmcache_wasmtime::Error>(())
-    /// ```
-    pub fn get_or_compile_with<X, E>(
-        &self,
-        engine: &Engine,
-        wasm: &[u8],
-        extras: &X,
-        prepare: fn(&[u8], &X) -> std::result::Result<Vec<u8>, E>,
-    ) -> Result<A>
-    where
-        X: Hash + ?Sized,
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let content = ContentHash::of(wasm);
-        let mut hasher = CanonicalHasher::new();
-        extras.hash(&mut hasher);
-        let key = self.key(engine, &content, hasher.digest().as_bytes());
-        // `prepare` is a function of the keyed input alone, so its failure is shared like a
-        // compile's.
-        let source =
-            move || {
-                std::future::ready(prepare(wasm, extras).map(Cow::Owned).map_err(|e| {
-                    Failure::Compute(ComputeError::failed(key, source_error(content, e)))
-                }))
-            };
-        self.obtain_blocking(engine, key, content, source, Exec::Inline)
     }
 
     /// Compiles `wasm` with `engine` into the storage tiers without loading it, unless a
@@ -508,41 +332,56 @@ impl<A: Artifact> WasmCache<A> {
     /// assert!(cache.precompile(&engine, wasm)?.already_cached);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn precompile(&self, engine: &Engine, wasm: &[u8]) -> Result<Precompiled> {
-        let content = ContentHash::of(wasm);
-        let key = self.key(engine, &content, &[]);
-        let tiers = self.cache.tiers();
-        futures::executor::block_on(async {
-            if let Some(found) = tiers.get(&key, A::KIND.envelope_kind()).await {
-                return Ok(Precompiled {
-                    key,
-                    already_cached: true,
-                    size: found.payload().len() as u64,
-                    compile_time: Duration::ZERO,
-                });
-            }
-            check_kind::<A>(content, wasm)?;
-            let compiled = async {
-                compile::<A>(engine, content, Cow::Borrowed(wasm), Exec::Inline)
-                    .await
-                    .map(Bytes::from)
-            };
-            let (artifact, took) = self.cache.compute_and_store(key, compiled).await?;
-            let size = artifact.len() as u64;
-            Ok(Precompiled {
+    pub fn precompile<'a>(
+        &self,
+        engine: &Engine,
+        wasm: impl Into<Wasm<'a>>,
+    ) -> Result<Precompiled> {
+        let opened = wasm.into().open()?;
+        futures::executor::block_on(opened.run(|opened| self.precompile_once(engine, opened)))
+    }
+
+    async fn precompile_once(&self, engine: &Engine, opened: Opened<'_>) -> Result<Precompiled> {
+        let content = opened.content;
+        let key = self.key(engine, &content, opened.extras());
+        if let Some(found) = self.cache.tiers().get(&key, A::KIND.envelope_kind()).await {
+            return Ok(Precompiled {
                 key,
-                already_cached: false,
-                size,
-                compile_time: took,
-            })
+                already_cached: true,
+                size: found.payload().len() as u64,
+                compile_time: Duration::ZERO,
+            });
+        }
+        let wasm = opened.bytes(key).await.map_err(|e| match e {
+            Failure::Input(e) => e,
+            Failure::Compute(e) => compute_error::<A>(content, &e),
+        })?;
+        check_kind::<A>(content, &wasm)?;
+        let compiled = async {
+            compile::<A>(engine, content, wasm, Exec::Inline)
+                .await
+                .map(Bytes::from)
+        };
+        let (artifact, took) = self.cache.compute_and_store(key, compiled).await?;
+        Ok(Precompiled {
+            key,
+            already_cached: false,
+            size: artifact.len() as u64,
+            compile_time: took,
         })
     }
 
     /// Removes the artifact of `wasm` under `engine` from the in-process tier and every writable
     /// storage tier.
-    pub fn invalidate(&self, engine: &Engine, wasm: &[u8]) {
-        let key = self.key_for(engine, wasm);
+    ///
+    /// # Errors
+    ///
+    /// When `wasm` cannot be read to hash it ([`Error::Input`]).
+    pub fn invalidate<'a>(&self, engine: &Engine, wasm: impl Into<Wasm<'a>>) -> Result<()> {
+        let opened = wasm.into().open()?;
+        let key = self.key(engine, &opened.content, opened.extras());
         futures::executor::block_on(self.cache.invalidate(&key));
+        Ok(())
     }
 
     /// Empties the in-process tier (storage tiers keep their entries).
@@ -556,12 +395,16 @@ impl<A: Artifact> WasmCache<A> {
     }
 
     /// Counters of this cache and its tiers.
-    pub fn stats(&self) -> WasmStats {
-        WasmStats::from_core(self.cache.stats())
+    ///
+    /// In warmcache-core's vocabulary: a compile is a `compute`, loading a stored artifact into
+    /// the engine a `decode`, and an artifact wasmtime rejects as incompatible a
+    /// `decode_error`.
+    pub fn stats(&self) -> Stats {
+        self.cache.stats()
     }
 
     /// The key of `content` with `extras` under `engine`.
-    fn key(&self, engine: &Engine, content: &ContentHash, extras: &[u8]) -> CacheKey {
+    pub(crate) fn key(&self, engine: &Engine, content: &ContentHash, extras: &[u8]) -> CacheKey {
         self.engine_key(engine)
             .artifact_key(&self.namespace, content, extras)
     }
@@ -571,7 +414,7 @@ impl<A: Artifact> WasmCache<A> {
     /// [`CompileTarget::engine_key`](crate::CompileTarget::engine_key), and a compiling engine
     /// (say on a CI host, for another target) and a node's engine without a compiler find the
     /// same entries. wasmtime still checks every loaded artifact against the engine: one that
-    /// does not fit is counted as [`incompatible`](WasmStats::incompatible) and recompiled.
+    /// does not fit is counted as [`decode_errors`](Stats::decode_errors) and recompiled.
     pub fn pin_engine_key(&self, engine: &Engine, key: EngineKey) {
         let mut engines = self.engines.write();
         engines.retain(|(weak, _)| weak.upgrade().is_some_and(|e| !Engine::same(&e, engine)));
@@ -599,41 +442,31 @@ impl<A: Artifact> WasmCache<A> {
         key
     }
 
-    /// [`obtain`](Self::obtain) for the synchronous entry points: a live hit returns without
-    /// entering an executor.
-    fn obtain_blocking<'w, S, F>(
+    /// The one path behind every entry point: the core cache with this crate's produce step.
+    pub(crate) async fn obtain(
         &self,
         engine: &Engine,
-        key: CacheKey,
-        content: ContentHash,
-        source: S,
+        opened: Opened<'_>,
         exec: Exec,
-    ) -> Result<A>
-    where
-        S: FnOnce() -> F,
-        F: Future<Output = std::result::Result<Cow<'w, [u8]>, Failure<Error>>>,
-    {
-        if let Some(artifact) = self.cache.get_live(engine, &key) {
-            return Ok(artifact);
-        }
-        futures::executor::block_on(self.obtain(engine, key, content, source, exec))
+    ) -> Result<A> {
+        opened
+            .run(|opened| {
+                let key = self.key(engine, &opened.content, opened.extras());
+                self.obtain_once(engine, key, opened, exec)
+            })
+            .await
     }
 
-    /// The one path behind every entry point: the core cache with this crate's produce step.
-    pub(crate) async fn obtain<'w, S, F>(
+    pub(crate) async fn obtain_once(
         &self,
         engine: &Engine,
         key: CacheKey,
-        content: ContentHash,
-        source: S,
+        opened: Opened<'_>,
         exec: Exec,
-    ) -> Result<A>
-    where
-        S: FnOnce() -> F,
-        F: Future<Output = std::result::Result<Cow<'w, [u8]>, Failure<Error>>>,
-    {
+    ) -> Result<A> {
+        let content = opened.content;
         let produce = || async move {
-            let wasm = source().await?;
+            let wasm = opened.bytes(key).await?;
             // The wrong kind of binary is this caller's input, detected without compiling.
             check_kind::<A>(content, &wasm).map_err(Failure::Input)?;
             let shared = |e: Error| Failure::Compute(ComputeError::failed(key, e));
@@ -741,34 +574,4 @@ fn precompile_caught<A: Artifact>(
     wasm: &[u8],
 ) -> std::result::Result<wasmtime::Result<Vec<u8>>, PanicPayload> {
     std::panic::catch_unwind(AssertUnwindSafe(|| A::precompile(engine, wasm)))
-}
-
-fn source_error(
-    content: ContentHash,
-    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> Error {
-    Error::Source {
-        content,
-        source: Arc::from(e.into()),
-    }
-}
-
-/// The caller's bytes, checked against the hash they supplied.
-pub(crate) fn checked_source<'w, B, E>(
-    content: ContentHash,
-    loaded: std::result::Result<B, E>,
-) -> Result<Cow<'w, [u8]>>
-where
-    B: AsRef<[u8]>,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let bytes = loaded.map_err(|e| source_error(content, e))?;
-    let found = ContentHash::of(bytes.as_ref());
-    if found != content {
-        return Err(Error::HashMismatch {
-            expected: content,
-            found,
-        });
-    }
-    Ok(Cow::Owned(bytes.as_ref().to_vec()))
 }

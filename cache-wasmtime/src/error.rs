@@ -7,7 +7,7 @@ use crate::key::{ArtifactKind, ContentHash};
 /// Why a [`WasmCache`](crate::WasmCache) could not return an artifact.
 ///
 /// Storage failures never appear here: a tier that fails is a miss, counted in
-/// [`WasmStats`](crate::WasmStats). Errors are cheap to clone because one compile's error is
+/// [`Stats`](warmcache_core::Stats). Errors are cheap to clone because one compile's error is
 /// handed to every caller that waited for it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]

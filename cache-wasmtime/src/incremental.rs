@@ -3,8 +3,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use warmcache_core::{BoxError, Cache, CacheKey, Codec, Entry, Exec, TierStats, Tiered};
+use warmcache_core::{BoxError, Cache, CacheKey, Codec, Entry, Exec, Stats, Tiered};
 
 use crate::key::WASMTIME_VERSION;
 
@@ -75,29 +74,6 @@ impl std::fmt::Debug for IncrementalCache {
     }
 }
 
-/// Counters of an [`IncrementalCache`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct IncrementalStats {
-    /// Lookups answered by the in-memory tier.
-    pub memory_hits: u64,
-    /// Lookups answered by a storage tier (verified).
-    pub tier_hits: u64,
-    /// Lookups nothing could answer: functions Cranelift compiled.
-    pub misses: u64,
-    /// Results Cranelift stored.
-    pub inserts: u64,
-    /// Per-tier counters of the storage tiers.
-    pub tiers: Vec<TierStats>,
-}
-
-impl IncrementalStats {
-    /// Lookups answered from any tier: functions Cranelift did not compile again.
-    pub fn hits(&self) -> u64 {
-        self.memory_hits + self.tier_hits
-    }
-}
-
 impl IncrementalCache {
     /// A cache over `tiers` with a 64 MiB in-memory tier in front.
     pub fn new(tiers: Tiered) -> Self {
@@ -113,16 +89,11 @@ impl IncrementalCache {
         Self { cache }
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> IncrementalStats {
-        let core = self.cache.stats();
-        IncrementalStats {
-            memory_hits: core.live_hits,
-            tier_hits: core.tier_hits,
-            misses: core.misses,
-            inserts: core.inserts,
-            tiers: core.tiers,
-        }
+    /// Counters so far, in warmcache-core's vocabulary: `live_hits` are lookups the in-memory
+    /// tier answered, `tier_hits` those a storage tier answered, `misses` functions Cranelift
+    /// compiled, `inserts` results it stored.
+    pub fn stats(&self) -> Stats {
+        self.cache.stats()
     }
 
     /// Empties the in-memory tier.

@@ -64,7 +64,7 @@ impl fmt::Display for ArtifactKind {
 /// The blake3 hash of a wasm binary (or text), the content field of a key.
 ///
 /// Callers that already store code by hash can supply it with
-/// [`WasmCache::get_or_compile_hashed`](crate::WasmCache::get_or_compile_hashed) and skip hashing
+/// [`Wasm::hashed`](crate::Wasm::hashed) and skip hashing
 /// on every lookup; the bytes they hand over on a miss are checked against it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContentHash([u8; 32]);

@@ -36,7 +36,7 @@
 //! cache.clear_live();
 //! let module = cache.get_or_compile(&engine, wasm)?; // verified, mapped, loaded
 //! let stats = cache.stats();
-//! assert_eq!((stats.compiles, stats.tier_hits, stats.file_loads), (1, 1, 1));
+//! assert_eq!((stats.computes, stats.tier_hits, stats.file_loads), (1, 1, 1));
 //!
 //! let mut store = wasmtime::Store::new(&engine, ());
 //! let instance = wasmtime::Instance::new(&mut store, &module, &[])?;
@@ -49,11 +49,11 @@ mod artifact;
 mod cache;
 mod error;
 mod incremental;
+mod input;
 mod instances;
 mod key;
 mod memo;
 mod pool;
-mod stats;
 mod target;
 
 pub use artifact::Artifact;
@@ -61,13 +61,13 @@ pub use cache::{
     ComponentCache, DEFAULT_LIVE_CAPACITY, ModuleCache, Precompiled, WasmCache, WasmCacheBuilder,
 };
 pub use error::{Error, Result};
-pub use incremental::{IncrementalCache, IncrementalStats};
+pub use incremental::IncrementalCache;
+pub use input::Wasm;
 pub use instances::{
-    ComponentInstances, DEFAULT_PREPARED_CAPACITY, InstanceCache, InstanceStats, Instantiate,
-    ModuleInstances, NamedLinker,
+    ComponentInstances, DEFAULT_PREPARED_CAPACITY, InstanceCache, Instantiate, ModuleInstances,
+    NamedLinker,
 };
 pub use key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION, artifact_key, host};
 pub use memo::{Input, InputMemo};
 pub use pool::{DEFAULT_LIVE_INSTANCES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, PoolConfig};
-pub use stats::WasmStats;
 pub use target::{CompileTarget, TargetError};

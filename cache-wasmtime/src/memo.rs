@@ -229,35 +229,3 @@ impl Input {
         Ok(bytes)
     }
 }
-
-/// Runs `obtain` with the hash of the wasm file at `path` and its [`Input`] (remembered in
-/// `memo` when given). A remembered hash that turns out wrong (`obtain` reports that the bytes
-/// do not match it) is forgotten, and `obtain` runs again on the file hashed afresh.
-pub(crate) fn through_file<X>(
-    path: &Path,
-    memo: Option<&InputMemo>,
-    mut obtain: impl FnMut(ContentHash, Input) -> crate::Result<X>,
-) -> crate::Result<X> {
-    let read_error = |source| crate::Error::Input {
-        path: path.to_path_buf(),
-        source: std::sync::Arc::new(source),
-    };
-    let input = match memo {
-        Some(memo) => memo.input(path),
-        None => Input::open(path),
-    }
-    .map_err(read_error)?;
-    let remembered = input.was_remembered();
-    match obtain(input.hash(), input) {
-        Err(crate::Error::HashMismatch { .. }) if remembered => {
-            let memo = memo.ok_or_else(|| read_error(std::io::Error::other("no memo")))?;
-            tracing::warn!(path = %path.display(), "a remembered input hash was wrong; hashing the file again");
-            if let Ok(file) = File::open(path) {
-                memo.forget_file(&file);
-            }
-            let input = Input::open(path).map_err(read_error)?;
-            obtain(input.hash(), input)
-        }
-        other => other,
-    }
-}

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+use warmcache_wasmtime::Wasm;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -142,16 +143,16 @@ fn request_during_the_write_does_not_compile(cache: ModuleCache, backend: Arc<Sl
     let started = backend.on_first_put();
     let leader = {
         let (cache, engine, wasm) = (cache.clone(), engine.clone(), wasm.clone());
-        thread::spawn(move || cache.get_or_compile(&engine, &wasm).map(|_| ()))
+        thread::spawn(move || cache.get_or_compile(&engine, wasm.as_slice()).map(|_| ()))
     };
     started.recv_timeout(STUCK).unwrap();
     // The leader has compiled and is writing; this request must not compile.
-    let module = cache.get_or_compile(&engine, &wasm).unwrap();
+    let module = cache.get_or_compile(&engine, wasm.as_slice()).unwrap();
     backend.release();
     leader.join().unwrap().unwrap();
     assert_eq!(call_answer(&engine, &module), 42);
     assert_eq!(
-        cache.stats().compiles,
+        cache.stats().computes,
         1,
         "a request during the write compiled"
     );
@@ -195,8 +196,8 @@ fn waiters_on_another_engine_load_the_leaders_artifact() {
     let wasm = many_functions(50, 3).into_bytes();
     let content = ContentHash::of(&wasm);
     assert_eq!(
-        cache.key_for(&engine_a, &wasm),
-        cache.key_for(&engine_b, &wasm)
+        cache.key_for(&engine_a, &ContentHash::of(&wasm)),
+        cache.key_for(&engine_b, &ContentHash::of(&wasm))
     );
 
     let (loading_tx, loading_rx) = mpsc::channel::<()>();
@@ -205,11 +206,14 @@ fn waiters_on_another_engine_load_the_leaders_artifact() {
         let (cache, engine, wasm) = (cache.clone(), engine_a.clone(), wasm.clone());
         thread::spawn(move || {
             cache
-                .get_or_compile_hashed(&engine, content, || {
-                    loading_tx.send(()).unwrap();
-                    go_rx.recv_timeout(STUCK).unwrap();
-                    Ok::<_, std::io::Error>(wasm)
-                })
+                .get_or_compile(
+                    &engine,
+                    Wasm::hashed(content, move || {
+                        loading_tx.send(()).unwrap();
+                        go_rx.recv_timeout(STUCK).unwrap();
+                        Ok::<_, std::io::Error>(wasm)
+                    }),
+                )
                 .unwrap()
         })
     };
@@ -219,7 +223,10 @@ fn waiters_on_another_engine_load_the_leaders_artifact() {
             let (cache, engine, wasm) = (cache.clone(), engine_b.clone(), wasm.clone());
             thread::spawn(move || {
                 let module = cache
-                    .get_or_compile_hashed(&engine, content, || Ok::<_, std::io::Error>(wasm))
+                    .get_or_compile(
+                        &engine,
+                        Wasm::hashed(content, || Ok::<_, std::io::Error>(wasm)),
+                    )
                     .unwrap();
                 assert!(Engine::same(module.engine(), &engine));
                 call_answer(&engine, &module)
@@ -235,7 +242,7 @@ fn waiters_on_another_engine_load_the_leaders_artifact() {
     for waiter in waiters {
         assert_eq!(waiter.join().unwrap(), 42);
     }
-    assert_eq!(cache.stats().compiles, 1, "waiters on engine B compiled");
+    assert_eq!(cache.stats().computes, 1, "waiters on engine B compiled");
 }
 
 /// The leader's own input failure (its loader's I/O error, or bytes that do not match the hash)
@@ -254,11 +261,14 @@ fn leaders_input_failure_is_not_shared(
     let leader = {
         let (cache, engine, wasm) = (cache.clone(), engine.clone(), wasm.clone());
         thread::spawn(move || {
-            cache.get_or_compile_hashed(&engine, content, || {
-                loading_tx.send(()).unwrap();
-                go_rx.recv_timeout(STUCK).unwrap();
-                leader_load(wasm)
-            })
+            cache.get_or_compile(
+                &engine,
+                Wasm::hashed(content, move || {
+                    loading_tx.send(()).unwrap();
+                    go_rx.recv_timeout(STUCK).unwrap();
+                    leader_load(wasm)
+                }),
+            )
         })
     };
     loading_rx.recv_timeout(STUCK).unwrap();
@@ -267,7 +277,10 @@ fn leaders_input_failure_is_not_shared(
             let (cache, engine, wasm) = (cache.clone(), engine.clone(), wasm.clone());
             thread::spawn(move || {
                 cache
-                    .get_or_compile_hashed(&engine, content, || Ok::<_, std::io::Error>(wasm))
+                    .get_or_compile(
+                        &engine,
+                        Wasm::hashed(content, || Ok::<_, std::io::Error>(wasm)),
+                    )
                     .map(|module| call_answer(&engine, &module))
             })
         })
@@ -281,7 +294,7 @@ fn leaders_input_failure_is_not_shared(
     for waiter in waiters {
         assert_eq!(waiter.join().unwrap().unwrap(), 42);
     }
-    assert_eq!(cache.stats().compiles, 1);
+    assert_eq!(cache.stats().computes, 1);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Barrier};
+use warmcache_wasmtime::Wasm;
 
 use warmcache_wasmtime::{EngineKey, Error, ModuleCache, ModuleInstances, NamedLinker, PoolConfig};
 use wasmtime::{Engine, Linker, Store};
@@ -45,9 +46,9 @@ fn concurrent_first_requests_build_one_pre_instantiation() {
         }
     });
     let stats = instances.stats();
-    assert_eq!(stats.builds, 1);
-    assert_eq!(stats.hits + stats.waits, 15, "{stats:?}");
-    assert_eq!(instances.artifacts().stats().compiles, 1);
+    assert_eq!(stats.computes, 1);
+    assert_eq!(stats.live_hits + stats.waits, 15, "{stats:?}");
+    assert_eq!(instances.artifacts().stats().computes, 1);
 }
 
 #[test]
@@ -67,9 +68,12 @@ fn the_linker_identity_is_part_of_the_key() {
     assert_eq!(run(&tripling), 63, "a new version is a new entry");
     assert_eq!(run(&doubling), 42);
     let stats = instances.stats();
-    assert_eq!((stats.builds, stats.hits, stats.entries), (2, 1, 2));
     assert_eq!(
-        instances.artifacts().stats().compiles,
+        (stats.computes, stats.live_hits, stats.live_entries),
+        (2, 1, 2)
+    );
+    assert_eq!(
+        instances.artifacts().stats().computes,
         1,
         "one artifact for both"
     );
@@ -89,12 +93,12 @@ fn a_missing_import_names_the_linker_and_is_not_kept() {
         message.contains("empty v3") && message.contains("host::double"),
         "{message}"
     );
-    assert_eq!(instances.stats().entries, 0);
+    assert_eq!(instances.stats().live_entries, 0);
     // The artifact was compiled and kept; the linker's failure cost no second compile.
     instances
         .instance_pre(&host_linker(&engine, 2, 1), IMPORTS.as_bytes())
         .unwrap();
-    assert_eq!(instances.artifacts().stats().compiles, 1);
+    assert_eq!(instances.artifacts().stats().computes, 1);
 }
 
 #[test]
@@ -108,15 +112,19 @@ fn the_cache_is_bounded_and_evicted_entries_are_rebuilt_without_compiling() {
     for _ in 0..2 {
         for wat in &modules {
             instances.instance_pre(&linker, wat.as_bytes()).unwrap();
-            assert!(instances.stats().entries <= 2, "{:?}", instances.stats());
+            assert!(
+                instances.stats().live_entries <= 2,
+                "{:?}",
+                instances.stats()
+            );
         }
     }
     let stats = instances.stats();
     assert!(
-        stats.builds > 6,
+        stats.computes > 6,
         "evicted entries are built again: {stats:?}"
     );
-    assert_eq!(instances.artifacts().stats().compiles, 6);
+    assert_eq!(instances.artifacts().stats().computes, 6);
 }
 
 #[test]
@@ -128,10 +136,13 @@ fn hashed_requests_load_the_wasm_only_to_compile_it() {
     let mut loads = 0;
     for _ in 0..3 {
         let pre = instances
-            .instance_pre_hashed(&linker, hash, || {
-                loads += 1;
-                Ok::<_, std::io::Error>(ANSWER.as_bytes().to_vec())
-            })
+            .instance_pre(
+                &linker,
+                Wasm::hashed(hash, || {
+                    loads += 1;
+                    Ok::<_, std::io::Error>(ANSWER.as_bytes().to_vec())
+                }),
+            )
             .unwrap();
         let mut store = Store::new(&engine, ());
         let instance = pre.instantiate(&mut store).unwrap();
@@ -139,9 +150,10 @@ fn hashed_requests_load_the_wasm_only_to_compile_it() {
     }
     assert_eq!(loads, 1);
     let wrong = warmcache_wasmtime::ContentHash::of(b"something else");
-    let Err(err) = instances.instance_pre_hashed(&linker, wrong, || {
-        Ok::<_, std::io::Error>(ANSWER.as_bytes())
-    }) else {
+    let Err(err) = instances.instance_pre(
+        &linker,
+        Wasm::hashed(wrong, || Ok::<_, std::io::Error>(ANSWER.as_bytes())),
+    ) else {
         panic!("bytes of another hash accepted")
     };
     assert!(matches!(err, Error::HashMismatch { .. }), "{err:?}");

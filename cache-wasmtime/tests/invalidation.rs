@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+use warmcache_wasmtime::ContentHash;
 
 use std::collections::HashSet;
 
@@ -72,9 +73,9 @@ fn every_setting_has_its_own_entry_and_hits_again() {
             .get_or_compile(&engine, SCALAR.as_bytes())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(call_answer(&engine, &module), 42, "{name}");
-        assert_eq!(cache.stats().compiles, i as u64 + 1, "{name} must compile");
+        assert_eq!(cache.stats().computes, i as u64 + 1, "{name} must compile");
         assert!(
-            keys.insert(cache.key_for(&engine, SCALAR.as_bytes())),
+            keys.insert(cache.key_for(&engine, &ContentHash::of(SCALAR.as_bytes()))),
             "{name} shares a key with an earlier setting"
         );
 
@@ -88,7 +89,7 @@ fn every_setting_has_its_own_entry_and_hits_again() {
         );
         assert_eq!(call_answer(&twin, &loaded), 42, "{name}");
         let stats = cache.stats();
-        assert_eq!(stats.compiles, i as u64 + 1, "{name} compiled again");
+        assert_eq!(stats.computes, i as u64 + 1, "{name} compiled again");
         assert_eq!(
             stats.tier_hits,
             i as u64 + 1,
@@ -96,7 +97,7 @@ fn every_setting_has_its_own_entry_and_hits_again() {
         );
         assert_eq!(stats.live_hits, i as u64 + 1, "{name}");
     }
-    assert_eq!(cache.stats().incompatible, 0);
+    assert_eq!(cache.stats().decode_errors, 0);
 }
 
 #[test]
@@ -108,8 +109,8 @@ fn disabled_feature_is_a_clear_error_and_a_distinct_key() {
         c.wasm_relaxed_simd(false).wasm_simd(false);
     });
     assert_ne!(
-        cache.key_for(&simd, SIMD.as_bytes()),
-        cache.key_for(&no_simd, SIMD.as_bytes())
+        cache.key_for(&simd, &ContentHash::of(SIMD.as_bytes())),
+        cache.key_for(&no_simd, &ContentHash::of(SIMD.as_bytes()))
     );
     cache.get_or_compile(&simd, SIMD.as_bytes()).unwrap();
     let err = cache.get_or_compile(&no_simd, SIMD.as_bytes()).unwrap_err();
@@ -129,7 +130,10 @@ fn cross_compiled_artifacts_have_their_own_key_and_are_never_loaded_here() {
         c.target("aarch64-unknown-linux-gnu").unwrap();
     });
     let wasm = SCALAR.as_bytes();
-    assert_ne!(cache.key_for(&host, wasm), cache.key_for(&aarch64, wasm));
+    assert_ne!(
+        cache.key_for(&host, &ContentHash::of(wasm)),
+        cache.key_for(&aarch64, &ContentHash::of(wasm))
+    );
 
     let first = cache.precompile(&aarch64, wasm).unwrap();
     assert!(!first.already_cached);
@@ -140,9 +144,9 @@ fn cross_compiled_artifacts_have_their_own_key_and_are_never_loaded_here() {
     let module = cache.get_or_compile(&host, wasm).unwrap();
     assert_eq!(call_answer(&host, &module), 42);
     let stats = cache.stats();
-    assert_eq!(stats.compiles, 2);
+    assert_eq!(stats.computes, 2);
     assert_eq!(stats.tier_hits, 0);
-    assert_eq!(stats.stored_loads, 0);
+    assert_eq!(stats.decodes, 0);
 
     if cfg!(target_arch = "aarch64") {
         return;

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::time::Duration;
+use warmcache_wasmtime::Wasm;
 
 use warmcache_wasmtime::{ContentHash, InputMemo, ModuleCache};
 
@@ -94,7 +95,7 @@ fn a_stale_record_is_caught_on_a_miss_and_replaced() {
     let engine = wasmtime::Engine::default();
     let cache = ModuleCache::builder().build();
     let module = cache
-        .get_or_compile_file(&engine, &path, Some(&memo))
+        .get_or_compile(&engine, Wasm::file(&path, Some(&memo)))
         .unwrap();
     let mut store = wasmtime::Store::new(&engine, ());
     let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
@@ -102,7 +103,7 @@ fn a_stale_record_is_caught_on_a_miss_and_replaced() {
         .get_typed_func::<(), i32>(&mut store, "answer")
         .unwrap();
     assert_eq!(answer.call(&mut store, ()).unwrap(), 43);
-    assert_eq!(cache.stats().compiles, 1);
+    assert_eq!(cache.stats().computes, 1);
     let again = memo.input(&path).unwrap();
     assert_eq!(
         again.hash(),
@@ -120,18 +121,18 @@ fn a_remembered_file_hits_the_cache_without_being_read() {
     let engine = wasmtime::Engine::default();
     let cache = ModuleCache::builder().build();
     cache
-        .get_or_compile_file(&engine, &path, Some(&memo))
+        .get_or_compile(&engine, Wasm::file(&path, Some(&memo)))
         .unwrap();
     assert!(memo.input(&path).unwrap().was_remembered());
     cache
-        .get_or_compile_file(&engine, &path, Some(&memo))
+        .get_or_compile(&engine, Wasm::file(&path, Some(&memo)))
         .unwrap();
     let stats = cache.stats();
-    assert_eq!((stats.compiles, stats.live_hits), (1, 1));
+    assert_eq!((stats.computes, stats.live_hits), (1, 1));
     // A missing file is a clear error naming it.
     let missing = dir.path().join("missing.wasm");
     let err = cache
-        .get_or_compile_file(&engine, &missing, Some(&memo))
+        .get_or_compile(&engine, Wasm::file(&missing, Some(&memo)))
         .unwrap_err();
     assert!(err.to_string().contains("missing.wasm"), "{err}");
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+use warmcache_wasmtime::{ContentHash, Wasm};
 
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ fn primed(integrity: Integrity) -> (ModuleCache, Arc<MemoryBackend>, Engine, Cac
     let cache = ModuleCache::new(tiers);
     let engine = Engine::default();
     cache.get_or_compile(&engine, ANSWER.as_bytes()).unwrap();
-    let key = cache.key_for(&engine, ANSWER.as_bytes());
+    let key = cache.key_for(&engine, &ContentHash::of(ANSWER.as_bytes()));
     let stored = block_on(memory.get(&key)).unwrap().unwrap();
     cache.clear_live();
     (cache, memory, engine, key, stored)
@@ -48,10 +49,10 @@ fn refused_before_deserialize(
     assert_eq!(call_answer(engine, &module), 42);
     let after = cache.stats();
     assert_eq!(
-        after.stored_loads, before.stored_loads,
+        after.decodes, before.decodes,
         "bad bytes reached deserialize"
     );
-    assert_eq!(after.compiles, before.compiles + 1);
+    assert_eq!(after.computes, before.computes + 1);
     assert_eq!(after.tier_hits, before.tier_hits);
     let replaced = block_on(memory.get(key)).unwrap().unwrap();
     assert_ne!(replaced, bad, "the bad entry was not overwritten");
@@ -130,12 +131,9 @@ fn verified_but_incompatible_entries_are_recompiled_and_overwritten() {
     let module = cache.get_or_compile(&engine, ANSWER.as_bytes()).unwrap();
     assert_eq!(call_answer(&engine, &module), 42);
     let stats = cache.stats();
-    assert_eq!(stats.incompatible, 1);
-    assert_eq!(
-        stats.stored_loads, 1,
-        "it verified, so wasmtime's own check ran"
-    );
-    assert_eq!(stats.compiles, 2);
+    assert_eq!(stats.decode_errors, 1);
+    assert_eq!(stats.decodes, 1, "it verified, so wasmtime's own check ran");
+    assert_eq!(stats.computes, 2);
     assert_eq!((stats.corrupt(), stats.forged()), (0, 0));
     assert_ne!(block_on(memory.get(&key)).unwrap().unwrap(), sealed);
 
@@ -166,7 +164,7 @@ fn invalid_wasm_is_a_clear_error_and_caches_nothing() {
     assert_eq!(stored_entries(&memory), 0);
     let stats = cache.stats();
     assert_eq!(
-        (stats.compiles, stats.compile_errors, stats.live_entries),
+        (stats.computes, stats.compute_errors, stats.live_entries),
         (4, 4, 0)
     );
 }
@@ -227,8 +225,8 @@ fn a_component_where_a_module_is_expected_and_the_reverse() {
     components.get_or_compile(&engine, &component).unwrap();
     assert_eq!(components.stats().tier_hits, 1);
     assert_ne!(
-        modules.key_for(&engine, &component),
-        components.key_for(&engine, &component)
+        modules.key_for(&engine, &ContentHash::of(&component)),
+        components.key_for(&engine, &ContentHash::of(&component))
     );
 }
 
@@ -240,7 +238,7 @@ fn an_artifact_passed_as_wasm_is_refused() {
     let artifact = engine.precompile_module(ANSWER.as_bytes()).unwrap();
     let err = cache.get_or_compile(&engine, &artifact).unwrap_err();
     assert!(matches!(err, Error::Precompiled { .. }), "{err}");
-    assert_eq!(cache.stats().compiles, 0);
+    assert_eq!(cache.stats().computes, 0);
     assert_eq!(stored_entries(&memory), 0);
 }
 
@@ -266,15 +264,21 @@ fn a_wrong_supplied_hash_is_refused() {
     let engine = Engine::default();
     let claimed = warmcache_wasmtime::ContentHash::of(b"some other module");
     let err = cache
-        .get_or_compile_hashed(&engine, claimed, || {
-            Ok::<_, std::io::Error>(ANSWER.as_bytes().to_vec())
-        })
+        .get_or_compile(
+            &engine,
+            Wasm::hashed(claimed, || {
+                Ok::<_, std::io::Error>(ANSWER.as_bytes().to_vec())
+            }),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::HashMismatch { .. }), "{err}");
     let err = cache
-        .get_or_compile_hashed(&engine, claimed, || {
-            Err::<Vec<u8>, _>(std::io::Error::other("code store is down"))
-        })
+        .get_or_compile(
+            &engine,
+            Wasm::hashed(claimed, || {
+                Err::<Vec<u8>, _>(std::io::Error::other("code store is down"))
+            }),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("code store is down"), "{err}");
     assert_eq!(stored_entries(&memory), 0);

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+use warmcache_wasmtime::Wasm;
 
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
@@ -32,7 +33,7 @@ fn sixty_four_threads_compile_a_cold_module_once() {
                 (cache.clone(), engine.clone(), wasm.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
-                let module = cache.get_or_compile(&engine, &wasm).unwrap();
+                let module = cache.get_or_compile(&engine, wasm.as_slice()).unwrap();
                 call_answer(&engine, &module)
             })
         })
@@ -41,7 +42,7 @@ fn sixty_four_threads_compile_a_cold_module_once() {
         assert_eq!(handle.join().unwrap(), 42);
     }
     let stats = cache.stats();
-    assert_eq!(stats.compiles, 1);
+    assert_eq!(stats.computes, 1);
     assert_eq!(stats.misses, 1);
     assert_eq!(stats.waits + stats.live_hits, THREADS as u64 - 1);
 }
@@ -63,11 +64,14 @@ fn gated_requests(
             let (cache, engine, bytes) = (cache.clone(), engine.clone(), bytes.clone());
             let (opened_rx, loading_tx) = (opened_rx.clone(), loading_tx.clone());
             thread::spawn(move || {
-                cache.get_or_compile_hashed(&engine, content, || {
-                    loading_tx.send(()).unwrap();
-                    opened_rx.lock().unwrap().recv_timeout(STUCK).unwrap();
-                    Ok::<_, std::io::Error>(bytes)
-                })
+                cache.get_or_compile(
+                    &engine,
+                    Wasm::hashed(content, || {
+                        loading_tx.send(()).unwrap();
+                        opened_rx.lock().unwrap().recv_timeout(STUCK).unwrap();
+                        Ok::<_, std::io::Error>(bytes)
+                    }),
+                )
             })
         })
         .collect();
@@ -96,7 +100,7 @@ fn waiters_share_the_leaders_module() {
     for result in results {
         assert_eq!(call_answer(&engine, &result.unwrap()), 42);
     }
-    assert_eq!(cache.stats().compiles, 1);
+    assert_eq!(cache.stats().computes, 1);
 }
 
 #[test]
@@ -133,19 +137,22 @@ fn a_failing_compile_gives_every_waiter_the_same_error_caches_nothing_and_delays
     assert!(messages.iter().all(|m| *m == messages[0]), "{messages:?}");
     let stats = cache.stats();
     assert_eq!(
-        stats.compiles, 2,
+        stats.computes, 2,
         "one for the failing module, one for the other"
     );
-    assert_eq!(stats.compile_errors, 1);
+    assert_eq!(stats.compute_errors, 1);
     let usage = futures::executor::block_on(memory.usage()).unwrap();
     assert_eq!(usage.entries, 1, "only the other module is stored");
 
     // Nothing was cached for the failure: asking again compiles (and fails) again.
     let again = cache
-        .get_or_compile_hashed(&engine, content, || {
-            Ok::<_, std::io::Error>(b"\0asm\x01\0\0\0\x03\x02\x01\x05".to_vec())
-        })
+        .get_or_compile(
+            &engine,
+            Wasm::hashed(content, || {
+                Ok::<_, std::io::Error>(b"\0asm\x01\0\0\0\x03\x02\x01\x05".to_vec())
+            }),
+        )
         .unwrap_err();
     assert_eq!(again.to_string(), messages[0]);
-    assert_eq!(cache.stats().compile_errors, 2);
+    assert_eq!(cache.stats().compute_errors, 2);
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)]
 
 use crate::common;
+use warmcache_wasmtime::ContentHash;
 
 use common::{ANSWER, call_answer, memory_tiers};
 use warmcache_wasmtime::{CompileTarget, ModuleCache};
@@ -27,18 +28,24 @@ fn an_aarch64_precompile_has_the_key_an_aarch64_node_derives_and_is_never_loaded
     let node = ModuleCache::new(memory_tiers().1);
     let node_engine = Engine::new(&node_config).unwrap();
     node.pin_engine_key(&node_engine, node_key);
-    assert_eq!(node.key_for(&node_engine, ANSWER.as_bytes()), done.key);
+    assert_eq!(
+        node.key_for(&node_engine, &ContentHash::of(ANSWER.as_bytes())),
+        done.key
+    );
 
     // This host's own engine derives another key: it compiles, and never loads the entry.
     let host = Engine::default();
-    assert_ne!(cache.key_for(&host, ANSWER.as_bytes()), done.key);
+    assert_ne!(
+        cache.key_for(&host, &ContentHash::of(ANSWER.as_bytes())),
+        done.key
+    );
     let before = cache.stats();
     let module = cache.get_or_compile(&host, ANSWER.as_bytes()).unwrap();
     assert_eq!(call_answer(&host, &module), 42);
     let after = cache.stats();
-    assert_eq!(after.compiles - before.compiles, 1);
-    assert_eq!(after.stored_loads, before.stored_loads);
-    assert_eq!(after.incompatible, 0);
+    assert_eq!(after.computes - before.computes, 1);
+    assert_eq!(after.decodes, before.decodes);
+    assert_eq!(after.decode_errors, 0);
 }
 
 #[test]
@@ -65,14 +72,14 @@ fn a_node_without_a_compiler_loads_what_a_compiling_engine_of_its_configuration_
     let module = node.get_or_compile(&loading, ANSWER.as_bytes()).unwrap();
     assert_eq!(call_answer(&loading, &module), 42);
     let stats = node.stats();
-    assert_eq!((stats.compiles, stats.tier_hits), (0, 1), "{stats:?}");
+    assert_eq!((stats.computes, stats.tier_hits), (0, 1), "{stats:?}");
 
     // Without pinning, the compiler-less engine's own key differs from the compiling one's:
     // the reason the explicit key exists.
     let unpinned = ModuleCache::new(memory_tiers().1);
     assert_ne!(
-        unpinned.key_for(&loading, ANSWER.as_bytes()),
-        builder_cache.key_for(&compiling, ANSWER.as_bytes())
+        unpinned.key_for(&loading, &ContentHash::of(ANSWER.as_bytes())),
+        builder_cache.key_for(&compiling, &ContentHash::of(ANSWER.as_bytes()))
     );
 }
 

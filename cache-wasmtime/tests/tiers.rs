@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
+use warmcache_wasmtime::Wasm;
 
 use std::sync::Arc;
 
@@ -33,10 +34,10 @@ fn warm_start_from_the_file_tier_maps_the_verified_file() {
     assert_eq!(call_answer(&engine, &module), 42);
     let stats = cache.stats();
     assert_eq!(
-        (stats.compiles, stats.tier_hits, stats.file_loads),
+        (stats.computes, stats.tier_hits, stats.file_loads),
         (0, 1, 1)
     );
-    assert_eq!(stats.stored_loads, 1);
+    assert_eq!(stats.decodes, 1);
     assert!(stats.load_ms > 0.0);
 }
 
@@ -46,7 +47,7 @@ fn a_damaged_file_is_refused_and_replaced() {
     let engine = Engine::default();
     let cache = fs_cache(dir.path());
     cache.get_or_compile(&engine, ANSWER.as_bytes()).unwrap();
-    let key = cache.key_for(&engine, ANSWER.as_bytes());
+    let key = cache.key_for(&engine, &ContentHash::of(ANSWER.as_bytes()));
     let hex = key.to_hex();
     let path = dir.path().join("entries").join(&hex[..2]).join(&hex);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -57,10 +58,7 @@ fn a_damaged_file_is_refused_and_replaced() {
     let module = cache.get_or_compile(&engine, ANSWER.as_bytes()).unwrap();
     assert_eq!(call_answer(&engine, &module), 42);
     let stats = cache.stats();
-    assert_eq!(
-        (stats.corrupt(), stats.stored_loads, stats.compiles),
-        (1, 0, 1)
-    );
+    assert_eq!((stats.corrupt(), stats.decodes, stats.computes), (1, 0, 1));
     assert_ne!(std::fs::read(&path).unwrap(), bytes);
 }
 
@@ -77,7 +75,7 @@ fn components_load_from_the_file_tier() {
     cache.get_or_compile(&engine, component.as_bytes()).unwrap();
     let stats = cache.stats();
     assert_eq!(
-        (stats.compiles, stats.tier_hits, stats.file_loads),
+        (stats.computes, stats.tier_hits, stats.file_loads),
         (1, 1, 1)
     );
 }
@@ -100,7 +98,7 @@ fn a_second_engine_with_the_same_settings_loads_its_own_copy() {
     assert_eq!(call_answer(&second, &b), 42);
     let stats = cache.stats();
     assert_eq!(
-        (stats.compiles, stats.tier_hits, stats.file_loads),
+        (stats.computes, stats.tier_hits, stats.file_loads),
         (1, 1, 0)
     );
     // Each engine now hits in process.
@@ -116,22 +114,22 @@ fn compile_time_saved_is_reported_from_the_stored_entry() {
     let compile_ms = {
         let cache = fs_cache(dir.path());
         cache.get_or_compile(&engine, wasm.as_bytes()).unwrap();
-        cache.stats().compile_ms
+        cache.stats().compute_ms
     };
     let cache = fs_cache(dir.path());
     cache.get_or_compile(&engine, wasm.as_bytes()).unwrap();
     // The entry records the compile time in whole milliseconds; a hit reports exactly that.
-    assert_eq!(cache.stats().compile_saved_ms, compile_ms.floor());
+    assert_eq!(cache.stats().compute_saved_ms, compile_ms.floor());
 
     // Whatever an entry records is what a hit reports.
-    let key = cache.key_for(&engine, ANSWER.as_bytes());
+    let key = cache.key_for(&engine, &ContentHash::of(ANSWER.as_bytes()));
     let artifact = engine.precompile_module(ANSWER.as_bytes()).unwrap();
     let kind = warmcache_wasmtime::ArtifactKind::Module.envelope_kind();
     let origin = warmcache_core::Origin::new(kind, "elsewhere").compute_ms(4321);
     futures::executor::block_on(cache.tiers().put(&key, &origin, &artifact));
-    let before = cache.stats().compile_saved_ms;
+    let before = cache.stats().compute_saved_ms;
     cache.get_or_compile(&engine, ANSWER.as_bytes()).unwrap();
-    assert_eq!(cache.stats().compile_saved_ms - before, 4321.0);
+    assert_eq!(cache.stats().compute_saved_ms - before, 4321.0);
 }
 
 #[test]
@@ -173,21 +171,21 @@ fn extras_are_part_of_the_key() {
     let engine = Engine::default();
     let wasm = br#"(module (memory 1) (export "memory" (memory 0)))"#;
     let two = cache
-        .get_or_compile_with(&engine, wasm, &2u32, with_pages)
+        .get_or_compile(&engine, Wasm::from(wasm).prepared(&2u32, with_pages))
         .unwrap();
     let three = cache
-        .get_or_compile_with(&engine, wasm, &3u32, with_pages)
+        .get_or_compile(&engine, Wasm::from(wasm).prepared(&3u32, with_pages))
         .unwrap();
     assert_eq!((pages(&engine, &two), pages(&engine, &three)), (2, 3));
     cache.clear_live();
     let again = cache
-        .get_or_compile_with(&engine, wasm, &2u32, with_pages)
+        .get_or_compile(&engine, Wasm::from(wasm).prepared(&2u32, with_pages))
         .unwrap();
     assert_eq!(pages(&engine, &again), 2);
     let plain = cache.get_or_compile(&engine, wasm).unwrap();
     assert_eq!(pages(&engine, &plain), 1);
     let stats = cache.stats();
-    assert_eq!((stats.compiles, stats.tier_hits), (3, 1));
+    assert_eq!((stats.computes, stats.tier_hits), (3, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,31 +197,37 @@ async fn async_callers_share_one_compile() {
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (cache, engine, wasm) = (cache.clone(), engine.clone(), wasm.clone());
-            tokio::spawn(async move { cache.get_or_compile_async(&engine, &wasm).await })
+            tokio::spawn(async move { cache.get_or_compile_async(&engine, wasm.as_slice()).await })
         })
         .collect();
     for task in tasks {
         assert_eq!(call_answer(&engine, &task.await.unwrap().unwrap()), 42);
     }
-    assert_eq!(cache.stats().compiles, 1);
+    assert_eq!(cache.stats().computes, 1);
 
     cache.clear_live();
     let content = ContentHash::of(&wasm);
     let wasm_for_load = wasm.clone();
     let module = cache
-        .get_or_compile_hashed_async(&engine, content, || async move {
-            Ok::<_, std::io::Error>(wasm_for_load.to_vec())
-        })
+        .get_or_compile_async(
+            &engine,
+            Wasm::hashed_async(content, || async move {
+                Ok::<_, std::io::Error>(wasm_for_load.to_vec())
+            }),
+        )
         .await
         .unwrap();
     assert_eq!(call_answer(&engine, &module), 42);
     let stats = cache.stats();
-    assert_eq!((stats.compiles, stats.file_loads), (1, 1));
+    assert_eq!((stats.computes, stats.file_loads), (1, 1));
 
     let err = cache
-        .get_or_compile_hashed_async(&engine, ContentHash::of(b"other"), || async {
-            Ok::<_, std::io::Error>(b"(module)".to_vec())
-        })
+        .get_or_compile_async(
+            &engine,
+            Wasm::hashed_async(ContentHash::of(b"other"), || async {
+                Ok::<_, std::io::Error>(b"(module)".to_vec())
+            }),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::HashMismatch { .. }), "{err}");
@@ -246,7 +250,7 @@ fn the_in_process_tier_can_be_bounded_by_code_size() {
     let stats = cache.stats();
     // The small module is kept; the large one is over the bound and compiled again.
     assert_eq!(
-        (stats.live_hits, stats.compiles, stats.live_entries),
+        (stats.live_hits, stats.computes, stats.live_entries),
         (1, 3, 1)
     );
 }

@@ -35,7 +35,7 @@ fn load(dir: &Path, verified: bool, engine: &Engine, wat: &str) -> (u64, u64, u6
     (
         stats.tiers[0].trusted_loads,
         stats.corrupt(),
-        stats.compiles,
+        stats.computes,
     )
 }
 
@@ -178,7 +178,7 @@ fn a_record_made_under_one_secret_says_nothing_under_another() {
         (
             stats.tiers[0].trusted_loads,
             stats.tiers[0].forged,
-            stats.compiles
+            stats.computes
         ),
         (0, 1, 1),
         "an entry of another secret was loaded on a record's word: {stats:?}"

@@ -2,90 +2,21 @@
 //! report hits and misses of earlier processes. Updated under a file lock by every command that
 //! uses the cache.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use warmcache_wasmtime::WasmStats;
+use warmcache_core::Stats;
 
 const FILE: &str = "stats.json";
 const LOCK: &str = "stats.lock";
 /// Far more than any real history; a planted huge file (or a link to `/dev/zero`) is not read.
 const MAX_FILE_LEN: u64 = 16 << 20;
 
-/// Totals of one tier over all runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TierTotals {
-    pub hits: u64,
-    pub misses: u64,
-    pub errors: u64,
-    pub corrupt: u64,
-    pub forged: u64,
-    pub writes: u64,
-    /// Writes that failed, and background writes dropped: entries that never arrived.
-    #[serde(default)]
-    pub write_errors: u64,
-    #[serde(default)]
-    pub dropped_writes: u64,
-    /// Leases taken before compiling, waits on others' leases, waits that ran out, and lease
-    /// operations that failed.
-    #[serde(default)]
-    pub leases: u64,
-    #[serde(default)]
-    pub lease_waits: u64,
-    #[serde(default)]
-    pub lease_timeouts: u64,
-    #[serde(default)]
-    pub lease_errors: u64,
-}
-
-/// Totals over all runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct History {
-    pub tiers: BTreeMap<String, TierTotals>,
-    pub live_hits: u64,
-    pub tier_hits: u64,
-    pub misses: u64,
-    pub compiles: u64,
-    pub compile_errors: u64,
-    pub compile_ms: f64,
-    pub compile_saved_ms: f64,
-    /// Loads of an artifact another process or host compiled while this one waited for it.
-    #[serde(default)]
-    pub coordinated: u64,
-}
-
-impl History {
-    /// Adds one cache's counters.
-    pub fn add(&mut self, stats: &WasmStats) {
-        self.live_hits += stats.live_hits;
-        self.tier_hits += stats.tier_hits;
-        self.misses += stats.misses;
-        self.compiles += stats.compiles;
-        self.compile_errors += stats.compile_errors;
-        self.compile_ms += stats.compile_ms;
-        self.compile_saved_ms += stats.compile_saved_ms;
-        self.coordinated += stats.coordinated;
-        for tier in &stats.tiers {
-            let t = self.tiers.entry(tier.name.clone()).or_default();
-            t.hits += tier.hits;
-            t.misses += tier.misses;
-            t.errors += tier.errors;
-            t.corrupt += tier.corrupt;
-            t.forged += tier.forged;
-            t.writes += tier.writes;
-            t.write_errors += tier.write_errors;
-            t.dropped_writes += tier.dropped_writes;
-            t.leases += tier.leases;
-            t.lease_waits += tier.lease_waits;
-            t.lease_timeouts += tier.lease_timeouts;
-            t.lease_errors += tier.lease_errors;
-        }
-    }
-}
+/// Totals over all runs: the library's counters, summed ([`Stats::accumulate`]). A file of an
+/// older layout does not parse and is started afresh.
+pub type History = Stats;
 
 /// Opens `path` without following a final symbolic link or blocking on a FIFO: the cache
 /// directory may be shared with others, who must not redirect our writes.
@@ -135,11 +66,11 @@ pub fn load(dir: &Path) -> History {
 }
 
 /// Adds `stats` to the totals in `dir`.
-pub fn record(dir: &Path, stats: &[WasmStats]) -> std::io::Result<()> {
+pub fn record(dir: &Path, stats: &[Stats]) -> std::io::Result<()> {
     let _lock = lock(dir)?;
     let mut history = read(dir);
     for s in stats {
-        history.add(s);
+        history.accumulate(s);
     }
     write(dir, &history)
 }

@@ -26,7 +26,7 @@ fn run_twice_compiles_then_loads_from_the_file_tier() {
 
     let stats: serde_json::Value =
         serde_json::from_str(&ok(&env.run(&["stats", "--json"]))).unwrap();
-    assert_eq!(stats["compiles"], 1);
+    assert_eq!(stats["computes"], 1);
     assert_eq!(stats["tier_hits"], 1);
     let fs = &stats["tiers"][1];
     assert_eq!(
@@ -407,7 +407,7 @@ fn clear_asks_unless_told_yes() {
     assert_eq!(entry_files(&env).len(), 0);
     let stats: serde_json::Value =
         serde_json::from_str(&ok(&env.run(&["stats", "--json"]))).unwrap();
-    assert_eq!(stats["compiles"], 0);
+    assert_eq!(stats["computes"], 0);
 }
 
 #[test]
@@ -570,7 +570,7 @@ fn two_processes_share_one_cache_directory() {
     let stats: serde_json::Value =
         serde_json::from_str(&ok(&env.run(&["stats", "--json"]))).unwrap();
     // Every process recorded its counters.
-    assert!(stats["compiles"].as_u64().unwrap() >= 5);
+    assert!(stats["computes"].as_u64().unwrap() >= 5);
 }
 
 #[cfg(feature = "rocksdb")]

@@ -173,7 +173,7 @@ fn eight_processes_on_one_directory_compile_a_cold_module_once() {
         outputs.iter().map(stderr).collect::<String>()
     );
     let stats = json_stats(&env, None);
-    assert_eq!(stats["compiles"], 1, "{stats:#}");
+    assert_eq!(stats["computes"], 1, "{stats:#}");
     assert_eq!(stats["tier_hits"], 7, "{stats:#}");
 }
 

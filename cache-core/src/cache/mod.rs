@@ -17,7 +17,7 @@ use crate::codec::Codec;
 use crate::error::BoxError;
 use crate::key::{CacheKey, KeyBuilder, Namespace};
 use crate::single_flight::SingleFlight;
-use crate::stats::{CacheCounters, Stats, TierCounters};
+use crate::stats::{CacheCounters, Stats};
 use crate::tiered::Tiered;
 
 use flight::Flown;
@@ -258,7 +258,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
                 Some(v)
             }
             None => {
-                TierCounters::add(&self.counters.misses, 1);
+                self.counters.misses.add(1);
                 None
             }
         }
@@ -268,7 +268,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
     /// computation, for callers that are handed values to keep (such as Cranelift's
     /// incremental cache). The caller vouches for the key.
     pub async fn insert(&self, key: CacheKey, value: V) {
-        TierCounters::add(&self.counters.inserts, 1);
+        self.counters.inserts.add(1);
         match self.codec.encode(&value) {
             Ok(payload) => {
                 self.live_insert(key, &value);
@@ -276,7 +276,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
                 self.tiers.put(&key, &origin, &payload).await;
             }
             Err(e) => {
-                TierCounters::add(&self.counters.encode_errors, 1);
+                self.counters.encode_errors.add(1);
                 tracing::warn!(%key, error = %e, "value could not be encoded; not stored");
             }
         }
@@ -304,7 +304,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
         let payload = match result {
             Ok(payload) => payload,
             Err(e) => {
-                TierCounters::add(&self.counters.compute_errors, 1);
+                self.counters.compute_errors.add(1);
                 return Err(e);
             }
         };

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use crate::backend::Lease;
 use crate::entry::Entry;
 use crate::key::CacheKey;
-use crate::stats::TierCounters;
 
 use super::Tiered;
 use super::tier::{TierFailure, TierShared, timed};
@@ -182,10 +181,10 @@ impl TierShared {
     /// nothing about the tier (a lock file planted by someone else), which must not stop every
     /// write. A tier that really fails shows it in its own writes.
     pub(super) fn lease_failed(&self, failure: &TierFailure, op: &str) {
-        TierCounters::add(&self.counters.lease_errors, 1);
+        self.counters.lease_errors.add(1);
         match failure {
             TierFailure::Timeout(after) => {
-                TierCounters::add(&self.counters.timeouts, 1);
+                self.counters.timeouts.add(1);
                 tracing::warn!(tier = %self.name, ?after, "lease {op} timed out");
             }
             TierFailure::Error(e) => {
@@ -250,7 +249,7 @@ impl Tiered {
             OnSharedMiss::Compute => {}
         }
         for &i in &consumed {
-            TierCounters::add(&self.tiers[i].shared.counters.unpublished, 1);
+            self.tiers[i].shared.counters.unpublished.add(1);
         }
         tracing::info!(%key, tiers = ?names(), "computing here: the fleet's signed tiers have no entry, and without a signing key this cache keeps what it computes to its own tiers");
         Claimed::Compute(claim)
@@ -269,13 +268,13 @@ impl Tiered {
         let deadline = Instant::now() + limit;
         let mut backoff = Duration::from_millis(20);
         for &i in indices {
-            TierCounters::add(&self.tiers[i].shared.counters.lease_waits, 1);
+            self.tiers[i].shared.counters.lease_waits.add(1);
         }
         loop {
             let now = Instant::now();
             if now >= deadline {
                 for &i in indices {
-                    TierCounters::add(&self.tiers[i].shared.counters.lease_timeouts, 1);
+                    self.tiers[i].shared.counters.lease_timeouts.add(1);
                 }
                 tracing::warn!(%key, ?limit, "waited for the fleet's producer in vain; computing here");
                 return None;
@@ -314,7 +313,7 @@ impl Tiered {
             loop {
                 match self.attempt(index, key).await {
                     Attempt::Taken(lease) => {
-                        TierCounters::add(&tier.shared.counters.leases, 1);
+                        tier.shared.counters.leases.add(1);
                         let held = Arc::new(HeldLease {
                             lease,
                             shared: Arc::clone(&tier.shared),
@@ -337,12 +336,12 @@ impl Tiered {
                 }
                 if !waited {
                     waited = true;
-                    TierCounters::add(&tier.shared.counters.lease_waits, 1);
+                    tier.shared.counters.lease_waits.add(1);
                     tracing::debug!(tier = %tier.shared.name, %key, "another process or host is computing this; waiting for it");
                 }
                 let now = Instant::now();
                 if now >= deadline {
-                    TierCounters::add(&tier.shared.counters.lease_timeouts, 1);
+                    tier.shared.counters.lease_timeouts.add(1);
                     tracing::warn!(
                         tier = %tier.shared.name,
                         %key,
@@ -365,7 +364,7 @@ impl Tiered {
     async fn attempt(&self, index: usize, key: &CacheKey) -> Attempt {
         let shared = &self.tiers[index].shared;
         if !shared.write_breaker.allow() {
-            TierCounters::add(&shared.counters.skipped, 1);
+            shared.counters.skipped.add(1);
             return Attempt::Unavailable;
         }
         let ttl = self.coordination.ttl;

@@ -12,7 +12,6 @@ use crate::envelope::VerifyError;
 use crate::error::{Context, Error, ErrorKind, Op};
 use crate::key::CacheKey;
 use crate::mapped::{self, MapError};
-use crate::stats::TierCounters;
 
 use super::Tiered;
 use super::tier::{TierFailure, timed};
@@ -82,7 +81,7 @@ impl Tiered {
         let shared = &self.tiers[index].shared;
         let counters = &shared.counters;
         if !shared.read_breaker.allow() {
-            TierCounters::add(&counters.skipped, 1);
+            counters.skipped.add(1);
             return Fetched::Nothing;
         }
         let started = Instant::now();
@@ -100,11 +99,11 @@ impl Tiered {
             }
             Ok(None) => {
                 shared.read_breaker.success();
-                TierCounters::add(&counters.misses, 1);
+                counters.misses.add(1);
                 Fetched::Nothing
             }
             Err(failure) => {
-                TierCounters::add(&counters.errors, 1);
+                counters.errors.add(1);
                 shared.record_failure(&shared.read_breaker, &failure, op, key);
                 Fetched::Nothing
             }
@@ -150,8 +149,8 @@ impl Tiered {
                 return self.read_bytes(index, key, kind).await;
             }
             Fetched::NotSupported => {
-                TierCounters::add(&shared.counters.misses, 1);
-                TierCounters::add(&shared.counters.forged, 1);
+                shared.counters.misses.add(1);
+                shared.counters.forged.add(1);
                 tracing::warn!(
                     tier = %shared.name,
                     %key,
@@ -187,7 +186,7 @@ impl Tiered {
             match mapped::map_and_verify(&self.integrity, trust, key, kind, &file, unchanged) {
                 Ok(mapped) => {
                     if unchanged {
-                        TierCounters::add(&shared.counters.trusted_loads, 1);
+                        shared.counters.trusted_loads.add(1);
                     } else if let Some(verified) = verified
                         && !mapped.meta.by_previous_key
                     {
@@ -201,7 +200,7 @@ impl Tiered {
                     return None;
                 }
                 Err(MapError::Io(e)) => {
-                    TierCounters::add(&shared.counters.errors, 1);
+                    shared.counters.errors.add(1);
                     let failure = TierFailure::Error(Error::Io {
                         context: Context::with_key(shared.backend.name(), Op::OpenFile, key),
                         source: e,
@@ -237,8 +236,8 @@ impl Tiered {
 
     fn count_hit(&self, index: usize, stored_len: usize) {
         let counters = &self.tiers[index].shared.counters;
-        TierCounters::add(&counters.hits, 1);
-        TierCounters::add(&counters.bytes_read, stored_len as u64);
+        counters.hits.add(1);
+        counters.bytes_read.add(stored_len as u64);
     }
 
     /// Counts an entry that failed verification and removes it from a writable private tier; a
@@ -246,11 +245,11 @@ impl Tiered {
     async fn reject(&self, index: usize, key: &CacheKey, error: &VerifyError) {
         let tier = &self.tiers[index];
         let counters = &tier.shared.counters;
-        TierCounters::add(&counters.misses, 1);
+        counters.misses.add(1);
         if error.is_forgery() {
-            TierCounters::add(&counters.forged, 1);
+            counters.forged.add(1);
         } else {
-            TierCounters::add(&counters.corrupt, 1);
+            counters.corrupt.add(1);
         }
         tracing::warn!(tier = %tier.shared.name, %key, %error, "entry failed verification");
         if tier.remember_unverified(key) && tier.writable() {
@@ -279,7 +278,7 @@ impl Tiered {
             .map(|t| {
                 let bytes = sealed.get(&self.integrity, key, &origin, entry.payload(), t.form());
                 async move {
-                    TierCounters::add(&t.shared.counters.promotions, 1);
+                    t.shared.counters.promotions.add(1);
                     t.write(key, bytes).await;
                 }
             })

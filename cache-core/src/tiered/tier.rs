@@ -299,7 +299,7 @@ impl TierShared {
     ) {
         match failure {
             TierFailure::Timeout(after) => {
-                TierCounters::add(&self.counters.timeouts, 1);
+                self.counters.timeouts.add(1);
                 breaker.failure();
                 tracing::warn!(tier = %self.name, %key, ?after, "{op} timed out");
             }
@@ -320,7 +320,7 @@ impl TierShared {
     /// Writes `value` under the breaker and timeout; returns whether the write landed.
     pub(super) async fn put(&self, key: &CacheKey, value: Bytes) -> bool {
         if !self.write_breaker.allow() {
-            TierCounters::add(&self.counters.skipped, 1);
+            self.counters.skipped.add(1);
             return false;
         }
         let len = value.len() as u64;
@@ -330,12 +330,12 @@ impl TierShared {
         match timed(limit, self.backend.put(key, value)).await {
             Ok(()) => {
                 self.write_breaker.success();
-                TierCounters::add(&self.counters.writes, 1);
-                TierCounters::add(&self.counters.bytes_written, len);
+                self.counters.writes.add(1);
+                self.counters.bytes_written.add(len);
                 true
             }
             Err(failure) => {
-                TierCounters::add(&self.counters.write_errors, 1);
+                self.counters.write_errors.add(1);
                 self.record_failure(&self.write_breaker, &failure, "put", key);
                 false
             }
@@ -344,13 +344,13 @@ impl TierShared {
 
     pub(super) async fn delete(&self, key: &CacheKey) {
         if !self.write_breaker.allow() {
-            TierCounters::add(&self.counters.skipped, 1);
+            self.counters.skipped.add(1);
             return;
         }
         match timed(self.timeout, self.backend.delete(key)).await {
             Ok(()) => self.write_breaker.success(),
             Err(failure) => {
-                TierCounters::add(&self.counters.write_errors, 1);
+                self.counters.write_errors.add(1);
                 self.record_failure(&self.write_breaker, &failure, "delete", key);
             }
         }
@@ -460,7 +460,7 @@ impl TierState {
             self.verified(key);
         }
         let unsent = if self.is_foreign(key) {
-            TierCounters::add(&self.shared.counters.skipped, 1);
+            self.shared.counters.skipped.add(1);
             tracing::debug!(tier = %self.shared.name, %key, "not overwriting an entry this cache cannot verify");
             lease
         } else {

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
 use crate::key::CacheKey;
-use crate::stats::TierCounters;
 
 use super::coordinate::HeldLease;
 use super::tier::{TierShared, WhenFull};
@@ -126,7 +125,7 @@ impl Writer {
         loop {
             if state.stopped {
                 drop(state);
-                TierCounters::add(&shared.counters.write_errors, 1);
+                shared.counters.write_errors.add(1);
                 tracing::error!(tier = %shared.name, "background writer has stopped; write lost");
                 return job.into_lease();
             }
@@ -136,7 +135,7 @@ impl Writer {
             match self.limits.when_full {
                 WhenFull::Drop => {
                     drop(state);
-                    TierCounters::add(&shared.counters.dropped_writes, 1);
+                    shared.counters.dropped_writes.add(1);
                     tracing::warn!(tier = %shared.name, "background queue full; write dropped");
                     return job.into_lease();
                 }
@@ -146,10 +145,7 @@ impl Writer {
         state.accepted += 1;
         state.bytes += job_bytes;
         state.jobs.push_back(job);
-        shared
-            .counters
-            .pending_writes
-            .set(state.unfinished() as f64);
+        shared.counters.set_pending(state.unfinished());
         drop(state);
         self.queue.work.notify_one();
         None
@@ -208,16 +204,13 @@ fn work(shared: &TierShared, queue: &Queue) {
         // A panicking backend must not strand flush() callers or waiting senders.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.run_job(job)));
         if result.is_err() {
-            TierCounters::add(&shared.counters.write_errors, 1);
+            shared.counters.write_errors.add(1);
             tracing::error!(tier = %shared.name, "backend panicked during a background write");
         }
         let mut state = queue.state.lock();
         state.finished += 1;
         state.bytes = state.bytes.saturating_sub(job_bytes);
-        shared
-            .counters
-            .pending_writes
-            .set(state.unfinished() as f64);
+        shared.counters.set_pending(state.unfinished());
         drop(state);
         queue.progress.notify_all();
     }

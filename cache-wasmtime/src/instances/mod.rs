@@ -7,19 +7,19 @@
 mod linker;
 mod prepare;
 
-use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use warmcache_core::{
-    BoxError, Cache, CacheKey, Codec, ComputeError, Entry, Exec, Failure, Produced,
+    BoxError, Cache, CacheKey, Codec, ComputeError, Entry, Exec, Failure, Produced, Stats,
 };
 use wasmtime::component::Component;
 use wasmtime::{AsContextMut, Engine, Module};
 
-use crate::cache::{WasmCache, checked_source, compute_error};
+use crate::cache::{WasmCache, compute_error};
 use crate::error::{Error, Result};
+use crate::input::{Opened, Wasm};
 use crate::key::ContentHash;
 
 pub use linker::NamedLinker;
@@ -77,8 +77,8 @@ pub type ComponentInstances<T> = InstanceCache<Component, T>;
 ///     assert_eq!(bump.call(&mut store, ())?, 1);
 /// }
 /// let stats = instances.stats();
-/// assert_eq!((stats.builds, stats.hits, stats.instantiations), (1, 2, 3));
-/// assert_eq!(instances.artifacts().stats().compiles, 1);
+/// assert_eq!((stats.computes, stats.live_hits, instances.instantiations()), (1, 2, 3));
+/// assert_eq!(instances.artifacts().stats().computes, 1);
 /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 /// ```
 pub struct InstanceCache<A: Instantiate<T>, T: 'static> {
@@ -94,26 +94,6 @@ impl<A: Instantiate<T>, T: 'static> std::fmt::Debug for InstanceCache<A, T> {
             .field("stats", &self.stats())
             .finish()
     }
-}
-
-/// A snapshot of an [`InstanceCache`]'s counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct InstanceStats {
-    /// Requests answered by a kept pre-instantiation.
-    pub hits: u64,
-    /// Pre-instantiations built (the artifact from the artifact cache, imports resolved),
-    /// including failed ones.
-    pub builds: u64,
-    /// Builds that failed (a missing import, a compile error).
-    pub build_errors: u64,
-    /// Requests that waited for another caller's build of the same key.
-    pub waits: u64,
-    /// Pre-instantiations kept now.
-    pub entries: u64,
-    /// Instances created by [`instantiate`](InstanceCache::instantiate) and
-    /// [`instantiate_async`](InstanceCache::instantiate_async), successful or not.
-    pub instantiations: u64,
 }
 
 impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
@@ -143,9 +123,18 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
     }
 
     /// The key of the wasm with content hash `content` pre-instantiated with `linker`.
-    pub fn key_for_hash(&self, linker: &NamedLinker<A::Linker>, content: &ContentHash) -> CacheKey {
+    pub fn key_for(&self, linker: &NamedLinker<A::Linker>, content: &ContentHash) -> CacheKey {
+        self.key(linker, content, &[])
+    }
+
+    fn key(
+        &self,
+        linker: &NamedLinker<A::Linker>,
+        content: &ContentHash,
+        extras: &[u8],
+    ) -> CacheKey {
         let engine = A::linker_engine(linker.linker());
-        let artifact = self.artifacts.key_for_hash(engine, content);
+        let artifact = self.artifacts.key(engine, content, extras);
         self.prepared
             .key_builder()
             .key(&artifact)
@@ -154,61 +143,26 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
             .finish()
     }
 
-    /// The pre-instantiation of `wasm` (binary or text) with `linker`: kept, or built from the
-    /// artifact cache (which loads or compiles it). Hashes `wasm` on every call; callers that
-    /// know the hash use [`instance_pre_hashed`](Self::instance_pre_hashed).
+    /// The pre-instantiation of `wasm` with `linker`: kept, or built from the artifact cache
+    /// (which loads or compiles it). `wasm` is bytes (binary or text), or any other [`Wasm`].
     ///
     /// # Errors
     ///
     /// [`Error::Link`] when `linker` lacks an import or defines it with another type, and those
     /// of [`WasmCache::get_or_compile`].
-    pub fn instance_pre(&self, linker: &NamedLinker<A::Linker>, wasm: &[u8]) -> Result<A::Pre> {
-        let content = ContentHash::of(wasm);
-        self.prepare_blocking(linker, content, || {
-            std::future::ready(Ok(Cow::Borrowed(wasm)))
-        })
-    }
-
-    /// [`instance_pre`](Self::instance_pre) for a caller that knows the wasm's content hash:
-    /// a hit neither hashes nor loads the wasm; `load` runs only when the artifact must be
-    /// compiled, and its bytes must hash to `content`.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`instance_pre`](Self::instance_pre) and
-    /// [`WasmCache::get_or_compile_hashed`].
-    pub fn instance_pre_hashed<B, E>(
+    pub fn instance_pre<'a>(
         &self,
         linker: &NamedLinker<A::Linker>,
-        content: ContentHash,
-        load: impl FnOnce() -> std::result::Result<B, E>,
-    ) -> Result<A::Pre>
-    where
-        B: AsRef<[u8]>,
-        E: Into<BoxError>,
-    {
-        self.prepare_blocking(linker, content, move || {
-            std::future::ready(checked_source(content, load()).map_err(Failure::Input))
-        })
-    }
-
-    /// [`instance_pre`](Self::instance_pre) for a wasm file, as
-    /// [`WasmCache::get_or_compile_file`] reads it: with a `memo`, an unchanged file is neither
-    /// read nor hashed on a hit.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Input`] when the file cannot be read, and those of
-    /// [`instance_pre`](Self::instance_pre).
-    pub fn instance_pre_file(
-        &self,
-        linker: &NamedLinker<A::Linker>,
-        path: &std::path::Path,
-        memo: Option<&crate::InputMemo>,
+        wasm: impl Into<Wasm<'a>>,
     ) -> Result<A::Pre> {
-        crate::memo::through_file(path, memo, |hash, input| {
-            self.instance_pre_hashed(linker, hash, || input.into_bytes())
-        })
+        let opened = wasm.into().open()?;
+        let engine = A::linker_engine(linker.linker());
+        let key = self.key(linker, &opened.content, opened.extras());
+        // A hit returns without entering an executor.
+        if let Some(pre) = self.prepared.get_live(engine, &key) {
+            return Ok(pre);
+        }
+        futures::executor::block_on(self.prepare(linker, opened, Exec::Inline))
     }
 
     /// [`instance_pre`](Self::instance_pre) for async callers: under a Tokio runtime, compiling
@@ -217,38 +171,12 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
     /// # Errors
     ///
     /// As for [`instance_pre`](Self::instance_pre).
-    pub async fn instance_pre_async(
+    pub async fn instance_pre_async<'a>(
         &self,
         linker: &NamedLinker<A::Linker>,
-        wasm: &[u8],
+        wasm: impl Into<Wasm<'a>>,
     ) -> Result<A::Pre> {
-        let content = ContentHash::of(wasm);
-        let key = self.key_for_hash(linker, &content);
-        let source = || std::future::ready(Ok(Cow::Borrowed(wasm)));
-        self.prepare_keyed(linker, key, content, source, Exec::Blocking)
-            .await
-    }
-
-    /// [`instance_pre_hashed`](Self::instance_pre_hashed) for async callers.
-    ///
-    /// # Errors
-    ///
-    /// As for [`instance_pre_hashed`](Self::instance_pre_hashed).
-    pub async fn instance_pre_hashed_async<B, E, F>(
-        &self,
-        linker: &NamedLinker<A::Linker>,
-        content: ContentHash,
-        load: impl FnOnce() -> F,
-    ) -> Result<A::Pre>
-    where
-        B: AsRef<[u8]>,
-        E: Into<BoxError>,
-        F: std::future::Future<Output = std::result::Result<B, E>>,
-    {
-        let key = self.key_for_hash(linker, &content);
-        let source =
-            move || async move { checked_source(content, load().await).map_err(Failure::Input) };
-        self.prepare_keyed(linker, key, content, source, Exec::Blocking)
+        self.prepare(linker, wasm.into().open()?, Exec::Blocking)
             .await
     }
 
@@ -259,11 +187,11 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
     /// Those of [`instance_pre`](Self::instance_pre), and [`Error::Instantiate`] when wasmtime
     /// cannot instantiate it (a store of another engine, a full instance pool, a trapping start
     /// function).
-    pub fn instantiate(
+    pub fn instantiate<'a>(
         &self,
         store: impl AsContextMut<Data = T>,
         linker: &NamedLinker<A::Linker>,
-        wasm: &[u8],
+        wasm: impl Into<Wasm<'a>>,
     ) -> Result<A::Instance> {
         let pre = self.instance_pre(linker, wasm)?;
         self.instantiations.fetch_add(1, Ordering::Relaxed);
@@ -276,11 +204,11 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
     /// # Errors
     ///
     /// As for [`instantiate`](Self::instantiate).
-    pub async fn instantiate_async(
+    pub async fn instantiate_async<'a>(
         &self,
         store: impl AsContextMut<Data = T> + Send,
         linker: &NamedLinker<A::Linker>,
-        wasm: &[u8],
+        wasm: impl Into<Wasm<'a>>,
     ) -> Result<A::Instance>
     where
         T: Send,
@@ -297,58 +225,46 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
         self.prepared.clear_live();
     }
 
-    /// The counters.
-    pub fn stats(&self) -> InstanceStats {
-        let stats = self.prepared.stats();
-        InstanceStats {
-            hits: stats.live_hits,
-            builds: stats.computes,
-            build_errors: stats.compute_errors + stats.compute_panics,
-            waits: stats.waits,
-            entries: stats.live_entries,
-            instantiations: self.instantiations.load(Ordering::Relaxed),
-        }
+    /// The counters of kept pre-instantiations, in warmcache-core's vocabulary: `live_hits`
+    /// are requests answered by a kept one, `computes` the ones built (including failed ones),
+    /// `compute_errors` the failed builds (a missing import, a compile error), `live_entries`
+    /// the ones kept now. It has no storage tiers.
+    pub fn stats(&self) -> Stats {
+        self.prepared.stats()
     }
 
-    /// [`prepare_keyed`](Self::prepare_keyed) for the synchronous entry points: a hit returns without
-    /// entering an executor.
-    fn prepare_blocking<'w, S, F>(
-        &self,
-        linker: &NamedLinker<A::Linker>,
-        content: ContentHash,
-        source: S,
-    ) -> Result<A::Pre>
-    where
-        S: FnOnce() -> F,
-        F: std::future::Future<Output = std::result::Result<Cow<'w, [u8]>, Failure<Error>>>,
-    {
-        let engine = A::linker_engine(linker.linker());
-        let key = self.key_for_hash(linker, &content);
-        if let Some(pre) = self.prepared.get_live(engine, &key) {
-            return Ok(pre);
-        }
-        futures::executor::block_on(self.prepare_keyed(linker, key, content, source, Exec::Inline))
+    /// Instances created by [`instantiate`](Self::instantiate) and
+    /// [`instantiate_async`](Self::instantiate_async), successful or not.
+    pub fn instantiations(&self) -> u64 {
+        self.instantiations.load(Ordering::Relaxed)
     }
 
     /// The one path behind every entry point: the core cache, building from the artifact cache.
-    async fn prepare_keyed<'w, S, F>(
+    async fn prepare(
         &self,
         linker: &NamedLinker<A::Linker>,
-        key: CacheKey,
-        content: ContentHash,
-        source: S,
+        opened: Opened<'_>,
         exec: Exec,
-    ) -> Result<A::Pre>
-    where
-        S: FnOnce() -> F,
-        F: std::future::Future<Output = std::result::Result<Cow<'w, [u8]>, Failure<Error>>>,
-    {
+    ) -> Result<A::Pre> {
+        opened
+            .run(|opened| self.prepare_once(linker, opened, exec))
+            .await
+    }
+
+    async fn prepare_once(
+        &self,
+        linker: &NamedLinker<A::Linker>,
+        opened: Opened<'_>,
+        exec: Exec,
+    ) -> Result<A::Pre> {
+        let content = opened.content;
+        let key = self.key(linker, &content, opened.extras());
         let engine = A::linker_engine(linker.linker());
+        let artifact_key = self.artifacts.key(engine, &content, opened.extras());
         let produce = || async move {
-            let artifact_key = self.artifacts.key_for_hash(engine, &content);
             let artifact = self
                 .artifacts
-                .obtain(engine, artifact_key, content, source, exec)
+                .obtain_once(engine, artifact_key, opened, exec)
                 .await
                 .map_err(|e| match e.is_callers_input() {
                     true => Failure::Input(e),

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use futures::executor::block_on;
 use rayon::prelude::*;
 use warmcache_core::CacheKey;
+use warmcache_wasmtime::ContentHash;
 
 use super::{InputKind, Outcome, input_kind};
 use crate::config::Settings;
@@ -123,8 +124,8 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let kind = input_kind(&bytes);
         let key = match kind {
-            InputKind::Module => modules.key_for(engine, &bytes),
-            InputKind::Component => components.key_for(engine, &bytes),
+            InputKind::Module => modules.key_for(engine, &ContentHash::of(&bytes)),
+            InputKind::Component => components.key_for(engine, &ContentHash::of(&bytes)),
         };
         for tier in &tiers {
             if block_on(tier.backend.contains(&key)).unwrap_or(false) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::executor::block_on;
 use serde::Serialize;
 use warmcache_core::{Origin, Tier, Tiered};
-use warmcache_wasmtime::{ArtifactKind, ContentHash, ModuleCache};
+use warmcache_wasmtime::{ArtifactKind, ContentHash, ModuleCache, Wasm};
 use wasmtime::{Engine, Linker, Module, Store};
 
 use super::Outcome;
@@ -269,7 +269,7 @@ fn measure_module(
     let origin = Origin::new(ArtifactKind::Module.envelope_kind(), "warmcache bench")
         .compute_ms(compile_samples[0] as u64);
     for probe in &probes {
-        let key = probe.cache.key_for_hash(engine, &content);
+        let key = probe.cache.key_for(engine, &content);
         block_on(probe.cache.tiers().put(&key, &origin, &artifact));
         probe.cache.flush();
     }
@@ -298,9 +298,12 @@ fn measure_module(
         }
         let started = Instant::now();
         for _ in 0..batch {
-            live.get_or_compile_hashed(engine, content, || -> std::io::Result<Vec<u8>> {
-                Ok(wasm.to_vec())
-            })?;
+            live.get_or_compile(
+                engine,
+                Wasm::hashed(content, || -> std::io::Result<Vec<u8>> {
+                    Ok(wasm.to_vec())
+                }),
+            )?;
         }
         hashed.push(ms(started.elapsed()) / f64::from(batch));
         let rounds = if wasm.len() > 1 << 20 { 3 } else { batch };
@@ -311,15 +314,14 @@ fn measure_module(
         unhashed.push(ms(started.elapsed()) / f64::from(rounds));
         for (probe, (loads, firsts)) in probes.iter().zip(tier_samples.iter_mut()) {
             let started = Instant::now();
-            let module = probe.cache.get_or_compile_hashed(
-                engine,
-                content,
-                || -> std::io::Result<Vec<u8>> {
-                    Err(std::io::Error::other(
-                        "the artifact should have been stored",
-                    ))
-                },
-            )?;
+            let stored = || -> std::io::Result<Vec<u8>> {
+                Err(std::io::Error::other(
+                    "the artifact should have been stored",
+                ))
+            };
+            let module = probe
+                .cache
+                .get_or_compile(engine, Wasm::hashed(content, stored))?;
             loads.push(ms(started.elapsed()));
             if first_call(engine, &module) {
                 firsts.push(ms(started.elapsed()));
@@ -334,7 +336,7 @@ fn measure_module(
     }
     for probe in &probes {
         let stats = probe.cache.stats();
-        if stats.compiles > 0 || stats.incompatible > 0 {
+        if stats.computes > 0 || stats.decode_errors > 0 {
             return Err(format!("{name}: tier {} did not answer", probe.name).into());
         }
     }
@@ -402,7 +404,7 @@ fn measure_instantiation(
         Tiered::builder().tier(Tier::new(files)).build(),
     ));
     let origin = Origin::new(ArtifactKind::Module.envelope_kind(), "warmcache bench");
-    let key = instances.artifacts().key_for_hash(&pooled, &content);
+    let key = instances.artifacts().key_for(&pooled, &content);
     block_on(instances.artifacts().tiers().put(&key, &origin, artifact));
     let stored = || -> std::io::Result<Vec<u8>> {
         Err(std::io::Error::other(
@@ -411,12 +413,12 @@ fn measure_instantiation(
     };
     let module = instances
         .artifacts()
-        .get_or_compile_hashed(&pooled, content, stored)?;
+        .get_or_compile(&pooled, Wasm::hashed(content, stored))?;
     let mut linker = Linker::<()>::new(&pooled);
     linker.define_unknown_imports_as_traps(&module)?;
     let linker = warmcache_wasmtime::NamedLinker::new(linker, "traps", 1);
-    let pre = instances.instance_pre_hashed(&linker, content, stored)?;
-    if instances.artifacts().stats().compiles > 0 {
+    let pre = instances.instance_pre(&linker, Wasm::hashed(content, stored))?;
+    if instances.artifacts().stats().computes > 0 {
         return Err("the file tier did not answer".into());
     }
 

@@ -27,14 +27,15 @@ pub enum InputKind {
     Component,
 }
 
-/// Tells modules from components: by the binary header, or for the text format by its first
-/// form.
+/// Tells modules from components: a binary by wasmtime's parser (wasmparser's header check),
+/// the text format by its first form. Only the head of a file is needed, so `run` decides
+/// without reading a file whose hash is remembered.
 pub fn input_kind(bytes: &[u8]) -> InputKind {
-    if bytes.starts_with(b"\0asm") {
-        return match bytes.get(6..8) {
-            Some([1, 0]) => InputKind::Component,
-            _ => InputKind::Module,
-        };
+    if wasmparser::Parser::is_component(bytes) {
+        return InputKind::Component;
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) || bytes.starts_with(b"\0asm") {
+        return InputKind::Module;
     }
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
     let mut rest = text.trim_start();

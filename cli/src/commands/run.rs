@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use warmcache_wasmtime::{ComponentInstances, ModuleInstances, NamedLinker, WasmCache, WasmStats};
+use warmcache_core::Stats;
+use warmcache_wasmtime::{ComponentInstances, ModuleInstances, NamedLinker, Wasm, WasmCache};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, InstancePre, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -48,8 +49,8 @@ fn env_pair(s: &str) -> Result<(String, String), String> {
 }
 
 /// Where the compiled code came from, for `-v`.
-fn describe(stack: &Stack, before: &WasmStats, after: &WasmStats) -> String {
-    if after.compiles > before.compiles {
+fn describe(stack: &Stack, before: &Stats, after: &Stats) -> String {
+    if after.computes > before.computes {
         let unpublished: Vec<&str> = after
             .tiers
             .iter()
@@ -136,7 +137,7 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             configured.pin(instances.artifacts());
             let linker = NamedLinker::new(wasi_p1_linker(&engine)?, "wasi-p1", 1);
             let before = instances.artifacts().stats();
-            let pre = instances.instance_pre_file(&linker, &args.file, memo.as_ref())?;
+            let pre = instances.instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))?;
             let after = instances.artifacts().stats();
             report(&stack, &args, verbose, remembered, &before, &after, started);
             let code = run_module(&engine, &pre, builder.build_p1());
@@ -148,7 +149,7 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             configured.pin(instances.artifacts());
             let linker = NamedLinker::new(wasi_p2_linker(&engine)?, "wasi-p2", 1);
             let before = instances.artifacts().stats();
-            let pre = instances.instance_pre_file(&linker, &args.file, memo.as_ref())?;
+            let pre = instances.instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))?;
             let after = instances.artifacts().stats();
             report(&stack, &args, verbose, remembered, &before, &after, started);
             let code = run_component(&engine, pre, builder.build());
@@ -189,8 +190,8 @@ fn report(
     args: &Args,
     verbose: u8,
     remembered: bool,
-    before: &WasmStats,
-    after: &WasmStats,
+    before: &Stats,
+    after: &Stats,
     started: Instant,
 ) {
     if verbose > 0 {

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use futures::executor::block_on;
 use serde::Serialize;
+use warmcache_core::{Stats, TierStats};
 
 use super::Outcome;
 use crate::config::Settings;
@@ -20,65 +21,45 @@ pub enum Format {
     Prometheus,
 }
 
+/// One tier: what it holds now, and its counters over every run.
 #[derive(Debug, Serialize)]
 struct TierReport {
-    tier: String,
     kind: &'static str,
     entries: Option<u64>,
     bytes: Option<u64>,
     capacity: Option<u64>,
-    hits: u64,
-    misses: u64,
-    errors: u64,
-    corrupt: u64,
-    forged: u64,
-    write_errors: u64,
-    dropped_writes: u64,
-    leases: u64,
-    lease_waits: u64,
-    lease_timeouts: u64,
-    lease_errors: u64,
+    #[serde(flatten)]
+    totals: TierStats,
 }
 
+/// The cache's counters over every run (the library's `Stats`, summed), its tiers' included.
 #[derive(Debug, Serialize)]
 struct Report {
     cache_dir: String,
     tiers: Vec<TierReport>,
-    live_hits: u64,
-    tier_hits: u64,
-    misses: u64,
-    compiles: u64,
-    compile_errors: u64,
-    compile_ms: f64,
-    compile_saved_ms: f64,
-    coordinated: u64,
+    #[serde(flatten)]
+    totals: Stats,
 }
 
 pub fn run(settings: &Settings, format: Format) -> Outcome {
     let stack = super::open(settings)?;
-    let history = crate::history::load(&settings.cache_dir.value);
+    let mut totals = crate::history::load(&settings.cache_dir.value);
     let mut tiers = Vec::new();
     if stack.live_bytes > 0 {
         // The in-process tier lives only inside each process: no entries to count here.
+        let mut memory = TierStats::default();
+        memory.name = "memory".to_owned();
+        memory.hits = totals.live_hits;
+        memory.misses = totals.tier_hits + totals.misses;
         tiers.push(TierReport {
-            tier: "memory".to_owned(),
             kind: "memory",
             entries: None,
             bytes: None,
             capacity: Some(stack.live_bytes),
-            hits: history.live_hits,
-            misses: history.tier_hits + history.misses,
-            errors: 0,
-            corrupt: 0,
-            forged: 0,
-            write_errors: 0,
-            dropped_writes: 0,
-            leases: 0,
-            lease_waits: 0,
-            lease_timeouts: 0,
-            lease_errors: 0,
+            totals: memory,
         });
     }
+    let mut recorded = std::mem::take(&mut totals.tiers);
     for tier in &stack.tiers {
         let spinner = crate::progress::spinner(&format!("{}: counting", tier.label));
         let counted = block_on(tier.backend().usage());
@@ -90,51 +71,39 @@ pub fn run(settings: &Settings, format: Format) -> Outcome {
                 None
             }
         };
-        let totals = history.tiers.get(&tier.label).cloned().unwrap_or_default();
+        let mut tier_totals = recorded
+            .iter()
+            .position(|t| t.name == tier.label)
+            .map(|i| recorded.swap_remove(i))
+            .unwrap_or_default();
+        tier_totals.name.clone_from(&tier.label);
         tiers.push(TierReport {
-            tier: tier.label.clone(),
             kind: tier.config.kind.as_str(),
             entries: usage.map(|u| u.entries),
             bytes: usage.map(|u| u.bytes),
             capacity: tier.backend().capabilities().capacity,
-            hits: totals.hits,
-            misses: totals.misses,
-            errors: totals.errors,
-            corrupt: totals.corrupt,
-            forged: totals.forged,
-            write_errors: totals.write_errors,
-            dropped_writes: totals.dropped_writes,
-            leases: totals.leases,
-            lease_waits: totals.lease_waits,
-            lease_timeouts: totals.lease_timeouts,
-            lease_errors: totals.lease_errors,
+            totals: tier_totals,
         });
     }
     let report = Report {
         cache_dir: settings.cache_dir.value.display().to_string(),
         tiers,
-        live_hits: history.live_hits,
-        tier_hits: history.tier_hits,
-        misses: history.misses,
-        compiles: history.compiles,
-        compile_errors: history.compile_errors,
-        compile_ms: history.compile_ms,
-        compile_saved_ms: history.compile_saved_ms,
-        coordinated: history.coordinated,
+        totals,
     };
     match format {
-        Format::Json => {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            return Ok(ExitCode::SUCCESS);
-        }
-        Format::Prometheus => {
-            print!("{}", prometheus(&report));
-            return Ok(ExitCode::SUCCESS);
-        }
-        Format::Table => {}
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Prometheus => print!("{}", prometheus(&report)),
+        Format::Table => print!("{}", table(&report)),
     }
-    println!("cache directory: {}", report.cache_dir);
-    println!(
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `report` as a table for people.
+fn table(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = format!("cache directory: {}\n", report.cache_dir);
+    let _ = writeln!(
+        out,
         "{:<48} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>6} {:>8} {:>7}",
         "tier",
         "entries",
@@ -149,52 +118,57 @@ pub fn run(settings: &Settings, format: Format) -> Outcome {
     );
     for t in &report.tiers {
         let dash = || "-".to_owned();
-        println!(
+        let c = &t.totals;
+        let _ = writeln!(
+            out,
             "{:<48} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>6} {:>8} {:>7}",
-            t.tier,
+            c.name,
             t.entries.map_or_else(dash, |e| e.to_string()),
             t.bytes.map_or_else(dash, human),
-            t.hits,
-            t.misses,
-            t.errors,
-            t.corrupt,
-            t.forged,
-            t.write_errors,
-            t.dropped_writes
+            c.hits,
+            c.misses,
+            c.errors,
+            c.corrupt,
+            c.forged,
+            c.write_errors,
+            c.dropped_writes
         );
     }
-    println!(
+    let s = &report.totals;
+    let _ = writeln!(
+        out,
         "compiles: {} ({} failed, {:.1} s); warm starts: {} from tiers; compile time saved: {:.1} s",
-        report.compiles,
-        report.compile_errors,
-        report.compile_ms / 1e3,
-        report.tier_hits,
-        report.compile_saved_ms / 1e3
+        s.computes,
+        s.compute_errors + s.compute_panics,
+        s.compute_ms / 1e3,
+        s.tier_hits,
+        s.compute_saved_ms / 1e3
     );
-    for t in report
-        .tiers
-        .iter()
-        .filter(|t| t.leases + t.lease_waits + t.lease_errors > 0)
-    {
-        println!(
-            "coordination in {}: {} leases taken, {} waits for another's compile ({} ran out),              {} lease errors",
-            t.tier, t.leases, t.lease_waits, t.lease_timeouts, t.lease_errors
-        );
+    for t in report.tiers.iter().map(|t| &t.totals) {
+        if t.leases + t.lease_waits + t.lease_errors > 0 {
+            let _ = writeln!(
+                out,
+                "coordination in {}: {} leases taken, {} waits for another's compile ({} ran out), {} lease errors",
+                t.name, t.leases, t.lease_waits, t.lease_timeouts, t.lease_errors
+            );
+        }
     }
-    if report.coordinated > 0 {
-        println!(
+    if s.coordinated > 0 {
+        let _ = writeln!(
+            out,
             "compiles avoided by waiting for another process or host: {}",
-            report.coordinated
+            s.coordinated
         );
     }
-    Ok(ExitCode::SUCCESS)
+    out
 }
 
-/// One tier's value of a metric, if it has one.
+/// One tier's value of a gauge, if it has one.
 type TierValue = fn(&TierReport) -> Option<u64>;
 
 /// `report` in Prometheus's text exposition format (version 0.0.4): the persisted totals of
-/// every run under the metric names the library emits, and the tiers' current contents.
+/// every run under the metric names, and with the help, the library declares for them
+/// ([`TierStats::COUNTERS`], [`Stats::COUNTERS`]), and the tiers' current contents.
 fn prometheus(report: &Report) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -205,127 +179,58 @@ fn prometheus(report: &Report) -> String {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
-    let tier = |t: &TierReport| {
-        format!(
-            "{{tier=\"{}\",kind=\"{}\"}}",
-            escape(&t.tier),
-            escape(t.kind)
-        )
+    let per_tier = |value: &dyn Fn(&TierReport) -> Option<u64>| -> Vec<(String, f64)> {
+        let labels = |t: &TierReport| {
+            let (tier, kind) = (escape(&t.totals.name), escape(t.kind));
+            format!("{{tier=\"{tier}\",kind=\"{kind}\"}}")
+        };
+        let sample = |t| Some((labels(t), value(t)? as f64));
+        report.tiers.iter().filter_map(sample).collect()
     };
-    let per_tier = |value: TierValue| -> Vec<(String, f64)> {
-        report
-            .tiers
-            .iter()
-            .filter_map(|t| Some((tier(t), value(t)? as f64)))
-            .collect()
-    };
-    let counters: [(&str, &str, TierValue); 11] = [
-        ("hits", "reads that returned a verified entry", |t| {
-            Some(t.hits)
-        }),
-        ("misses", "reads that found nothing usable", |t| {
-            Some(t.misses)
-        }),
-        ("errors", "reads that failed", |t| Some(t.errors)),
-        (
-            "corrupt",
-            "entries that failed verification as damaged",
-            |t| Some(t.corrupt),
-        ),
-        ("forged", "entries that failed authentication", |t| {
-            Some(t.forged)
-        }),
-        ("write_errors", "failed writes", |t| Some(t.write_errors)),
-        (
-            "dropped_writes",
-            "background writes dropped, queue full",
-            |t| Some(t.dropped_writes),
-        ),
-        ("leases", "leases taken before compiling", |t| {
-            Some(t.leases)
-        }),
-        ("lease_waits", "waits for another's compile", |t| {
-            Some(t.lease_waits)
-        }),
-        ("lease_timeouts", "waits that ran out", |t| {
-            Some(t.lease_timeouts)
-        }),
-        ("lease_errors", "lease operations that failed", |t| {
-            Some(t.lease_errors)
-        }),
-    ];
-    for (name, help, value) in counters {
-        family(
-            &format!("warmcache_tier_{name}_total"),
-            "counter",
-            help,
-            &per_tier(value),
-        );
+    for counter in TierStats::COUNTERS {
+        let samples = per_tier(&|t| Some((counter.get)(&t.totals)));
+        family(counter.metric, "counter", counter.help, &samples);
     }
-    family(
-        "warmcache_tier_entries",
-        "gauge",
-        "entries stored in the tier now",
-        &per_tier(|t| t.entries),
-    );
-    family(
-        "warmcache_tier_used_bytes",
-        "gauge",
-        "bytes stored in the tier now",
-        &per_tier(|t| t.bytes),
-    );
-    family(
-        "warmcache_tier_capacity_bytes",
-        "gauge",
-        "the tier's byte capacity, when bounded",
-        &per_tier(|t| t.capacity),
-    );
-    let cache = "{cache=\"wasmtime\"}".to_owned();
-    let totals: [(&str, &str, f64); 8] = [
+    let gauges: [(&str, &str, TierValue); 3] = [
         (
-            "live_hits_total",
-            "requests answered from the in-process tier",
-            report.live_hits as f64,
+            "warmcache_tier_entries",
+            "Entries stored in the tier now",
+            |t| t.entries,
         ),
         (
-            "tier_hits_total",
-            "requests answered from a storage tier",
-            report.tier_hits as f64,
+            "warmcache_tier_used_bytes",
+            "Bytes stored in the tier now",
+            |t| t.bytes,
         ),
         (
-            "misses_total",
-            "requests no tier could answer",
-            report.misses as f64,
-        ),
-        ("computes_total", "compiles run", report.compiles as f64),
-        (
-            "compute_errors_total",
-            "compiles that failed",
-            report.compile_errors as f64,
-        ),
-        (
-            "compute_seconds_total",
-            "time spent compiling",
-            report.compile_ms / 1e3,
-        ),
-        (
-            "compute_saved_seconds_total",
-            "compile time that warm starts saved",
-            report.compile_saved_ms / 1e3,
-        ),
-        (
-            "coordinated_total",
-            "loads of an artifact another process or host compiled meanwhile",
-            report.coordinated as f64,
+            "warmcache_tier_capacity_bytes",
+            "The tier's byte capacity, when bounded",
+            |t| t.capacity,
         ),
     ];
-    for (name, help, value) in totals {
-        family(
-            &format!("warmcache_cache_{name}"),
-            "counter",
-            help,
-            &[(cache.clone(), value)],
-        );
+    for (name, help, value) in gauges {
+        family(name, "gauge", help, &per_tier(&value));
+    }
+    let cache = "{cache=\"wasmtime\"}".to_owned();
+    let s = &report.totals;
+    for counter in Stats::COUNTERS {
+        let sample = [(cache.clone(), (counter.get)(s) as f64)];
+        family(counter.metric, "counter", counter.help, &sample);
+    }
+    let seconds = [
+        (
+            "warmcache_cache_compute_seconds_total",
+            "Time spent compiling",
+            s.compute_ms,
+        ),
+        (
+            "warmcache_cache_compute_saved_seconds_total",
+            "Compile time that warm starts saved",
+            s.compute_saved_ms,
+        ),
+    ];
+    for (name, help, ms) in seconds {
+        family(name, "counter", help, &[(cache.clone(), ms / 1e3)]);
     }
     out
 }
