@@ -27,7 +27,7 @@ use crate::entry::Entry;
 use crate::key::CacheKey;
 
 use super::Tiered;
-use super::tier::{TierFailure, TierShared, timed};
+use super::guarded::{Side, TierShared, timed};
 
 /// How a stack coordinates the computation of one key between processes and hosts that share
 /// tiers offering leases ([`Capabilities::coordinates`](crate::Capabilities::coordinates)).
@@ -173,25 +173,6 @@ enum Attempt {
     Busy,
     /// An error, a timeout, an open breaker: go on without this tier's lease.
     Unavailable,
-}
-
-impl TierShared {
-    /// Counts a failed lease operation. It never counts against the tier's write breaker: a
-    /// lease is coordination, not a write, and one key's lease can fail for reasons that say
-    /// nothing about the tier (a lock file planted by someone else), which must not stop every
-    /// write. A tier that really fails shows it in its own writes.
-    pub(super) fn lease_failed(&self, failure: &TierFailure, op: &str) {
-        self.counters.lease_errors.add(1);
-        match failure {
-            TierFailure::Timeout(after) => {
-                self.counters.timeouts.add(1);
-                tracing::warn!(tier = %self.name, ?after, "lease {op} timed out");
-            }
-            TierFailure::Error(e) => {
-                tracing::warn!(tier = %self.name, error = %e, "lease {op} failed");
-            }
-        }
-    }
 }
 
 /// Who holds a lease, as written into stores that record it: host and process.
@@ -363,29 +344,15 @@ impl Tiered {
 
     async fn attempt(&self, index: usize, key: &CacheKey) -> Attempt {
         let shared = &self.tiers[index].shared;
-        if !shared.write_breaker.allow() {
-            shared.counters.skipped.add(1);
-            return Attempt::Unavailable;
-        }
         let ttl = self.coordination.ttl;
-        match timed(
-            shared.timeout,
-            shared.backend.try_lease(key, ttl, &self.holder),
-        )
-        .await
+        let try_lease = shared.backend.try_lease(key, ttl, &self.holder);
+        match shared
+            .guarded(Side::Lease, shared.timeout, "acquire", key, try_lease)
+            .await
         {
-            Ok(Some(lease)) => {
-                shared.write_breaker.success();
-                Attempt::Taken(lease)
-            }
-            Ok(None) => {
-                shared.write_breaker.success();
-                Attempt::Busy
-            }
-            Err(failure) => {
-                shared.lease_failed(&failure, "acquire");
-                Attempt::Unavailable
-            }
+            Ok(Some(lease)) => Attempt::Taken(lease),
+            Ok(None) => Attempt::Busy,
+            Err(_) => Attempt::Unavailable,
         }
     }
 }

@@ -1,12 +1,15 @@
 //! [`Tiered`]: backends composed fastest first, with verification, promotion, background writes,
 //! timeouts and circuit breakers.
 //!
-//! `tier.rs` holds a tier's configuration and its guarded backend, `writer.rs` the background
-//! queue, `read.rs` lookups (verify, reject, promote), `write.rs` puts and deletes, and
-//! `coordinate.rs` the leases that let processes and hosts compute a key once between them.
+//! `tier.rs` holds a tier's public configuration, `guarded.rs` its backend under breakers,
+//! timeout and counters, `state.rs` a built tier, `writer.rs` the background queue, `read.rs`
+//! lookups (verify, reject, promote), `write.rs` puts and deletes, and `coordinate.rs` the
+//! leases that let processes and hosts compute a key once between them.
 
 mod coordinate;
+mod guarded;
 mod read;
+mod state;
 mod tier;
 mod write;
 mod writer;
@@ -22,9 +25,10 @@ use crate::stats::{TierCounters, TierStats};
 
 pub(crate) use coordinate::{Claim, Claimed};
 pub use coordinate::{Coordination, OnSharedMiss};
+use guarded::TierShared;
+use state::{TierState, Unverified};
 pub(crate) use tier::WriteMode;
 pub use tier::{Access, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier, WhenFull};
-use tier::{TierShared, TierState, Unverified};
 use writer::{QueueLimits, Writer};
 
 /// Backends composed fastest first.

@@ -2,19 +2,18 @@
 //! promotion of a hit into the faster tiers.
 
 use std::future::Future;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::join_all;
 
 use crate::entry::Entry;
 use crate::envelope::VerifyError;
-use crate::error::{Context, Error, ErrorKind, Op};
+use crate::error::{Context, Error, Op};
 use crate::key::CacheKey;
 use crate::mapped::{self, MapError};
 
 use super::Tiered;
-use super::tier::{TierFailure, timed};
+use super::guarded::{Refused, Side, TierFailure};
 use super::write::SealedForms;
 
 /// What one read of a tier gave.
@@ -79,34 +78,17 @@ impl Tiered {
         F: Future<Output = Result<Option<T>, Error>>,
     {
         let shared = &self.tiers[index].shared;
-        let counters = &shared.counters;
-        if !shared.read_breaker.allow() {
-            counters.skipped.add(1);
-            return Fetched::Nothing;
-        }
-        let started = Instant::now();
-        let result = timed(shared.timeout, read).await;
-        match result {
-            Err(TierFailure::Error(ref e)) if e.kind() == ErrorKind::NotSupported => {
-                return Fetched::NotSupported;
-            }
-            _ => counters.record_read_latency(started.elapsed()),
-        }
-        match result {
-            Ok(Some(value)) => {
-                shared.read_breaker.success();
-                Fetched::Value(value)
-            }
+        match shared
+            .guarded(Side::Read, shared.timeout, op, key, read)
+            .await
+        {
+            Ok(Some(value)) => Fetched::Value(value),
             Ok(None) => {
-                shared.read_breaker.success();
-                counters.misses.add(1);
+                shared.counters.misses.add(1);
                 Fetched::Nothing
             }
-            Err(failure) => {
-                counters.errors.add(1);
-                shared.record_failure(&shared.read_breaker, &failure, op, key);
-                Fetched::Nothing
-            }
+            Err(Refused::NotSupported) => Fetched::NotSupported,
+            Err(Refused::Skipped | Refused::Failed) => Fetched::Nothing,
         }
     }
 
@@ -200,12 +182,11 @@ impl Tiered {
                     return None;
                 }
                 Err(MapError::Io(e)) => {
-                    shared.counters.errors.add(1);
                     let failure = TierFailure::Error(Error::Io {
                         context: Context::with_key(shared.backend.name(), Op::OpenFile, key),
                         source: e,
                     });
-                    shared.record_failure(&shared.read_breaker, &failure, "map", key);
+                    shared.read_failed(&failure, "map", key);
                     return None;
                 }
             };
@@ -279,7 +260,7 @@ impl Tiered {
                 let bytes = sealed.get(&self.integrity, key, &origin, entry.payload(), t.form());
                 async move {
                     t.shared.counters.promotions.add(1);
-                    t.write(key, bytes).await;
+                    t.write(key, bytes, None).await;
                 }
             })
             .collect::<Vec<_>>();

@@ -60,17 +60,8 @@ impl Tiered {
     /// Seals `payload` (once per compression setting in use) and writes it to every writable
     /// tier: inline tiers before this returns, background tiers through their queues.
     pub async fn put(&self, key: &CacheKey, origin: &Origin, payload: &[u8]) {
-        let mut sealed = SealedForms::default();
-        let writes = self
-            .tiers
-            .iter()
-            .filter(|t| t.writable())
-            .map(|t| {
-                let bytes = sealed.get(&self.integrity, key, origin, payload, t.form());
-                t.write(key, bytes)
-            })
-            .collect::<Vec<_>>();
-        join_all(writes).await;
+        self.put_claimed(key, origin, payload, super::Claim::none())
+            .await;
     }
 
     /// [`put`](Self::put) for a computation that held `claim`: each lease is released once the
@@ -91,7 +82,7 @@ impl Tiered {
             .filter(|(_, t)| t.writable())
             .map(|(index, t)| {
                 let bytes = sealed.get(&self.integrity, key, origin, payload, t.form());
-                t.write_then_release(key, bytes, claim.take(index))
+                t.write(key, bytes, claim.take(index))
             })
             .collect::<Vec<_>>();
         join_all(writes).await;

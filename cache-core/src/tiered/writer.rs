@@ -16,7 +16,8 @@ use parking_lot::{Condvar, Mutex};
 use crate::key::CacheKey;
 
 use super::coordinate::HeldLease;
-use super::tier::{TierShared, WhenFull};
+use super::guarded::TierShared;
+use super::tier::WhenFull;
 
 #[derive(Debug)]
 pub(super) enum Job {
@@ -202,7 +203,7 @@ fn work(shared: &TierShared, queue: &Queue) {
         };
         let job_bytes = job.bytes();
         // A panicking backend must not strand flush() callers or waiting senders.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.run_job(job)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(shared, job)));
         if result.is_err() {
             shared.counters.write_errors.add(1);
             tracing::error!(tier = %shared.name, "backend panicked during a background write");
@@ -213,6 +214,19 @@ fn work(shared: &TierShared, queue: &Queue) {
         shared.counters.set_pending(state.unfinished());
         drop(state);
         queue.progress.notify_all();
+    }
+}
+
+/// Runs one job on `shared`, releasing a put's lease after it.
+fn run(shared: &TierShared, job: Job) {
+    match job {
+        Job::Put(key, value, lease) => futures::executor::block_on(async {
+            shared.put(&key, value).await;
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+        }),
+        Job::Delete(key) => futures::executor::block_on(shared.delete(&key)),
     }
 }
 
