@@ -29,7 +29,7 @@ use crate::codec::Codec;
 use crate::entry::Entry;
 use crate::envelope::{EnvelopeMeta, FORMAT_VERSION, Origin};
 use crate::key::CacheKey;
-use crate::single_flight::{FlightGuard, Join, WaitOutcome};
+use crate::single_flight::FlightGuard;
 use crate::tiered::{Claim, Claimed};
 
 /// What a flight hands its waiters: the value, and the entry it was decoded from or encoded
@@ -42,13 +42,13 @@ pub(super) struct Shared<V> {
 
 pub(super) type Flown<V> = Result<Shared<V>, ComputeError>;
 
-type Guard<'a, V> = FlightGuard<'a, CacheKey, Flown<V>>;
+pub(super) type Guard<'a, V> = FlightGuard<'a, CacheKey, Flown<V>>;
 
-fn add(counter: &crate::metrics::Count, n: u64) {
+pub(super) fn add(counter: &crate::metrics::Count, n: u64) {
     counter.add(n);
 }
 
-fn nanos(since: Instant) -> u64 {
+pub(super) fn nanos(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -57,76 +57,13 @@ where
     V: Clone + Send + Sync + 'static,
     C: Codec<V>,
 {
-    /// The value for `key` as `caller` needs it: from the live tier, from storage, or by
-    /// running `produce`, with single-flight. The entry point for adapters that bring their
-    /// own [`Codec`]; `produce` says which of its failures are the computation's (shared with
-    /// waiters) and which are this caller's own input's ([`Failure`]).
-    ///
-    /// The caller vouches that `key` covers everything the result depends on.
-    ///
-    /// # Errors
-    ///
-    /// The computation's failure (this caller's or the one it waited on), or this caller's
-    /// input failure. Storage failures are never errors here.
-    ///
-    /// # Cancellation
-    ///
-    /// Dropping the future while it waits is harmless. Dropping it while it leads releases the
-    /// waiters, one of which takes over.
-    pub async fn get_or_produce<X, F, Fut>(
+    /// A waiter's value from the leader's result.
+    pub(super) async fn adopt(
         &self,
         caller: &C::Caller,
-        key: CacheKey,
+        shared: Shared<V>,
         exec: Exec,
-        produce: F,
-    ) -> Result<V, Failure<X>>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Produced<V>, Failure<X>>>,
-    {
-        if let Some(v) = self.get_live(caller, &key) {
-            return Ok(v);
-        }
-        let guard = loop {
-            match self.flights.join(&key) {
-                Join::Leader(guard) => break Some(guard),
-                Join::Waiter(waiter) => {
-                    add(&self.counters.waits, 1);
-                    match waiter.wait_async().await {
-                        WaitOutcome::Done(Ok(shared)) => {
-                            match self.adopt(caller, shared, exec).await {
-                                Some(v) => return Ok(v),
-                                // The value is not for this caller and its entry could not
-                                // be decoded for it: go on alone, outside the flight.
-                                None => break None,
-                            }
-                        }
-                        WaitOutcome::Done(Err(e)) => return Err(Failure::Compute(e)),
-                        WaitOutcome::Panicked => {
-                            return Err(Failure::Compute(ComputeError::Panicked { key }));
-                        }
-                        WaitOutcome::Abandoned => continue,
-                    }
-                }
-            }
-        };
-        self.lead(caller, key, exec, guard, produce).await
-    }
-
-    /// The value for `key` in the live tier, if there is one and the codec hands it to
-    /// `caller`; counted as a live hit. Never blocks: synchronous entry points try it before
-    /// entering an executor.
-    pub fn get_live(&self, caller: &C::Caller, key: &CacheKey) -> Option<V> {
-        let v = self.live.as_ref()?.get(key)?;
-        if !self.codec.accepts(caller, &v) {
-            return None;
-        }
-        add(&self.counters.live_hits, 1);
-        Some(v)
-    }
-
-    /// A waiter's value from the leader's result.
-    async fn adopt(&self, caller: &C::Caller, shared: Shared<V>, exec: Exec) -> Option<V> {
+    ) -> Option<V> {
         if self.codec.accepts(caller, &shared.value) {
             return Some(shared.value);
         }
@@ -199,8 +136,8 @@ where
         Some((value, entry))
     }
 
-    /// As leader (or alone, without a guard): look again, then produce, publish and store.
-    async fn lead<X, F, Fut>(
+    /// As leader (or alone, without a guard): look again, claim, produce, publish and store.
+    pub(super) async fn lead<X, F, Fut>(
         &self,
         caller: &C::Caller,
         key: CacheKey,
@@ -212,74 +149,147 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Produced<V>, Failure<X>>>,
     {
-        if let Some(v) = self.get_live(caller, &key) {
-            publish(
-                &mut guard,
-                Ok(Shared {
-                    value: v.clone(),
-                    entry: None,
-                }),
-            );
+        if let Some(v) = self.look_again(caller, key, exec, &mut guard).await {
             return Ok(v);
         }
-        if let Some((v, entry)) = self.load(caller, &key, exec).await {
-            return Ok(self.stored_hit(key, &mut guard, v, entry));
+        let claim = match self.claim(caller, key, exec, &mut guard).await {
+            Ok(claim) => claim,
+            Err(found_or_refused) => return found_or_refused,
+        };
+        add(&self.counters.misses, 1);
+        let started = Instant::now();
+        // The one place a computation runs: a panic is caught, published, and resumed.
+        let produced = AssertUnwindSafe(produce()).catch_unwind().await;
+        let compute_nanos = nanos(started);
+        self.count_compute(compute_nanos);
+        let Produced { value, payload } = match produced {
+            Ok(Ok(produced)) => produced,
+            Ok(Err(failure)) => return Err(self.failed(claim, &mut guard, failure).await),
+            Err(panic) => {
+                let _ = self
+                    .failed::<X>(
+                        claim,
+                        &mut guard,
+                        Failure::Compute(ComputeError::Panicked { key }),
+                    )
+                    .await;
+                std::panic::resume_unwind(panic);
+            }
+        };
+        let shared = |entry| {
+            Ok(Shared {
+                value: value.clone(),
+                entry,
+            })
+        };
+        self.store(
+            key,
+            Some(&value),
+            payload,
+            compute_nanos / 1_000_000,
+            claim,
+            |entry| {
+                publish(&mut guard, shared(entry));
+            },
+        )
+        .await;
+        // Only now can the value be found in storage: the flight ends here.
+        drop(guard);
+        Ok(value)
+    }
+
+    /// The leader's second look, live then storage: someone may have finished since it joined.
+    async fn look_again(
+        &self,
+        caller: &C::Caller,
+        key: CacheKey,
+        exec: Exec,
+        guard: &mut Option<Guard<'_, V>>,
+    ) -> Option<V> {
+        if let Some(v) = self.get_live(caller, &key) {
+            let shared = Shared {
+                value: v.clone(),
+                entry: None,
+            };
+            publish(guard, Ok(shared));
+            return Some(v);
         }
+        let (v, entry) = self.load(caller, &key, exec).await?;
+        Some(self.stored_hit(key, guard, v, entry))
+    }
+
+    /// The leases for computing `key`; `Err` with the result when another process or host
+    /// stored the entry meanwhile, or when this stack may not compute it.
+    async fn claim<X>(
+        &self,
+        caller: &C::Caller,
+        key: CacheKey,
+        exec: Exec,
+        guard: &mut Option<Guard<'_, V>>,
+    ) -> Result<Claim, Result<V, Failure<X>>> {
         let waited = Instant::now();
-        let claim = match self
+        let found = match self
             .tiers
             .claim(&key, self.codec.kind(), self.codec.prefers_files())
             .await
         {
-            Claimed::Found(entry) => match self.accept(caller, entry, exec, waited).await {
-                Some((v, entry)) => {
-                    add(&self.counters.coordinated, 1);
-                    return Ok(self.stored_hit(key, &mut guard, v, entry));
-                }
-                None => Claim::none(),
-            },
-            Claimed::Compute(claim) => claim,
+            Claimed::Found(entry) => entry,
+            Claimed::Compute(claim) => return Ok(claim),
             Claimed::Refused(tiers) => {
                 let e = ComputeError::Refused { key, tiers };
-                publish(&mut guard, Err(e.clone()));
-                return Err(Failure::Compute(e));
+                publish(guard, Err(e.clone()));
+                return Err(Err(Failure::Compute(e)));
             }
         };
-        add(&self.counters.misses, 1);
-        let started = Instant::now();
-        let produced = AssertUnwindSafe(produce()).catch_unwind().await;
-        let compute_nanos = nanos(started);
-        let produced = match produced {
-            Ok(Ok(produced)) => produced,
-            // The leader's own input failed: not shared, nothing counted as a computation.
-            // Dropping the guard unpublished lets a waiter lead with its own input.
-            Ok(Err(Failure::Input(e))) => {
-                claim.release().await;
-                return Err(Failure::Input(e));
+        match self.accept(caller, found, exec, waited).await {
+            Some((v, entry)) => {
+                add(&self.counters.coordinated, 1);
+                Err(Ok(self.stored_hit(key, guard, v, entry)))
             }
-            Ok(Err(Failure::Compute(e))) => {
-                claim.release().await;
-                self.count_compute(compute_nanos);
-                add(&self.counters.compute_errors, 1);
-                publish(&mut guard, Err(e.clone()));
-                return Err(Failure::Compute(e));
-            }
-            Err(panic) => {
-                claim.release().await;
-                self.count_compute(compute_nanos);
+            None => Ok(Claim::none()),
+        }
+    }
+
+    /// A computation that produced no value: its leases released, counted, and published to
+    /// the waiters, except the leader's own input failure, which is not shared (dropping the
+    /// guard unpublished lets a waiter lead with its own input).
+    async fn failed<X>(
+        &self,
+        claim: Claim,
+        guard: &mut Option<Guard<'_, V>>,
+        failure: Failure<X>,
+    ) -> Failure<X> {
+        claim.release().await;
+        if let Failure::Compute(e) = &failure {
+            if matches!(e, ComputeError::Panicked { .. }) {
                 add(&self.counters.compute_panics, 1);
-                publish(&mut guard, Err(ComputeError::Panicked { key }));
-                std::panic::resume_unwind(panic);
+            } else {
+                add(&self.counters.compute_errors, 1);
             }
-        };
-        self.count_compute(compute_nanos);
-        let Produced { value, payload } = produced;
-        let payload = match payload {
-            Some(payload) => Some(payload),
+            publish(guard, Err(e.clone()));
+        }
+        failure
+    }
+
+    /// The one path a value takes into storage: its payload (given, or encoded from `value`;
+    /// a failed encoding is counted and stores nothing), `value` into the live tier, `publish`
+    /// called with the entry waiters decode from, then the payload written to every writable
+    /// tier, each of `claim`'s leases released once its tier's write has landed.
+    pub(super) async fn store(
+        &self,
+        key: CacheKey,
+        value: Option<&V>,
+        payload: Option<Bytes>,
+        compute_ms: u64,
+        claim: Claim,
+        publish: impl FnOnce(Option<Entry>),
+    ) {
+        let payload = match (payload, value) {
+            (Some(payload), _) => Some(payload),
             // Nowhere to store it: values that cannot be encoded (prepared instances) use a
             // cache without tiers, and are never asked to.
-            None if self.tiers.is_empty() => None,
-            None => match self.codec.encode(&value) {
+            (None, _) if self.tiers.is_empty() => None,
+            (None, Some(value)) => match self.codec.encode(value) {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
                     add(&self.counters.encode_errors, 1);
@@ -287,27 +297,21 @@ where
                     None
                 }
             },
+            (None, None) => None,
         };
-        self.live_insert(key, &value);
-        let origin = Origin::new(self.codec.kind(), self.producer.clone())
-            .compute_ms(compute_nanos / 1_000_000);
-        let entry = payload
-            .as_ref()
-            .map(|p| fresh_entry(&key, &origin, p.clone()));
+        if let Some(value) = value {
+            self.live_insert(key, value);
+        }
+        let origin = Origin::new(self.codec.kind(), self.producer.clone()).compute_ms(compute_ms);
         publish(
-            &mut guard,
-            Ok(Shared {
-                value: value.clone(),
-                entry,
-            }),
+            payload
+                .as_ref()
+                .map(|p| fresh_entry(&key, &origin, p.clone())),
         );
         match payload {
             Some(payload) => self.tiers.put_claimed(&key, &origin, &payload, claim).await,
             None => claim.release().await,
         }
-        // Only now can the value be found in storage: the flight ends here.
-        drop(guard);
-        Ok(value)
     }
 
     /// A value decoded from a stored entry: into the live tier, and to the flight's waiters.
@@ -323,7 +327,7 @@ where
         v
     }
 
-    fn count_compute(&self, nanos: u64) {
+    pub(super) fn count_compute(&self, nanos: u64) {
         self.counters.computed(nanos);
     }
 

@@ -1,8 +1,9 @@
 //! The cache front: live decoded values, single-flight, codec and tiers. The one front of
 //! warmcache: the wasmtime module, component and incremental caches are adapters over it.
 //!
-//! `flight.rs` holds the request algorithm (when a flight ends, what waiters inherit),
-//! `live.rs` the in-process tier.
+//! This file holds the front's public methods; `flight.rs` the request algorithm behind them
+//! (when a flight ends, what waiters inherit, the one path that stores a value), `live.rs`
+//! the in-process tier.
 
 mod flight;
 mod live;
@@ -10,17 +11,18 @@ mod live;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::codec::Codec;
 use crate::error::BoxError;
 use crate::key::{CacheKey, KeyBuilder, Namespace};
-use crate::single_flight::SingleFlight;
+use crate::single_flight::{Join, SingleFlight, WaitOutcome};
 use crate::stats::{CacheCounters, Stats};
-use crate::tiered::Tiered;
+use crate::tiered::{Claim, Tiered};
 
-use flight::Flown;
+use flight::{Flown, add};
 use live::{Bound, Live};
 
 /// Why [`Cache::get_or_compute`] returned no value. Storage failures never appear here: a failing
@@ -246,6 +248,74 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
         &self.codec
     }
 
+    /// The value for `key` as `caller` needs it: from the live tier, from storage, or by
+    /// running `produce`, with single-flight. The entry point for adapters that bring their
+    /// own [`Codec`]; `produce` says which of its failures are the computation's (shared with
+    /// waiters) and which are this caller's own input's ([`Failure`]).
+    ///
+    /// The caller vouches that `key` covers everything the result depends on.
+    ///
+    /// # Errors
+    ///
+    /// The computation's failure (this caller's or the one it waited on), or this caller's
+    /// input failure. Storage failures are never errors here.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future while it waits is harmless. Dropping it while it leads releases the
+    /// waiters, one of which takes over.
+    pub async fn get_or_produce<X, F, Fut>(
+        &self,
+        caller: &C::Caller,
+        key: CacheKey,
+        exec: Exec,
+        produce: F,
+    ) -> Result<V, Failure<X>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Produced<V>, Failure<X>>>,
+    {
+        if let Some(v) = self.get_live(caller, &key) {
+            return Ok(v);
+        }
+        let guard = loop {
+            match self.flights.join(&key) {
+                Join::Leader(guard) => break Some(guard),
+                Join::Waiter(waiter) => {
+                    add(&self.counters.waits, 1);
+                    match waiter.wait_async().await {
+                        WaitOutcome::Done(Ok(shared)) => {
+                            match self.adopt(caller, shared, exec).await {
+                                Some(v) => return Ok(v),
+                                // The value is not for this caller and its entry could not
+                                // be decoded for it: go on alone, outside the flight.
+                                None => break None,
+                            }
+                        }
+                        WaitOutcome::Done(Err(e)) => return Err(Failure::Compute(e)),
+                        WaitOutcome::Panicked => {
+                            return Err(Failure::Compute(ComputeError::Panicked { key }));
+                        }
+                        WaitOutcome::Abandoned => continue,
+                    }
+                }
+            }
+        };
+        self.lead(caller, key, exec, guard, produce).await
+    }
+
+    /// The value for `key` in the live tier, if there is one and the codec hands it to
+    /// `caller`; counted as a live hit. Never blocks: synchronous entry points try it before
+    /// entering an executor.
+    pub fn get_live(&self, caller: &C::Caller, key: &CacheKey) -> Option<V> {
+        let v = self.live.as_ref()?.get(key)?;
+        if !self.codec.accepts(caller, &v) {
+            return None;
+        }
+        add(&self.counters.live_hits, 1);
+        Some(v)
+    }
+
     /// The value for `key` from the live tier or storage, without computing anything on a
     /// miss and without joining a flight.
     pub async fn lookup(&self, caller: &C::Caller, key: &CacheKey, exec: Exec) -> Option<V> {
@@ -269,17 +339,8 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
     /// incremental cache). The caller vouches for the key.
     pub async fn insert(&self, key: CacheKey, value: V) {
         self.counters.inserts.add(1);
-        match self.codec.encode(&value) {
-            Ok(payload) => {
-                self.live_insert(key, &value);
-                let origin = crate::envelope::Origin::new(self.codec.kind(), self.producer.clone());
-                self.tiers.put(&key, &origin, &payload).await;
-            }
-            Err(e) => {
-                self.counters.encode_errors.add(1);
-                tracing::warn!(%key, error = %e, "value could not be encoded; not stored");
-            }
-        }
+        self.store(key, Some(&value), None, 0, Claim::none(), drop)
+            .await;
     }
 
     /// Runs `compute` outside any flight, counts it as a computation (its time, and whether it
@@ -296,21 +357,21 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
         key: CacheKey,
         compute: impl Future<Output = Result<Bytes, E>>,
     ) -> Result<(Bytes, std::time::Duration), E> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let result = compute.await;
         let took = started.elapsed();
-        self.counters
-            .computed(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
-        let payload = match result {
-            Ok(payload) => payload,
-            Err(e) => {
-                self.counters.compute_errors.add(1);
-                return Err(e);
-            }
-        };
-        let origin = crate::envelope::Origin::new(self.codec.kind(), self.producer.clone())
-            .compute_ms(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
-        self.tiers.put(&key, &origin, &payload).await;
+        self.count_compute(flight::nanos(started));
+        let payload = result.inspect_err(|_| self.counters.compute_errors.add(1))?;
+        let compute_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        self.store(
+            key,
+            None,
+            Some(payload.clone()),
+            compute_ms,
+            Claim::none(),
+            drop,
+        )
+        .await;
         Ok((payload, took))
     }
 
