@@ -27,9 +27,9 @@ mod stack;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{Flags, OptLevel, Settings, parse_tier_list};
+use crate::config::Settings;
 use crate::size::Size;
 
 #[derive(Debug, Parser)]
@@ -41,45 +41,13 @@ struct Cli {
     command: Command,
 }
 
-/// Settings that override the configuration file and `WARMCACHE_*` variables.
+/// Options of every subcommand; the settings' flags are added from the settings table
+/// ([`config::args`]).
 #[derive(Debug, clap::Args)]
 struct Global {
     /// Configuration file (default: $XDG_CONFIG_HOME/warmcache/config.toml when present).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "WARMCACHE_CONFIG")]
     config: Option<PathBuf>,
-    /// Cache directory (default: $XDG_CACHE_HOME/warmcache, else ~/.cache/warmcache).
-    #[arg(long, global = true, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Tiers, fastest first: `memory[=SIZE]`, `fs[=DIR]`, `redb[=FILE]`, `rocksdb[=DIR]`,
-    /// `s3=URL`, comma-separated.
-    #[arg(long, global = true, value_name = "LIST", value_parser = tier_list)]
-    tiers: Option<String>,
-    /// Environment variable holding the integrity secret (a MAC key) for every tier.
-    #[arg(long, global = true, value_name = "VAR")]
-    secret_env: Option<String>,
-    /// Cranelift optimization level: none, speed, speed_and_size.
-    #[arg(long, global = true, value_name = "LEVEL", value_parser = opt_level)]
-    opt_level: Option<OptLevel>,
-    /// Enable wasm SIMD.
-    #[arg(long, global = true, value_name = "BOOL")]
-    simd: Option<bool>,
-    /// Meter execution with fuel.
-    #[arg(long, global = true, value_name = "BOOL")]
-    fuel: Option<bool>,
-    /// Enable epoch interruption.
-    #[arg(long, global = true, value_name = "BOOL")]
-    epochs: Option<bool>,
-    /// Emit DWARF debug information.
-    #[arg(long, global = true, value_name = "BOOL")]
-    debug_info: Option<bool>,
-    /// Compile for this target triple (such as aarch64-unknown-linux-gnu) at its baseline CPU
-    /// instead of for this host: `precompile` fills a tier for a fleet of such machines, and
-    /// nodes configured with the same target (and settings) find the entries.
-    #[arg(long, global = true, value_name = "TRIPLE")]
-    target: Option<String>,
-    /// A Cranelift setting for the target, as NAME=VALUE (such as has_avx2=true); repeatable.
-    #[arg(long = "cranelift-set", global = true, value_name = "NAME=VALUE", value_parser = cranelift_pair)]
-    cranelift_set: Vec<String>,
     /// Say more: where modules came from (-v), and debug logs (-vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -141,18 +109,6 @@ enum Command {
     Bench(commands::bench::Args),
 }
 
-fn tier_list(s: &str) -> Result<String, String> {
-    parse_tier_list(s).map(|_| s.to_owned())
-}
-
-fn opt_level(s: &str) -> Result<OptLevel, String> {
-    s.parse()
-}
-
-fn cranelift_pair(s: &str) -> Result<String, String> {
-    config::cranelift_pair(s).map(|_| s.to_owned())
-}
-
 fn size(s: &str) -> Result<Size, String> {
     s.parse().map_err(|e: size::SizeError| e.to_string())
 }
@@ -175,23 +131,14 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().args(config::args()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging(cli.global.verbose);
     let g = &cli.global;
-    let flags = Flags {
-        config: g.config.clone(),
-        cache_dir: g.cache_dir.clone(),
-        tiers: g.tiers.clone(),
-        secret_env: g.secret_env.clone(),
-        opt_level: g.opt_level,
-        simd: g.simd,
-        fuel: g.fuel,
-        epochs: g.epochs,
-        debug_info: g.debug_info,
-        target: g.target.clone(),
-        cranelift_set: g.cranelift_set.clone(),
-    };
-    let settings = match Settings::load(&flags, &config::process_env) {
+    let settings = match Settings::load(g.config.as_deref(), &matches, &config::process_env) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("error: {e}");

@@ -3,114 +3,17 @@
 use std::process::ExitCode;
 
 use super::Outcome;
-use crate::config::{Settings, Sourced};
-
-fn line<T: std::fmt::Display>(key: &str, value: &Sourced<T>) {
-    println!(
-        "{key:<20} = {:<40} # {}",
-        value.value.to_string(),
-        value.source
-    );
-}
+use crate::config::{SETTINGS, Settings};
 
 pub fn run(settings: &Settings) -> Outcome {
     match &settings.config_file {
         Some(path) => println!("# config file: {}", path.display()),
         None => println!("# config file: none"),
     }
-    line(
-        "cache_dir",
-        &Sourced {
-            value: settings.cache_dir.value.display(),
-            source: settings.cache_dir.source.clone(),
-        },
-    );
-    line(
-        "secret_env",
-        &Sourced {
-            value: settings.secret_env.value.as_deref().unwrap_or("(none)"),
-            source: settings.secret_env.source.clone(),
-        },
-    );
-    line(
-        "previous_secret_envs",
-        &Sourced {
-            value: settings.previous_secret_envs.value.join(","),
-            source: settings.previous_secret_envs.source.clone(),
-        },
-    );
-    // The signing key's place, never the key.
-    line(
-        "signing_key_file",
-        &Sourced {
-            value: settings
-                .signing_key_file
-                .value
-                .as_ref()
-                .map_or_else(|| "(none)".to_owned(), |p| p.display().to_string()),
-            source: settings.signing_key_file.source.clone(),
-        },
-    );
-    line(
-        "signing_key_env",
-        &Sourced {
-            value: settings
-                .signing_key_env
-                .value
-                .as_deref()
-                .unwrap_or("(none)"),
-            source: settings.signing_key_env.source.clone(),
-        },
-    );
-    line(
-        "trusted_keys",
-        &Sourced {
-            value: settings
-                .trusted_keys
-                .value
-                .iter()
-                .filter_map(|k| k.parse::<warmcache_core::PublicKey>().ok())
-                .map(|k| format!("{}={k}", k.id()))
-                .collect::<Vec<_>>()
-                .join(","),
-            source: settings.trusted_keys.source.clone(),
-        },
-    );
-    line(
-        "revoked_keys",
-        &Sourced {
-            value: settings.revoked_keys.value.join(","),
-            source: settings.revoked_keys.source.clone(),
-        },
-    );
-    line("on_shared_miss", &settings.on_shared_miss);
-    line("insecure_shared", &settings.insecure_shared);
-    line("coordinate", &settings.coordinate);
-    line("verify_every_load", &settings.verify_every_load);
-    line("sealed_loads", &settings.sealed_loads);
-    line("coordination_wait_ms", &settings.coordination_wait_ms);
-    line("lease_ttl_ms", &settings.lease_ttl_ms);
-    line("input_racy_window_ms", &settings.input_racy_window_ms);
-    let e = &settings.engine;
-    line("engine.opt_level", &e.opt_level);
-    line(
-        "engine.target",
-        &crate::config::Sourced {
-            value: e.target.value.clone().unwrap_or_else(|| "host".to_owned()),
-            source: e.target.source.clone(),
-        },
-    );
-    line(
-        "engine.cranelift_set",
-        &crate::config::Sourced {
-            value: e.cranelift_set.value.join(","),
-            source: e.cranelift_set.source.clone(),
-        },
-    );
-    line("engine.simd", &e.simd);
-    line("engine.fuel", &e.fuel);
-    line("engine.epochs", &e.epochs);
-    line("engine.debug_info", &e.debug_info);
+    for spec in SETTINGS.iter().filter(|s| s.key != "tiers") {
+        let (value, source) = settings.show(spec);
+        println!("{:<20} = {value:<40} # {source}", spec.key);
+    }
     println!("# tiers, fastest first ({})", settings.tiers.source);
     for (i, tier) in settings.tiers.value.iter().enumerate() {
         // Credentials in a URL's user information or query never reach the output.

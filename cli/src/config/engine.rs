@@ -1,0 +1,142 @@
+//! Engine settings: those that change compiled code, and so enter every key.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::Sourced;
+use warmcache_wasmtime::CompileTarget;
+
+/// Cranelift optimization level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptLevel {
+    None,
+    Speed,
+    SpeedAndSize,
+}
+
+impl fmt::Display for OptLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OptLevel::None => "none",
+            OptLevel::Speed => "speed",
+            OptLevel::SpeedAndSize => "speed_and_size",
+        })
+    }
+}
+
+impl FromStr for OptLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" | "0" => Ok(OptLevel::None),
+            "speed" | "2" => Ok(OptLevel::Speed),
+            "speed_and_size" | "s" => Ok(OptLevel::SpeedAndSize),
+            _ => Err(format!(
+                "unknown opt level {s:?} (expected none, speed or speed_and_size)"
+            )),
+        }
+    }
+}
+
+/// Engine settings that change compiled code (and so are part of every key).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub opt_level: Sourced<OptLevel>,
+    pub simd: Sourced<bool>,
+    pub fuel: Sourced<bool>,
+    pub epochs: Sourced<bool>,
+    pub debug_info: Sourced<bool>,
+    /// Compile for this target triple instead of the host, with no CPU feature inferred from
+    /// the host (keys then derive from the target and settings, so nodes configured the same
+    /// way find the entries).
+    pub target: Sourced<Option<String>>,
+    /// Cranelift settings as `NAME=VALUE` (`wasmtime compile --cranelift-set`), such as
+    /// `has_avx2=true`; only with a target.
+    pub cranelift_set: Sourced<Vec<String>>,
+}
+
+impl EngineSettings {
+    /// The explicit compile target, when one is configured.
+    #[allow(unsafe_code)] // Cranelift settings, as `wasmtime compile --cranelift-set` takes them.
+    pub fn compile_target(&self) -> Result<Option<CompileTarget>, String> {
+        let Some(triple) = &self.target.value else {
+            if let Some(first) = self.cranelift_set.value.first() {
+                return Err(format!(
+                    "cranelift setting {first:?} ({}) needs a target: set `target` too (the host's is {})",
+                    self.cranelift_set.source,
+                    CompileTarget::host_triple()
+                ));
+            }
+            return Ok(None);
+        };
+        let mut target =
+            CompileTarget::new(triple).map_err(|e| format!("{e} ({})", self.target.source))?;
+        // SAFETY: the standard optimisation levels are always valid.
+        target = unsafe { target.setting("opt_level", &self.opt_level.value.to_string()) };
+        for item in &self.cranelift_set.value {
+            let (name, value) =
+                cranelift_pair(item).map_err(|e| format!("{e} ({})", self.cranelift_set.source))?;
+            // SAFETY: as `wasmtime compile --cranelift-set`: the operator chose these settings
+            // for the machines the code runs on; wasmtime checks CPU features on load.
+            target = unsafe { target.setting(&name, &value) };
+        }
+        Ok(Some(target))
+    }
+
+    /// The wasmtime configuration for these settings: with a target, compiling for it.
+    pub fn wasmtime_config(&self) -> Result<wasmtime::Config, String> {
+        let base = self.base_config();
+        match self.compile_target()? {
+            Some(target) => target.compiling_config(&base).map_err(|e| e.to_string()),
+            None => {
+                let mut config = base;
+                config.cranelift_opt_level(match self.opt_level.value {
+                    OptLevel::None => wasmtime::OptLevel::None,
+                    OptLevel::Speed => wasmtime::OptLevel::Speed,
+                    OptLevel::SpeedAndSize => wasmtime::OptLevel::SpeedAndSize,
+                });
+                Ok(config)
+            }
+        }
+    }
+
+    /// The key to pin for engines of these settings: with a target, the explicit one that
+    /// engines with and without a compiler share.
+    pub fn pinned_key(&self) -> Result<Option<warmcache_wasmtime::EngineKey>, String> {
+        match self.compile_target()? {
+            Some(target) => target
+                .engine_key(&self.base_config())
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
+    /// Everything but the compiler's settings.
+    fn base_config(&self) -> wasmtime::Config {
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_relaxed_simd(self.simd.value)
+            .wasm_simd(self.simd.value)
+            .consume_fuel(self.fuel.value)
+            .epoch_interruption(self.epochs.value)
+            .debug_info(self.debug_info.value);
+        config
+    }
+}
+
+/// Parses `NAME=VALUE`.
+pub fn cranelift_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!(
+            "expected a cranelift setting as NAME=VALUE (such as has_avx2=true), got {s:?}"
+        )),
+    }
+}
