@@ -234,7 +234,9 @@ pub fn args() -> impl Iterator<Item = Arg> {
             .value_name(spec.value_name)
             .help(spec.help)
             .global(true)
-            .help_heading("Settings (each also a variable, shown in [env: ])")
+            .help_heading("Settings (each also read from the variable shown)")
+            // A tier URL may carry credentials: never echo a variable's value in help.
+            .hide_env_values(true)
             .value_parser(clap::value_parser!(String));
         if spec.list {
             arg.action(ArgAction::Append).value_delimiter(',')
