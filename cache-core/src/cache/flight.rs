@@ -161,21 +161,20 @@ where
         // The one place a computation runs: a panic is caught, published, and resumed.
         let produced = AssertUnwindSafe(produce()).catch_unwind().await;
         let compute_nanos = nanos(started);
-        self.count_compute(compute_nanos);
         let Produced { value, payload } = match produced {
             Ok(Ok(produced)) => produced,
-            Ok(Err(failure)) => return Err(self.failed(claim, &mut guard, failure).await),
+            Ok(Err(failure)) => {
+                return Err(self.failed(claim, &mut guard, failure, compute_nanos).await);
+            }
             Err(panic) => {
+                let panicked = Failure::Compute(ComputeError::Panicked { key });
                 let _ = self
-                    .failed::<X>(
-                        claim,
-                        &mut guard,
-                        Failure::Compute(ComputeError::Panicked { key }),
-                    )
+                    .failed::<X>(claim, &mut guard, panicked, compute_nanos)
                     .await;
                 std::panic::resume_unwind(panic);
             }
         };
+        self.count_compute(compute_nanos);
         let shared = |entry| {
             Ok(Shared {
                 value: value.clone(),
@@ -251,16 +250,19 @@ where
     }
 
     /// A computation that produced no value: its leases released, counted, and published to
-    /// the waiters, except the leader's own input failure, which is not shared (dropping the
-    /// guard unpublished lets a waiter lead with its own input).
+    /// the waiters, except the leader's own input failure, which is neither counted as a
+    /// computation nor shared (dropping the guard unpublished lets a waiter lead with its own
+    /// input).
     async fn failed<X>(
         &self,
         claim: Claim,
         guard: &mut Option<Guard<'_, V>>,
         failure: Failure<X>,
+        compute_nanos: u64,
     ) -> Failure<X> {
         claim.release().await;
         if let Failure::Compute(e) = &failure {
+            self.count_compute(compute_nanos);
             if matches!(e, ComputeError::Panicked { .. }) {
                 add(&self.counters.compute_panics, 1);
             } else {
