@@ -321,19 +321,7 @@ impl S3BackendBuilder {
             }
             Source::Url(raw) => self.store_from_url(raw)?,
         };
-        let prefix = match &self.namespace {
-            None => prefix,
-            Some(ns) if warmcache_core::is_namespace(ns) => prefix.clone().join(ns.as_str()),
-            Some(ns) => {
-                return Err(Error::config(
-                    self.ctx(),
-                    format!(
-                        "namespace {ns:?} must be one path segment of ASCII letters, digits, \
-                         `-` and `_`"
-                    ),
-                ));
-            }
-        };
+        let prefix = self.namespaced(prefix)?;
         let (persistent, shared, ordered) = match kind {
             StoreKind::Bucket => (true, true, true),
             StoreKind::Given => (true, true, false),
@@ -384,6 +372,104 @@ impl S3BackendBuilder {
         })
     }
 
+    /// `prefix` with the namespace, if one is set, below it.
+    fn namespaced(&self, prefix: Path) -> Result<Path> {
+        match &self.namespace {
+            None => Ok(prefix),
+            Some(ns) if warmcache_core::is_namespace(ns) => Ok(prefix.join(ns.as_str())),
+            Some(ns) => Err(Error::config(
+                self.ctx(),
+                format!(
+                    "namespace {ns:?} must be one path segment of ASCII letters, digits, `-` and \
+                     `_`"
+                ),
+            )),
+        }
+    }
+
+    fn cannot_use(&self, shown: &str, e: object_store::Error) -> Error {
+        Error::config(self.ctx(), format!("cannot use {shown}: {e}"))
+    }
+
+    fn amazon(&self, raw: &str) -> Result<Arc<dyn ObjectStore>> {
+        let mut b = AmazonS3Builder::from_env().with_url(raw);
+        for (k, v) in &self.options {
+            let key: AmazonS3ConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+            b = b.with_config(key, v);
+        }
+        if let Some(e) = &self.endpoint {
+            b = b.with_endpoint(e);
+        }
+        if let Some(r) = &self.region {
+            b = b.with_region(r);
+        }
+        if let Some((id, secret)) = &self.credentials {
+            b = b.with_access_key_id(id).with_secret_access_key(secret);
+        }
+        let b = b
+            .with_allow_http(self.allow_http)
+            .with_client_options(self.client_options())
+            .with_retry(self.retry());
+        Ok(Arc::new(
+            b.build().map_err(|e| self.cannot_use(&redact(raw), e))?,
+        ))
+    }
+
+    fn google(&self, raw: &str) -> Result<Arc<dyn ObjectStore>> {
+        let mut b = GoogleCloudStorageBuilder::from_env().with_url(raw);
+        for (k, v) in &self.options {
+            let key: GoogleConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+            b = b.with_config(key, v);
+        }
+        let b = b
+            .with_client_options(self.client_options())
+            .with_retry(self.retry());
+        Ok(Arc::new(
+            b.build().map_err(|e| self.cannot_use(&redact(raw), e))?,
+        ))
+    }
+
+    fn azure(&self, raw: &str) -> Result<Arc<dyn ObjectStore>> {
+        let mut b = MicrosoftAzureBuilder::from_env().with_url(raw);
+        for (k, v) in &self.options {
+            let key: AzureConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+            b = b.with_config(key, v);
+        }
+        if let Some(e) = &self.endpoint {
+            b = b.with_endpoint(e.clone());
+        }
+        let b = b
+            .with_allow_http(self.allow_http)
+            .with_client_options(self.client_options())
+            .with_retry(self.retry());
+        Ok(Arc::new(
+            b.build().map_err(|e| self.cannot_use(&redact(raw), e))?,
+        ))
+    }
+
+    /// A WebDAV server: its root is the store, and the URL's path the prefix, as for buckets.
+    fn webdav(&self, url: &url::Url) -> Result<Arc<dyn ObjectStore>> {
+        let mut root = url.clone();
+        root.set_path("/");
+        root.set_query(None);
+        let plain = url.scheme() == "http";
+        let mut b = HttpBuilder::new()
+            .with_url(root.as_str())
+            .with_client_options(
+                self.client_options()
+                    .with_allow_http(self.allow_http || plain),
+            )
+            .with_retry(self.retry());
+        for (k, v) in &self.options {
+            let key: ClientConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+            b = b.with_config(key, v);
+        }
+        Ok(Arc::new(
+            b.build()
+                .map_err(|e| self.cannot_use(&redact(url.as_str()), e))?,
+        ))
+    }
+
     fn store_from_url(&self, raw: &str) -> Result<(Arc<dyn ObjectStore>, Path, StoreKind)> {
         let shown = redact(raw);
         let url = url::Url::parse(raw)
@@ -398,56 +484,11 @@ impl S3BackendBuilder {
                 ),
             )
         })?;
-        let built =
-            |e: object_store::Error| Error::config(self.ctx(), format!("cannot use {shown}: {e}"));
+        let built = |e: object_store::Error| self.cannot_use(&shown, e);
         let store: Arc<dyn ObjectStore> = match scheme {
-            ObjectStoreScheme::AmazonS3 => {
-                let mut b = AmazonS3Builder::from_env().with_url(raw);
-                for (k, v) in &self.options {
-                    let key: AmazonS3ConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
-                    b = b.with_config(key, v);
-                }
-                if let Some(e) = &self.endpoint {
-                    b = b.with_endpoint(e);
-                }
-                if let Some(r) = &self.region {
-                    b = b.with_region(r);
-                }
-                if let Some((id, secret)) = &self.credentials {
-                    b = b.with_access_key_id(id).with_secret_access_key(secret);
-                }
-                let b = b
-                    .with_allow_http(self.allow_http)
-                    .with_client_options(self.client_options())
-                    .with_retry(self.retry());
-                Arc::new(b.build().map_err(built)?)
-            }
-            ObjectStoreScheme::GoogleCloudStorage => {
-                let mut b = GoogleCloudStorageBuilder::from_env().with_url(raw);
-                for (k, v) in &self.options {
-                    let key: GoogleConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
-                    b = b.with_config(key, v);
-                }
-                let b = b
-                    .with_client_options(self.client_options())
-                    .with_retry(self.retry());
-                Arc::new(b.build().map_err(built)?)
-            }
-            ObjectStoreScheme::MicrosoftAzure => {
-                let mut b = MicrosoftAzureBuilder::from_env().with_url(raw);
-                for (k, v) in &self.options {
-                    let key: AzureConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
-                    b = b.with_config(key, v);
-                }
-                if let Some(e) = &self.endpoint {
-                    b = b.with_endpoint(e.clone());
-                }
-                let b = b
-                    .with_allow_http(self.allow_http)
-                    .with_client_options(self.client_options())
-                    .with_retry(self.retry());
-                Arc::new(b.build().map_err(built)?)
-            }
+            ObjectStoreScheme::AmazonS3 => self.amazon(raw)?,
+            ObjectStoreScheme::GoogleCloudStorage => self.google(raw)?,
+            ObjectStoreScheme::MicrosoftAzure => self.azure(raw)?,
             ObjectStoreScheme::Local => {
                 let dir = url.to_file_path().map_err(|()| {
                     Error::config(self.ctx(), format!("{shown} is not a local path"))
@@ -461,25 +502,7 @@ impl S3BackendBuilder {
             ObjectStoreScheme::Memory => {
                 return Ok((Arc::new(InMemory::new()), path, StoreKind::Memory));
             }
-            ObjectStoreScheme::Http => {
-                // The server's root is the store; the URL's path is the prefix, as for buckets.
-                let mut root = url.clone();
-                root.set_path("/");
-                root.set_query(None);
-                let plain = url.scheme() == "http";
-                let mut b = HttpBuilder::new()
-                    .with_url(root.as_str())
-                    .with_client_options(
-                        self.client_options()
-                            .with_allow_http(self.allow_http || plain),
-                    )
-                    .with_retry(self.retry());
-                for (k, v) in &self.options {
-                    let key: ClientConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
-                    b = b.with_config(key, v);
-                }
-                return Ok((Arc::new(b.build().map_err(built)?), path, StoreKind::WebDav));
-            }
+            ObjectStoreScheme::Http => return Ok((self.webdav(&url)?, path, StoreKind::WebDav)),
             _ => {
                 return Err(Error::config(
                     self.ctx(),

@@ -106,6 +106,43 @@ pub(crate) struct BucketLease {
     context: Context,
 }
 
+/// The generation a new lease on `dir` takes, and the older generations there; `None` while
+/// the newest is held.
+async fn free_generation(
+    store: &dyn ObjectStore,
+    dir: &Path,
+    ttl: Duration,
+    ctx: &Context,
+) -> Result<Option<(u64, Vec<u64>)>> {
+    let generations = generations(store, dir, ctx).await?;
+    let Some(&newest) = generations.last() else {
+        return Ok(Some((0, generations)));
+    };
+    match store.get(&generation_path(dir, newest)).await {
+        Ok(found) => {
+            let written = u64::try_from(found.meta.last_modified.timestamp_millis()).unwrap_or(0);
+            let bytes = found.bytes().await.map_err(|e| map(e, ctx.clone()))?;
+            let believed = written.saturating_add(ms(ttl * MAX_TTLS));
+            if until_of(&bytes).is_some_and(|until| until.min(believed) > now_ms()) {
+                return Ok(None);
+            }
+        }
+        // Tidied away by a taker between the listing and the read.
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(map(e, ctx.clone())),
+    }
+    let next = newest.checked_add(1).ok_or_else(|| {
+        Error::corrupt(
+            ctx.clone(),
+            format!(
+                "lease generation {newest} is the last there can be (not written by warmcache); \
+                 remove {dir} to use leases for this key again"
+            ),
+        )
+    })?;
+    Ok(Some((next, generations)))
+}
+
 /// Takes the lease of the key whose generations live in `dir`, or `Ok(None)` when a live
 /// generation is there or another node created the next one first.
 pub(crate) async fn try_lease(
@@ -116,41 +153,15 @@ pub(crate) async fn try_lease(
     spawner: Spawner,
     context: Context,
 ) -> Result<Option<BucketLease>> {
-    let ctx = context.clone();
-    let inner = Arc::clone(&store);
-    let found = spawner
-        .spawn(ctx.clone(), async move {
-            let generations = generations(inner.as_ref(), &dir, &ctx).await?;
-            let Some(&newest) = generations.last() else {
-                return Ok(Some((dir, 0, generations)));
-            };
-            match inner.get(&generation_path(&dir, newest)).await {
-                Ok(found) => {
-                    let written =
-                        u64::try_from(found.meta.last_modified.timestamp_millis()).unwrap_or(0);
-                    let bytes = found.bytes().await.map_err(|e| map(e, ctx.clone()))?;
-                    let believed = written.saturating_add(ms(ttl * MAX_TTLS));
-                    if until_of(&bytes).is_some_and(|until| until.min(believed) > now_ms()) {
-                        return Ok(None);
-                    }
-                }
-                // Tidied away by a taker between the listing and the read.
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(map(e, ctx)),
-            }
-            let next = newest.checked_add(1).ok_or_else(|| {
-                Error::corrupt(
-                    ctx.clone(),
-                    format!(
-                        "lease generation {newest} is the last there can be (not written by \
-                         warmcache); remove {dir} to use leases for this key again"
-                    ),
-                )
-            })?;
-            Ok(Some((dir, next, generations)))
-        })
-        .await?;
-    let Some((dir, next, older)) = found else {
+    let found = {
+        let (store, dir, ctx) = (Arc::clone(&store), dir.clone(), context.clone());
+        spawner
+            .spawn(context.clone(), async move {
+                free_generation(store.as_ref(), &dir, ttl, &ctx).await
+            })
+            .await?
+    };
+    let Some((next, older)) = found else {
         return Ok(None);
     };
     let path = generation_path(&dir, next);

@@ -365,26 +365,41 @@ fn parse(bytes: &[u8]) -> Result<Parsed, VerifyError> {
     parse_tail(bytes, bytes.len() as u64)
 }
 
-/// Parses the trailer from `bytes`, the last bytes of an entry `entry_len` bytes long.
-fn parse_tail(bytes: &[u8], entry_len: u64) -> Result<Parsed, VerifyError> {
+/// The signer's public key and the signature, from a signature block.
+fn signature_block(block: &[u8]) -> ([u8; 32], [u8; 64]) {
+    let mut signer = [0u8; 32];
+    let mut signature = [0u8; 64];
+    signer.copy_from_slice(&block[..32]);
+    signature.copy_from_slice(&block[32..]);
+    (signer, signature)
+}
+
+/// An entry's footer, checked: where it starts, the format version, the fixed metadata length
+/// of that version, the flags and the metadata length.
+struct Footer {
+    at: usize,
+    version: u16,
+    fixed: usize,
+    flags: u16,
+    meta_len: usize,
+}
+
+fn parse_footer(bytes: &[u8]) -> Result<Footer, VerifyError> {
     let len = bytes.len();
-    let Some(offset) = entry_len.checked_sub(len as u64) else {
-        return Err(VerifyError::BadLayout("more bytes than the entry holds"));
-    };
     if len < FOOTER_LEN + META_FIXED_LEN_V1 {
         return Err(VerifyError::Truncated { len });
     }
-    let footer = len - FOOTER_LEN;
-    if bytes[footer + 8..footer + 16] != MAGIC {
+    let at = len - FOOTER_LEN;
+    if bytes[at + 8..at + 16] != MAGIC {
         return Err(VerifyError::BadMagic);
     }
-    let version = u16_at(bytes, footer + 4);
+    let version = u16_at(bytes, at + 4);
     let fixed = match version {
         1 => META_FIXED_LEN_V1,
         2 | FORMAT_VERSION => META_FIXED_LEN,
         other => return Err(VerifyError::UnsupportedVersion(other)),
     };
-    let flags = u16_at(bytes, footer + 6);
+    let flags = u16_at(bytes, at + 6);
     let known = match version {
         1 | 2 => FLAG_KEYED | FLAG_ZSTD,
         _ => FLAG_KEYED | FLAG_ZSTD | FLAG_SIGNED,
@@ -392,10 +407,32 @@ fn parse_tail(bytes: &[u8], entry_len: u64) -> Result<Parsed, VerifyError> {
     if flags & !known != 0 {
         return Err(VerifyError::BadLayout("unknown flags"));
     }
-    let meta_len = u32_at(bytes, footer) as usize;
+    let meta_len = u32_at(bytes, at) as usize;
     if !(fixed..=fixed + MAX_PRODUCER_LEN).contains(&meta_len) {
         return Err(VerifyError::BadLayout("metadata length out of range"));
     }
+    Ok(Footer {
+        at,
+        version,
+        fixed,
+        flags,
+        meta_len,
+    })
+}
+
+/// Parses the trailer from `bytes`, the last bytes of an entry `entry_len` bytes long.
+fn parse_tail(bytes: &[u8], entry_len: u64) -> Result<Parsed, VerifyError> {
+    let len = bytes.len();
+    let Some(offset) = entry_len.checked_sub(len as u64) else {
+        return Err(VerifyError::BadLayout("more bytes than the entry holds"));
+    };
+    let Footer {
+        at: footer,
+        version,
+        fixed,
+        flags,
+        meta_len,
+    } = parse_footer(bytes)?;
     let meta_end = if flags & FLAG_SIGNED != 0 {
         footer.checked_sub(SIGNATURE_BLOCK_LEN)
     } else {
@@ -405,13 +442,7 @@ fn parse_tail(bytes: &[u8], entry_len: u64) -> Result<Parsed, VerifyError> {
         return Err(VerifyError::Truncated { len });
     };
     let meta_end = meta_start + meta_len;
-    let signature = (flags & FLAG_SIGNED != 0).then(|| {
-        let mut signer = [0u8; 32];
-        let mut signature = [0u8; 64];
-        signer.copy_from_slice(&bytes[meta_end..meta_end + 32]);
-        signature.copy_from_slice(&bytes[meta_end + 32..footer]);
-        (signer, signature)
-    });
+    let signature = (flags & FLAG_SIGNED != 0).then(|| signature_block(&bytes[meta_end..footer]));
     let meta = &bytes[meta_start..meta_end];
     let kind = u32_at(meta, 0);
     let mut key = [0u8; 32];

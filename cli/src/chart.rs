@@ -27,18 +27,7 @@ pub fn write(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Err
         .first()
         .map(|m| m.measurements.iter().map(|x| x.name.as_str()).collect())
         .unwrap_or_default();
-    let values = report
-        .modules
-        .iter()
-        .flat_map(|m| m.measurements.iter().map(|x| x.median_ms))
-        .filter(|v| v.is_finite() && *v > 0.0);
-    let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if lo > hi {
-        return Err("nothing to chart".into());
-    }
-    // Whole decades around the data.
-    let lo = 10f64.powf(lo.log10().floor());
-    let hi = 10f64.powf(hi.log10().ceil());
+    let (lo, hi) = decades(report)?;
 
     let groups = report.modules.len().max(1);
     let width = (220 * groups as u32 + 260).max(700);
@@ -93,6 +82,36 @@ pub fn write(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Err
         }
     }
 
+    draw_legend(&legend, &names)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The whole decades around the report's medians, for the log scale.
+fn decades(report: &Report) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let values = report
+        .modules
+        .iter()
+        .flat_map(|m| m.measurements.iter().map(|x| x.median_ms))
+        .filter(|v| v.is_finite() && *v > 0.0);
+    let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return Err("nothing to chart".into());
+    }
+    Ok((
+        10f64.powf(lo.log10().floor()),
+        10f64.powf(hi.log10().ceil()),
+    ))
+}
+
+/// One coloured box and name per measurement.
+fn draw_legend<DB: DrawingBackend>(
+    legend: &DrawingArea<DB, plotters::coord::Shift>,
+    names: &[&str],
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
     for (b, name) in names.iter().enumerate() {
         let y = 40 + b as i32 * 22;
         let color = COLORS[b % COLORS.len()];
@@ -103,6 +122,5 @@ pub fn write(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Err
             ("sans-serif", 13).into_font(),
         ))?;
     }
-    root.present()?;
     Ok(())
 }

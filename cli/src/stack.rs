@@ -52,9 +52,7 @@ impl OpenTier {
             warmcache_core::Trust::Secret
         }
     }
-}
 
-impl OpenTier {
     pub fn backend(&self) -> Arc<dyn Backend> {
         Arc::clone(&self.backend)
     }
@@ -81,6 +79,140 @@ pub struct Stack {
     pub verified_files: Option<VerifiedFiles>,
     /// File-tier entries are loaded from sealed copies (`sealed_loads = true`).
     pub sealed_loads: bool,
+}
+
+/// What opening each configured tier needs to know.
+struct Opening<'a> {
+    integrity: &'a Integrity,
+    /// Signing is configured: the bucket is a signed tier.
+    signs: bool,
+    /// No secret and no `insecure_shared`: a tier others can write is refused.
+    trusts_plain: bool,
+    /// A damaged database is moved aside and recreated.
+    recreate: bool,
+}
+
+impl Opening<'_> {
+    /// Opens `config` once per namespace it is read in, onto `tiers`; one that cannot be opened
+    /// goes onto `failed`.
+    fn open(
+        &self,
+        config: &TierConfig,
+        tiers: &mut Vec<OpenTier>,
+        failed: &mut Vec<(String, String)>,
+    ) -> Result<(), StackError> {
+        let label = format!("{}:{}", config.kind.as_str(), config.location());
+        // With signing, the bucket holds what the fleet's producers sign, whatever their
+        // local secrets: one namespace, read by every node that trusts them.
+        let signed = config.kind.is_remote() && self.signs;
+        for (n, namespace) in self.namespaces(config, signed).into_iter().enumerate() {
+            let label = match (&namespace, n) {
+                (Some(id), n) if n > 0 => format!("{label} (previous key {id})"),
+                _ => label.clone(),
+            };
+            let previous = n > 0;
+            if previous
+                && config.kind == TierKind::Fs
+                && !fs_namespace_exists(config, namespace.as_deref())
+            {
+                // Nothing was ever sealed there under that key.
+                continue;
+            }
+            // A host without a signing key never writes the signed bucket.
+            let read_only = config.read_only || previous || (signed && !self.integrity.can_sign());
+            let opened = open_tier(
+                config,
+                &label,
+                namespace.as_deref(),
+                read_only,
+                self.recreate,
+            );
+            let (backend, fs) = match opened {
+                Ok(opened) => opened,
+                Err(message) => {
+                    tracing::warn!("skipping tier {label}: {message}");
+                    failed.push((label, message));
+                    continue;
+                }
+            };
+            if self.trusts_plain
+                && !signed
+                && let Some(why) = exposure(config, &backend, fs.as_deref())
+            {
+                return Err(StackError::PlainSharedTier {
+                    what: format!("tier {label}"),
+                    why,
+                });
+            }
+            tiers.push(OpenTier {
+                config: config.clone(),
+                read_only,
+                own_namespace: namespace.is_some() && !previous && !signed,
+                signed,
+                label,
+                backend,
+                fs,
+            });
+        }
+        Ok(())
+    }
+
+    /// The namespaces `config` is read in. Entries sealed under each secret live in a namespace
+    /// of their own, in a bucket and (with a secret) in a directory: the current key's
+    /// (read-write), then each previous key's (read-only); a signed bucket has one.
+    fn namespaces(&self, config: &TierConfig, signed: bool) -> Vec<Option<String>> {
+        let namespaced = match config.kind {
+            TierKind::S3 | TierKind::Http => true,
+            TierKind::Fs => self.integrity.is_keyed(),
+            _ => false,
+        };
+        if signed {
+            vec![Some(SIGNED_NAMESPACE.to_owned())]
+        } else if namespaced {
+            std::iter::once(self.integrity.key_id())
+                .chain(self.integrity.previous_key_ids())
+                .map(Some)
+                .collect()
+        } else {
+            vec![None]
+        }
+    }
+}
+
+fn coordination(settings: &Settings) -> Coordination {
+    if settings.coordinate.value {
+        Coordination::new()
+            .wait(Duration::from_millis(settings.coordination_wait_ms.value))
+            .ttl(Duration::from_millis(settings.lease_ttl_ms.value))
+    } else {
+        Coordination::disabled()
+    }
+}
+
+/// Records of verified entry files, when loads may skip hashing unchanged ones.
+fn verified_files(settings: &Settings) -> Option<VerifiedFiles> {
+    if settings.verify_every_load.value {
+        return None;
+    }
+    let records = settings.cache_dir.value.join("verified");
+    VerifiedFiles::open(&records)
+        .map_err(|e| {
+            tracing::warn!(
+                "verifying every load: cannot keep records of verified files in {}: {e}",
+                records.display()
+            );
+        })
+        .ok()
+}
+
+fn on_shared_miss(settings: &Settings) -> OnSharedMiss {
+    match settings.on_shared_miss.value {
+        OnSharedMissSetting::Compile => OnSharedMiss::Compute,
+        OnSharedMissSetting::Wait => {
+            OnSharedMiss::Wait(Duration::from_millis(settings.coordination_wait_ms.value))
+        }
+        OnSharedMissSetting::Fail => OnSharedMiss::Fail,
+    }
 }
 
 /// Why the stack cannot be used at all.
@@ -129,9 +261,6 @@ impl Stack {
 
     fn open_with(settings: &Settings, recreate: bool) -> Result<Self, StackError> {
         let integrity = integrity(settings)?;
-        // Configured signing (a key, or trusted keys even if all are revoked) makes the bucket
-        // a signed tier.
-        let signs = integrity.can_sign() || !settings.trusted_keys.value.is_empty();
         let dir = &settings.cache_dir.value;
         warmcache_core::files::create_cache_dir_all(dir).map_err(|source| {
             StackError::CacheDir {
@@ -139,9 +268,18 @@ impl Stack {
                 source,
             }
         })?;
-        let trusts_plain = !integrity.is_keyed() && !settings.insecure_shared.value;
+        let opening = Opening {
+            // Configured signing (a key, or trusted keys even if all are revoked) makes the
+            // bucket a signed tier.
+            signs: integrity.can_sign() || !settings.trusted_keys.value.is_empty(),
+            trusts_plain: !integrity.is_keyed() && !settings.insecure_shared.value,
+            integrity: &integrity,
+            recreate,
+        };
         // The side files (stats, input and verified-file records) live in the cache directory.
-        if trusts_plain && let Ok(Some(why)) = warmcache_core::files::writable_by_others(dir) {
+        if opening.trusts_plain
+            && let Ok(Some(why)) = warmcache_core::files::writable_by_others(dir)
+        {
             return Err(StackError::PlainSharedTier {
                 what: format!("the cache directory {}", dir.display()),
                 why,
@@ -155,107 +293,17 @@ impl Stack {
                 live_bytes += config.size.map_or(DEFAULT_MEMORY_SIZE, |s| s.0);
                 continue;
             }
-            let label = format!("{}:{}", config.kind.as_str(), config.location());
-            // Entries sealed under each secret live in a namespace of their own, in a bucket
-            // and (with a secret) in a directory: the current key's (read-write), then each
-            // previous key's (read-only).
-            let namespaced = match config.kind {
-                TierKind::S3 | TierKind::Http => true,
-                TierKind::Fs => integrity.is_keyed(),
-                _ => false,
-            };
-            // With signing, the bucket holds what the fleet's producers sign, whatever their
-            // local secrets: one namespace, read by every node that trusts them.
-            let signed = config.kind.is_remote() && signs;
-            let namespaces = if signed {
-                vec![Some(SIGNED_NAMESPACE.to_owned())]
-            } else if namespaced {
-                std::iter::once(integrity.key_id())
-                    .chain(integrity.previous_key_ids())
-                    .map(Some)
-                    .collect()
-            } else {
-                vec![None]
-            };
-            for (n, namespace) in namespaces.into_iter().enumerate() {
-                let label = match (&namespace, n) {
-                    (Some(id), n) if n > 0 => format!("{label} (previous key {id})"),
-                    _ => label.clone(),
-                };
-                let previous = n > 0;
-                if previous
-                    && config.kind == TierKind::Fs
-                    && !fs_namespace_exists(config, namespace.as_deref())
-                {
-                    // Nothing was ever sealed there under that key.
-                    continue;
-                }
-                // A host without a signing key never writes the signed bucket.
-                let read_only = config.read_only || previous || (signed && !integrity.can_sign());
-                match open_tier(config, &label, namespace.as_deref(), read_only, recreate) {
-                    Ok((backend, fs)) => {
-                        if trusts_plain
-                            && !signed
-                            && let Some(why) = exposure(config, &backend, fs.as_deref())
-                        {
-                            return Err(StackError::PlainSharedTier {
-                                what: format!("tier {label}"),
-                                why,
-                            });
-                        }
-                        tiers.push(OpenTier {
-                            config: config.clone(),
-                            read_only,
-                            own_namespace: namespace.is_some() && !previous && !signed,
-                            signed,
-                            label,
-                            backend,
-                            fs,
-                        });
-                    }
-                    Err(message) => {
-                        tracing::warn!("skipping tier {label}: {message}");
-                        failed.push((label, message));
-                    }
-                }
-            }
+            opening.open(config, &mut tiers, &mut failed)?;
         }
-        let coordination = if settings.coordinate.value {
-            Coordination::new()
-                .wait(Duration::from_millis(settings.coordination_wait_ms.value))
-                .ttl(Duration::from_millis(settings.lease_ttl_ms.value))
-        } else {
-            Coordination::disabled()
-        };
-        let verified_files = if settings.verify_every_load.value {
-            None
-        } else {
-            let records = dir.join("verified");
-            VerifiedFiles::open(&records)
-                .map_err(|e| {
-                    tracing::warn!(
-                        "verifying every load: cannot keep records of verified files in {}: {e}",
-                        records.display()
-                    );
-                })
-                .ok()
-        };
-        let on_shared_miss = match settings.on_shared_miss.value {
-            OnSharedMissSetting::Compile => OnSharedMiss::Compute,
-            OnSharedMissSetting::Wait => {
-                OnSharedMiss::Wait(Duration::from_millis(settings.coordination_wait_ms.value))
-            }
-            OnSharedMissSetting::Fail => OnSharedMiss::Fail,
-        };
         Ok(Self {
             tiers,
             live_bytes,
-            integrity,
-            on_shared_miss,
+            on_shared_miss: on_shared_miss(settings),
             failed,
-            coordination,
-            verified_files,
+            coordination: coordination(settings),
+            verified_files: verified_files(settings),
             sealed_loads: settings.sealed_loads.value,
+            integrity,
         })
     }
 

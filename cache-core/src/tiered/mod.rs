@@ -17,19 +17,15 @@ mod writer;
 use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::breaker::Breaker;
 use crate::entry::Entry;
-use crate::envelope::{Integrity, Trust};
+use crate::envelope::Integrity;
 use crate::key::CacheKey;
-use crate::stats::{TierCounters, TierStats};
+use crate::stats::TierStats;
 
 pub(crate) use coordinate::{Claim, Claimed};
 pub use coordinate::{Coordination, OnSharedMiss};
-use guarded::TierShared;
-use state::{TierState, Unverified};
-pub(crate) use tier::WriteMode;
+use state::TierState;
 pub use tier::{Access, DEFAULT_MIN_WRITE_RATE, DEFAULT_QUEUE_BYTES, Tier, WhenFull};
-use writer::{QueueLimits, Writer};
 
 /// Backends composed fastest first.
 ///
@@ -96,98 +92,7 @@ impl TieredBuilder {
             .tiers
             .into_iter()
             .enumerate()
-            .map(|(i, t)| {
-                let name = t
-                    .name
-                    .unwrap_or_else(|| format!("{i}:{}", t.backend.name()));
-                let is_shared = t.backend.capabilities().shared;
-                let signed = t.trust == Trust::Signature;
-                let can_sign = self.integrity.can_sign();
-                let unverified = match (signed, can_sign) {
-                    (true, true) => Unverified::Replace,
-                    (true, false) => Unverified::LeaveAlone,
-                    _ if is_shared && !(t.own_namespace && self.integrity.is_keyed()) => {
-                        Unverified::LeaveAlone
-                    }
-                    _ => Unverified::Delete,
-                };
-                let consumes_only = signed && !can_sign;
-                let access = if consumes_only {
-                    Access::ReadOnly
-                } else {
-                    t.access
-                };
-                if signed && self.integrity.trusted_keys().is_empty() {
-                    tracing::warn!(
-                        tier = %name,
-                        "a signed tier but no trusted key: every entry on it will be refused \
-                         (configure Integrity::trusting or Integrity::signing)"
-                    );
-                }
-                let labels = crate::metrics::tier_labels(&name, t.backend.name());
-                let counters = TierCounters::new(&labels);
-                // Skipping the hash of an unchanged file relies on nobody else being able to
-                // write it (the trust rule): not where others can write the tier.
-                let verified_files = match t.verified_files {
-                    Some(_) if is_shared || t.sealed_copies || signed => {
-                        if is_shared {
-                            tracing::warn!(
-                                tier = %name,
-                                "others can write this tier: every load is verified in full \
-                                 (verified-file records are only used on a tier only this user \
-                                 can write)"
-                            );
-                        }
-                        None
-                    }
-                    other => other,
-                };
-                let shared = Arc::new(TierShared {
-                    backend: t.backend,
-                    name,
-                    timeout: t.timeout,
-                    min_write_rate: t.min_write_rate,
-                    verified_files,
-                    sealed_copies: t.sealed_copies,
-                    counters,
-                    read_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown).exported(
-                        crate::metrics::Level::new("warmcache_tier_breaker_open", &labels),
-                    ),
-                    write_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown).exported(
-                        crate::metrics::Level::new("warmcache_tier_write_breaker_open", &labels),
-                    ),
-                });
-                let writer = match (access, t.write) {
-                    (
-                        Access::ReadWrite,
-                        WriteMode::Background {
-                            queue,
-                            max_bytes,
-                            when_full,
-                        },
-                    ) => Writer::spawn(
-                        Arc::clone(&shared),
-                        QueueLimits {
-                            jobs: queue,
-                            bytes: max_bytes,
-                            when_full,
-                        },
-                    ),
-                    _ => None,
-                };
-                TierState {
-                    shared,
-                    access,
-                    compression: t.compression,
-                    writer,
-                    is_shared,
-                    trust: t.trust,
-                    authenticated: signed || self.integrity.is_keyed(),
-                    consumes_only,
-                    unverified,
-                    foreign: Default::default(),
-                }
-            })
+            .map(|(index, tier)| TierState::new(tier, index, &self.integrity))
             .collect();
         let tiered = Tiered {
             tiers,

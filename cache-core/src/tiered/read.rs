@@ -16,6 +16,14 @@ use super::Tiered;
 use super::guarded::{Refused, Side, TierFailure};
 use super::write::SealedForms;
 
+/// What [`Tiered::open_entry_file`] found.
+enum EntryFile {
+    Open(std::fs::File),
+    Nothing,
+    /// Read the entry as bytes instead.
+    ReadBytes,
+}
+
 /// What one read of a tier gave.
 enum Fetched<T> {
     Value(T),
@@ -120,76 +128,12 @@ impl Tiered {
     /// are authenticated by a key, and is a miss without one: a plain tag proves "undamaged",
     /// never "written by this user".
     async fn read_file(&self, index: usize, key: &CacheKey, kind: u32) -> Option<Entry> {
-        let shared = &self.tiers[index].shared;
-        let file = match self
-            .fetch(index, key, "open_file", shared.backend.open_file(key))
-            .await
-        {
-            Fetched::Value(file) => file,
-            Fetched::Nothing => return None,
-            Fetched::NotSupported if self.tiers[index].authenticated => {
-                return self.read_bytes(index, key, kind).await;
-            }
-            Fetched::NotSupported => {
-                shared.counters.misses.add(1);
-                shared.counters.forged.add(1);
-                tracing::warn!(
-                    tier = %shared.name,
-                    %key,
-                    "entry file could have been written by another user and no secret \
-                     authenticates it: not used (configure a secret to share entries between users)"
-                );
-                return None;
-            }
+        let file = match self.open_entry_file(index, key).await {
+            EntryFile::Open(file) => file,
+            EntryFile::Nothing => return None,
+            EntryFile::ReadBytes => return self.read_bytes(index, key, kind).await,
         };
-        let file = if shared.sealed_copies {
-            match crate::files::sealed_copy(&file) {
-                Ok(copy) => copy,
-                Err(e) => {
-                    // Off Linux, or out of memory for the copy: a verified copy in memory.
-                    tracing::debug!(tier = %shared.name, %key, error = %e, "no sealed copy; reading the entry instead");
-                    return self.read_bytes(index, key, kind).await;
-                }
-            }
-        } else {
-            file
-        };
-        let verified = shared.verified_files.as_deref();
-        let key_id = verified
-            .map(|_| self.integrity.key_id())
-            .unwrap_or_default();
-        let unchanged = verified.is_some_and(|v| v.is_verified(key, &key_id, &file));
-        let before = match verified {
-            Some(_) if !unchanged => crate::files::FileIdentity::of(&file).ok().flatten(),
-            _ => None,
-        };
-        let trust = self.tiers[index].trust;
-        let mapped =
-            match mapped::map_and_verify(&self.integrity, trust, key, kind, &file, unchanged) {
-                Ok(mapped) => {
-                    if unchanged {
-                        shared.counters.trusted_loads.add(1);
-                    } else if let Some(verified) = verified
-                        && !mapped.meta.by_previous_key
-                    {
-                        // Only what the current secret sealed: a later unhashed load takes it so.
-                        verified.record(key, &key_id, &file, before);
-                    }
-                    mapped
-                }
-                Err(MapError::Verify(e)) => {
-                    self.reject(index, key, &e).await;
-                    return None;
-                }
-                Err(MapError::Io(e)) => {
-                    let failure = TierFailure::Error(Error::Io {
-                        context: Context::with_key(shared.backend.name(), Op::OpenFile, key),
-                        source: e,
-                    });
-                    shared.read_failed(&failure, "map", key);
-                    return None;
-                }
-            };
+        let mapped = self.map_verified(index, key, kind, &file).await?;
         self.count_hit(index, mapped.map.len());
         let has_faster_writable = self.tiers[..index].iter().any(|t| t.writable());
         if mapped.meta.compressed || has_faster_writable {
@@ -213,6 +157,91 @@ impl Tiered {
             }
         }
         Some(Entry::from_file(mapped.meta, file, mapped.map, mapped.payload).at_tier(index))
+    }
+
+    /// The entry file of tier `index` for `key`: as the backend hands it out, or a sealed copy
+    /// of it when the tier asks for those.
+    async fn open_entry_file(&self, index: usize, key: &CacheKey) -> EntryFile {
+        let shared = &self.tiers[index].shared;
+        let file = match self
+            .fetch(index, key, "open_file", shared.backend.open_file(key))
+            .await
+        {
+            Fetched::Value(file) => file,
+            Fetched::Nothing => return EntryFile::Nothing,
+            Fetched::NotSupported if self.tiers[index].authenticated => {
+                return EntryFile::ReadBytes;
+            }
+            Fetched::NotSupported => {
+                shared.counters.misses.add(1);
+                shared.counters.forged.add(1);
+                tracing::warn!(
+                    tier = %shared.name,
+                    %key,
+                    "entry file could have been written by another user and no secret \
+                     authenticates it: not used (configure a secret to share entries between users)"
+                );
+                return EntryFile::Nothing;
+            }
+        };
+        if !shared.sealed_copies {
+            return EntryFile::Open(file);
+        }
+        match crate::files::sealed_copy(&file) {
+            Ok(copy) => EntryFile::Open(copy),
+            Err(e) => {
+                // Off Linux, or out of memory for the copy: a verified copy in memory.
+                tracing::debug!(tier = %shared.name, %key, error = %e, "no sealed copy; reading the entry instead");
+                EntryFile::ReadBytes
+            }
+        }
+    }
+
+    /// Maps `file` and verifies it (in full, unless its verified-file record says it is
+    /// unchanged since it last verified); rejects it, or counts the failure, when that fails.
+    async fn map_verified(
+        &self,
+        index: usize,
+        key: &CacheKey,
+        kind: u32,
+        file: &std::fs::File,
+    ) -> Option<mapped::MappedEntry> {
+        let shared = &self.tiers[index].shared;
+        let verified = shared.verified_files.as_deref();
+        let key_id = verified
+            .map(|_| self.integrity.key_id())
+            .unwrap_or_default();
+        let unchanged = verified.is_some_and(|v| v.is_verified(key, &key_id, file));
+        let before = match verified {
+            Some(_) if !unchanged => crate::files::FileIdentity::of(file).ok().flatten(),
+            _ => None,
+        };
+        let trust = self.tiers[index].trust;
+        match mapped::map_and_verify(&self.integrity, trust, key, kind, file, unchanged) {
+            Ok(mapped) => {
+                if unchanged {
+                    shared.counters.trusted_loads.add(1);
+                } else if let Some(verified) = verified
+                    && !mapped.meta.by_previous_key
+                {
+                    // Only what the current secret sealed: a later unhashed load takes it so.
+                    verified.record(key, &key_id, file, before);
+                }
+                Some(mapped)
+            }
+            Err(MapError::Verify(e)) => {
+                self.reject(index, key, &e).await;
+                None
+            }
+            Err(MapError::Io(e)) => {
+                let failure = TierFailure::Error(Error::Io {
+                    context: Context::with_key(shared.backend.name(), Op::OpenFile, key),
+                    source: e,
+                });
+                shared.read_failed(&failure, "map", key);
+                None
+            }
+        }
     }
 
     fn count_hit(&self, index: usize, stored_len: usize) {

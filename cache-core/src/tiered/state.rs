@@ -7,13 +7,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::envelope::{Compression, Trust};
+use crate::breaker::Breaker;
+use crate::envelope::{Compression, Integrity, Trust};
+use crate::files::VerifiedFiles;
 use crate::key::CacheKey;
+use crate::stats::TierCounters;
 
 use super::coordinate::HeldLease;
 use super::guarded::TierShared;
-use super::tier::Access;
-use super::writer::{Job, Writer};
+use super::tier::{Access, Tier, WriteMode};
+use super::writer::{Job, QueueLimits, Writer};
 
 /// Most keys remembered per shared tier as holding an entry this cache could not verify.
 const FOREIGN_MEMORY: usize = 4096;
@@ -52,6 +55,88 @@ pub(super) struct TierState {
 }
 
 impl TierState {
+    /// Builds `tier`, at `index` in a stack sealing and verifying with `integrity`, starting its
+    /// writer thread if it writes in the background.
+    pub(super) fn new(t: Tier, index: usize, integrity: &Integrity) -> Self {
+        let name = t
+            .name
+            .unwrap_or_else(|| format!("{index}:{}", t.backend.name()));
+        let is_shared = t.backend.capabilities().shared;
+        let signed = t.trust == Trust::Signature;
+        let can_sign = integrity.can_sign();
+        let unverified = match (signed, can_sign) {
+            (true, true) => Unverified::Replace,
+            (true, false) => Unverified::LeaveAlone,
+            _ if is_shared && !(t.own_namespace && integrity.is_keyed()) => Unverified::LeaveAlone,
+            _ => Unverified::Delete,
+        };
+        let consumes_only = signed && !can_sign;
+        let access = if consumes_only {
+            Access::ReadOnly
+        } else {
+            t.access
+        };
+        if signed && integrity.trusted_keys().is_empty() {
+            tracing::warn!(
+                tier = %name,
+                "a signed tier but no trusted key: every entry on it will be refused \
+                 (configure Integrity::trusting or Integrity::signing)"
+            );
+        }
+        let labels = crate::metrics::tier_labels(&name, t.backend.name());
+        let verified_files = verified_files(
+            &name,
+            t.verified_files,
+            is_shared,
+            t.sealed_copies || signed,
+        );
+        let shared = Arc::new(TierShared {
+            backend: t.backend,
+            name,
+            timeout: t.timeout,
+            min_write_rate: t.min_write_rate,
+            verified_files,
+            sealed_copies: t.sealed_copies,
+            counters: TierCounters::new(&labels),
+            read_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown).exported(
+                crate::metrics::Level::new("warmcache_tier_breaker_open", &labels),
+            ),
+            write_breaker: Breaker::new(t.breaker_threshold, t.breaker_cooldown).exported(
+                crate::metrics::Level::new("warmcache_tier_write_breaker_open", &labels),
+            ),
+        });
+        let writer = match (access, t.write) {
+            (
+                Access::ReadWrite,
+                WriteMode::Background {
+                    queue,
+                    max_bytes,
+                    when_full,
+                },
+            ) => {
+                let limits = QueueLimits {
+                    jobs: queue,
+                    bytes: max_bytes,
+                    when_full,
+                };
+                Writer::spawn(Arc::clone(&shared), limits)
+            }
+            _ => None,
+        };
+        TierState {
+            shared,
+            access,
+            compression: t.compression,
+            writer,
+            is_shared,
+            trust: t.trust,
+            authenticated: signed || integrity.is_keyed(),
+            consumes_only,
+            unverified,
+            foreign: Mutex::default(),
+        }
+    }
+
     pub(super) fn writable(&self) -> bool {
         self.access == Access::ReadWrite
     }
@@ -127,4 +212,25 @@ impl TierState {
     pub(super) fn pending(&self) -> u64 {
         self.writer.as_ref().map_or(0, Writer::pending)
     }
+}
+
+/// The verified-file records a tier may use. Skipping the hash of an unchanged file relies on
+/// nobody else being able to write it (the trust rule): not where others can write the tier,
+/// nor where every load is a sealed copy or must carry a signature anyway.
+fn verified_files(
+    name: &str,
+    configured: Option<Arc<VerifiedFiles>>,
+    is_shared: bool,
+    verified_anyway: bool,
+) -> Option<Arc<VerifiedFiles>> {
+    let configured = configured?;
+    if is_shared {
+        tracing::warn!(
+            tier = %name,
+            "others can write this tier: every load is verified in full (verified-file records \
+             are only used on a tier only this user can write)"
+        );
+        return None;
+    }
+    (!verified_anyway).then_some(configured)
 }

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::{InputKind, Outcome, input_kind};
 use crate::config::Settings;
+use warmcache_wasmtime::Precompiled;
 
 /// Arguments of `warmcache precompile`.
 #[derive(Debug, clap::Args)]
@@ -110,6 +111,33 @@ pub(super) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Files compiled, found cached, and failed, counted from the worker threads.
+#[derive(Default)]
+struct Tally {
+    compiled: AtomicU64,
+    cached: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Tally {
+    fn count(&self, outcome: Result<Precompiled, String>, bar: &ProgressBar) {
+        match outcome {
+            Ok(done) if done.already_cached => {
+                self.cached.fetch_add(1, Relaxed);
+            }
+            Ok(_) => {
+                self.compiled.fetch_add(1, Relaxed);
+            }
+            Err(message) => {
+                self.failed.fetch_add(1, Relaxed);
+                // `suspend` prints above the bar, and also when the bar is hidden (no terminal).
+                bar.suspend(|| eprintln!("failed: {message}"));
+            }
+        }
+        bar.inc(1);
+    }
+}
+
 pub fn run(settings: &Settings, args: Args) -> Outcome {
     let items = collect_roots(&args.paths);
     let stack = super::open(settings)?;
@@ -123,7 +151,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     let keys = std::sync::Mutex::new(Vec::new());
 
     let started = Instant::now();
-    let (compiled, cached, failed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let tally = Tally::default();
     let bar = ProgressBar::new(items.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -134,36 +162,25 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
             Item::Unreadable(path, e) => Err(format!("{}: {e}", path.display())),
             Item::File(path) => {
                 bar.set_message(path.display().to_string());
-                read_regular(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))
+                let compiled = read_regular(path)
+                    .map_err(|e| e.to_string())
                     .and_then(|bytes| {
                         let done = match input_kind(&bytes) {
                             InputKind::Module => modules.precompile(&engine, &bytes),
                             InputKind::Component => components.precompile(&engine, &bytes),
                         };
-                        done.map_err(|e| format!("{}: {e}", path.display()))
+                        done.map_err(|e| e.to_string())
+                    });
+                compiled
+                    .inspect(|done| {
+                        if let Ok(mut keys) = keys.lock() {
+                            keys.push((path.clone(), done.key));
+                        }
                     })
+                    .map_err(|e| format!("{}: {e}", path.display()))
             }
         };
-        if let (Ok(done), Item::File(path)) = (&outcome, item)
-            && let Ok(mut keys) = keys.lock()
-        {
-            keys.push((path.clone(), done.key));
-        }
-        match outcome {
-            Ok(done) if done.already_cached => {
-                cached.fetch_add(1, Relaxed);
-            }
-            Ok(_) => {
-                compiled.fetch_add(1, Relaxed);
-            }
-            Err(message) => {
-                failed.fetch_add(1, Relaxed);
-                // `suspend` prints above the bar, and also when the bar is hidden (no terminal).
-                bar.suspend(|| eprintln!("failed: {message}"));
-            }
-        }
-        bar.inc(1);
+        tally.count(outcome, &bar);
     });
     bar.finish_and_clear();
     modules.flush();
@@ -179,12 +196,12 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     for (path, tier) in &missing {
         eprintln!("not stored: {} in {tier}", path.display());
     }
-    let failed = failed.load(Relaxed);
+    let failed = tally.failed.load(Relaxed);
     println!(
         "{} files: {} compiled, {} already cached, {failed} failed, in {:.2} s",
         items.len(),
-        compiled.load(Relaxed),
-        cached.load(Relaxed),
+        tally.compiled.load(Relaxed),
+        tally.cached.load(Relaxed),
         started.elapsed().as_secs_f64()
     );
     if !missing.is_empty() {
