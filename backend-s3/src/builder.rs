@@ -286,11 +286,21 @@ impl S3BackendBuilder {
         }
     }
 
-    fn unknown_option(&self, key: &str) -> Error {
-        Error::config(
-            self.ctx(),
-            format!("unknown object store option {key:?} for this URL"),
-        )
+    /// The provider options as the provider's keys; an option it does not know is refused by
+    /// name.
+    fn options_as<K: std::str::FromStr>(&self) -> Result<Vec<(K, &str)>> {
+        self.options
+            .iter()
+            .map(|(k, v)| {
+                let key = k.parse().map_err(|_| {
+                    Error::config(
+                        self.ctx(),
+                        format!("unknown object store option {k:?} for this URL"),
+                    )
+                })?;
+                Ok((key, v.as_str()))
+            })
+            .collect()
     }
 
     /// Builds the store from the URL (or takes the given one) and starts the runtime.
@@ -387,14 +397,14 @@ impl S3BackendBuilder {
         }
     }
 
-    fn cannot_use(&self, shown: &str, e: object_store::Error) -> Error {
-        Error::config(self.ctx(), format!("cannot use {shown}: {e}"))
+    /// The provider refused the store at `raw` (shown redacted).
+    fn cannot_use(&self, raw: &str, e: object_store::Error) -> Error {
+        Error::config(self.ctx(), format!("cannot use {}: {e}", redact(raw)))
     }
 
     fn amazon(&self, raw: &str) -> Result<Arc<dyn ObjectStore>> {
         let mut b = AmazonS3Builder::from_env().with_url(raw);
-        for (k, v) in &self.options {
-            let key: AmazonS3ConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+        for (key, v) in self.options_as::<AmazonS3ConfigKey>()? {
             b = b.with_config(key, v);
         }
         if let Some(e) = &self.endpoint {
@@ -410,29 +420,23 @@ impl S3BackendBuilder {
             .with_allow_http(self.allow_http)
             .with_client_options(self.client_options())
             .with_retry(self.retry());
-        Ok(Arc::new(
-            b.build().map_err(|e| self.cannot_use(&redact(raw), e))?,
-        ))
+        Ok(Arc::new(b.build().map_err(|e| self.cannot_use(raw, e))?))
     }
 
     fn google(&self, raw: &str) -> Result<Arc<dyn ObjectStore>> {
         let mut b = GoogleCloudStorageBuilder::from_env().with_url(raw);
-        for (k, v) in &self.options {
-            let key: GoogleConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+        for (key, v) in self.options_as::<GoogleConfigKey>()? {
             b = b.with_config(key, v);
         }
         let b = b
             .with_client_options(self.client_options())
             .with_retry(self.retry());
-        Ok(Arc::new(
-            b.build().map_err(|e| self.cannot_use(&redact(raw), e))?,
-        ))
+        Ok(Arc::new(b.build().map_err(|e| self.cannot_use(raw, e))?))
     }
 
     fn azure(&self, raw: &str) -> Result<Arc<dyn ObjectStore>> {
         let mut b = MicrosoftAzureBuilder::from_env().with_url(raw);
-        for (k, v) in &self.options {
-            let key: AzureConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+        for (key, v) in self.options_as::<AzureConfigKey>()? {
             b = b.with_config(key, v);
         }
         if let Some(e) = &self.endpoint {
@@ -442,9 +446,7 @@ impl S3BackendBuilder {
             .with_allow_http(self.allow_http)
             .with_client_options(self.client_options())
             .with_retry(self.retry());
-        Ok(Arc::new(
-            b.build().map_err(|e| self.cannot_use(&redact(raw), e))?,
-        ))
+        Ok(Arc::new(b.build().map_err(|e| self.cannot_use(raw, e))?))
     }
 
     /// A WebDAV server: its root is the store, and the URL's path the prefix, as for buckets.
@@ -460,13 +462,11 @@ impl S3BackendBuilder {
                     .with_allow_http(self.allow_http || plain),
             )
             .with_retry(self.retry());
-        for (k, v) in &self.options {
-            let key: ClientConfigKey = k.parse().map_err(|_| self.unknown_option(k))?;
+        for (key, v) in self.options_as::<ClientConfigKey>()? {
             b = b.with_config(key, v);
         }
         Ok(Arc::new(
-            b.build()
-                .map_err(|e| self.cannot_use(&redact(url.as_str()), e))?,
+            b.build().map_err(|e| self.cannot_use(url.as_str(), e))?,
         ))
     }
 
@@ -484,7 +484,7 @@ impl S3BackendBuilder {
                 ),
             )
         })?;
-        let built = |e: object_store::Error| self.cannot_use(&shown, e);
+        let built = |e: object_store::Error| self.cannot_use(raw, e);
         let store: Arc<dyn ObjectStore> = match scheme {
             ObjectStoreScheme::AmazonS3 => self.amazon(raw)?,
             ObjectStoreScheme::GoogleCloudStorage => self.google(raw)?,

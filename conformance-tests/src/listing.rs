@@ -88,6 +88,30 @@ pub async fn list_paging_edges(b: Arc<dyn Backend>) -> CheckResult {
         all.len() - stored.len()
     );
     stored.sort();
+    check_edges(&*b, &stored).await?;
+    let ones = page_through(&b, 1).await?;
+    let expected: Vec<KeyInfo> = stored
+        .iter()
+        .map(|k| {
+            let i = (0..6).position(|n| key(1000 + n) == *k).unwrap_or(0);
+            KeyInfo {
+                key: *k,
+                size: (base + i) as u64,
+            }
+        })
+        .collect();
+    let names: BTreeMap<CacheKey, u64> = (0..6).map(|n| (key(1000 + n), 1000 + n)).collect();
+    if let Some(difference) = listing_difference(&expected, &ones, &names) {
+        return Err(Failure(format!(
+            "listing in pages of 1 differs from the keys put (and still there): {difference}"
+        )));
+    }
+    PASSED
+}
+
+/// The edges of paging over `stored` (sorted, at least three keys): a limit of 0, a start
+/// between keys, after the greatest key, and after the greatest possible key.
+async fn check_edges(b: &dyn Backend, stored: &[CacheKey]) -> Result<(), Failure> {
     let zero = b.list(None, 0).await?;
     ensure!(
         zero.entries.len() == 1,
@@ -136,22 +160,5 @@ pub async fn list_paging_edges(b: Arc<dyn Backend>) -> CheckResult {
         beyond.entries.len(),
         beyond.next
     );
-    let ones = page_through(&b, 1).await?;
-    let expected: Vec<KeyInfo> = stored
-        .iter()
-        .map(|k| {
-            let i = (0..6).position(|n| key(1000 + n) == *k).unwrap_or(0);
-            KeyInfo {
-                key: *k,
-                size: (base + i) as u64,
-            }
-        })
-        .collect();
-    let names: BTreeMap<CacheKey, u64> = (0..6).map(|n| (key(1000 + n), 1000 + n)).collect();
-    if let Some(difference) = listing_difference(&expected, &ones, &names) {
-        return Err(Failure(format!(
-            "listing in pages of 1 differs from the keys put (and still there): {difference}"
-        )));
-    }
-    PASSED
+    Ok(())
 }

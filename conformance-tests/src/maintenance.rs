@@ -45,28 +45,7 @@ pub async fn shrink_keeps_recently_used(b: Arc<dyn Backend>) -> CheckResult {
         b.put(key, Bytes::from(vec![7u8; len])).await?;
         pause();
     }
-    // A bounded backend may evict early (the guide allows it): the check works with what is
-    // there, and the three read last are the recently used ones among them.
-    let mut recent = Vec::new();
-    for key in &keys[..3] {
-        if b.get(key).await?.is_some() {
-            recent.push(*key);
-        } else {
-            ensure!(
-                budget.may_evict(),
-                "an entry is missing before the shrink, and the backend is unbounded"
-            );
-        }
-        pause();
-    }
-    let mut present = 0u64;
-    for key in &keys {
-        present += u64::from(b.contains(key).await?);
-    }
-    // The last one put is recently used too.
-    if b.contains(&keys[9]).await? {
-        recent.push(keys[9]);
-    }
+    let (recent, present) = use_recently(&*b, &budget, &keys, pause).await?;
     ensure!(
         present >= 4,
         "only {present} of ten {len}-byte entries (a quarter of the capacity at most) are left \
@@ -102,6 +81,39 @@ pub async fn shrink_keeps_recently_used(b: Arc<dyn Backend>) -> CheckResult {
         );
     }
     PASSED
+}
+
+/// Reads the first three of `keys` (then the last was put most recently): returns those of
+/// the four still there, the recently used ones, and how many of `keys` are there.
+async fn use_recently(
+    b: &dyn Backend,
+    budget: &Budget,
+    keys: &[CacheKey],
+    pause: impl Fn(),
+) -> Result<(Vec<CacheKey>, u64), Failure> {
+    // A bounded backend may evict early (the guide allows it): the check works with what is
+    // there, and the three read last are the recently used ones among them.
+    let mut recent = Vec::new();
+    for key in &keys[..3] {
+        if b.get(key).await?.is_some() {
+            recent.push(*key);
+        } else {
+            ensure!(
+                budget.may_evict(),
+                "an entry is missing before the shrink, and the backend is unbounded"
+            );
+        }
+        pause();
+    }
+    let mut present = 0u64;
+    for key in keys {
+        present += u64::from(b.contains(key).await?);
+    }
+    // The last one put is recently used too.
+    if b.contains(&keys[9]).await? {
+        recent.push(keys[9]);
+    }
+    Ok((recent, present))
 }
 
 /// What can be checked of "nobody can modify the handed-out file in place": the handle is not

@@ -183,22 +183,7 @@ impl Model {
             }
         }
         drop(reads);
-        for (key, n) in &self.deleted {
-            let got = observe::read(b, key).await?;
-            if got.is_some() {
-                return Err(Failure(format!(
-                    "{when}: key {n} was deleted, but get returned {} (a missing key must read \
-                     as None)",
-                    observe::describe(got.as_ref(), 0)
-                )));
-            }
-            if b.contains(key).await? {
-                return Err(Failure(format!(
-                    "{when}: key {n} was deleted, but contains(key {n}) is true while get \
-                     returns None (contains must be false for a missing key)"
-                )));
-            }
-        }
+        self.check_deleted(b, when).await?;
         let listed = page_through(b, 1000).await?;
         if let Some(difference) = listing_difference(&present, &listed, &self.names()) {
             return Err(Failure(format!(
@@ -218,6 +203,27 @@ impl Model {
             )));
         }
         Ok(held)
+    }
+
+    /// Checks that every deleted key reads as missing, through `get` and `contains`.
+    async fn check_deleted(&self, b: &Arc<dyn Backend>, when: &str) -> Result<(), Failure> {
+        for (key, n) in &self.deleted {
+            let got = observe::read(b, key).await?;
+            if got.is_some() {
+                return Err(Failure(format!(
+                    "{when}: key {n} was deleted, but get returned {} (a missing key must read \
+                     as None)",
+                    observe::describe(got.as_ref(), 0)
+                )));
+            }
+            if b.contains(key).await? {
+                return Err(Failure(format!(
+                    "{when}: key {n} was deleted, but contains(key {n}) is true while get \
+                     returns None (contains must be false for a missing key)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn names(&self) -> BTreeMap<CacheKey, u64> {

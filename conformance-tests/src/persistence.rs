@@ -317,27 +317,7 @@ fn kill_one(
         .stdout
         .take()
         .ok_or_else(|| Failure("crash child has no stdout".into()))?;
-    let (tx, rx) = std::sync::mpsc::channel::<Said>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let mut parts = line.split_whitespace();
-            let said = match parts.next() {
-                Some("BEGIN") => Said::Begin,
-                Some("ACK") => {
-                    let mut number = || parts.next().and_then(|p| p.parse().ok());
-                    let (Some(n), Some(r), Some(micros)) = (number(), number(), number()) else {
-                        continue;
-                    };
-                    Said::Ack(n, r, micros)
-                }
-                _ => continue,
-            };
-            if tx.send(said).is_err() {
-                break;
-            }
-        }
-    });
+    let (rx, reader) = read_said(stdout);
     let mut count = 0u64;
     let mut in_put = false;
     let mut durations = Vec::new();
@@ -393,6 +373,34 @@ fn kill_one(
         "the crash child acknowledged only {count} puts before the deadline"
     );
     Ok((count, in_put))
+}
+
+/// Reads what the crash child says on `stdout`, line by line, on a thread of its own.
+fn read_said(
+    stdout: std::process::ChildStdout,
+) -> (std::sync::mpsc::Receiver<Said>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel::<Said>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let mut parts = line.split_whitespace();
+            let said = match parts.next() {
+                Some("BEGIN") => Said::Begin,
+                Some("ACK") => {
+                    let mut number = || parts.next().and_then(|p| p.parse().ok());
+                    let (Some(n), Some(r), Some(micros)) = (number(), number(), number()) else {
+                        continue;
+                    };
+                    Said::Ack(n, r, micros)
+                }
+                _ => continue,
+            };
+            if tx.send(said).is_err() {
+                break;
+            }
+        }
+    });
+    (rx, reader)
 }
 
 /// What the crash child wrote to standard error: its first lines (a panic's message comes

@@ -40,16 +40,10 @@ const fn one(
     }
 }
 
-const fn list(
-    key: &'static str,
-    flag: &'static str,
-    env: &'static str,
-    value_name: &'static str,
-    help: &'static str,
-) -> Spec {
-    Spec {
-        list: true,
-        ..one(key, flag, env, value_name, help)
+impl Spec {
+    /// This setting takes a list.
+    const fn list(self) -> Self {
+        Self { list: true, ..self }
     }
 }
 
@@ -69,13 +63,14 @@ pub const SETTINGS: &[Spec] = &[
         "VAR",
         "Environment variable holding the integrity secret (a MAC key) for every tier",
     ),
-    list(
+    one(
         "previous_secret_envs",
         "previous-secret-envs",
         "WARMCACHE_PREVIOUS_SECRET_ENVS",
         "VAR",
         "Variables holding earlier secrets, still accepted when reading (a rotation)",
-    ),
+    )
+    .list(),
     one(
         "signing_key_file",
         "signing-key-file",
@@ -90,20 +85,22 @@ pub const SETTINGS: &[Spec] = &[
         "VAR",
         "Environment variable holding that key's PEM instead of a file",
     ),
-    list(
+    one(
         "trusted_keys",
         "trusted-keys",
         "WARMCACHE_TRUSTED_KEYS",
         "KEY",
         "Public keys (ed25519:HEX or ID=ed25519:HEX) whose signatures the bucket's entries carry",
-    ),
-    list(
+    )
+    .list(),
+    one(
         "revoked_keys",
         "revoked-keys",
         "WARMCACHE_REVOKED_KEYS",
         "ID",
         "Key ids whose signatures are refused on every tier",
-    ),
+    )
+    .list(),
     one(
         "on_shared_miss",
         "on-shared-miss",
@@ -175,13 +172,14 @@ pub const SETTINGS: &[Spec] = &[
         "Compile for this target triple (such as aarch64-unknown-linux-gnu) at its baseline CPU \
          instead of for this host",
     ),
-    list(
+    one(
         "engine.cranelift_set",
         "cranelift-set",
         "WARMCACHE_CRANELIFT_SET",
         "NAME=VALUE",
         "A Cranelift setting for the target (such as has_avx2=true); repeatable",
-    ),
+    )
+    .list(),
     one(
         "engine.simd",
         "simd",
