@@ -77,7 +77,7 @@ mod sync;
 mod tiered;
 
 pub use backend::{Backend, BackendExt, Capabilities, KeyInfo, ListPage, Usage};
-pub use cache::{Cache, CacheBuilder, ComputeError, Exec, Failure, Produced};
+pub use cache::{Cache, CacheBuilder, ComputeError, Exec, FAILURE_KIND, Failure, Produced};
 pub use codec::{BytesCodec, Codec, PostcardCodec};
 pub use entry::Entry;
 pub use envelope::{

@@ -219,6 +219,7 @@ counters! {
         computes => "warmcache_cache_computes_total", "Computations run (compiles, for the wasmtime caches)";
         compute_errors => "warmcache_cache_compute_errors_total", "Computations that returned an error (not cached)";
         compute_panics => "warmcache_cache_compute_panics_total", "Computations that panicked (not cached)";
+        remembered_failures => "warmcache_cache_remembered_failures_total", "Requests answered with a remembered failure of the same computation instead of computing again";
         waits => "warmcache_cache_waits_total", "Requests that waited for another caller's computation of the same key";
         coordinated => "warmcache_cache_coordinated_total", "Requests answered by the entry another process or host computed while this one waited on its lease (counted in tier_hits too)";
         decodes => "warmcache_cache_decodes_total", "Entries handed to the decoder: verified stored entries, and a leader's fresh payload for waiters of another caller";

@@ -213,3 +213,77 @@ fn stats_round_trip_through_serde() {
     assert_eq!(back, stats);
     assert_eq!(back.tiers.len(), 1);
 }
+
+#[test]
+fn a_failed_computation_is_remembered_for_its_lifetime_and_shared_through_the_tier() {
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    fn failing(input: &u32) -> Result<Bytes, std::io::Error> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        Err(std::io::Error::other(format!("invalid module {input}")))
+    }
+    let lifetime = Duration::from_millis(600);
+    let backend = MapBackend::new();
+    let over = |backend: &Arc<MapBackend>| {
+        let tiers = Tiered::builder()
+            .tier(Tier::new(
+                Arc::clone(backend) as Arc<dyn warmcache_core::Backend>
+            ))
+            .build();
+        Cache::builder("test", BytesCodec)
+            .tiers(tiers)
+            .remember_failures(lifetime)
+            .build()
+    };
+    let cache = over(&backend);
+    let first = cache.get_or_compute(&1u32, failing).unwrap_err();
+    assert!(matches!(first, ComputeError::Failed { .. }), "{first}");
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+
+    // Another cache over the same tier (another process, in effect) gets the failure without
+    // computing, and so does this one.
+    let other = over(&backend);
+    for cache in [&other, &cache] {
+        let err = cache.get_or_compute(&1u32, failing).unwrap_err();
+        let ComputeError::Remembered { message, age, .. } = &err else {
+            panic!("expected a remembered failure, got {err}");
+        };
+        assert!(message.contains("invalid module 1"), "{message}");
+        assert!(*age < lifetime);
+        assert!(err.to_string().contains("remembered"), "{err}");
+        let stats = cache.stats();
+        assert_eq!(stats.remembered_failures, 1);
+    }
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+    assert_eq!(other.stats().computes, 0);
+    // Another input is not affected.
+    assert!(matches!(
+        cache.get_or_compute(&2u32, failing),
+        Err(ComputeError::Failed { .. })
+    ));
+    assert_eq!(RUNS.load(Ordering::SeqCst), 2);
+
+    // Once its lifetime has passed, the computation runs again.
+    std::thread::sleep(lifetime + Duration::from_millis(50));
+    assert!(matches!(
+        cache.get_or_compute(&1u32, failing),
+        Err(ComputeError::Failed { .. })
+    ));
+    assert_eq!(RUNS.load(Ordering::SeqCst), 3);
+
+    // Without the setting, nothing is remembered.
+    let plain = Cache::builder("test", BytesCodec)
+        .tiers(
+            Tiered::builder()
+                .tier(Tier::new(
+                    Arc::clone(&backend) as Arc<dyn warmcache_core::Backend>
+                ))
+                .build(),
+        )
+        .build();
+    assert!(matches!(
+        plain.get_or_compute(&1u32, failing),
+        Err(ComputeError::Failed { .. })
+    ));
+    assert_eq!(RUNS.load(Ordering::SeqCst), 4);
+    assert_eq!(plain.stats().remembered_failures, 0);
+}

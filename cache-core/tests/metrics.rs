@@ -47,6 +47,7 @@ const CACHE_COUNTERS: &[&str] = &[
     "warmcache_cache_computes_total",
     "warmcache_cache_compute_errors_total",
     "warmcache_cache_compute_panics_total",
+    "warmcache_cache_remembered_failures_total",
     "warmcache_cache_waits_total",
     "warmcache_cache_decodes_total",
     "warmcache_cache_decode_errors_total",

@@ -104,6 +104,7 @@ fn image_size<A: Artifact>(artifact: &A) -> u64 {
 pub struct WasmCacheBuilder<A> {
     tiers: Option<Tiered>,
     live: LiveBound,
+    remember_failures: Option<Duration>,
     _artifact: PhantomData<fn() -> A>,
 }
 
@@ -131,9 +132,24 @@ impl<A: Artifact> WasmCacheBuilder<A> {
         self
     }
 
+    /// Remembers a failed compile for `lifetime` in every writable storage tier, so that the
+    /// next request for it in any process sharing a tier gets [`Error::Remembered`] at once
+    /// instead of compiling again (default: not remembered). A compile's failure depends only on
+    /// what the key covers (the wasm, wasmtime, the engine's settings), so a remembered one is
+    /// the failure that compile would have; the lifetime bounds how long a passing cause (memory
+    /// pressure) is believed. Panics are not remembered.
+    pub fn remember_failures(mut self, lifetime: Duration) -> Self {
+        self.remember_failures = Some(lifetime);
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> WasmCache<A> {
         let builder = Cache::builder(A::KIND.namespace(), ArtifactCodec::<A>(PhantomData));
+        let builder = match self.remember_failures {
+            Some(lifetime) => builder.remember_failures(lifetime),
+            None => builder,
+        };
         let builder = match self.live {
             LiveBound::Count(count) => builder.live_capacity(count),
             LiveBound::Bytes(bytes) => builder.live_weighted(bytes, image_size::<A>),
@@ -213,6 +229,7 @@ impl<A: Artifact> WasmCache<A> {
         WasmCacheBuilder {
             tiers: None,
             live: LiveBound::Count(DEFAULT_LIVE_CAPACITY),
+            remember_failures: None,
             _artifact: PhantomData,
         }
     }
@@ -504,6 +521,12 @@ pub(crate) fn compute_error<A: Artifact>(content: ContentHash, e: &ComputeError)
             kind: A::KIND,
             content,
             source: e.clone(),
+        },
+        (None, ComputeError::Remembered { message, age, .. }) => Error::Remembered {
+            kind: A::KIND,
+            content,
+            message: message.clone(),
+            age: *age,
         },
         (None, _) => Error::Panicked {
             kind: A::KIND,

@@ -136,6 +136,21 @@ pub enum Error {
         /// Which key and which tiers lacked it.
         source: warmcache_core::ComputeError,
     },
+    /// Not compiled: compiling it failed a short while ago, in this process or one sharing a
+    /// tier, and the failure is remembered
+    /// ([`WasmCacheBuilder::remember_failures`](crate::WasmCacheBuilder::remember_failures)).
+    /// Clearing the tiers, or another configuration (another key), compiles it again.
+    #[error("{message} (remembered: it failed {age:.0?} ago, and was not compiled again)")]
+    Remembered {
+        /// What was asked for.
+        kind: ArtifactKind,
+        /// Hash of the input.
+        content: ContentHash,
+        /// The failure's message, as the compile reported it.
+        message: String,
+        /// How long ago the compile failed.
+        age: std::time::Duration,
+    },
 }
 
 impl Error {

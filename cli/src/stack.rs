@@ -79,6 +79,8 @@ pub struct Stack {
     pub verified_files: Option<VerifiedFiles>,
     /// File-tier entries are loaded from sealed copies (`sealed_loads = true`).
     pub sealed_loads: bool,
+    /// How long a failed compile is remembered (`remember_failures_ms`; `None` for 0).
+    pub remember_failures: Option<Duration>,
 }
 
 /// What opening each configured tier needs to know.
@@ -303,6 +305,8 @@ impl Stack {
             coordination: coordination(settings),
             verified_files: verified_files(settings),
             sealed_loads: settings.sealed_loads.value,
+            remember_failures: Some(Duration::from_millis(settings.remember_failures_ms.value))
+                .filter(|d| !d.is_zero()),
             integrity,
         })
     }
@@ -333,10 +337,14 @@ impl Stack {
     /// A module cache over `tiers` (from [`tiered`](Self::tiered) or
     /// [`filling`](Self::filling)).
     pub fn module_cache_over(&self, tiers: Tiered) -> warmcache_wasmtime::ModuleCache {
-        warmcache_wasmtime::ModuleCache::builder()
+        let builder = warmcache_wasmtime::ModuleCache::builder()
             .tiers(tiers)
-            .live_bytes(self.live_bytes)
-            .build()
+            .live_bytes(self.live_bytes);
+        match self.remember_failures {
+            Some(lifetime) => builder.remember_failures(lifetime),
+            None => builder,
+        }
+        .build()
     }
 
     /// A component cache over these tiers.
@@ -346,10 +354,14 @@ impl Stack {
 
     /// A component cache over `tiers`.
     pub fn component_cache_over(&self, tiers: Tiered) -> warmcache_wasmtime::ComponentCache {
-        warmcache_wasmtime::ComponentCache::builder()
+        let builder = warmcache_wasmtime::ComponentCache::builder()
             .tiers(tiers)
-            .live_bytes(self.live_bytes)
-            .build()
+            .live_bytes(self.live_bytes);
+        match self.remember_failures {
+            Some(lifetime) => builder.remember_failures(lifetime),
+            None => builder,
+        }
+        .build()
     }
 
     /// A tier stack over the opened backends (each call has its own counters and writers). A

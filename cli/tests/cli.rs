@@ -855,3 +855,59 @@ fn another_process_compiles_the_same_artifact_and_audit_says_so() {
     let out = env.run(&["--tiers", "fs", "audit", "--tier", "s3", module]);
     assert!(stderr(&out).contains("no tier named"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_failed_compile_is_remembered_across_processes_until_cleared() {
+    let env = Env::new();
+    // A module header, then a section id no wasm has: it fails to compile.
+    let bad = env.write("bad.wasm", b"\0asm\x01\0\0\0\x7f\x01\x00");
+    let bad = bad.to_str().unwrap();
+    let stats = || -> serde_json::Value {
+        serde_json::from_str(&ok(&env.run(&["stats", "--json"]))).unwrap()
+    };
+
+    let first = env.run(&["run", bad]);
+    assert_eq!(first.status.code(), Some(1));
+    let compiled = stderr(&first);
+    assert!(compiled.contains("failed"), "{compiled}");
+    assert!(!compiled.contains("remembered"), "{compiled}");
+
+    // The next process gets the same error without compiling.
+    let second = env.run(&["run", bad]);
+    assert_eq!(second.status.code(), Some(1));
+    let remembered = stderr(&second);
+    assert!(remembered.contains("remembered: it failed"), "{remembered}");
+    assert!(remembered.contains(bad_reason(&compiled)), "{remembered}");
+    let totals = stats();
+    assert_eq!(totals["computes"], 1);
+    assert_eq!(totals["compute_errors"], 1);
+    assert_eq!(totals["remembered_failures"], 1);
+    let listed: serde_json::Value = serde_json::from_str(&ok(&env.run(&["ls", "--json"]))).unwrap();
+    assert!(
+        listed.to_string().contains("\"failure\""),
+        "the failure entry is not listed: {listed}"
+    );
+
+    // `clear` forgets it (and resets the counters); a process set not to remember compiles
+    // whatever is remembered.
+    ok(&env.run(&["clear", "--yes"]));
+    assert!(!stderr(&env.run(&["run", bad])).contains("remembered"));
+    assert_eq!(stats()["computes"], 1);
+    for _ in 0..2 {
+        let out = env.run(&["--remember-failures-ms", "0", "run", bad]);
+        assert!(!stderr(&out).contains("remembered"), "{}", stderr(&out));
+    }
+    assert_eq!(stats()["computes"], 3);
+    assert!(stderr(&env.run(&["run", bad])).contains("remembered: it failed"));
+    let totals = stats();
+    assert_eq!(totals["computes"], 3);
+    assert_eq!(totals["remembered_failures"], 1);
+}
+
+/// The compile error's own words, after its first line's `failed: `.
+fn bad_reason(message: &str) -> &str {
+    let line = message.lines().next().unwrap_or_default();
+    line.rsplit_once("failed: ")
+        .map_or(line, |(_, why)| why)
+        .trim()
+}

@@ -156,6 +156,12 @@ where
             Ok(claim) => claim,
             Err(found_or_refused) => return found_or_refused,
         };
+        if let Some(remembered) = self.remembered_failure(&key).await {
+            claim.release().await;
+            add(&self.counters.remembered_failures, 1);
+            publish(&mut guard, Err(remembered.clone()));
+            return Err(Failure::Compute(remembered));
+        }
         add(&self.counters.misses, 1);
         let started = Instant::now();
         // The one place a computation runs: a panic is caught, published, and resumed.
@@ -164,12 +170,14 @@ where
         let Produced { value, payload } = match produced {
             Ok(Ok(produced)) => produced,
             Ok(Err(failure)) => {
-                return Err(self.failed(claim, &mut guard, failure, compute_nanos).await);
+                return Err(self
+                    .failed(key, claim, &mut guard, failure, compute_nanos)
+                    .await);
             }
             Err(panic) => {
                 let panicked = Failure::Compute(ComputeError::Panicked { key });
                 let _ = self
-                    .failed::<X>(claim, &mut guard, panicked, compute_nanos)
+                    .failed::<X>(key, claim, &mut guard, panicked, compute_nanos)
                     .await;
                 std::panic::resume_unwind(panic);
             }
@@ -255,11 +263,16 @@ where
     /// input).
     async fn failed<X>(
         &self,
+        key: CacheKey,
         claim: Claim,
         guard: &mut Option<Guard<'_, V>>,
         failure: Failure<X>,
         compute_nanos: u64,
     ) -> Failure<X> {
+        if let Failure::Compute(e) = &failure {
+            // Before the leases go: whoever waited on them finds the failure.
+            self.remember_failure(&key, e).await;
+        }
         claim.release().await;
         if let Failure::Compute(e) = &failure {
             self.count_compute(compute_nanos);

@@ -3,15 +3,16 @@
 //!
 //! This file holds the front's public methods; `flight.rs` the request algorithm behind them
 //! (when a flight ends, what waiters inherit, the one path that stores a value), `live.rs`
-//! the in-process tier.
+//! the in-process tier, `failures.rs` remembered failures.
 
+mod failures;
 mod flight;
 mod live;
 
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -22,6 +23,7 @@ use crate::single_flight::{Join, SingleFlight, WaitOutcome};
 use crate::stats::{CacheCounters, Stats};
 use crate::tiered::{Claim, Tiered};
 
+pub use failures::FAILURE_KIND;
 use flight::{Flown, add};
 use live::{Bound, Live};
 
@@ -61,6 +63,20 @@ pub enum ComputeError {
         /// The signed tiers that lacked it.
         tiers: Vec<String>,
     },
+    /// Nothing was computed: the same computation failed a short while ago, here or in a
+    /// process sharing a tier, and its failure is remembered
+    /// ([`CacheBuilder::remember_failures`]).
+    #[error(
+        "computing the value for key {key} failed {age:.0?} ago (a remembered failure): {message}"
+    )]
+    Remembered {
+        /// The key asked for.
+        key: CacheKey,
+        /// The failure's message, as it was when the computation failed.
+        message: String,
+        /// How long ago the computation failed.
+        age: Duration,
+    },
 }
 
 impl ComputeError {
@@ -76,7 +92,9 @@ impl ComputeError {
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         match self {
             ComputeError::Failed { source, .. } => source.downcast_ref::<E>(),
-            ComputeError::Panicked { .. } | ComputeError::Refused { .. } => None,
+            ComputeError::Panicked { .. }
+            | ComputeError::Refused { .. }
+            | ComputeError::Remembered { .. } => None,
         }
     }
 }
@@ -120,6 +138,7 @@ pub struct CacheBuilder<V, C> {
     codec: C,
     live: Bound<V>,
     tiers: Option<Tiered>,
+    remember_failures: Option<Duration>,
 }
 
 impl<V: Clone + Send + Sync + 'static, C: Codec<V>> CacheBuilder<V, C> {
@@ -150,6 +169,18 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> CacheBuilder<V, C> {
         self
     }
 
+    /// Remembers a computation's failure ([`ComputeError::Failed`]) for `lifetime` in every
+    /// writable storage tier (an entry of kind [`FAILURE_KIND`], sealed like any other), so the
+    /// next request for the key in any process sharing a tier gets
+    /// [`ComputeError::Remembered`] at once instead of computing again (default: not
+    /// remembered). For computations that fail the same way every time, such as compiling
+    /// invalid code; keep the lifetime short where a failure may be passing (a resource
+    /// limit). Removing the key's entries, or clearing the tiers, forgets it.
+    pub fn remember_failures(mut self, lifetime: Duration) -> Self {
+        self.remember_failures = Some(lifetime).filter(|l| !l.is_zero());
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> Cache<V, C> {
         let namespace = Namespace::new(&self.namespace);
@@ -163,6 +194,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> CacheBuilder<V, C> {
             flights: SingleFlight::new(),
             tiers: self.tiers.unwrap_or_else(|| Tiered::builder().build()),
             counters: CacheCounters::new(&self.namespace),
+            remember_failures: self.remember_failures,
         }
     }
 }
@@ -205,6 +237,8 @@ pub struct Cache<V: Clone, C> {
     flights: SingleFlight<CacheKey, Flown<V>>,
     tiers: Tiered,
     counters: CacheCounters,
+    /// How long a failed computation is remembered ([`CacheBuilder::remember_failures`]).
+    remember_failures: Option<Duration>,
 }
 
 impl<V: Clone, C> std::fmt::Debug for Cache<V, C> {
@@ -224,6 +258,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
             codec,
             live: Bound::Count(1024),
             tiers: None,
+            remember_failures: None,
         }
     }
 

@@ -37,6 +37,7 @@ fn kind_name(kind: u32) -> String {
     match ArtifactKind::from_envelope_kind(kind) {
         Some(k) => k.as_str().to_owned(),
         None if kind == u32::from_le_bytes(*b"winc") => "incremental".to_owned(),
+        None if kind == warmcache_core::FAILURE_KIND => "failure".to_owned(),
         None => format!("{kind:#010x}"),
     }
 }

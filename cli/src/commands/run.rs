@@ -137,7 +137,10 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             configured.pin(instances.artifacts());
             let linker = NamedLinker::new(wasi_p1_linker(&engine)?, "wasi-p1", 1);
             let before = instances.artifacts().stats();
-            let pre = instances.instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))?;
+            let pre = instances
+                .instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))
+                // A failed compile is remembered in the tiers, and counted, too.
+                .inspect_err(|_| finish(settings, instances.artifacts()))?;
             let after = instances.artifacts().stats();
             report(&stack, &args, verbose, remembered, &before, &after, started);
             let code = run_module(&engine, &pre, builder.build_p1());
@@ -149,7 +152,10 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             configured.pin(instances.artifacts());
             let linker = NamedLinker::new(wasi_p2_linker(&engine)?, "wasi-p2", 1);
             let before = instances.artifacts().stats();
-            let pre = instances.instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))?;
+            let pre = instances
+                .instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))
+                // A failed compile is remembered in the tiers, and counted, too.
+                .inspect_err(|_| finish(settings, instances.artifacts()))?;
             let after = instances.artifacts().stats();
             report(&stack, &args, verbose, remembered, &before, &after, started);
             let code = run_component(&engine, pre, builder.build());

@@ -137,10 +137,12 @@ fn table(report: &Report) -> String {
     let s = &report.totals;
     let _ = writeln!(
         out,
-        "compiles: {} ({} failed, {:.1} s); warm starts: {} from tiers; compile time saved: {:.1} s",
+        "compiles: {} ({} failed, {:.1} s; {} not run, their failure remembered); warm starts: {} \
+         from tiers; compile time saved: {:.1} s",
         s.computes,
         s.compute_errors + s.compute_panics,
         s.compute_ms / 1e3,
+        s.remembered_failures,
         s.tier_hits,
         s.compute_saved_ms / 1e3
     );

@@ -19,6 +19,11 @@ pub use engine::{EngineSettings, OptLevel};
 pub use table::{SETTINGS, args};
 pub use tiers::{CompressionSetting, TierConfig, TierKind};
 
+/// How long a failed compile is remembered by default: long enough that a fleet or a retry
+/// loop does not compile a bad module again and again, short enough that a failure with a
+/// passing cause (memory pressure) is soon tried again.
+const REMEMBER_FAILURES: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -154,6 +159,10 @@ pub struct Settings {
     /// the record, in milliseconds: raise it where files change without their times moving
     /// at once (writes through a shared mapping, a network filesystem's clock).
     pub input_racy_window_ms: Sourced<u64>,
+    /// How long a failed compile is remembered, in milliseconds (0: not remembered): the next
+    /// run of the same module, in any process sharing a tier, reports the failure without
+    /// compiling again.
+    pub remember_failures_ms: Sourced<u64>,
     pub engine: EngineSettings,
 }
 
@@ -238,6 +247,7 @@ impl Settings {
             )),
             lease_ttl_ms: Sourced::default(duration_ms(warmcache_core::Coordination::DEFAULT_TTL)),
             input_racy_window_ms: Sourced::default(duration_ms(warmcache_core::files::RACY_WINDOW)),
+            remember_failures_ms: Sourced::default(duration_ms(REMEMBER_FAILURES)),
             engine: EngineSettings {
                 opt_level: Sourced::default(OptLevel::Speed),
                 simd: Sourced::default(true),

@@ -158,6 +158,14 @@ pub const SETTINGS: &[Spec] = &[
         "How much older than its record a wasm file must be for its remembered hash to be used",
     ),
     one(
+        "remember_failures_ms",
+        "remember-failures-ms",
+        "WARMCACHE_REMEMBER_FAILURES_MS",
+        "MS",
+        "How long a failed compile is remembered, so no process sharing a tier compiles it again \
+         (0: not remembered; default 600000)",
+    ),
+    one(
         "engine.opt_level",
         "opt-level",
         "WARMCACHE_OPT_LEVEL",
@@ -303,6 +311,13 @@ impl Settings {
             "coordination_wait_ms" => self.coordination_wait_ms.set(millis(&text()?)?, source),
             "lease_ttl_ms" => self.lease_ttl_ms.set(millis(&text()?)?, source),
             "input_racy_window_ms" => self.input_racy_window_ms.set(millis(&text()?)?, source),
+            "remember_failures_ms" => {
+                let ms = text()?;
+                let ms = ms
+                    .parse()
+                    .map_err(|_| format!("expected a number of milliseconds, got {ms:?}"))?;
+                self.remember_failures_ms.set(ms, source);
+            }
             "engine.opt_level" => e.opt_level.set(text()?.parse()?, source),
             "engine.target" => e.target.set(Some(text()?), source),
             "engine.cranelift_set" => {
@@ -365,6 +380,7 @@ impl Settings {
             "coordination_wait_ms" => self.coordination_wait_ms.shown(),
             "lease_ttl_ms" => self.lease_ttl_ms.shown(),
             "input_racy_window_ms" => self.input_racy_window_ms.shown(),
+            "remember_failures_ms" => self.remember_failures_ms.shown(),
             "engine.opt_level" => e.opt_level.shown(),
             "engine.target" => (
                 e.target.value.clone().unwrap_or_else(|| "host".to_owned()),
