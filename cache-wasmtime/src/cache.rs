@@ -22,6 +22,7 @@ use wasmtime::{Engine, Module};
 use crate::artifact::{Artifact, Detected, detect};
 use crate::error::{Error, Result};
 use crate::input::{Opened, Wasm};
+use crate::isolate::Isolation;
 use crate::key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION};
 
 /// A cache of compiled [`Module`]s.
@@ -105,6 +106,7 @@ pub struct WasmCacheBuilder<A> {
     tiers: Option<Tiered>,
     live: LiveBound,
     remember_failures: Option<Duration>,
+    isolation: Option<Isolation>,
     _artifact: PhantomData<fn() -> A>,
 }
 
@@ -143,11 +145,25 @@ impl<A: Artifact> WasmCacheBuilder<A> {
         self
     }
 
+    /// Compiles in a worker process under `isolation`'s limits instead of in this process
+    /// (default: in this process). A module that goes over a limit fails with
+    /// [`Error::OverLimit`], and this process is unharmed. The artifact the worker returns is
+    /// loaded into the engine (wasmtime checks that it fits) before it is stored; a
+    /// [`precompile`](WasmCache::precompile) stores it as it comes.
+    pub fn isolate(mut self, isolation: Isolation) -> Self {
+        self.isolation = Some(isolation);
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> WasmCache<A> {
         let builder = Cache::builder(A::KIND.namespace(), ArtifactCodec::<A>(PhantomData));
         let builder = match self.remember_failures {
             Some(lifetime) => builder.remember_failures(lifetime),
+            None => builder,
+        };
+        let builder = match &self.isolation {
+            Some(isolation) => builder.failure_context(isolation.context()),
             None => builder,
         };
         let builder = match self.live {
@@ -162,6 +178,7 @@ impl<A: Artifact> WasmCacheBuilder<A> {
             namespace: Namespace::new(A::KIND.namespace()),
             cache: builder.build(),
             engines: parking_lot::RwLock::new(Vec::new()),
+            isolation: self.isolation.map(Arc::new),
         }
     }
 }
@@ -196,6 +213,8 @@ pub struct WasmCache<A: Artifact> {
     cache: Cache<A, ArtifactCodec<A>>,
     /// Engine keys of the engines seen so far, so a hit does not hash an engine's settings.
     engines: parking_lot::RwLock<Vec<(wasmtime::EngineWeak, EngineKey)>>,
+    /// Where compiles run, when not in this process ([`WasmCacheBuilder::isolate`]).
+    isolation: Option<Arc<Isolation>>,
 }
 
 impl<A: Artifact> std::fmt::Debug for WasmCache<A> {
@@ -230,6 +249,7 @@ impl<A: Artifact> WasmCache<A> {
             tiers: None,
             live: LiveBound::Count(DEFAULT_LIVE_CAPACITY),
             remember_failures: None,
+            isolation: None,
             _artifact: PhantomData,
         }
     }
@@ -375,7 +395,7 @@ impl<A: Artifact> WasmCache<A> {
         })?;
         check_kind::<A>(content, &wasm)?;
         let compiled = async {
-            compile::<A>(engine, content, wasm, Exec::Inline)
+            compile::<A>(engine, self.isolation.as_ref(), content, wasm, Exec::Inline)
                 .await
                 .map(Bytes::from)
         };
@@ -487,10 +507,11 @@ impl<A: Artifact> WasmCache<A> {
             // The wrong kind of binary is this caller's input, detected without compiling.
             check_kind::<A>(content, &wasm).map_err(Failure::Input)?;
             let shared = |e: Error| Failure::Compute(ComputeError::failed(key, e));
-            let artifact = compile::<A>(engine, content, wasm, exec)
+            let artifact = compile::<A>(engine, self.isolation.as_ref(), content, wasm, exec)
                 .await
                 .map_err(shared)?;
-            // SAFETY: `artifact` was just produced by `precompile` in this process.
+            // SAFETY: `artifact` was just produced by `precompile`, in this process or in the
+            // worker this cache was configured to run (its own program, over private pipes).
             #[allow(unsafe_code)]
             let loaded = unsafe { A::load(engine, &artifact) };
             let artifact_value = loaded.map_err(|e| {
@@ -549,13 +570,24 @@ fn check_kind<A: Artifact>(content: ContentHash, wasm: &[u8]) -> Result<()> {
     }
 }
 
-/// Compiles `wasm` into artifact bytes, on Tokio's blocking pool for [`Exec::Blocking`].
+/// Compiles `wasm` into artifact bytes, in this process or in `isolation`'s worker, on Tokio's
+/// blocking pool for [`Exec::Blocking`].
 async fn compile<A: Artifact>(
     engine: &Engine,
+    isolation: Option<&Arc<Isolation>>,
     content: ContentHash,
     wasm: Cow<'_, [u8]>,
     exec: Exec,
 ) -> Result<Vec<u8>> {
+    if let Some(isolation) = isolation {
+        return match exec {
+            Exec::Inline => isolation.compile(A::KIND, content, &wasm),
+            Exec::Blocking => {
+                let (isolation, wasm) = (Arc::clone(isolation), wasm.into_owned());
+                maybe_spawn_blocking(move || isolation.compile(A::KIND, content, &wasm)).await
+            }
+        };
+    }
     let outcome = match exec {
         Exec::Inline => precompile_caught::<A>(engine, &wasm),
         Exec::Blocking => {

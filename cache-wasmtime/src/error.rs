@@ -136,6 +136,28 @@ pub enum Error {
         /// Which key and which tiers lacked it.
         source: warmcache_core::ComputeError,
     },
+    /// The compile worker ([`Isolation`](crate::Isolation)) went over a limit and was stopped;
+    /// this process is unharmed.
+    #[error("compiling {kind} {content} was stopped: it went over {limit}")]
+    OverLimit {
+        /// What was compiled.
+        kind: ArtifactKind,
+        /// Hash of the input.
+        content: ContentHash,
+        /// The limit it went over.
+        limit: Limit,
+    },
+    /// The compile worker could not be run, or ended without an artifact or an error message
+    /// (it crashed or was killed by something else).
+    #[error("compiling {kind} {content} in a worker failed: {message}")]
+    Worker {
+        /// What was compiled.
+        kind: ArtifactKind,
+        /// Hash of the input.
+        content: ContentHash,
+        /// What happened.
+        message: String,
+    },
     /// Not compiled: compiling it failed a short while ago, in this process or one sharing a
     /// tier, and the failure is remembered
     /// ([`WasmCacheBuilder::remember_failures`](crate::WasmCacheBuilder::remember_failures)).
@@ -151,6 +173,44 @@ pub enum Error {
         /// How long ago the compile failed.
         age: std::time::Duration,
     },
+}
+
+/// A limit of the compile worker ([`Isolation`](crate::Isolation)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// Wall time ([`Isolation::timeout`](crate::Isolation::timeout)).
+    WallTime(std::time::Duration),
+    /// CPU time over all its threads (the wall-time limit on every core).
+    CpuTime(std::time::Duration),
+    /// Address space, in bytes ([`Isolation::memory`](crate::Isolation::memory)).
+    Memory(u64),
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::WallTime(d) => write!(f, "its wall-time limit of {d:?}"),
+            Limit::CpuTime(d) => write!(f, "its CPU-time limit of {d:?}"),
+            Limit::Memory(bytes) => write!(
+                f,
+                "its memory limit of {} of address space (or crashed under it)",
+                human(*bytes)
+            ),
+        }
+    }
+}
+
+/// `bytes` in the largest binary unit that divides it.
+fn human(bytes: u64) -> String {
+    let units = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    match units
+        .iter()
+        .find(|(size, _)| bytes >= *size && bytes.is_multiple_of(*size))
+    {
+        Some((size, unit)) => format!("{} {unit}", bytes / size),
+        None => format!("{bytes} bytes"),
+    }
 }
 
 impl Error {

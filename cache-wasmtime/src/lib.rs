@@ -51,6 +51,7 @@ mod error;
 mod incremental;
 mod input;
 mod instances;
+mod isolate;
 mod key;
 mod memo;
 mod pool;
@@ -60,13 +61,14 @@ pub use artifact::Artifact;
 pub use cache::{
     ComponentCache, DEFAULT_LIVE_CAPACITY, ModuleCache, Precompiled, WasmCache, WasmCacheBuilder,
 };
-pub use error::{Error, Result};
+pub use error::{Error, Limit, Result};
 pub use incremental::IncrementalCache;
 pub use input::Wasm;
 pub use instances::{
     ComponentInstances, DEFAULT_PREPARED_CAPACITY, InstanceCache, Instantiate, ModuleInstances,
     NamedLinker,
 };
+pub use isolate::Isolation;
 pub use key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION, artifact_key, host};
 pub use memo::{Input, InputMemo};
 pub use pool::{DEFAULT_LIVE_INSTANCES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, PoolConfig};

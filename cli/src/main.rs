@@ -107,6 +107,12 @@ enum Command {
     /// Measure warm starts from each tier against a cold compile and wasmtime's own cache, and
     /// recommend a tier layout.
     Bench(commands::bench::Args),
+    /// Compile the wasm on standard input to standard output: the worker of isolated compiles.
+    #[command(hide = true)]
+    CompileWorker {
+        /// `module` or `component`.
+        kind: String,
+    },
 }
 
 fn size(s: &str) -> Result<Size, String> {
@@ -164,6 +170,7 @@ fn main() -> ExitCode {
         Command::Config => commands::config::run(&settings),
         Command::Keygen { file } => commands::keygen::run(&file),
         Command::Bench(args) => commands::bench::run(&settings, args),
+        Command::CompileWorker { kind } => commands::compile_worker::run(&settings, &kind),
     };
     match result {
         Ok(code) => code,

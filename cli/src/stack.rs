@@ -81,6 +81,8 @@ pub struct Stack {
     pub sealed_loads: bool,
     /// How long a failed compile is remembered (`remember_failures_ms`; `None` for 0).
     pub remember_failures: Option<Duration>,
+    /// Where compiles run (`isolate_compiles`): this program's compile worker, under limits.
+    pub isolation: Option<warmcache_wasmtime::Isolation>,
 }
 
 /// What opening each configured tier needs to know.
@@ -179,6 +181,51 @@ impl Opening<'_> {
             vec![None]
         }
     }
+}
+
+/// The worker of `settings`' engine: this program, told the engine's settings as flags (which
+/// win over any file or variable it reads), with the configured limits.
+fn isolation(settings: &Settings) -> Option<warmcache_wasmtime::Isolation> {
+    if !settings.isolate_compiles.value {
+        return None;
+    }
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
+        Err(e) => {
+            tracing::warn!(
+                "compiling in this process: cannot find this program to run its compile worker: {e}"
+            );
+            return None;
+        }
+    };
+    let e = &settings.engine;
+    let mut args: Vec<String> = Vec::new();
+    if let Some(file) = &settings.config_file {
+        args.extend(["--config".to_owned(), file.display().to_string()]);
+    }
+    args.extend([
+        format!("--opt-level={}", e.opt_level.value),
+        format!("--simd={}", e.simd.value),
+        format!("--fuel={}", e.fuel.value),
+        format!("--epochs={}", e.epochs.value),
+        format!("--debug-info={}", e.debug_info.value),
+    ]);
+    if let Some(target) = &e.target.value {
+        args.push(format!("--target={target}"));
+    }
+    for item in &e.cranelift_set.value {
+        args.push(format!("--cranelift-set={item}"));
+    }
+    args.push("compile-worker".to_owned());
+    let mut isolation = warmcache_wasmtime::Isolation::new(program)
+        .args(args)
+        .timeout(std::time::Duration::from_millis(
+            settings.compile_timeout_ms.value,
+        ));
+    if settings.compile_memory.value.0 > 0 {
+        isolation = isolation.memory(settings.compile_memory.value.0);
+    }
+    Some(isolation)
 }
 
 fn coordination(settings: &Settings) -> Coordination {
@@ -307,6 +354,7 @@ impl Stack {
             sealed_loads: settings.sealed_loads.value,
             remember_failures: Some(Duration::from_millis(settings.remember_failures_ms.value))
                 .filter(|d| !d.is_zero()),
+            isolation: isolation(settings),
             integrity,
         })
     }
@@ -337,14 +385,16 @@ impl Stack {
     /// A module cache over `tiers` (from [`tiered`](Self::tiered) or
     /// [`filling`](Self::filling)).
     pub fn module_cache_over(&self, tiers: Tiered) -> warmcache_wasmtime::ModuleCache {
-        let builder = warmcache_wasmtime::ModuleCache::builder()
+        let mut builder = warmcache_wasmtime::ModuleCache::builder()
             .tiers(tiers)
             .live_bytes(self.live_bytes);
-        match self.remember_failures {
-            Some(lifetime) => builder.remember_failures(lifetime),
-            None => builder,
+        if let Some(lifetime) = self.remember_failures {
+            builder = builder.remember_failures(lifetime);
         }
-        .build()
+        if let Some(isolation) = &self.isolation {
+            builder = builder.isolate(isolation.clone());
+        }
+        builder.build()
     }
 
     /// A component cache over these tiers.
@@ -354,14 +404,16 @@ impl Stack {
 
     /// A component cache over `tiers`.
     pub fn component_cache_over(&self, tiers: Tiered) -> warmcache_wasmtime::ComponentCache {
-        let builder = warmcache_wasmtime::ComponentCache::builder()
+        let mut builder = warmcache_wasmtime::ComponentCache::builder()
             .tiers(tiers)
             .live_bytes(self.live_bytes);
-        match self.remember_failures {
-            Some(lifetime) => builder.remember_failures(lifetime),
-            None => builder,
+        if let Some(lifetime) = self.remember_failures {
+            builder = builder.remember_failures(lifetime);
         }
-        .build()
+        if let Some(isolation) = &self.isolation {
+            builder = builder.isolate(isolation.clone());
+        }
+        builder.build()
     }
 
     /// A tier stack over the opened backends (each call has its own counters and writers). A

@@ -911,3 +911,55 @@ fn bad_reason(message: &str) -> &str {
         .map_or(line, |(_, why)| why)
         .trim()
 }
+
+/// A module whose compile takes far longer than a moment: many functions of long arithmetic.
+fn compile_bomb() -> String {
+    let mut wat = String::from("(module\n");
+    for f in 0..1500 {
+        wat.push_str(&format!(
+            "(func (export \"f{f}\") (param i32) (result i32) local.get 0\n"
+        ));
+        for i in 0..200 {
+            wat.push_str(&format!("i32.const {i} i32.add i32.const 7 i32.mul\n"));
+        }
+        wat.push_str(")\n");
+    }
+    wat.push(')');
+    wat
+}
+
+#[test]
+fn compiles_run_in_a_worker_whose_limits_stop_a_compile_bomb() {
+    let env = Env::new();
+    let bomb = env.write("bomb.wat", compile_bomb());
+    let bomb = bomb.to_str().unwrap();
+
+    // Over the wall-time limit: the worker is killed, this process reports it and exits.
+    let out = env.run(&["--compile-timeout-ms", "300", "run", bomb]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("was stopped: it went over its wall-time limit of 300ms"),
+        "{message}"
+    );
+    // Remembered under these limits only: a longer limit compiles it.
+    let again = stderr(&env.run(&["--compile-timeout-ms", "300", "run", bomb]));
+    assert!(again.contains("remembered: it failed"), "{again}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["stats", "--json"]))).unwrap();
+    assert_eq!(stats["computes"], 1);
+    assert_eq!(stats["remembered_failures"], 1);
+
+    // Over the memory limit.
+    let out = env.run(&["--compile-memory", "48MiB", "run", bomb]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(message.contains("its memory limit of 48 MiB"), "{message}");
+
+    // Within the limits, the worker's artifact is what runs, and it is stored.
+    let hello = common::hello();
+    let hello = hello.to_str().unwrap();
+    assert_eq!(ok(&env.run(&["run", hello])), "Hello from warmcache!\n");
+    let how = stderr(&env.run(&["run", "-v", hello]));
+    assert!(how.contains("loaded from disk tier fs:"), "{how}");
+}

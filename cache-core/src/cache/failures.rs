@@ -12,10 +12,10 @@ use crate::key::{CacheKey, Namespace};
 /// The envelope kind of a remembered failure; its payload is the failure's message.
 pub const FAILURE_KIND: u32 = u32::from_le_bytes(*b"fail");
 
-/// The key a failure of computing `key` is remembered under.
-fn failure_key(key: &CacheKey) -> CacheKey {
+/// The key a failure of computing `key` in `context` is remembered under.
+fn failure_key(key: &CacheKey, context: &[u8]) -> CacheKey {
     let mut builder = Namespace::new("warmcache-failure").builder();
-    builder.key(key);
+    builder.key(key).bytes(context);
     builder.finish()
 }
 
@@ -27,7 +27,10 @@ where
     /// The remembered failure of computing `key`, if there is one younger than its lifetime.
     pub(super) async fn remembered_failure(&self, key: &CacheKey) -> Option<ComputeError> {
         let lifetime = self.remember_failures?;
-        let entry = self.tiers.get(&failure_key(key), FAILURE_KIND).await?;
+        let entry = self
+            .tiers
+            .get(&failure_key(key, &self.failure_context), FAILURE_KIND)
+            .await?;
         let age = Duration::from_millis(now_ms().saturating_sub(entry.meta().created_ms));
         if age >= lifetime {
             return None;
@@ -50,7 +53,11 @@ where
         let message = format!("{source:#}");
         let origin = Origin::new(FAILURE_KIND, self.producer.clone());
         self.tiers
-            .put(&failure_key(key), &origin, message.as_bytes())
+            .put(
+                &failure_key(key, &self.failure_context),
+                &origin,
+                message.as_bytes(),
+            )
             .await;
     }
 }

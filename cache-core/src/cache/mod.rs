@@ -139,6 +139,7 @@ pub struct CacheBuilder<V, C> {
     live: Bound<V>,
     tiers: Option<Tiered>,
     remember_failures: Option<Duration>,
+    failure_context: Vec<u8>,
 }
 
 impl<V: Clone + Send + Sync + 'static, C: Codec<V>> CacheBuilder<V, C> {
@@ -181,6 +182,14 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> CacheBuilder<V, C> {
         self
     }
 
+    /// What a computation's failure depends on beside its key, such as the limits it ran under
+    /// (default: nothing): a failure remembered under another context is not used, so a failure
+    /// under a short time limit is not taken for one under a longer limit.
+    pub fn failure_context(mut self, context: impl Into<Vec<u8>>) -> Self {
+        self.failure_context = context.into();
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> Cache<V, C> {
         let namespace = Namespace::new(&self.namespace);
@@ -195,6 +204,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> CacheBuilder<V, C> {
             tiers: self.tiers.unwrap_or_else(|| Tiered::builder().build()),
             counters: CacheCounters::new(&self.namespace),
             remember_failures: self.remember_failures,
+            failure_context: self.failure_context,
         }
     }
 }
@@ -239,6 +249,8 @@ pub struct Cache<V: Clone, C> {
     counters: CacheCounters,
     /// How long a failed computation is remembered ([`CacheBuilder::remember_failures`]).
     remember_failures: Option<Duration>,
+    /// What a failure depends on beside its key ([`CacheBuilder::failure_context`]).
+    failure_context: Vec<u8>,
 }
 
 impl<V: Clone, C> std::fmt::Debug for Cache<V, C> {
@@ -259,6 +271,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
             live: Bound::Count(1024),
             tiers: None,
             remember_failures: None,
+            failure_context: Vec::new(),
         }
     }
 

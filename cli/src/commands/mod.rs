@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bench;
 pub mod clear;
+pub mod compile_worker;
 pub mod config;
 pub mod gc;
 pub mod keygen;

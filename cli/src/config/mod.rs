@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::size::Size;
+
 pub use engine::{EngineSettings, OptLevel};
 pub use table::{SETTINGS, args};
 pub use tiers::{CompressionSetting, TierConfig, TierKind};
@@ -23,6 +25,10 @@ pub use tiers::{CompressionSetting, TierConfig, TierKind};
 /// loop does not compile a bad module again and again, short enough that a failure with a
 /// passing cause (memory pressure) is soon tried again.
 const REMEMBER_FAILURES: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The compile worker's address space by default: room for the largest real modules (a 75 MB
+/// LLVM build compiles in a few GiB), not for a compile bomb.
+const COMPILE_MEMORY: Size = Size(8 << 30);
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +169,13 @@ pub struct Settings {
     /// run of the same module, in any process sharing a tier, reports the failure without
     /// compiling again.
     pub remember_failures_ms: Sourced<u64>,
+    /// Compile in a worker process (this program) under the limits below, so a module that
+    /// takes too long or too much memory to compile costs the worker, never this process.
+    pub isolate_compiles: Sourced<bool>,
+    /// The worker's wall-time limit per compile, in milliseconds.
+    pub compile_timeout_ms: Sourced<u64>,
+    /// The worker's address-space limit (0: none).
+    pub compile_memory: Sourced<Size>,
     pub engine: EngineSettings,
 }
 
@@ -248,6 +261,11 @@ impl Settings {
             lease_ttl_ms: Sourced::default(duration_ms(warmcache_core::Coordination::DEFAULT_TTL)),
             input_racy_window_ms: Sourced::default(duration_ms(warmcache_core::files::RACY_WINDOW)),
             remember_failures_ms: Sourced::default(duration_ms(REMEMBER_FAILURES)),
+            isolate_compiles: Sourced::default(true),
+            compile_timeout_ms: Sourced::default(duration_ms(
+                warmcache_wasmtime::Isolation::DEFAULT_TIMEOUT,
+            )),
+            compile_memory: Sourced::default(COMPILE_MEMORY),
             engine: EngineSettings {
                 opt_level: Sourced::default(OptLevel::Speed),
                 simd: Sourced::default(true),
@@ -289,7 +307,6 @@ impl Settings {
 mod tests {
     use super::tiers::parse_tier_list;
     use super::*;
-    use crate::size::Size;
 
     fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| {

@@ -166,6 +166,27 @@ pub const SETTINGS: &[Spec] = &[
          (0: not remembered; default 600000)",
     ),
     one(
+        "isolate_compiles",
+        "isolate-compiles",
+        "WARMCACHE_ISOLATE_COMPILES",
+        "BOOL",
+        "Compile in a worker process under compile_timeout_ms and compile_memory (default true)",
+    ),
+    one(
+        "compile_timeout_ms",
+        "compile-timeout-ms",
+        "WARMCACHE_COMPILE_TIMEOUT_MS",
+        "MS",
+        "Wall time one compile may take in the worker (default 600000)",
+    ),
+    one(
+        "compile_memory",
+        "compile-memory",
+        "WARMCACHE_COMPILE_MEMORY",
+        "SIZE",
+        "Address space the compile worker may use, such as 8GiB (0: no limit; default 8GiB)",
+    ),
+    one(
         "engine.opt_level",
         "opt-level",
         "WARMCACHE_OPT_LEVEL",
@@ -311,6 +332,14 @@ impl Settings {
             "coordination_wait_ms" => self.coordination_wait_ms.set(millis(&text()?)?, source),
             "lease_ttl_ms" => self.lease_ttl_ms.set(millis(&text()?)?, source),
             "input_racy_window_ms" => self.input_racy_window_ms.set(millis(&text()?)?, source),
+            "isolate_compiles" => self.isolate_compiles.set(boolean(&text()?)?, source),
+            "compile_timeout_ms" => self.compile_timeout_ms.set(millis(&text()?)?, source),
+            "compile_memory" => {
+                let size = text()?
+                    .parse()
+                    .map_err(|e: crate::size::SizeError| e.to_string())?;
+                self.compile_memory.set(size, source);
+            }
             "remember_failures_ms" => {
                 let ms = text()?;
                 let ms = ms
@@ -381,6 +410,9 @@ impl Settings {
             "lease_ttl_ms" => self.lease_ttl_ms.shown(),
             "input_racy_window_ms" => self.input_racy_window_ms.shown(),
             "remember_failures_ms" => self.remember_failures_ms.shown(),
+            "isolate_compiles" => self.isolate_compiles.shown(),
+            "compile_timeout_ms" => self.compile_timeout_ms.shown(),
+            "compile_memory" => self.compile_memory.shown(),
             "engine.opt_level" => e.opt_level.shown(),
             "engine.target" => (
                 e.target.value.clone().unwrap_or_else(|| "host".to_owned()),

@@ -1,0 +1,271 @@
+//! Compiles in a worker process under limits, so that a module that takes minutes or gigabytes
+//! to compile (hostile or not) costs a bounded child, never the host process.
+//!
+//! The protocol: the worker is run as `program args... KIND` (`module` or `component`), reads
+//! the wasm from its standard input, and writes the artifact to its standard output and exits
+//! 0; or writes a message to its standard error and exits non-zero. It must build its engine
+//! with the settings of the engine the cache is asked for: the parent loads what it returns
+//! (wasmtime checks the artifact against the engine) before it stores it.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Limit};
+use crate::key::{ArtifactKind, ContentHash};
+
+/// The most of a worker's standard error kept for its error message.
+const MAX_MESSAGE: u64 = 16 << 10;
+
+/// How compiles run in a worker process, and under which limits. Set with
+/// [`WasmCacheBuilder::isolate`](crate::WasmCacheBuilder::isolate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Isolation {
+    program: PathBuf,
+    args: Vec<OsString>,
+    timeout: Duration,
+    memory: Option<u64>,
+}
+
+impl Isolation {
+    /// The default wall-time limit of one compile: ten minutes.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+    /// Compiles by running `program` (see the module docs for what it must do), with a wall-time
+    /// limit of [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT) and no memory limit.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            memory: None,
+        }
+    }
+
+    /// Arguments given to the worker before the kind.
+    pub fn args(mut self, args: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Kills a compile that runs longer than `timeout` (wall time); its CPU time is bounded to
+    /// the same time on every core.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Bounds the worker's address space to `bytes` (Linux and other Unix systems; the worker's
+    /// own code and libraries count too).
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.memory = Some(bytes);
+        self
+    }
+
+    /// What a failure under these limits depends on: a failure remembered under other limits
+    /// is not taken for one under these.
+    pub(crate) fn context(&self) -> Vec<u8> {
+        let mut context = b"isolated".to_vec();
+        context.extend_from_slice(
+            &u64::try_from(self.timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .to_le_bytes(),
+        );
+        context.extend_from_slice(&self.memory.unwrap_or(0).to_le_bytes());
+        context
+    }
+
+    /// Compiles `wasm` in a worker: the artifact, or why there is none.
+    pub(crate) fn compile(
+        &self,
+        kind: ArtifactKind,
+        content: ContentHash,
+        wasm: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let worker_error = |what: &str, e: std::io::Error| Error::Worker {
+            kind,
+            content,
+            message: format!("{what} the compile worker {}: {e}", self.program.display()),
+        };
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .arg(kind.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.limit(&mut command);
+        let mut child = command.spawn().map_err(|e| worker_error("starting", e))?;
+        let (Some(mut stdin), Some(mut stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(worker_error(
+                "talking to",
+                std::io::Error::other("no pipes"),
+            ));
+        };
+        let started = Instant::now();
+        let (artifact, message, status) = std::thread::scope(|scope| {
+            // A worker that stops reading (it failed early) must not block the parent's write.
+            let feed = scope.spawn(move || stdin.write_all(wasm));
+            let read = scope.spawn(move || {
+                let mut artifact = Vec::new();
+                stdout.read_to_end(&mut artifact).map(|_| artifact)
+            });
+            let said = scope.spawn(move || {
+                let mut message = String::new();
+                let _ = stderr.take(MAX_MESSAGE).read_to_string(&mut message);
+                message
+            });
+            let status = self.wait(&mut child, started);
+            let _ = feed.join();
+            let artifact = read.join().unwrap_or_else(|_| Ok(Vec::new()));
+            let message = said.join().unwrap_or_default();
+            (artifact, message, status)
+        });
+        let status = status.map_err(|e| worker_error("waiting for", e))?;
+        match (status, artifact) {
+            (Waited::Exited(code), Ok(artifact)) if code.success() => Ok(artifact),
+            (Waited::Exited(code), Err(e)) if code.success() => {
+                Err(worker_error("reading the artifact from", e))
+            }
+            (Waited::TimedOut, _) => Err(self.over(kind, content, Limit::WallTime(self.timeout))),
+            (Waited::Exited(code), _) => Err(self.failed(kind, content, code, message)),
+        }
+    }
+
+    fn over(&self, kind: ArtifactKind, content: ContentHash, limit: Limit) -> Error {
+        tracing::debug!(%content, %limit, "the compile worker went over a limit and was stopped");
+        Error::OverLimit {
+            kind,
+            content,
+            limit,
+        }
+    }
+
+    /// Why a worker that exited without an artifact failed: its own error, or a limit it ran
+    /// into (the kernel's signal for CPU time; for memory, an allocation failure or a signal
+    /// while a memory limit is set).
+    fn failed(
+        &self,
+        kind: ArtifactKind,
+        content: ContentHash,
+        status: ExitStatus,
+        message: String,
+    ) -> Error {
+        // A worker that reports errors as `error: ...` (the `warmcache` command does).
+        let message = message.trim();
+        let message = message
+            .strip_prefix("error: ")
+            .unwrap_or(message)
+            .to_owned();
+        let signal = exit_signal(status);
+        if signal == Some(SIGXCPU) {
+            return self.over(kind, content, Limit::CpuTime(self.cpu_limit()));
+        }
+        if let Some(bytes) = self.memory
+            && (signal.is_some()
+                || message.contains("memory allocation")
+                || message.contains("out of memory"))
+        {
+            return self.over(kind, content, Limit::Memory(bytes));
+        }
+        if status.code().is_some() && !message.is_empty() {
+            return Error::Compile {
+                kind,
+                content,
+                source: Arc::new(wasmtime::Error::msg(message)),
+            };
+        }
+        Error::Worker {
+            kind,
+            content,
+            message: format!(
+                "the compile worker {} ended with {status}{}{message}",
+                self.program.display(),
+                if message.is_empty() { "" } else { ": " }
+            ),
+        }
+    }
+
+    /// Waits for `child` until the wall-time limit, and kills it then.
+    fn wait(&self, child: &mut std::process::Child, started: Instant) -> std::io::Result<Waited> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Waited::Exited(status));
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(Waited::TimedOut);
+            }
+            std::thread::sleep(pause.min(self.timeout - elapsed));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// CPU time the worker may use: the wall-time limit on every core.
+    fn cpu_limit(&self) -> Duration {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        self.timeout.saturating_mul(cores) + Duration::from_secs(1)
+    }
+
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    fn limit(&self, command: &mut Command) {
+        use rustix::process::{Resource, Rlimit, setrlimit};
+        use std::os::unix::process::CommandExt;
+        let cpu = self.cpu_limit().as_secs();
+        let memory = self.memory;
+        // SAFETY: between fork and exec only `setrlimit`, a plain system call that allocates
+        // nothing and takes no lock, runs in the child.
+        unsafe {
+            command.pre_exec(move || {
+                // The soft limit signals SIGXCPU, which `failed` names; the hard one kills.
+                let cpu = Rlimit {
+                    current: Some(cpu),
+                    maximum: Some(cpu + 1),
+                };
+                setrlimit(Resource::Cpu, cpu)?;
+                if let Some(bytes) = memory {
+                    let memory = Rlimit {
+                        current: Some(bytes),
+                        maximum: Some(bytes),
+                    };
+                    setrlimit(Resource::As, memory)?;
+                }
+                Ok(())
+            });
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn limit(&self, _command: &mut Command) {
+        // Only the wall-time limit holds here.
+    }
+}
+
+enum Waited {
+    Exited(ExitStatus),
+    TimedOut,
+}
+
+/// The signal for a process over its CPU-time limit.
+const SIGXCPU: i32 = 24;
+
+#[cfg(unix)]
+fn exit_signal(status: ExitStatus) -> Option<i32> {
+    std::os::unix::process::ExitStatusExt::signal(&status)
+}
+
+#[cfg(not(unix))]
+fn exit_signal(_status: ExitStatus) -> Option<i32> {
+    None
+}
