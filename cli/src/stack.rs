@@ -385,16 +385,7 @@ impl Stack {
     /// A module cache over `tiers` (from [`tiered`](Self::tiered) or
     /// [`filling`](Self::filling)).
     pub fn module_cache_over(&self, tiers: Tiered) -> warmcache_wasmtime::ModuleCache {
-        let mut builder = warmcache_wasmtime::ModuleCache::builder()
-            .tiers(tiers)
-            .live_bytes(self.live_bytes);
-        if let Some(lifetime) = self.remember_failures {
-            builder = builder.remember_failures(lifetime);
-        }
-        if let Some(isolation) = &self.isolation {
-            builder = builder.isolate(isolation.clone());
-        }
-        builder.build()
+        self.cache_over(tiers)
     }
 
     /// A component cache over these tiers.
@@ -404,7 +395,15 @@ impl Stack {
 
     /// A component cache over `tiers`.
     pub fn component_cache_over(&self, tiers: Tiered) -> warmcache_wasmtime::ComponentCache {
-        let mut builder = warmcache_wasmtime::ComponentCache::builder()
+        self.cache_over(tiers)
+    }
+
+    /// A cache of `A` over `tiers`, as configured: live bytes, remembered failures, isolation.
+    fn cache_over<A: warmcache_wasmtime::Artifact>(
+        &self,
+        tiers: Tiered,
+    ) -> warmcache_wasmtime::WasmCache<A> {
+        let mut builder = warmcache_wasmtime::WasmCache::<A>::builder()
             .tiers(tiers)
             .live_bytes(self.live_bytes);
         if let Some(lifetime) = self.remember_failures {
