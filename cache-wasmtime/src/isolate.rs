@@ -123,6 +123,9 @@ impl Isolation {
                 message
             });
             let status = self.wait(&mut child, started);
+            // Whatever the worker started dies with it: a child of its own holding the pipes
+            // would otherwise keep the reads below waiting past every limit.
+            kill_group(&child);
             let _ = feed.join();
             let artifact = read.join().unwrap_or_else(|_| Ok(Vec::new()));
             let message = said.join().unwrap_or_default();
@@ -202,6 +205,7 @@ impl Isolation {
             }
             let elapsed = started.elapsed();
             if elapsed >= self.timeout {
+                kill_group(child);
                 let _ = child.kill();
                 let _ = child.wait();
                 return Ok(Waited::TimedOut);
@@ -224,10 +228,18 @@ impl Isolation {
         use std::os::unix::process::CommandExt;
         let cpu = self.cpu_limit().as_secs();
         let memory = self.memory;
-        // SAFETY: between fork and exec only `setrlimit`, a plain system call that allocates
-        // nothing and takes no lock, runs in the child.
+        // A group of its own, which `kill_group` ends as a whole.
+        command.process_group(0);
+        // SAFETY: between fork and exec only `setrlimit` and `prctl`, plain system calls that
+        // allocate nothing and take no lock, run in the child.
         unsafe {
             command.pre_exec(move || {
+                // Out of the parent's process group, the worker would miss the terminal's
+                // Ctrl-C: it dies with the thread that waits for it instead.
+                #[cfg(target_os = "linux")]
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))?;
                 // The soft limit signals SIGXCPU, which `failed` names; the hard one kills.
                 let cpu = Rlimit {
                     current: Some(cpu),
@@ -251,6 +263,20 @@ impl Isolation {
         // Only the wall-time limit holds here.
     }
 }
+
+/// Kills what is left of the worker's process group (the worker itself has exited or was
+/// killed). The group's number cannot name another group while the worker's children are in
+/// it; once they are gone, this finds nothing.
+#[cfg(unix)]
+fn kill_group(child: &std::process::Child) {
+    use rustix::process::{Pid, Signal, kill_process_group};
+    if let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
+        let _ = kill_process_group(pid, Signal::KILL);
+    }
+}
+
+#[cfg(not(unix))]
+fn kill_group(_child: &std::process::Child) {}
 
 enum Waited {
     Exited(ExitStatus),

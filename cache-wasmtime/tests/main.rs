@@ -14,6 +14,7 @@ mod full_disk;
 mod incremental;
 mod instances;
 mod invalidation;
+mod isolation;
 mod memo;
 mod safety;
 mod single_flight;
