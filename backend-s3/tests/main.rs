@@ -3,6 +3,8 @@
 #[path = "common/azurite.rs"]
 mod azurite;
 mod common;
+#[path = "common/faults.rs"]
+mod faults;
 
 mod bounded;
 mod conformance;
@@ -13,5 +15,6 @@ mod conformance_webdav;
 mod construct;
 mod errors;
 mod leases;
+mod one_fault_at_a_time;
 mod remote;
 mod stack;

@@ -3,10 +3,15 @@
 mod common;
 #[path = "common/corpus.rs"]
 mod corpus_files;
+#[path = "../../backend-s3/tests/common/faults.rs"]
+mod faults;
+#[path = "../../backend-s3/tests/common/mod.rs"]
+mod s3;
 
 mod coordination;
 mod corpus;
 mod cotenant;
+mod fleet;
 mod flights;
 mod format;
 mod fresh_instances;
