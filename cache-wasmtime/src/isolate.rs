@@ -6,13 +6,16 @@
 //! 0; or writes a message to its standard error and exits non-zero. It must build its engine
 //! with the settings of the engine the cache is asked for: the parent loads what it returns
 //! (wasmtime checks the artifact against the engine) before it stores it.
+//! [`Isolation::serve`] is that whole side, for the embedder's own worker program.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wasmtime::Engine;
 
 use crate::error::{Error, Limit};
 use crate::key::{ArtifactKind, ContentHash};
@@ -63,6 +66,45 @@ impl Isolation {
     pub fn memory(mut self, bytes: u64) -> Self {
         self.memory = Some(bytes);
         self
+    }
+
+    /// The worker's side of the protocol, for the program an [`Isolation`] runs: reads the wasm
+    /// from standard input, compiles it with `engine` as `kind` (the argument the worker was
+    /// given: `module` or `component`), writes the artifact to standard output; on failure,
+    /// writes `error: ` and the reason to standard error (the parent reads it there) and
+    /// returns a failure. Build `engine` exactly as the engine of the caches that run this
+    /// worker; the parent rejects an artifact its engine cannot load.
+    ///
+    /// An embedder's binary can serve as its own worker:
+    ///
+    /// ```no_run
+    /// use std::process::ExitCode;
+    /// use warmcache_wasmtime::Isolation;
+    ///
+    /// fn my_engine() -> wasmtime::Engine {
+    ///     wasmtime::Engine::default()
+    /// }
+    ///
+    /// fn main() -> ExitCode {
+    ///     let args: Vec<String> = std::env::args().collect();
+    ///     if args.get(1).map(String::as_str) == Some("compile-worker") {
+    ///         let kind = args.get(2).map_or("", String::as_str);
+    ///         return Isolation::serve(&my_engine(), kind);
+    ///     }
+    ///     // The application: its caches compile through `Isolation::new(current_exe)
+    ///     // .args(["compile-worker"])`.
+    ///     ExitCode::SUCCESS
+    /// }
+    /// ```
+    pub fn serve(engine: &Engine, kind: &str) -> ExitCode {
+        match serve_once(engine, kind) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                // The protocol's error channel, read by the parent: this is a worker process.
+                let _ = writeln!(std::io::stderr().lock(), "error: {message}");
+                ExitCode::FAILURE
+            }
+        }
     }
 
     /// What a failure under these limits depends on: a failure remembered under other limits
@@ -277,6 +319,29 @@ fn kill_group(child: &std::process::Child) {
 
 #[cfg(not(unix))]
 fn kill_group(_child: &std::process::Child) {}
+
+/// One compile of the worker's side: the artifact written, or why not.
+fn serve_once(engine: &Engine, kind: &str) -> Result<(), String> {
+    let mut wasm = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut wasm)
+        .map_err(|e| format!("reading the wasm from standard input: {e}"))?;
+    let artifact = match kind {
+        "module" => engine.precompile_module(&wasm),
+        "component" => engine.precompile_component(&wasm),
+        other => {
+            return Err(format!(
+                "unknown artifact kind {other:?} (expected module or component)"
+            ));
+        }
+    }
+    .map_err(|e| format!("{e:#}"))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&artifact)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("writing the artifact to standard output: {e}"))
+}
 
 enum Waited {
     Exited(ExitStatus),
