@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::input::{Opened, Wasm};
 use crate::isolate::Isolation;
 use crate::key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION};
+use crate::level::{CpuLevels, LevelsOf};
 
 /// A cache of compiled [`Module`]s.
 pub type ModuleCache = WasmCache<Module>;
@@ -179,6 +180,7 @@ impl<A: Artifact> WasmCacheBuilder<A> {
             cache: builder.build(),
             engines: parking_lot::RwLock::new(Vec::new()),
             isolation: self.isolation.map(Arc::new),
+            levels: parking_lot::RwLock::new(Vec::new()),
         }
     }
 }
@@ -215,6 +217,8 @@ pub struct WasmCache<A: Artifact> {
     engines: parking_lot::RwLock<Vec<(wasmtime::EngineWeak, EngineKey)>>,
     /// Where compiles run, when not in this process ([`WasmCacheBuilder::isolate`]).
     isolation: Option<Arc<Isolation>>,
+    /// The CPU levels engines look up instead of their own key ([`Self::use_cpu_levels`]).
+    levels: parking_lot::RwLock<LevelsOf>,
 }
 
 impl<A: Artifact> std::fmt::Debug for WasmCache<A> {
@@ -458,6 +462,28 @@ impl<A: Artifact> WasmCache<A> {
         engines.push((engine.weak(), key));
     }
 
+    /// Makes `engine` look up artifacts by CPU level instead of by its own key: the best of
+    /// `levels` present in the tiers, else compiled for the best level (with
+    /// [`CpuLevels::compiler`], or the worker of [`WasmCacheBuilder::isolate`], which must
+    /// compile for that level). `engine` loads what is found: build it for this host from
+    /// the same base configuration as `levels`. The levels' [`used`](CpuLevels::used) counts
+    /// say which level answered (several caches may share one `levels`).
+    ///
+    /// A full miss looks up every level before compiling (one read per level and tier).
+    pub fn use_cpu_levels(&self, engine: &Engine, levels: Arc<CpuLevels>) {
+        let mut all = self.levels.write();
+        all.retain(|(weak, _)| weak.upgrade().is_some_and(|e| !Engine::same(&e, engine)));
+        all.push((engine.weak(), levels));
+    }
+
+    fn levels_of(&self, engine: &Engine) -> Option<Arc<CpuLevels>> {
+        self.levels.read().iter().find_map(|(weak, levels)| {
+            weak.upgrade()
+                .filter(|e| Engine::same(e, engine))
+                .map(|_| Arc::clone(levels))
+        })
+    }
+
     /// `engine`'s key, remembered per engine (engines that were dropped are forgotten).
     fn engine_key(&self, engine: &Engine) -> EngineKey {
         let known = |list: &[(wasmtime::EngineWeak, EngineKey)]| {
@@ -487,16 +513,55 @@ impl<A: Artifact> WasmCache<A> {
         exec: Exec,
     ) -> Result<A> {
         opened
-            .run(|opened| {
-                let key = self.key(engine, &opened.content, opened.extras());
-                self.obtain_once(engine, key, opened, exec)
-            })
+            .run(|opened| self.obtain_one(engine, opened, exec))
             .await
     }
 
-    pub(crate) async fn obtain_once(
+    /// One request (no retry of a mismatched hash): by CPU level when `engine` has levels,
+    /// else under its own key.
+    pub(crate) async fn obtain_one(
         &self,
         engine: &Engine,
+        opened: Opened<'_>,
+        exec: Exec,
+    ) -> Result<A> {
+        if let Some(levels) = self.levels_of(engine) {
+            return self.obtain_level(engine, &levels, opened, exec).await;
+        }
+        let key = self.key(engine, &opened.content, opened.extras());
+        self.obtain_once(engine, engine, key, opened, exec).await
+    }
+
+    /// The best level present, else compiled for the best level.
+    async fn obtain_level(
+        &self,
+        engine: &Engine,
+        levels: &CpuLevels,
+        opened: Opened<'_>,
+        exec: Exec,
+    ) -> Result<A> {
+        let (content, extras) = (opened.content, opened.extras().to_vec());
+        let key_of =
+            |engine_key: EngineKey| engine_key.artifact_key(&self.namespace, &content, &extras);
+        for (index, (_, engine_key)) in levels.levels().enumerate() {
+            if let Some(found) = self.cache.lookup(engine, &key_of(engine_key), exec).await {
+                levels.count(index);
+                return Ok(found);
+            }
+        }
+        let best = key_of(levels.best_key());
+        let artifact = self
+            .obtain_once(engine, levels.compiler(), best, opened, exec)
+            .await?;
+        levels.count(0);
+        Ok(artifact)
+    }
+
+    /// One request for `key`: `engine` loads, `compiler` compiles on a miss.
+    async fn obtain_once(
+        &self,
+        engine: &Engine,
+        compiler: &Engine,
         key: CacheKey,
         opened: Opened<'_>,
         exec: Exec,
@@ -507,7 +572,7 @@ impl<A: Artifact> WasmCache<A> {
             // The wrong kind of binary is this caller's input, detected without compiling.
             check_kind::<A>(content, &wasm).map_err(Failure::Input)?;
             let shared = |e: Error| Failure::Compute(ComputeError::failed(key, e));
-            let artifact = compile::<A>(engine, self.isolation.as_ref(), content, wasm, exec)
+            let artifact = compile::<A>(compiler, self.isolation.as_ref(), content, wasm, exec)
                 .await
                 .map_err(shared)?;
             // SAFETY: `artifact` was just produced by `precompile`, in this process or in the

@@ -53,6 +53,7 @@ mod input;
 mod instances;
 mod isolate;
 mod key;
+mod level;
 mod memo;
 mod pool;
 mod target;
@@ -70,6 +71,7 @@ pub use instances::{
 };
 pub use isolate::Isolation;
 pub use key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION, artifact_key, host};
+pub use level::{CpuLevel, CpuLevels};
 pub use memo::{Input, InputMemo};
 pub use pool::{DEFAULT_LIVE_INSTANCES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, PoolConfig};
 pub use target::{CompileTarget, TargetError};

@@ -18,6 +18,15 @@ use crate::key::{EngineKey, WASMTIME_VERSION};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TargetError {
+    /// This host's CPU lacks what a [`CpuLevel`](crate::CpuLevel) requires: a node never
+    /// loads code for a level its CPU cannot run.
+    #[error("this host cannot run CPU level {level}: it lacks {missing}")]
+    Level {
+        /// The level's name.
+        level: String,
+        /// What the host lacks: Cranelift's names of the CPU features, or the architecture.
+        missing: String,
+    },
     /// The target triple is not one wasmtime knows.
     #[error("unknown compilation target {triple:?}: {message}")]
     Triple {
@@ -91,6 +100,14 @@ impl CompileTarget {
             triple: triple.to_owned(),
             settings: BTreeMap::new(),
         })
+    }
+
+    /// A triple known to be valid (this host's, or a tier-1 Linux triple), unchecked.
+    pub(crate) fn known(triple: &str) -> Self {
+        Self {
+            triple: triple.to_owned(),
+            settings: BTreeMap::new(),
+        }
     }
 
     /// This host's triple, as wasmtime names it.

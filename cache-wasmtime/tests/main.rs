@@ -20,6 +20,7 @@ mod incremental;
 mod instances;
 mod invalidation;
 mod isolation;
+mod levels;
 mod memo;
 mod safety;
 mod single_flight;

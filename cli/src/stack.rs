@@ -216,6 +216,9 @@ fn isolation(settings: &Settings) -> Option<warmcache_wasmtime::Isolation> {
     for item in &e.cranelift_set.value {
         args.push(format!("--cranelift-set={item}"));
     }
+    if let Some(level) = &e.cpu_level.value {
+        args.push(format!("--cpu-level={level}"));
+    }
     args.push("compile-worker".to_owned());
     let mut isolation = warmcache_wasmtime::Isolation::new(program)
         .args(args)

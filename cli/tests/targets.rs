@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{Env, ok, stderr};
+use common::{Env, ok, stderr, stdout};
 use warmcache_wasmtime::CompileTarget;
 
 /// Target flags for a baseline of this host's architecture with one CPU feature on, which any
@@ -155,4 +155,141 @@ fn argv0_names_the_program_for_multi_call_binaries() {
     assert_eq!(ok(&out), "multi.wat");
     let out = env.run(&["run", "--argv0", "wasm-ld", module, "--", "-o", "x"]);
     assert_eq!(ok(&out), "wasm-ld");
+}
+
+const FLEET_SECRET: &str = "a mixed fleet's secret of at least 32 bytes";
+
+/// A host of a mixed fleet: a cache directory of its own, the shared bucket behind it, and
+/// `engine` settings (such as its `cpu_level`).
+struct Host {
+    env: Env,
+    config: std::path::PathBuf,
+}
+
+impl Host {
+    fn new(endpoint: &str, bucket: &str, engine: &str) -> Self {
+        let env = Env::new();
+        let config = env.write(
+            "host.toml",
+            format!(
+                "secret_env = \"FLEET_SECRET\"\n[engine]\n{engine}\n\n[[tiers]]\nkind = \"fs\"\n\n\
+                 [[tiers]]\nkind = \"s3\"\nurl = \"s3://{bucket}/modules\"\nendpoint = \"{endpoint}\"\n\
+                 region = \"us-east-1\"\nallow_http = true\n"
+            ),
+        );
+        Self { env, config }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.env
+            .command()
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing-secret")
+            .env("FLEET_SECRET", FLEET_SECRET)
+            .args(["--config", self.config.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs hello with `-v`: what it said about where the module came from.
+    fn hello(&self) -> String {
+        let out = self.run(&["-v", "run", common::hello().to_str().unwrap()]);
+        assert_eq!(ok(&out), "Hello from warmcache!\n");
+        stderr(&out)
+    }
+}
+
+#[test]
+fn a_mixed_fleet_loads_the_best_precompiled_level_each_cpu_runs() {
+    use warmcache_wasmtime::CpuLevel;
+    let supported: Vec<&str> = CpuLevel::supported_here()
+        .into_iter()
+        .map(CpuLevel::name)
+        .collect();
+    if !supported.contains(&"x86-64-v4") {
+        eprintln!("skipped: this host does not run x86-64-v4 ({supported:?})");
+        return;
+    }
+    let moto = crate::s3::shared();
+    let bucket = crate::s3::unique_bucket("levels");
+    crate::s3::create_bucket(moto.port(), &bucket);
+    let endpoint = moto.endpoint();
+    let hello = common::hello();
+
+    // CI fills the bucket with three levels.
+    let ci = Host::new(&endpoint, &bucket, "");
+    let out = ci.run(&[
+        "precompile",
+        "--cpu-levels",
+        "x86-64-v2,x86-64-v3,x86-64-v4",
+        hello.to_str().unwrap(),
+    ]);
+    assert!(
+        ok(&out).contains("1 files x 3 CPU levels: 3 compiled"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Each host loads the best level at or below what its CPU claims, compiling nothing;
+    // `auto` claims what this CPU runs.
+    for (claim, loads) in [
+        ("x86-64-v2", "x86-64-v2"),
+        ("x86-64-v3", "x86-64-v3"),
+        ("x86-64-v4", "x86-64-v4"),
+        ("auto", "x86-64-v4"),
+    ] {
+        let host = Host::new(&endpoint, &bucket, &format!("cpu_level = \"{claim}\""));
+        let how = host.hello();
+        assert!(
+            how.contains(&format!("loaded {loads} from remote tier")),
+            "{claim}: {how}"
+        );
+        assert!(!how.contains("compiled"), "{claim}: {how}");
+    }
+    // A host claiming v1 finds nothing it can run: it compiles for v1 and shares that.
+    let v1 = "cpu_level = \"x86-64-v1\"";
+    let how = Host::new(&endpoint, &bucket, v1).hello();
+    assert!(how.contains("compiled for x86-64-v1"), "{how}");
+    let how = Host::new(&endpoint, &bucket, v1).hello();
+    assert!(how.contains("loaded x86-64-v1 from remote tier"), "{how}");
+    // A host without levels keys by its own CPU's features: nothing in the bucket is its.
+    let how = Host::new(&endpoint, &bucket, "").hello();
+    assert!(how.contains("compiled"), "{how}");
+}
+
+#[test]
+fn a_cpu_level_is_checked_against_the_cpu_and_the_other_target_settings() {
+    let env = Env::new();
+    let hello = common::hello();
+    let hello = hello.to_str().unwrap();
+    let out = env.run(&["--cpu-level", "x86-64-v9", "run", hello]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown CPU level"),
+        "{}",
+        stderr(&out)
+    );
+    let foreign = if cfg!(target_arch = "aarch64") {
+        "x86-64-v2"
+    } else {
+        "aarch64-lse"
+    };
+    let out = env.run(&["--cpu-level", foreign, "run", hello]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot run CPU level"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&[
+        "--cpu-level",
+        "auto",
+        "--target",
+        &CompileTarget::host_triple(),
+        "run",
+        hello,
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("set either"), "{}", stderr(&out));
 }

@@ -260,11 +260,10 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
         let content = opened.content;
         let key = self.key(linker, &content, opened.extras());
         let engine = A::linker_engine(linker.linker());
-        let artifact_key = self.artifacts.key(engine, &content, opened.extras());
         let produce = || async move {
             let artifact = self
                 .artifacts
-                .obtain_once(engine, artifact_key, opened, exec)
+                .obtain_one(engine, opened, exec)
                 .await
                 .map_err(|e| match e.is_callers_input() {
                     true => Failure::Input(e),

@@ -7,6 +7,9 @@ use super::Outcome;
 use crate::config::Settings;
 
 pub fn run(settings: &Settings, kind: &str) -> Outcome {
-    let engine = super::engine(settings)?.engine;
-    Ok(warmcache_wasmtime::Isolation::serve(&engine, kind))
+    let engine = super::engine(settings)?;
+    Ok(warmcache_wasmtime::Isolation::serve(
+        engine.compiler(),
+        kind,
+    ))
 }

@@ -63,23 +63,41 @@ pub fn engine(settings: &Settings) -> Result<Engine, Box<dyn std::error::Error>>
     let engine =
         wasmtime::Engine::new(&config).map_err(|e| format!("configuring wasmtime: {e:#}"))?;
     let pinned = settings.engine.pinned_key()?;
-    Ok(Engine { engine, pinned })
+    let levels = settings.engine.cpu_levels()?.map(std::sync::Arc::new);
+    Ok(Engine {
+        engine,
+        pinned,
+        levels,
+    })
 }
 
-/// The configured engine, and the key its caches use when a target is configured.
+/// The configured engine, and the keys its caches use when a target or CPU levels are
+/// configured.
 pub struct Engine {
     pub engine: wasmtime::Engine,
     pinned: Option<warmcache_wasmtime::EngineKey>,
+    /// With `cpu_level`: the levels looked up, and which answered.
+    pub levels: Option<std::sync::Arc<warmcache_wasmtime::CpuLevels>>,
 }
 
 impl Engine {
     /// Makes `cache` derive this engine's keys from the configured target (see
     /// `CompileTarget::engine_key`), so nodes with the same target and settings, compiling or
-    /// not, share entries.
+    /// not, share entries; or look them up by CPU level.
     pub fn pin<A: warmcache_wasmtime::Artifact>(&self, cache: &warmcache_wasmtime::WasmCache<A>) {
         if let Some(key) = self.pinned {
             cache.pin_engine_key(&self.engine, key);
         }
+        if let Some(levels) = &self.levels {
+            cache.use_cpu_levels(&self.engine, std::sync::Arc::clone(levels));
+        }
+    }
+
+    /// The engine that compiles on a miss: the best CPU level's, or this one.
+    pub fn compiler(&self) -> &wasmtime::Engine {
+        self.levels
+            .as_ref()
+            .map_or(&self.engine, |levels| levels.compiler())
     }
 
     /// Whether code from this engine can run on this host.

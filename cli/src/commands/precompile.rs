@@ -18,6 +18,24 @@ pub struct Args {
     /// Files (any name) and directories (searched recursively for *.wasm).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// Compile every file for each of these CPU levels (such as
+    /// x86-64-v2,x86-64-v3,x86-64-v4, or aarch64,aarch64-lse) instead of for the configured
+    /// engine: what nodes with `cpu_level` look up.
+    #[arg(long, value_name = "LEVELS", value_delimiter = ',', value_parser = parse_level)]
+    cpu_levels: Vec<warmcache_wasmtime::CpuLevel>,
+}
+
+fn parse_level(name: &str) -> Result<warmcache_wasmtime::CpuLevel, String> {
+    warmcache_wasmtime::CpuLevel::named(name).ok_or_else(|| {
+        let known: Vec<&str> = warmcache_wasmtime::CpuLevel::ALL
+            .iter()
+            .map(|l| l.name())
+            .collect();
+        format!(
+            "unknown CPU level {name:?} (expected one of {})",
+            known.join(", ")
+        )
+    })
 }
 
 /// A file to compile, or a path that could not be read while collecting.
@@ -141,23 +159,38 @@ impl Tally {
 pub fn run(settings: &Settings, args: Args) -> Outcome {
     let items = collect_roots(&args.paths);
     let stack = super::open(settings)?;
-    let configured = super::engine(settings)?;
-    let engine = configured.engine.clone();
     // Filling tiers: a full upload queue makes compiling wait, it never drops an upload.
     let modules = stack.module_cache_over(stack.filling());
     let components = stack.component_cache_over(stack.filling());
-    configured.pin(&modules);
-    configured.pin(&components);
+    let engines = if args.cpu_levels.is_empty() {
+        let configured = super::engine(settings)?;
+        configured.pin(&modules);
+        configured.pin(&components);
+        vec![configured.engine]
+    } else {
+        let mut engines = Vec::new();
+        for level in &args.cpu_levels {
+            let (engine, key) = settings.engine.level_engine(*level)?;
+            modules.pin_engine_key(&engine, key);
+            components.pin_engine_key(&engine, key);
+            engines.push(engine);
+        }
+        engines
+    };
+    let jobs: Vec<(&Item, &wasmtime::Engine)> = items
+        .iter()
+        .flat_map(|item| engines.iter().map(move |engine| (item, engine)))
+        .collect();
     let keys = std::sync::Mutex::new(Vec::new());
 
     let started = Instant::now();
     let tally = Tally::default();
-    let bar = ProgressBar::new(items.len() as u64);
+    let bar = ProgressBar::new(jobs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    items.par_iter().for_each(|item| {
+    jobs.par_iter().for_each(|&(item, engine)| {
         let outcome = match item {
             Item::Unreadable(path, e) => Err(format!("{}: {e}", path.display())),
             Item::File(path) => {
@@ -166,8 +199,8 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
                     .map_err(|e| e.to_string())
                     .and_then(|bytes| {
                         let done = match input_kind(&bytes) {
-                            InputKind::Module => modules.precompile(&engine, &bytes),
-                            InputKind::Component => components.precompile(&engine, &bytes),
+                            InputKind::Module => modules.precompile(engine, &bytes),
+                            InputKind::Component => components.precompile(engine, &bytes),
                         };
                         done.map_err(|e| e.to_string())
                     });
@@ -197,8 +230,12 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
         eprintln!("not stored: {} in {tier}", path.display());
     }
     let failed = tally.failed.load(Relaxed);
+    let levels = match args.cpu_levels.len() {
+        0 => String::new(),
+        n => format!(" x {n} CPU levels"),
+    };
     println!(
-        "{} files: {} compiled, {} already cached, {failed} failed, in {:.2} s",
+        "{} files{levels}: {} compiled, {} already cached, {failed} failed, in {:.2} s",
         items.len(),
         tally.compiled.load(Relaxed),
         tally.cached.load(Relaxed),

@@ -142,7 +142,15 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
                 // A failed compile is remembered in the tiers, and counted, too.
                 .inspect_err(|_| finish(settings, instances.artifacts()))?;
             let after = instances.artifacts().stats();
-            report(&stack, &args, verbose, remembered, &before, &after, started);
+            report(
+                &stack,
+                &args,
+                verbose,
+                remembered,
+                (&before, &after),
+                started,
+                &configured,
+            );
             let code = run_module(&engine, &pre, builder.build_p1());
             finish(settings, instances.artifacts());
             code
@@ -157,7 +165,15 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
                 // A failed compile is remembered in the tiers, and counted, too.
                 .inspect_err(|_| finish(settings, instances.artifacts()))?;
             let after = instances.artifacts().stats();
-            report(&stack, &args, verbose, remembered, &before, &after, started);
+            report(
+                &stack,
+                &args,
+                verbose,
+                remembered,
+                (&before, &after),
+                started,
+                &configured,
+            );
             let code = run_component(&engine, pre, builder.build());
             finish(settings, instances.artifacts());
             code
@@ -196,16 +212,21 @@ fn report(
     args: &Args,
     verbose: u8,
     remembered: bool,
-    before: &Stats,
-    after: &Stats,
+    (before, after): (&Stats, &Stats),
     started: Instant,
+    configured: &super::Engine,
 ) {
     if verbose > 0 {
         let source = describe(stack, before, after);
-        let how = if source == "compiled" {
-            source
-        } else {
-            format!("loaded from {source}")
+        let level = configured
+            .levels
+            .as_ref()
+            .and_then(|levels| levels.last_used())
+            .map(|level| format!(" {level}"));
+        let how = match (source.as_str(), level) {
+            ("compiled", None) => source,
+            ("compiled", Some(level)) => format!("compiled for{level}"),
+            (_, level) => format!("loaded{} from {source}", level.unwrap_or_default()),
         };
         let input = if remembered {
             " (input hash remembered: the file was not read)"

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::Sourced;
-use warmcache_wasmtime::CompileTarget;
+use warmcache_wasmtime::{CompileTarget, CpuLevel, CpuLevels};
 
 /// Cranelift optimization level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +57,34 @@ pub struct EngineSettings {
     /// Cranelift settings as `NAME=VALUE` (`wasmtime compile --cranelift-set`), such as
     /// `has_avx2=true`; only with a target.
     pub cranelift_set: Sourced<Vec<String>>,
+    /// `auto` or the name of the highest CPU level to load (see `CpuLevels`): artifacts are
+    /// looked up by level instead of under this host's own engine key.
+    pub cpu_level: Sourced<Option<String>>,
+}
+
+/// The CPU level `name` names (`auto`: the best this CPU runs), checked against this CPU.
+pub fn cpu_level(name: &str) -> Result<CpuLevel, String> {
+    let names = || {
+        CpuLevel::ALL
+            .iter()
+            .map(|l| l.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if name == "auto" {
+        return CpuLevel::supported_here().first().copied().ok_or_else(|| {
+            format!(
+                "no CPU level is known for this host's architecture (known: {})",
+                names()
+            )
+        });
+    }
+    CpuLevel::named(name).ok_or_else(|| {
+        format!(
+            "unknown CPU level {name:?} (expected auto or one of {})",
+            names()
+        )
+    })
 }
 
 impl EngineSettings {
@@ -85,6 +113,52 @@ impl EngineSettings {
             target = unsafe { target.setting(&name, &value) };
         }
         Ok(Some(target))
+    }
+
+    /// The CPU levels to look up, when `cpu_level` is set: its level and those below, each
+    /// compiled with these settings' optimization level.
+    pub fn cpu_levels(&self) -> Result<Option<CpuLevels>, String> {
+        let Some(name) = &self.cpu_level.value else {
+            return Ok(None);
+        };
+        let source = &self.cpu_level.source;
+        if self.target.value.is_some() || !self.cranelift_set.value.is_empty() {
+            return Err(format!(
+                "cpu_level ({source}) chooses the target and its CPU features: set either it or target and cranelift_set"
+            ));
+        }
+        let ceiling = cpu_level(name).map_err(|e| format!("{e} ({source})"))?;
+        CpuLevels::new(&self.base_config(), ceiling, |level| {
+            self.level_target(level)
+        })
+        .map(Some)
+        .map_err(|e| format!("{e} ({source})"))
+    }
+
+    /// The explicit target of `level` with these settings' optimization level.
+    #[allow(unsafe_code)] // The optimisation level, a Cranelift setting.
+    fn level_target(&self, level: CpuLevel) -> CompileTarget {
+        // SAFETY: the standard optimisation levels are always valid.
+        unsafe {
+            level
+                .target()
+                .setting("opt_level", &self.opt_level.value.to_string())
+        }
+    }
+
+    /// An engine compiling for `level` with these settings, and the key its entries take
+    /// (the key nodes with `cpu_level` look up).
+    pub fn level_engine(
+        &self,
+        level: CpuLevel,
+    ) -> Result<(wasmtime::Engine, warmcache_wasmtime::EngineKey), String> {
+        let target = self.level_target(level);
+        let base = self.base_config();
+        let config = target.compiling_config(&base).map_err(|e| e.to_string())?;
+        let engine = wasmtime::Engine::new(&config)
+            .map_err(|e| format!("configuring wasmtime for {level}: {e:#}"))?;
+        let key = target.engine_key(&base).map_err(|e| e.to_string())?;
+        Ok((engine, key))
     }
 
     /// The wasmtime configuration for these settings: with a target, compiling for it.

@@ -274,6 +274,7 @@ impl Settings {
                 debug_info: Sourced::default(false),
                 target: Sourced::default(None),
                 cranelift_set: Sourced::default(Vec::new()),
+                cpu_level: Sourced::default(None),
             },
         };
         let default_dir = default_cache_dir(env);

@@ -202,6 +202,15 @@ pub const SETTINGS: &[Spec] = &[
          instead of for this host",
     ),
     one(
+        "engine.cpu_level",
+        "cpu-level",
+        "WARMCACHE_CPU_LEVEL",
+        "LEVEL",
+        "Share artifacts across CPU generations: auto (the best level this CPU runs) or the \
+         highest level to load (x86-64-v1 to x86-64-v4, aarch64, aarch64-lse); the best level \
+         present is loaded, a miss compiles for the highest",
+    ),
+    one(
         "engine.cranelift_set",
         "cranelift-set",
         "WARMCACHE_CRANELIFT_SET",
@@ -349,6 +358,11 @@ impl Settings {
             }
             "engine.opt_level" => e.opt_level.set(text()?.parse()?, source),
             "engine.target" => e.target.set(Some(text()?), source),
+            "engine.cpu_level" => {
+                let level = text()?;
+                super::engine::cpu_level(&level)?;
+                e.cpu_level.set(Some(level), source);
+            }
             "engine.cranelift_set" => {
                 for item in &items {
                     cranelift_pair(item)?;
@@ -417,6 +431,13 @@ impl Settings {
             "engine.target" => (
                 e.target.value.clone().unwrap_or_else(|| "host".to_owned()),
                 &e.target.source,
+            ),
+            "engine.cpu_level" => (
+                e.cpu_level
+                    .value
+                    .clone()
+                    .unwrap_or_else(|| "off".to_owned()),
+                &e.cpu_level.source,
             ),
             "engine.cranelift_set" => (e.cranelift_set.value.join(","), &e.cranelift_set.source),
             "engine.simd" => e.simd.shown(),

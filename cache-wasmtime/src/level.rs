@@ -1,0 +1,342 @@
+//! CPU levels: named baselines of an architecture's CPU features, so that a fleet of mixed
+//! machines shares artifacts. A host's own engine bakes in every feature its CPU has, so two
+//! generations of one architecture share nothing; an artifact compiled for a level runs on
+//! every CPU that has the level's features, and a node picks the best level it can run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use wasmtime::{Config, Engine};
+
+use crate::key::EngineKey;
+use crate::target::{CompileTarget, TargetError};
+
+/// A named set of CPU features of one architecture, compiled for as an explicit
+/// [`CompileTarget`]: the x86-64 psABI levels v1 to v4 (as far as Cranelift has settings for
+/// their features) and, for aarch64, the baseline and the baseline with LSE atomics.
+///
+/// ```
+/// use warmcache_wasmtime::CpuLevel;
+///
+/// let v3 = CpuLevel::named("x86-64-v3").unwrap();
+/// assert!(v3.features().contains(&"has_avx2"));
+/// assert!(CpuLevel::named("x86-64-v2").unwrap() < v3);
+/// // The levels this host can run, best first (none on another architecture).
+/// for level in CpuLevel::supported_here() {
+///     assert!(level.runs_here());
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CpuLevel {
+    /// Architecture (as `std::env::consts::ARCH`), then rank within it: the derived order
+    /// compares levels of one architecture by what they require.
+    arch: &'static str,
+    rank: u8,
+    name: &'static str,
+    features: &'static [&'static str],
+}
+
+const V2: &[&str] = &[
+    "has_sse3",
+    "has_ssse3",
+    "has_sse41",
+    "has_sse42",
+    "has_popcnt",
+    "has_cmpxchg16b",
+];
+const V3: &[&str] = &[
+    "has_sse3",
+    "has_ssse3",
+    "has_sse41",
+    "has_sse42",
+    "has_popcnt",
+    "has_cmpxchg16b",
+    "has_avx",
+    "has_avx2",
+    "has_bmi1",
+    "has_bmi2",
+    "has_fma",
+    "has_lzcnt",
+];
+const V4: &[&str] = &[
+    "has_sse3",
+    "has_ssse3",
+    "has_sse41",
+    "has_sse42",
+    "has_popcnt",
+    "has_cmpxchg16b",
+    "has_avx",
+    "has_avx2",
+    "has_bmi1",
+    "has_bmi2",
+    "has_fma",
+    "has_lzcnt",
+    "has_avx512f",
+    "has_avx512dq",
+    "has_avx512vl",
+];
+
+impl CpuLevel {
+    /// Every level, each architecture's from the lowest to the highest.
+    pub const ALL: [CpuLevel; 6] = [
+        Self::level("x86_64", 1, "x86-64-v1", &[]),
+        Self::level("x86_64", 2, "x86-64-v2", V2),
+        Self::level("x86_64", 3, "x86-64-v3", V3),
+        Self::level("x86_64", 4, "x86-64-v4", V4),
+        Self::level("aarch64", 1, "aarch64", &[]),
+        Self::level("aarch64", 2, "aarch64-lse", &["has_lse"]),
+    ];
+
+    const fn level(
+        arch: &'static str,
+        rank: u8,
+        name: &'static str,
+        features: &'static [&'static str],
+    ) -> Self {
+        Self {
+            arch,
+            rank,
+            name,
+            features,
+        }
+    }
+
+    /// The level called `name` (`x86-64-v1` to `x86-64-v4`, `aarch64`, `aarch64-lse`).
+    pub fn named(name: &str) -> Option<CpuLevel> {
+        Self::ALL.into_iter().find(|l| l.name == name)
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        self.name
+    }
+
+    /// Its architecture, as `std::env::consts::ARCH` names it.
+    pub fn arch(self) -> &'static str {
+        self.arch
+    }
+
+    /// The Cranelift settings it turns on (each set to `true`).
+    pub fn features(self) -> &'static [&'static str] {
+        self.features
+    }
+
+    /// The explicit target of this level: this host's triple when the architecture is this
+    /// host's, else the architecture's Linux triple, with the level's features on.
+    #[allow(unsafe_code)] // Cranelift settings, through `CompileTarget::setting`.
+    pub fn target(self) -> CompileTarget {
+        let host = CompileTarget::host_triple();
+        let triple = if host.starts_with(self.arch) {
+            host
+        } else {
+            format!("{}-unknown-linux-gnu", self.arch)
+        };
+        let mut target = CompileTarget::known(&triple);
+        for feature in self.features {
+            // SAFETY: CPU features of the level's own architecture; wasmtime refuses on load
+            // an artifact that needs a feature the host lacks, and `runs_here` is checked
+            // before a level is ever looked up.
+            target = unsafe { target.setting(feature, "true") };
+        }
+        target
+    }
+
+    /// Whether this host's CPU has every feature of the level.
+    pub fn runs_here(self) -> bool {
+        self.arch == std::env::consts::ARCH && self.missing_here().is_empty()
+    }
+
+    /// The level's features this host's CPU lacks.
+    pub fn missing_here(self) -> Vec<&'static str> {
+        self.features
+            .iter()
+            .copied()
+            .filter(|f| !host_has(f))
+            .collect()
+    }
+
+    /// The levels this host can run, best first.
+    pub fn supported_here() -> Vec<CpuLevel> {
+        let mut levels: Vec<CpuLevel> = Self::ALL.into_iter().filter(|l| l.runs_here()).collect();
+        levels.reverse();
+        levels
+    }
+
+    /// This level and the lower ones of its architecture, best first.
+    fn and_below(self) -> Vec<CpuLevel> {
+        let mut levels: Vec<CpuLevel> = Self::ALL
+            .into_iter()
+            .filter(|l| l.arch == self.arch && l.rank <= self.rank)
+            .collect();
+        levels.reverse();
+        levels
+    }
+}
+
+impl std::fmt::Display for CpuLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Whether this host's CPU has the feature behind Cranelift setting `setting`.
+fn host_has(setting: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        match setting {
+            "has_sse3" => has!("sse3"),
+            "has_ssse3" => has!("ssse3"),
+            "has_sse41" => has!("sse4.1"),
+            "has_sse42" => has!("sse4.2"),
+            "has_popcnt" => has!("popcnt"),
+            "has_cmpxchg16b" => has!("cmpxchg16b"),
+            "has_avx" => has!("avx"),
+            "has_avx2" => has!("avx2"),
+            "has_bmi1" => has!("bmi1"),
+            "has_bmi2" => has!("bmi2"),
+            "has_fma" => has!("fma"),
+            "has_lzcnt" => has!("lzcnt"),
+            "has_avx512f" => has!("avx512f"),
+            "has_avx512dq" => has!("avx512dq"),
+            "has_avx512vl" => has!("avx512vl"),
+            _ => false,
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        match setting {
+            "has_lse" => std::arch::is_aarch64_feature_detected!("lse"),
+            _ => false,
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = setting;
+        false
+    }
+}
+
+/// How a node chooses among CPU levels: the levels it may load, best first, each with its
+/// engine key, and the engine that compiles for the best on a miss. Give it to a cache with
+/// [`WasmCache::use_cpu_levels`](crate::WasmCache::use_cpu_levels).
+///
+/// A request looks up the best level first and goes down; when no level has an entry it
+/// compiles for the best, so the next host of that level finds it. The artifact is loaded into
+/// the node's own engine (built from the same base configuration for this host), which runs
+/// code of any level its CPU has.
+///
+/// ```
+/// use std::sync::Arc;
+/// use warmcache_wasmtime::{CpuLevel, CpuLevels, ModuleCache};
+///
+/// let base = wasmtime::Config::new();
+/// if let Some(&best) = CpuLevel::supported_here().first() {
+///     let levels = Arc::new(CpuLevels::new(&base, best, CpuLevel::target)?);
+///     let engine = wasmtime::Engine::new(&base)?;
+///     let cache = ModuleCache::builder().build();
+///     cache.use_cpu_levels(&engine, Arc::clone(&levels));
+///     let module = cache.get_or_compile(&engine, b"(module)".as_slice())?;
+///     assert_eq!(levels.last_used(), Some(best));
+/// #   let _ = module;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct CpuLevels {
+    levels: Vec<(CpuLevel, EngineKey)>,
+    compiler: Engine,
+    used: Vec<AtomicU64>,
+    last: AtomicU64,
+}
+
+impl CpuLevels {
+    /// `ceiling` and the levels below it, each compiled as `target_of(level)` from `base`
+    /// (say [`CpuLevel::target`], or that with more shared settings such as `opt_level`).
+    /// Build the node's engine from the same `base`.
+    ///
+    /// # Errors
+    ///
+    /// [`TargetError::Level`] when this host's CPU lacks a feature of `ceiling` (a node never
+    /// loads a level its CPU lacks), and [`TargetError`] when an engine cannot be built.
+    pub fn new(
+        base: &Config,
+        ceiling: CpuLevel,
+        target_of: impl Fn(CpuLevel) -> CompileTarget,
+    ) -> Result<Self, TargetError> {
+        if !ceiling.runs_here() {
+            return Err(TargetError::Level {
+                level: ceiling.name().to_owned(),
+                missing: if ceiling.arch() == std::env::consts::ARCH {
+                    ceiling.missing_here().join(", ")
+                } else {
+                    format!("the {} architecture", ceiling.arch())
+                },
+            });
+        }
+        let levels = ceiling
+            .and_below()
+            .into_iter()
+            .map(|level| Ok((level, target_of(level).engine_key(base)?)))
+            .collect::<Result<Vec<_>, TargetError>>()?;
+        let best = target_of(ceiling);
+        let compiler =
+            Engine::new(&best.compiling_config(base)?).map_err(|e| TargetError::Engine {
+                target: best.to_string(),
+                message: format!("{e:#}"),
+            })?;
+        Ok(Self {
+            used: levels.iter().map(|_| AtomicU64::new(0)).collect(),
+            levels,
+            compiler,
+            last: AtomicU64::new(0),
+        })
+    }
+
+    /// The levels looked up, best first, with the engine key of each.
+    pub fn levels(&self) -> impl Iterator<Item = (CpuLevel, EngineKey)> + '_ {
+        self.levels.iter().copied()
+    }
+
+    /// The best level: the one compiled for on a miss.
+    pub fn best(&self) -> CpuLevel {
+        self.levels[0].0
+    }
+
+    pub(crate) fn best_key(&self) -> EngineKey {
+        // Never empty: `new` starts from the ceiling itself.
+        self.levels[0].1
+    }
+
+    /// The engine that compiles for the best level (to precompile with, or for a worker
+    /// process to build the same way).
+    pub fn compiler(&self) -> &Engine {
+        &self.compiler
+    }
+
+    /// How many requests each level answered (loaded or compiled), best first.
+    pub fn used(&self) -> Vec<(CpuLevel, u64)> {
+        self.levels
+            .iter()
+            .zip(&self.used)
+            .map(|((level, _), n)| (*level, n.load(Relaxed)))
+            .collect()
+    }
+
+    /// The level of the latest request answered.
+    pub fn last_used(&self) -> Option<CpuLevel> {
+        let last = self.last.load(Relaxed);
+        let index = usize::try_from(last.checked_sub(1)?).ok()?;
+        self.levels.get(index).map(|(level, _)| *level)
+    }
+
+    pub(crate) fn count(&self, index: usize) {
+        if let Some(n) = self.used.get(index) {
+            n.fetch_add(1, Relaxed);
+            self.last.store(index as u64 + 1, Relaxed);
+        }
+    }
+}
+
+/// The levels of the engines a cache was given, per engine.
+pub(crate) type LevelsOf = Vec<(wasmtime::EngineWeak, Arc<CpuLevels>)>;
