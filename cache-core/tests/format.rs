@@ -2,7 +2,8 @@
 //!
 //! `tests/fixtures/v1-*.bin` were written by warmcache-core 0.1.0 (envelope format version 1,
 //! before compute times were a field), `v2-*.bin` by the last release writing version 2 (before
-//! signatures), both with `Integrity::seal_at`, and are committed as they are.
+//! signatures), `v3-*.bin` by the last release writing version 3 (before key inputs), all with
+//! `Integrity::seal_at`, and are committed as they are.
 //! A change that stops this release reading them fails here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -34,6 +35,11 @@ fn version_1_entries_still_verify() {
 #[test]
 fn version_2_entries_still_verify() {
     fixtures_verify(2, 4321);
+}
+
+#[test]
+fn version_3_entries_still_verify() {
+    fixtures_verify(3, 4321);
 }
 
 /// The fixtures of format `version`, written with compute time `compute_ms`, verify, decode
