@@ -163,6 +163,7 @@ mod tests {
                     created_ms: 0,
                     compute_ms: 0,
                     producer: String::new(),
+                    inputs: String::new(),
                     keyed: false,
                     signer: None,
                     by_previous_key: false,

@@ -81,8 +81,9 @@ pub use cache::{Cache, CacheBuilder, ComputeError, Exec, FAILURE_KIND, Failure, 
 pub use codec::{BytesCodec, Codec, PostcardCodec};
 pub use entry::Entry;
 pub use envelope::{
-    Compression, EnvelopeMeta, FORMAT_VERSION, Integrity, MAX_PRODUCER_LEN, MAX_TRAILER_LEN,
-    MIN_SECRET_LEN, Origin, Trust, VerifyError, WeakSecret, inspect, inspect_trailer, is_namespace,
+    Compression, EnvelopeMeta, FORMAT_VERSION, Integrity, MAX_INPUTS_LEN, MAX_PRODUCER_LEN,
+    MAX_TRAILER_LEN, MIN_SECRET_LEN, Origin, Trust, VerifyError, WeakSecret, inspect,
+    inspect_trailer, is_namespace,
 };
 pub use error::{BoxError, Context, Error, ErrorKind, Op, Result};
 pub use files::VerifiedFiles;

@@ -10,7 +10,7 @@
 
 use warmcache_core::bytes::Bytes;
 use warmcache_core::{
-    Compression, FORMAT_VERSION, Integrity, KeyBuilder, Origin, SigningKey, inspect,
+    Compression, FORMAT_VERSION, Integrity, KeyBuilder, MAX_INPUTS_LEN, Origin, SigningKey, inspect,
 };
 
 const SECRET: &[u8] = b"warmcache fixture secret, 32 bytes or more";
@@ -81,17 +81,42 @@ fn fixtures_verify(version: u16, compute_ms: u64) {
 }
 
 #[test]
-fn this_release_writes_version_3_and_signs_when_it_has_a_key() {
-    let key = KeyBuilder::new("fixture").str("v3").finish();
+fn this_release_writes_version_4_with_key_inputs_and_signs_when_it_has_a_key() {
+    let key = KeyBuilder::new("fixture").str("v4").finish();
     let origin = Origin::new(2, "warmcache-core 0.1.0 compile_ms=1234").compute_ms(4321);
     let sealed =
         Integrity::plain().seal_at(&key, &origin, CREATED_MS, &payload(), Compression::None);
     let meta = inspect(&sealed).unwrap();
-    assert_eq!(FORMAT_VERSION, 3);
-    assert_eq!((meta.version, meta.compute_ms), (3, 4321));
-    assert_eq!(meta.signer, None);
-    // Unsigned, version 3 is as long as version 2; a signature adds its signer and itself.
-    assert_eq!(sealed.len(), fixture("v2-plain.bin").len());
+    assert_eq!(FORMAT_VERSION, 4);
+    assert_eq!((meta.version, meta.compute_ms), (4, 4321));
+    assert_eq!((meta.signer, meta.inputs.as_str()), (None, ""));
+    // Version 4 adds the inputs' length and the inputs to version 3's metadata.
+    assert_eq!(sealed.len(), fixture("v3-plain.bin").len() + 2);
+    let inputs = "schema=1\nopt_level=speed\ncontent=ab12";
+    let described = Integrity::keyed(SECRET).seal_at(
+        &key,
+        &origin.clone().inputs(inputs),
+        CREATED_MS,
+        &payload(),
+        Compression::None,
+    );
+    assert_eq!(sealed.len() + inputs.len(), described.len());
+    let entry = Integrity::keyed(SECRET).open(&key, &described).unwrap();
+    assert_eq!(entry.meta().inputs, inputs);
+    assert_eq!(entry.payload(), &payload()[..]);
+    // Inputs over the limit are cut at a line: no field is recorded half.
+    let long: String = (0..400).map(|i| format!("field{i}=value{i}\n")).collect();
+    let cut = inspect(&Integrity::plain().seal_at(
+        &key,
+        &origin.clone().inputs(long.as_str()),
+        CREATED_MS,
+        &payload(),
+        Compression::None,
+    ))
+    .unwrap()
+    .inputs;
+    assert!(cut.len() <= MAX_INPUTS_LEN && !cut.is_empty());
+    assert!(long.starts_with(&cut) && long[cut.len()..].starts_with('\n'));
     let signer = SigningKey::generate().unwrap();
     let signed = Integrity::plain().signing(signer.clone()).seal_at(
         &key,

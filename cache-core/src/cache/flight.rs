@@ -373,6 +373,7 @@ pub(super) fn fresh_entry(key: &CacheKey, origin: &Origin, payload: Bytes) -> En
             created_ms: 0,
             compute_ms: origin.compute_ms,
             producer: origin.producer.clone(),
+            inputs: origin.inputs.clone(),
             keyed: false,
             signer: None,
             by_previous_key: false,

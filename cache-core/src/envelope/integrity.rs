@@ -8,8 +8,8 @@ use bytes::{Bytes, BytesMut};
 use super::layout::{MetaFields, Parsed, entry_of, hash_into, parse, payload_hash};
 use super::{
     Compression, EnvelopeMeta, FLAG_KEYED, FLAG_SIGNED, FLAG_ZSTD, FOOTER_LEN, FORMAT_VERSION,
-    Integrity, MAC_CONTEXT, MAGIC, MAX_DECODED_LEN, MAX_PRODUCER_LEN, META_FIXED_LEN,
-    META_FIXED_LEN_V1, MIN_SECRET_LEN, Origin, SIGNATURE_BLOCK_LEN, Trust, VerifyError, WeakSecret,
+    Integrity, MAC_CONTEXT, MAGIC, MAX_DECODED_LEN, MAX_INPUTS_LEN, MAX_PRODUCER_LEN,
+    META_FIXED_LEN, MIN_SECRET_LEN, Origin, SIGNATURE_BLOCK_LEN, Trust, VerifyError, WeakSecret,
     key_id_of, now_ms,
 };
 use crate::entry::Entry;
@@ -222,6 +222,7 @@ impl Integrity {
             created_ms,
             compute_ms: origin.compute_ms,
             producer: &producer.as_bytes()[..cut],
+            inputs: cut_inputs(&origin.inputs).as_bytes(),
         };
         self.assemble(
             stored,
@@ -242,7 +243,7 @@ impl Integrity {
         signer: Option<&SigningKey>,
         keyed: bool,
     ) -> Bytes {
-        let meta_len = META_FIXED_LEN + fields.producer.len();
+        let meta_len = META_FIXED_LEN + fields.producer.len() + 2 + fields.inputs.len();
         let sig_len = if signer.is_some() {
             SIGNATURE_BLOCK_LEN
         } else {
@@ -258,6 +259,8 @@ impl Integrity {
         out.extend_from_slice(&fields.compute_ms.to_le_bytes());
         out.extend_from_slice(&(fields.producer.len() as u16).to_le_bytes());
         out.extend_from_slice(fields.producer);
+        out.extend_from_slice(&(fields.inputs.len() as u16).to_le_bytes());
+        out.extend_from_slice(fields.inputs);
         let mut flags = 0;
         if compressed {
             flags |= FLAG_ZSTD;
@@ -290,7 +293,7 @@ impl Integrity {
         out.freeze()
     }
 
-    /// A version-3 tag: over the payload's hash and the trailer before the tag.
+    /// A tag of versions 3 and 4: over the payload's hash and the trailer before the tag.
     pub(super) fn tag_v3(
         &self,
         keyed: bool,
@@ -569,19 +572,14 @@ impl Integrity {
     fn rebuild(&self, stored: &Bytes, keyed: bool) -> Result<Bytes, VerifyError> {
         let parsed = parse(stored)?;
         let meta = &parsed.meta;
-        let fixed = if meta.version == 1 {
-            META_FIXED_LEN_V1
-        } else {
-            META_FIXED_LEN
-        };
-        let producer = &stored[parsed.meta_range.start + fixed..parsed.meta_range.end];
         let fields = MetaFields {
             kind: meta.kind,
             key: &meta.key,
             decoded_len: meta.decoded_len,
             created_ms: meta.created_ms,
             compute_ms: meta.compute_ms,
-            producer,
+            producer: &stored[parsed.producer.clone()],
+            inputs: &stored[parsed.inputs.clone()],
         };
         Ok(self.assemble(
             &stored[parsed.payload.clone()],
@@ -611,4 +609,17 @@ impl Integrity {
         let (meta, range) = self.verify_for(trust, expected, kind, bytes)?;
         entry_of(meta, bytes, range)
     }
+}
+
+/// `inputs` cut to [`MAX_INPUTS_LEN`] bytes at the end of a line: a cut field is dropped
+/// whole rather than recorded wrong.
+fn cut_inputs(inputs: &str) -> &str {
+    if inputs.len() <= MAX_INPUTS_LEN {
+        return inputs;
+    }
+    let mut cut = MAX_INPUTS_LEN;
+    while !inputs.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    inputs[..cut].rfind('\n').map_or("", |end| &inputs[..end])
 }

@@ -7,8 +7,8 @@ use bytes::Bytes;
 
 use super::{
     EnvelopeMeta, FLAG_KEYED, FLAG_SIGNED, FLAG_ZSTD, FOOTER_LEN, FORMAT_VERSION, MAGIC,
-    MAX_DECODED_LEN, MAX_PRODUCER_LEN, META_FIXED_LEN, META_FIXED_LEN_V1, SIGNATURE_BLOCK_LEN,
-    VerifyError,
+    MAX_DECODED_LEN, MAX_INPUTS_LEN, MAX_PRODUCER_LEN, META_FIXED_LEN, META_FIXED_LEN_V1,
+    SIGNATURE_BLOCK_LEN, VerifyError,
 };
 use crate::entry::Entry;
 use crate::key::CacheKey;
@@ -19,6 +19,9 @@ pub(super) struct Parsed {
     pub(super) payload: Range<usize>,
     /// Where the metadata is (it ends where the signature block or the footer starts).
     pub(super) meta_range: Range<usize>,
+    /// Where the producer and the inputs are, within the metadata.
+    pub(super) producer: Range<usize>,
+    pub(super) inputs: Range<usize>,
     pub(super) flags: u16,
     /// The signer's public key and the signature, when signed.
     pub(super) signature: Option<([u8; 32], [u8; 64])>,
@@ -94,7 +97,7 @@ fn parse_footer(bytes: &[u8]) -> Result<Footer, VerifyError> {
     let version = u16_at(bytes, at + 4);
     let fixed = match version {
         1 => META_FIXED_LEN_V1,
-        2 | FORMAT_VERSION => META_FIXED_LEN,
+        2..=FORMAT_VERSION => META_FIXED_LEN,
         other => return Err(VerifyError::UnsupportedVersion(other)),
     };
     let flags = u16_at(bytes, at + 6);
@@ -106,7 +109,12 @@ fn parse_footer(bytes: &[u8]) -> Result<Footer, VerifyError> {
         return Err(VerifyError::BadLayout("unknown flags"));
     }
     let meta_len = u32_at(bytes, at) as usize;
-    if !(fixed..=fixed + MAX_PRODUCER_LEN).contains(&meta_len) {
+    let inputs = if version >= 4 {
+        2..=2 + MAX_INPUTS_LEN
+    } else {
+        0..=0
+    };
+    if !(fixed + inputs.start()..=fixed + MAX_PRODUCER_LEN + inputs.end()).contains(&meta_len) {
         return Err(VerifyError::BadLayout("metadata length out of range"));
     }
     Ok(Footer {
@@ -159,9 +167,21 @@ pub(super) fn parse_tail(bytes: &[u8], entry_len: u64) -> Result<Parsed, VerifyE
     if decoded_len > MAX_DECODED_LEN {
         return Err(VerifyError::BadLayout("decoded length over the limit"));
     }
-    if fixed + producer_len != meta_len {
+    let producer_end = fixed + producer_len;
+    let inputs = if version >= 4 {
+        // The fixed part, the producer, then the inputs' length and the inputs.
+        if producer_end + 2 > meta_len {
+            return Err(VerifyError::BadLayout(
+                "producer length disagrees with metadata length",
+            ));
+        }
+        producer_end + 2..producer_end + 2 + u16_at(meta, producer_end) as usize
+    } else {
+        producer_end..producer_end
+    };
+    if inputs.end != meta_len || producer_len > MAX_PRODUCER_LEN {
         return Err(VerifyError::BadLayout(
-            "producer length disagrees with metadata length",
+            "producer and inputs lengths disagree with metadata length",
         ));
     }
     if payload_len != offset + meta_start as u64 {
@@ -169,7 +189,8 @@ pub(super) fn parse_tail(bytes: &[u8], entry_len: u64) -> Result<Parsed, VerifyE
             "payload length disagrees with entry size",
         ));
     }
-    let producer = String::from_utf8_lossy(&meta[fixed..]).into_owned();
+    let producer = String::from_utf8_lossy(&meta[fixed..producer_end]).into_owned();
+    let input_text = String::from_utf8_lossy(&meta[inputs.clone()]).into_owned();
     let mut tag = [0u8; 32];
     tag.copy_from_slice(&bytes[len - 32..]);
     Ok(Parsed {
@@ -183,12 +204,15 @@ pub(super) fn parse_tail(bytes: &[u8], entry_len: u64) -> Result<Parsed, VerifyE
             created_ms,
             compute_ms,
             producer,
+            inputs: input_text,
             keyed: flags & FLAG_KEYED != 0,
             signer: signature.as_ref().map(|(signer, _)| signing::id_of(signer)),
             by_previous_key: false,
         },
         payload: 0..meta_start,
         meta_range: meta_start..meta_end,
+        producer: meta_start + fixed..meta_start + producer_end,
+        inputs: meta_start + inputs.start..meta_start + inputs.end,
         flags,
         signature,
         tagged_len: len - 32,
@@ -204,6 +228,7 @@ pub(super) struct MetaFields<'a> {
     pub(super) created_ms: u64,
     pub(super) compute_ms: u64,
     pub(super) producer: &'a [u8],
+    pub(super) inputs: &'a [u8],
 }
 
 /// The blake3 hash of a stored payload, on several cores when large.

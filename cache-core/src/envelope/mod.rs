@@ -9,15 +9,18 @@
 //!
 //! ```text
 //! payload        payload_len bytes (as stored: compressed when flags say so)
-//! meta (v2, v3)  kind u32 | key [32] | payload_len u64 | decoded_len u64 | created_ms u64
-//!                | compute_ms u64 | producer_len u16 | producer
-//! meta (v1)      the same without compute_ms
+//! meta (v4)      kind u32 | key [32] | payload_len u64 | decoded_len u64 | created_ms u64
+//!                | compute_ms u64 | producer_len u16 | producer | inputs_len u16 | inputs
+//! meta (v2, v3)  the same without inputs_len and inputs
+//! meta (v1)      the same as v2 without compute_ms
 //! signature      (v3, when flag bit 2 is set) signer's public key [32] | Ed25519 signature [64]
 //! footer (48 B)  meta_len u32 | version u16 | flags u16 | magic "WRMCACHE" | tag [32]
 //! ```
 //!
-//! This release writes version 3 and reads versions 1 to 3; committed fixtures of versions 1
-//! and 2 (`tests/fixtures/v*.bin`) keep verifying, so a format change cannot slip in unnoticed.
+//! This release writes version 4 and reads versions 1 to 4; committed fixtures of versions 1
+//! to 3 (`tests/fixtures/v*.bin`) keep verifying, so a format change cannot slip in unnoticed.
+//! Version 4 added `inputs`: what the key was derived from, in readable `name=value` lines
+//! ([`Origin::inputs`]), so that a miss can be explained.
 //!
 //! All integers are little-endian. Flags: bit 0, the tag is a keyed MAC; bit 1, the payload is
 //! a zstd frame that decodes to `decoded_len` bytes; bit 2, a signature follows the metadata.
@@ -52,13 +55,15 @@ use layout::{parse, parse_tail};
 /// Identifies the envelope format at the end of every entry.
 const MAGIC: [u8; 8] = *b"WRMCACHE";
 /// The envelope format version this release writes.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 /// The oldest format version this release reads.
 const OLDEST_READ_VERSION: u16 = 1;
 /// Bytes of the fixed footer.
 const FOOTER_LEN: usize = 4 + 2 + 2 + 8 + 32;
 /// Longest producer string kept; longer ones are cut at a character boundary.
 pub const MAX_PRODUCER_LEN: usize = 256;
+/// Longest key-inputs text kept ([`Origin::inputs`]); longer ones are cut at a line boundary.
+pub const MAX_INPUTS_LEN: usize = 2048;
 /// Fixed part of the metadata in version 1 (without `compute_ms`).
 const META_FIXED_LEN_V1: usize = 4 + 32 + 8 + 8 + 8 + 2;
 /// Fixed part of the metadata in version 2.
@@ -73,7 +78,7 @@ const MAX_DECODED_LEN: u64 = 4 << 30;
 /// The most bytes an entry's trailer (metadata and footer) takes: reading this many from its
 /// end is enough for [`inspect_trailer`].
 pub const MAX_TRAILER_LEN: usize =
-    FOOTER_LEN + SIGNATURE_BLOCK_LEN + META_FIXED_LEN + MAX_PRODUCER_LEN;
+    FOOTER_LEN + SIGNATURE_BLOCK_LEN + META_FIXED_LEN + MAX_PRODUCER_LEN + 2 + MAX_INPUTS_LEN;
 
 /// How a payload is stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -211,6 +216,11 @@ pub struct EnvelopeMeta {
     pub compute_ms: u64,
     /// Who produced it, for example `"wasmtime 48.0.8 x86_64-linux"`.
     pub producer: String,
+    /// What its key was derived from, as `name=value` lines ([`Origin::inputs`]); empty when
+    /// the producer recorded nothing, and for entries of format versions 1 to 3. Known
+    /// without verification (as by [`inspect`]) it is only a claim, fit for explaining a miss.
+    #[serde(default)]
+    pub inputs: String,
     /// Whether the tag is a keyed MAC.
     pub keyed: bool,
     /// The [`id`](PublicKey::id) of the key that signed the entry, if it is signed. Known
@@ -233,21 +243,31 @@ pub struct Origin {
     pub producer: String,
     /// How long computing the value took, in milliseconds.
     pub compute_ms: u64,
+    /// What the key was derived from, as `name=value` lines (cut to [`MAX_INPUTS_LEN`]).
+    pub inputs: String,
 }
 
 impl Origin {
-    /// An origin of `kind` by `producer`, with no compute time recorded.
+    /// An origin of `kind` by `producer`, with no compute time or inputs recorded.
     pub fn new(kind: u32, producer: impl Into<String>) -> Self {
         Self {
             kind,
             producer: producer.into(),
             compute_ms: 0,
+            inputs: String::new(),
         }
     }
 
     /// Records how long computing the value took.
     pub fn compute_ms(mut self, ms: u64) -> Self {
         self.compute_ms = ms;
+        self
+    }
+
+    /// Records what the key was derived from, as `name=value` lines, so that a reader with
+    /// other inputs can say which differ (one line per field; values without line breaks).
+    pub fn inputs(mut self, inputs: impl Into<String>) -> Self {
+        self.inputs = inputs.into();
         self
     }
 }

@@ -281,6 +281,7 @@ impl Tiered {
             kind: meta.kind,
             producer: meta.producer.clone(),
             compute_ms: meta.compute_ms,
+            inputs: meta.inputs.clone(),
         };
         let writes = self.tiers[..found_at]
             .iter()
