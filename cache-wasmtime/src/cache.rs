@@ -21,6 +21,7 @@ use wasmtime::{Engine, Module};
 
 use crate::artifact::{Artifact, Detected, detect};
 use crate::error::{Error, Result};
+use crate::explain::{self, Field, KEY_SCHEMA};
 use crate::input::{Opened, Wasm};
 use crate::isolate::Isolation;
 use crate::key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION};
@@ -181,6 +182,7 @@ impl<A: Artifact> WasmCacheBuilder<A> {
             engines: parking_lot::RwLock::new(Vec::new()),
             isolation: self.isolation.map(Arc::new),
             levels: parking_lot::RwLock::new(Vec::new()),
+            descriptions: parking_lot::RwLock::new(Vec::new()),
         }
     }
 }
@@ -219,6 +221,8 @@ pub struct WasmCache<A: Artifact> {
     isolation: Option<Arc<Isolation>>,
     /// The CPU levels engines look up instead of their own key ([`Self::use_cpu_levels`]).
     levels: parking_lot::RwLock<LevelsOf>,
+    /// Engine settings recorded in entries ([`Self::describe_engine`]).
+    descriptions: parking_lot::RwLock<Vec<(wasmtime::EngineWeak, Vec<Field>)>>,
 }
 
 impl<A: Artifact> std::fmt::Debug for WasmCache<A> {
@@ -384,7 +388,7 @@ impl<A: Artifact> WasmCache<A> {
 
     async fn precompile_once(&self, engine: &Engine, opened: Opened<'_>) -> Result<Precompiled> {
         let content = opened.content;
-        let key = self.key(engine, &content, opened.extras());
+        let (key, inputs) = self.key_and_inputs(engine, &content, opened.extras());
         if let Some(found) = self.cache.tiers().get(&key, A::KIND.envelope_kind()).await {
             return Ok(Precompiled {
                 key,
@@ -399,11 +403,14 @@ impl<A: Artifact> WasmCache<A> {
         })?;
         check_kind::<A>(content, &wasm)?;
         let compiled = async {
-            compile::<A>(engine, self.isolation.as_ref(), content, wasm, Exec::Inline)
+            compile_artifact::<A>(engine, self.isolation.as_ref(), content, wasm, Exec::Inline)
                 .await
                 .map(Bytes::from)
         };
-        let (artifact, took) = self.cache.compute_and_store(key, compiled).await?;
+        let (artifact, took) = self
+            .cache
+            .compute_and_store(key, explain::text(&inputs), compiled)
+            .await?;
         Ok(Precompiled {
             key,
             already_cached: false,
@@ -460,6 +467,86 @@ impl<A: Artifact> WasmCache<A> {
         let mut engines = self.engines.write();
         engines.retain(|(weak, _)| weak.upgrade().is_some_and(|e| !Engine::same(&e, engine)));
         engines.push((engine.weak(), key));
+        drop(engines);
+        if self.description(engine).is_empty() {
+            // What the pinned key stands for is the caller's to describe.
+            self.describe_engine(engine, [("cpu", "pinned key"), ("target", "pinned key")]);
+        }
+    }
+
+    /// Records `fields` (name and value, such as `("opt_level", "speed")`) as the settings of
+    /// `engine` in every entry compiled with it, so that [`explain`](Self::explain) can name
+    /// the setting in which two configurations differ. wasmtime does not expose most of an
+    /// engine's settings, so only described ones are named; the others still differ in the
+    /// recorded engine digest. A field named `target` or `cpu` replaces the one this cache
+    /// records by default (this host's triple, `native`).
+    pub fn describe_engine<N: Into<String>, V: Into<String>>(
+        &self,
+        engine: &Engine,
+        fields: impl IntoIterator<Item = (N, V)>,
+    ) {
+        let fields = fields
+            .into_iter()
+            .map(|(n, v)| (n.into(), v.into()))
+            .collect();
+        let mut all = self.descriptions.write();
+        all.retain(|(weak, _)| weak.upgrade().is_some_and(|e| !Engine::same(&e, engine)));
+        all.push((engine.weak(), fields));
+    }
+
+    fn description(&self, engine: &Engine) -> Vec<Field> {
+        self.descriptions
+            .read()
+            .iter()
+            .find_map(|(weak, fields)| {
+                weak.upgrade()
+                    .filter(|e| Engine::same(e, engine))
+                    .map(|_| fields.clone())
+            })
+            .unwrap_or_default()
+    }
+
+    /// The key `engine` derives for `content` with `extras` (for CPU levels, the best
+    /// level's), and the fields it is derived from.
+    pub(crate) fn key_and_inputs(
+        &self,
+        engine: &Engine,
+        content: &ContentHash,
+        extras: &[u8],
+    ) -> (CacheKey, Vec<Field>) {
+        let levels = self.levels_of(engine);
+        let engine_key = match &levels {
+            Some(levels) => levels.best_key(),
+            None => self.engine_key(engine),
+        };
+        let mut fields: Vec<Field> = [
+            ("schema", KEY_SCHEMA.to_owned()),
+            ("kind", A::KIND.as_str().to_owned()),
+            ("wasmtime", WASMTIME_VERSION.to_owned()),
+            ("target", crate::CompileTarget::host_triple()),
+            ("cpu", "native".to_owned()),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect();
+        let mut set = |name: &str, value: String| match fields.iter_mut().find(|(n, _)| n == name) {
+            Some(field) => field.1 = value,
+            None => fields.push((name.to_owned(), value)),
+        };
+        for (name, value) in self.description(engine) {
+            set(&name, value);
+        }
+        if let Some(levels) = &levels {
+            set("target", levels.best_triple().to_owned());
+            set("cpu", levels.best().name().to_owned());
+        }
+        set("content", content.to_string());
+        set("extras", hex::encode(extras));
+        set("engine", engine_key.digest().to_string());
+        (
+            engine_key.artifact_key(&self.namespace, content, extras),
+            fields,
+        )
     }
 
     /// Makes `engine` look up artifacts by CPU level instead of by its own key: the best of
@@ -528,8 +615,12 @@ impl<A: Artifact> WasmCache<A> {
         if let Some(levels) = self.levels_of(engine) {
             return self.obtain_level(engine, &levels, opened, exec).await;
         }
-        let key = self.key(engine, &opened.content, opened.extras());
-        self.obtain_once(engine, engine, key, opened, exec).await
+        let (key, inputs) = self.key_and_inputs(engine, &opened.content, opened.extras());
+        let compile = Compile {
+            engine,
+            inputs: explain::text(&inputs),
+        };
+        self.obtain_once(engine, compile, key, opened, exec).await
     }
 
     /// The best level present, else compiled for the best level.
@@ -549,19 +640,23 @@ impl<A: Artifact> WasmCache<A> {
                 return Ok(found);
             }
         }
-        let best = key_of(levels.best_key());
+        let (best, inputs) = self.key_and_inputs(engine, &content, &extras);
+        let compile = Compile {
+            engine: levels.compiler(),
+            inputs: explain::text(&inputs),
+        };
         let artifact = self
-            .obtain_once(engine, levels.compiler(), best, opened, exec)
+            .obtain_once(engine, compile, best, opened, exec)
             .await?;
         levels.count(0);
         Ok(artifact)
     }
 
-    /// One request for `key`: `engine` loads, `compiler` compiles on a miss.
+    /// One request for `key`: `engine` loads, `compile` says how to compile on a miss.
     async fn obtain_once(
         &self,
         engine: &Engine,
-        compiler: &Engine,
+        compile: Compile<'_>,
         key: CacheKey,
         opened: Opened<'_>,
         exec: Exec,
@@ -572,9 +667,10 @@ impl<A: Artifact> WasmCache<A> {
             // The wrong kind of binary is this caller's input, detected without compiling.
             check_kind::<A>(content, &wasm).map_err(Failure::Input)?;
             let shared = |e: Error| Failure::Compute(ComputeError::failed(key, e));
-            let artifact = compile::<A>(compiler, self.isolation.as_ref(), content, wasm, exec)
-                .await
-                .map_err(shared)?;
+            let artifact =
+                compile_artifact::<A>(compile.engine, self.isolation.as_ref(), content, wasm, exec)
+                    .await
+                    .map_err(shared)?;
             // SAFETY: `artifact` was just produced by `precompile`, in this process or in the
             // worker this cache was configured to run (its own program, over private pipes).
             #[allow(unsafe_code)]
@@ -586,10 +682,7 @@ impl<A: Artifact> WasmCache<A> {
                     source: Arc::new(e),
                 })
             })?;
-            Ok(Produced {
-                value: artifact_value,
-                payload: Some(Bytes::from(artifact)),
-            })
+            Ok(Produced::new(artifact_value, Some(Bytes::from(artifact))).inputs(compile.inputs))
         };
         match self.cache.get_or_produce(engine, key, exec, produce).await {
             Ok(artifact) => Ok(artifact),
@@ -637,7 +730,13 @@ fn check_kind<A: Artifact>(content: ContentHash, wasm: &[u8]) -> Result<()> {
 
 /// Compiles `wasm` into artifact bytes, in this process or in `isolation`'s worker, on Tokio's
 /// blocking pool for [`Exec::Blocking`].
-async fn compile<A: Artifact>(
+/// How a miss compiles: with which engine, and the key's inputs to record.
+struct Compile<'e> {
+    engine: &'e Engine,
+    inputs: String,
+}
+
+async fn compile_artifact<A: Artifact>(
     engine: &Engine,
     isolation: Option<&Arc<Isolation>>,
     content: ContentHash,

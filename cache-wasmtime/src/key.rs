@@ -149,6 +149,11 @@ impl EngineKey {
         Self(builder.finish())
     }
 
+    /// The digest itself (recorded in entries as the `engine` field).
+    pub(crate) fn digest(&self) -> CacheKey {
+        self.0
+    }
+
     /// An engine key from an already finished digest (see [`CompileTarget::engine_key`](crate::CompileTarget::engine_key)).
     pub(crate) fn from_key(key: CacheKey) -> Self {
         Self(key)

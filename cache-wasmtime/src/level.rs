@@ -245,6 +245,8 @@ fn host_has(setting: &str) -> bool {
 #[derive(Debug)]
 pub struct CpuLevels {
     levels: Vec<(CpuLevel, EngineKey)>,
+    /// The target triple of the best level, recorded in the entries compiled for it.
+    best_triple: String,
     compiler: Engine,
     used: Vec<AtomicU64>,
     last: AtomicU64,
@@ -286,6 +288,7 @@ impl CpuLevels {
                 message: format!("{e:#}"),
             })?;
         Ok(Self {
+            best_triple: best.triple().to_owned(),
             used: levels.iter().map(|_| AtomicU64::new(0)).collect(),
             levels,
             compiler,
@@ -301,6 +304,10 @@ impl CpuLevels {
     /// The best level: the one compiled for on a miss.
     pub fn best(&self) -> CpuLevel {
         self.levels[0].0
+    }
+
+    pub(crate) fn best_triple(&self) -> &str {
+        &self.best_triple
     }
 
     pub(crate) fn best_key(&self) -> EngineKey {

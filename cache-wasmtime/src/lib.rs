@@ -48,6 +48,7 @@
 mod artifact;
 mod cache;
 mod error;
+mod explain;
 mod incremental;
 mod input;
 mod instances;
@@ -63,6 +64,7 @@ pub use cache::{
     ComponentCache, DEFAULT_LIVE_CAPACITY, ModuleCache, Precompiled, WasmCache, WasmCacheBuilder,
 };
 pub use error::{Error, Limit, Result};
+pub use explain::{Difference, Explanation, Field, Found};
 pub use incremental::IncrementalCache;
 pub use input::Wasm;
 pub use instances::{

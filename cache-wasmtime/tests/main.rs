@@ -11,6 +11,7 @@ mod s3;
 mod coordination;
 mod corpus;
 mod cotenant;
+mod explain;
 mod fleet;
 mod flights;
 mod format;

@@ -167,7 +167,11 @@ where
         // The one place a computation runs: a panic is caught, published, and resumed.
         let produced = AssertUnwindSafe(produce()).catch_unwind().await;
         let compute_nanos = nanos(started);
-        let Produced { value, payload } = match produced {
+        let Produced {
+            value,
+            payload,
+            inputs,
+        } = match produced {
             Ok(Ok(produced)) => produced,
             Ok(Err(failure)) => {
                 return Err(self
@@ -193,7 +197,7 @@ where
             key,
             Some(&value),
             payload,
-            compute_nanos / 1_000_000,
+            self.origin(compute_nanos / 1_000_000, inputs),
             claim,
             |entry| {
                 publish(&mut guard, shared(entry));
@@ -295,7 +299,7 @@ where
         key: CacheKey,
         value: Option<&V>,
         payload: Option<Bytes>,
-        compute_ms: u64,
+        origin: Origin,
         claim: Claim,
         publish: impl FnOnce(Option<Entry>),
     ) {
@@ -317,7 +321,6 @@ where
         if let Some(value) = value {
             self.live_insert(key, value);
         }
-        let origin = Origin::new(self.codec.kind(), self.producer.clone()).compute_ms(compute_ms);
         publish(
             payload
                 .as_ref()
@@ -327,6 +330,13 @@ where
             Some(payload) => self.tiers.put_claimed(&key, &origin, &payload, claim).await,
             None => claim.release().await,
         }
+    }
+
+    /// The origin of a value of this cache's codec computed in `compute_ms` from `inputs`.
+    pub(super) fn origin(&self, compute_ms: u64, inputs: String) -> Origin {
+        Origin::new(self.codec.kind(), self.producer.clone())
+            .compute_ms(compute_ms)
+            .inputs(inputs)
     }
 
     /// A value decoded from a stored entry: into the live tier, and to the flight's waiters.

@@ -111,14 +111,35 @@ pub enum Failure<X> {
     Input(X),
 }
 
-/// What an adapter's computation produced: the value, and optionally the payload to store.
-/// Without a payload the cache encodes the value with its codec.
+/// What an adapter's computation produced: the value, optionally the payload to store, and
+/// what its key was derived from. Without a payload the cache encodes the value with its codec.
 #[derive(Debug, Clone)]
 pub struct Produced<V> {
     /// The value handed to the caller.
     pub value: V,
     /// The bytes to store (the codec's encoding of `value`), when the computation has them.
     pub payload: Option<Bytes>,
+    /// What the key was derived from, as `name=value` lines, recorded in the stored entry
+    /// ([`Origin::inputs`](crate::Origin::inputs)) so a miss elsewhere can be explained; empty
+    /// records nothing.
+    pub inputs: String,
+}
+
+impl<V> Produced<V> {
+    /// `value`, with `payload` to store (or `None`: encoded by the codec) and no inputs.
+    pub fn new(value: V, payload: Option<Bytes>) -> Self {
+        Self {
+            value,
+            payload,
+            inputs: String::new(),
+        }
+    }
+
+    /// Records what the key was derived from (see [`inputs`](Self::inputs)).
+    pub fn inputs(mut self, inputs: impl Into<String>) -> Self {
+        self.inputs = inputs.into();
+        self
+    }
 }
 
 /// Where a request decodes entries.
@@ -387,8 +408,15 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
     /// incremental cache). The caller vouches for the key.
     pub async fn insert(&self, key: CacheKey, value: V) {
         self.counters.inserts.add(1);
-        self.store(key, Some(&value), None, 0, Claim::none(), drop)
-            .await;
+        self.store(
+            key,
+            Some(&value),
+            None,
+            self.origin(0, String::new()),
+            Claim::none(),
+            drop,
+        )
+        .await;
     }
 
     /// Runs `compute` outside any flight, counts it as a computation (its time, and whether it
@@ -403,6 +431,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
     pub async fn compute_and_store<E>(
         &self,
         key: CacheKey,
+        inputs: impl Into<String>,
         compute: impl Future<Output = Result<Bytes, E>>,
     ) -> Result<(Bytes, std::time::Duration), E> {
         let started = Instant::now();
@@ -415,7 +444,7 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
             key,
             None,
             Some(payload.clone()),
-            compute_ms,
+            self.origin(compute_ms, inputs.into()),
             Claim::none(),
             drop,
         )
@@ -545,10 +574,7 @@ where
     {
         let produce = || async move {
             compute()
-                .map(|value| Produced {
-                    value,
-                    payload: None,
-                })
+                .map(|value| Produced::new(value, None))
                 .map_err(|e| {
                     Failure::<std::convert::Infallible>::Compute(ComputeError::failed(key, e))
                 })

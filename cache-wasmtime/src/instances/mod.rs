@@ -280,10 +280,7 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
                     },
                 ))
             })?;
-            Ok(Produced {
-                value: pre,
-                payload: None,
-            })
+            Ok(Produced::new(pre, None))
         };
         match self
             .prepared
