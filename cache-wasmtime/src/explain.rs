@@ -80,7 +80,8 @@ impl fmt::Display for Difference {
 
 impl Explanation {
     /// One line on why this configuration misses: whether other configurations of the wasm
-    /// are stored, and the first one's differences.
+    /// are stored, and the first one's differences (this configuration's own entry, if
+    /// stored, is left out).
     pub fn summary(&self) -> String {
         let others: Vec<&Found> = self
             .entries
@@ -88,13 +89,7 @@ impl Explanation {
             .filter(|f| !f.differences.is_empty())
             .collect();
         let Some(first) = others.first() else {
-            return if self.entries.is_empty() {
-                "no configuration of this module is cached in any tier".to_owned()
-            } else {
-                "this configuration's entry is stored but was not used (it failed verification \
-                 or loading)"
-                    .to_owned()
-            };
+            return "no other configuration of this module is cached in any tier".to_owned();
         };
         let differences: Vec<String> = first.differences.iter().map(|d| d.to_string()).collect();
         let (s, verb) = if others.len() == 1 {

@@ -83,6 +83,6 @@ fn a_module_never_cached_says_so() {
     assert!(why.entries.is_empty());
     assert_eq!(
         why.summary(),
-        "no configuration of this module is cached in any tier"
+        "no other configuration of this module is cached in any tier"
     );
 }

@@ -69,6 +69,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: commands::stats::Format,
     },
+    /// Show the key this configuration derives for a module, field by field, and every entry of
+    /// the same module in every tier with the fields in which it differs: why a run missed.
+    Explain(commands::explain::Args),
     /// List entries: key, kind, size, producer, created, last used.
     Ls {
         /// Print JSON.
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
                 format
             },
         ),
+        Command::Explain(args) => commands::explain::run(&settings, args),
         Command::Ls { json } => commands::ls::run(&settings, json),
         Command::Verify { remove } => commands::verify::run(&settings, remove),
         Command::Audit(args) => commands::audit::run(&settings, args),

@@ -6,6 +6,7 @@ mod s3;
 
 mod cli;
 mod coordination;
+mod explain;
 mod operator;
 mod remote;
 mod targets;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod clear;
 pub mod compile_worker;
 pub mod config;
+pub mod explain;
 pub mod gc;
 pub mod keygen;
 pub mod ls;
@@ -68,6 +69,7 @@ pub fn engine(settings: &Settings) -> Result<Engine, Box<dyn std::error::Error>>
         engine,
         pinned,
         levels,
+        described: settings.engine.described(),
     })
 }
 
@@ -78,6 +80,8 @@ pub struct Engine {
     pinned: Option<warmcache_wasmtime::EngineKey>,
     /// With `cpu_level`: the levels looked up, and which answered.
     pub levels: Option<std::sync::Arc<warmcache_wasmtime::CpuLevels>>,
+    /// The settings recorded in entries.
+    described: Vec<(String, String)>,
 }
 
 impl Engine {
@@ -91,6 +95,7 @@ impl Engine {
         if let Some(levels) = &self.levels {
             cache.use_cpu_levels(&self.engine, std::sync::Arc::clone(levels));
         }
+        cache.describe_engine(&self.engine, self.described.clone());
     }
 
     /// The engine that compiles on a miss: the best CPU level's, or this one.

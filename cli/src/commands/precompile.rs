@@ -110,7 +110,7 @@ pub(super) fn collect(roots: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, std::i
 
 /// Reads a regular file without ever waiting on it: opened non-blocking (a FIFO or device would
 /// otherwise wait for a writer), then checked on the open descriptor.
-pub(super) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -171,8 +171,11 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
         let mut engines = Vec::new();
         for level in &args.cpu_levels {
             let (engine, key) = settings.engine.level_engine(*level)?;
+            let described = settings.engine.described_level(*level);
             modules.pin_engine_key(&engine, key);
             components.pin_engine_key(&engine, key);
+            modules.describe_engine(&engine, described.clone());
+            components.describe_engine(&engine, described);
             engines.push(engine);
         }
         engines

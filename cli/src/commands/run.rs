@@ -151,6 +151,13 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
                 started,
                 &configured,
             );
+            explain_miss(
+                verbose,
+                (&before, &after),
+                &configured,
+                instances.artifacts(),
+                &args,
+            );
             let code = run_module(&engine, &pre, builder.build_p1());
             finish(settings, instances.artifacts());
             code
@@ -173,6 +180,13 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
                 (&before, &after),
                 started,
                 &configured,
+            );
+            explain_miss(
+                verbose,
+                (&before, &after),
+                &configured,
+                instances.artifacts(),
+                &args,
             );
             let code = run_component(&engine, pre, builder.build());
             finish(settings, instances.artifacts());
@@ -238,6 +252,28 @@ fn report(
             args.file.display(),
             started.elapsed().as_secs_f64() * 1e3
         );
+    }
+}
+
+/// With `-v`, after a compile: one line on whether other configurations of the module are
+/// cached, and which field differs.
+fn explain_miss<A: warmcache_wasmtime::Artifact>(
+    verbose: u8,
+    (before, after): (&Stats, &Stats),
+    configured: &super::Engine,
+    cache: &WasmCache<A>,
+    args: &Args,
+) {
+    if verbose == 0 || after.computes == before.computes {
+        return;
+    }
+    let wasm = match super::precompile::read_regular(&args.file) {
+        Ok(wasm) => wasm,
+        Err(e) => return tracing::debug!("not explaining the miss: {e}"),
+    };
+    match super::explain::explain(configured, cache, &wasm) {
+        Ok(explanation) => eprintln!("warmcache: miss: {}", explanation.summary()),
+        Err(e) => tracing::debug!("not explaining the miss: {e}"),
     }
 }
 

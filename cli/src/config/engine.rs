@@ -161,6 +161,35 @@ impl EngineSettings {
         Ok((engine, key))
     }
 
+    /// The settings recorded in every entry compiled with them, so `explain` can name the one
+    /// in which two configurations differ (`WasmCache::describe_engine`).
+    pub fn described(&self) -> Vec<(String, String)> {
+        let mut fields = vec![
+            ("opt_level".to_owned(), self.opt_level.value.to_string()),
+            ("simd".to_owned(), self.simd.value.to_string()),
+            ("fuel".to_owned(), self.fuel.value.to_string()),
+            ("epochs".to_owned(), self.epochs.value.to_string()),
+            ("debug_info".to_owned(), self.debug_info.value.to_string()),
+        ];
+        if let Some(triple) = &self.target.value {
+            let cpu = match self.cranelift_set.value.is_empty() {
+                true => "baseline".to_owned(),
+                false => self.cranelift_set.value.join(","),
+            };
+            fields.push(("target".to_owned(), triple.clone()));
+            fields.push(("cpu".to_owned(), cpu));
+        }
+        fields
+    }
+
+    /// [`described`](Self::described) for an engine compiling for `level`.
+    pub fn described_level(&self, level: CpuLevel) -> Vec<(String, String)> {
+        let mut fields = self.described();
+        fields.push(("target".to_owned(), level.target().triple().to_owned()));
+        fields.push(("cpu".to_owned(), level.name().to_owned()));
+        fields
+    }
+
     /// The wasmtime configuration for these settings: with a target, compiling for it.
     pub fn wasmtime_config(&self) -> Result<wasmtime::Config, String> {
         let base = self.base_config();
