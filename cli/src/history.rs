@@ -2,6 +2,7 @@
 //! report hits and misses of earlier processes. Updated under a file lock by every command that
 //! uses the cache.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,9 +15,18 @@ const LOCK: &str = "stats.lock";
 /// Far more than any real history; a planted huge file (or a link to `/dev/zero`) is not read.
 const MAX_FILE_LEN: u64 = 16 << 20;
 
-/// Totals over all runs: the library's counters, summed ([`Stats::accumulate`]). A file of an
-/// older layout does not parse and is started afresh.
-pub type History = Stats;
+/// Totals over all runs: the library's counters, summed ([`Stats::accumulate`]), and the
+/// requests each CPU level answered (`cpu_level`). A file of an older layout does not parse and
+/// is started afresh.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct History {
+    #[serde(flatten)]
+    pub stats: Stats,
+    /// Requests answered by each CPU level, loaded or compiled, by level name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu_levels: BTreeMap<String, u64>,
+}
 
 /// Opens `path` without following a final symbolic link or blocking on a FIFO: the cache
 /// directory may be shared with others, who must not redirect our writes.
@@ -65,12 +75,24 @@ pub fn load(dir: &Path) -> History {
     read(dir)
 }
 
-/// Adds `stats` to the totals in `dir`.
-pub fn record(dir: &Path, stats: &[Stats]) -> std::io::Result<()> {
+/// Adds `stats`, and the requests `levels` answered, to the totals in `dir`.
+pub fn record(
+    dir: &Path,
+    stats: &[Stats],
+    levels: Option<&warmcache_wasmtime::CpuLevels>,
+) -> std::io::Result<()> {
     let _lock = lock(dir)?;
     let mut history = read(dir);
     for s in stats {
-        history.accumulate(s);
+        history.stats.accumulate(s);
+    }
+    for (level, n) in levels.map(|l| l.used()).unwrap_or_default() {
+        if n > 0 {
+            *history
+                .cpu_levels
+                .entry(level.name().to_owned())
+                .or_default() += n;
+        }
     }
     write(dir, &history)
 }
@@ -118,14 +140,14 @@ mod tests {
         let dangling = outside.path().join("created-through-lock");
         symlink(&dangling, dir.path().join(LOCK)).unwrap();
         assert!(
-            record(dir.path(), &[]).is_err(),
+            record(dir.path(), &[], None).is_err(),
             "a linked lock file was used"
         );
         std::fs::remove_file(dir.path().join(LOCK)).unwrap();
 
         symlink("/dev/zero", dir.path().join(FILE)).unwrap();
         assert_eq!(load(dir.path()), History::default());
-        record(dir.path(), &[]).unwrap();
+        record(dir.path(), &[], None).unwrap();
         assert_eq!(std::fs::read(&precious).unwrap(), b"do not touch");
         assert!(!dangling.exists());
         assert!(

@@ -192,6 +192,13 @@ impl Host {
             .unwrap()
     }
 
+    /// The requests each CPU level answered, from `stats --json`.
+    fn levels(&self) -> serde_json::Value {
+        let out = self.run(&["stats", "--json"]);
+        let stats: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+        stats["cpu_levels"].clone()
+    }
+
     /// Runs hello with `-v`: what it said about where the module came from.
     fn hello(&self) -> String {
         let out = self.run(&["-v", "run", common::hello().to_str().unwrap()]);
@@ -246,11 +253,14 @@ fn a_mixed_fleet_loads_the_best_precompiled_level_each_cpu_runs() {
             "{claim}: {how}"
         );
         assert!(!how.contains("compiled"), "{claim}: {how}");
+        assert_eq!(host.levels(), serde_json::json!({ loads: 1 }), "{claim}");
     }
     // A host claiming v1 finds nothing it can run: it compiles for v1 and shares that.
     let v1 = "cpu_level = \"x86-64-v1\"";
-    let how = Host::new(&endpoint, &bucket, v1).hello();
+    let host = Host::new(&endpoint, &bucket, v1);
+    let how = host.hello();
     assert!(how.contains("compiled for x86-64-v1"), "{how}");
+    assert_eq!(host.levels(), serde_json::json!({ "x86-64-v1": 1 }));
     let how = Host::new(&endpoint, &bucket, v1).hello();
     assert!(how.contains("loaded x86-64-v1 from remote tier"), "{how}");
     // A host without levels keys by its own CPU's features: nothing in the bucket is its.

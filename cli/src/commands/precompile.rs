@@ -224,6 +224,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     if let Err(e) = crate::history::record(
         &settings.cache_dir.value,
         &[modules.stats(), components.stats()],
+        None,
     ) {
         tracing::warn!("could not record stats: {e}");
     }

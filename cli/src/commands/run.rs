@@ -140,7 +140,13 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             let pre = instances
                 .instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))
                 // A failed compile is remembered in the tiers, and counted, too.
-                .inspect_err(|_| finish(settings, instances.artifacts()))?;
+                .inspect_err(|_| {
+                    finish(
+                        settings,
+                        instances.artifacts(),
+                        configured.levels.as_deref(),
+                    )
+                })?;
             let after = instances.artifacts().stats();
             report(
                 &stack,
@@ -159,7 +165,11 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
                 &args,
             );
             let code = run_module(&engine, &pre, builder.build_p1());
-            finish(settings, instances.artifacts());
+            finish(
+                settings,
+                instances.artifacts(),
+                configured.levels.as_deref(),
+            );
             code
         }
         InputKind::Component => {
@@ -170,7 +180,13 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             let pre = instances
                 .instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))
                 // A failed compile is remembered in the tiers, and counted, too.
-                .inspect_err(|_| finish(settings, instances.artifacts()))?;
+                .inspect_err(|_| {
+                    finish(
+                        settings,
+                        instances.artifacts(),
+                        configured.levels.as_deref(),
+                    )
+                })?;
             let after = instances.artifacts().stats();
             report(
                 &stack,
@@ -189,7 +205,11 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
                 &args,
             );
             let code = run_component(&engine, pre, builder.build());
-            finish(settings, instances.artifacts());
+            finish(
+                settings,
+                instances.artifacts(),
+                configured.levels.as_deref(),
+            );
             code
         }
     };
@@ -278,9 +298,13 @@ fn explain_miss<A: warmcache_wasmtime::Artifact>(
 }
 
 /// Waits for background uploads and records the counters.
-fn finish<A: warmcache_wasmtime::Artifact>(settings: &Settings, cache: &WasmCache<A>) {
+fn finish<A: warmcache_wasmtime::Artifact>(
+    settings: &Settings,
+    cache: &WasmCache<A>,
+    levels: Option<&warmcache_wasmtime::CpuLevels>,
+) {
     cache.flush();
-    if let Err(e) = crate::history::record(&settings.cache_dir.value, &[cache.stats()]) {
+    if let Err(e) = crate::history::record(&settings.cache_dir.value, &[cache.stats()], levels) {
         tracing::warn!("could not record stats: {e}");
     }
 }

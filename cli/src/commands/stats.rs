@@ -39,11 +39,15 @@ struct Report {
     tiers: Vec<TierReport>,
     #[serde(flatten)]
     totals: Stats,
+    /// Requests each CPU level answered, by level name (`cpu_level`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    cpu_levels: std::collections::BTreeMap<String, u64>,
 }
 
 pub fn run(settings: &Settings, format: Format) -> Outcome {
     let stack = super::open(settings)?;
-    let mut totals = crate::history::load(&settings.cache_dir.value);
+    let history = crate::history::load(&settings.cache_dir.value);
+    let mut totals = history.stats;
     let mut tiers = Vec::new();
     if stack.live_bytes > 0 {
         // The in-process tier lives only inside each process: no entries to count here.
@@ -89,6 +93,7 @@ pub fn run(settings: &Settings, format: Format) -> Outcome {
         cache_dir: settings.cache_dir.value.display().to_string(),
         tiers,
         totals,
+        cpu_levels: history.cpu_levels,
     };
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -161,6 +166,14 @@ fn table(report: &Report) -> String {
             "compiles avoided by waiting for another process or host: {}",
             s.coordinated
         );
+    }
+    if !report.cpu_levels.is_empty() {
+        let levels: Vec<String> = report
+            .cpu_levels
+            .iter()
+            .map(|(level, n)| format!("{level} {n}"))
+            .collect();
+        let _ = writeln!(out, "requests by CPU level: {}", levels.join(", "));
     }
     out
 }
