@@ -33,10 +33,13 @@ pub struct CpuLevel {
     arch: &'static str,
     rank: u8,
     name: &'static str,
-    features: &'static [&'static str],
+    /// What it adds to the level below it.
+    adds: &'static [&'static str],
 }
 
-const V2: &[&str] = &[
+/// What x86-64-v2 adds to v1, v3 to v2, and v4 to v3 (the psABI levels, as far as Cranelift has
+/// settings for them).
+const X86_64_V2: &[&str] = &[
     "has_sse3",
     "has_ssse3",
     "has_sse41",
@@ -44,13 +47,7 @@ const V2: &[&str] = &[
     "has_popcnt",
     "has_cmpxchg16b",
 ];
-const V3: &[&str] = &[
-    "has_sse3",
-    "has_ssse3",
-    "has_sse41",
-    "has_sse42",
-    "has_popcnt",
-    "has_cmpxchg16b",
+const X86_64_V3: &[&str] = &[
     "has_avx",
     "has_avx2",
     "has_bmi1",
@@ -58,31 +55,15 @@ const V3: &[&str] = &[
     "has_fma",
     "has_lzcnt",
 ];
-const V4: &[&str] = &[
-    "has_sse3",
-    "has_ssse3",
-    "has_sse41",
-    "has_sse42",
-    "has_popcnt",
-    "has_cmpxchg16b",
-    "has_avx",
-    "has_avx2",
-    "has_bmi1",
-    "has_bmi2",
-    "has_fma",
-    "has_lzcnt",
-    "has_avx512f",
-    "has_avx512dq",
-    "has_avx512vl",
-];
+const X86_64_V4: &[&str] = &["has_avx512f", "has_avx512dq", "has_avx512vl"];
 
 impl CpuLevel {
     /// Every level, each architecture's from the lowest to the highest.
     pub const ALL: [CpuLevel; 6] = [
         Self::level("x86_64", 1, "x86-64-v1", &[]),
-        Self::level("x86_64", 2, "x86-64-v2", V2),
-        Self::level("x86_64", 3, "x86-64-v3", V3),
-        Self::level("x86_64", 4, "x86-64-v4", V4),
+        Self::level("x86_64", 2, "x86-64-v2", X86_64_V2),
+        Self::level("x86_64", 3, "x86-64-v3", X86_64_V3),
+        Self::level("x86_64", 4, "x86-64-v4", X86_64_V4),
         Self::level("aarch64", 1, "aarch64", &[]),
         Self::level("aarch64", 2, "aarch64-lse", &["has_lse"]),
     ];
@@ -91,13 +72,13 @@ impl CpuLevel {
         arch: &'static str,
         rank: u8,
         name: &'static str,
-        features: &'static [&'static str],
+        adds: &'static [&'static str],
     ) -> Self {
         Self {
             arch,
             rank,
             name,
-            features,
+            adds,
         }
     }
 
@@ -116,9 +97,14 @@ impl CpuLevel {
         self.arch
     }
 
-    /// The Cranelift settings it turns on (each set to `true`).
-    pub fn features(self) -> &'static [&'static str] {
-        self.features
+    /// The Cranelift settings it turns on (each set to `true`): its own and those of the
+    /// levels below it.
+    pub fn features(self) -> Vec<&'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(|l| l.arch == self.arch && l.rank <= self.rank)
+            .flat_map(|l| l.adds.iter().copied())
+            .collect()
     }
 
     /// The explicit target of this level: this host's triple when the architecture is this
@@ -132,7 +118,7 @@ impl CpuLevel {
             format!("{}-unknown-linux-gnu", self.arch)
         };
         let mut target = CompileTarget::known(&triple);
-        for feature in self.features {
+        for feature in self.features() {
             // SAFETY: CPU features of the level's own architecture; wasmtime refuses on load
             // an artifact that needs a feature the host lacks, and `runs_here` is checked
             // before a level is ever looked up.
@@ -148,9 +134,8 @@ impl CpuLevel {
 
     /// The level's features this host's CPU lacks.
     pub fn missing_here(self) -> Vec<&'static str> {
-        self.features
-            .iter()
-            .copied()
+        self.features()
+            .into_iter()
             .filter(|f| !host_has(f))
             .collect()
     }
