@@ -268,9 +268,10 @@ impl<A: Artifact> WasmCache<A> {
     }
 
     /// The key of the wasm with content hash `content` under `engine` (not
-    /// [`prepared`](Wasm::prepared)).
+    /// [`prepared`](Wasm::prepared)); with [CPU levels](Self::use_cpu_levels), the best
+    /// level's.
     pub fn key_for(&self, engine: &Engine, content: &ContentHash) -> CacheKey {
-        self.key(engine, content, &[])
+        self.key_and_inputs(engine, content, &[]).0
     }
 
     /// The storage tiers.
@@ -402,10 +403,19 @@ impl<A: Artifact> WasmCache<A> {
             Failure::Compute(e) => compute_error::<A>(content, &e),
         })?;
         check_kind::<A>(content, &wasm)?;
+        // With CPU levels the key is the best level's, and so must the code be.
+        let levels = self.levels_of(engine);
+        let compiler = levels.as_deref().map_or(engine, CpuLevels::compiler);
         let compiled = async {
-            compile_artifact::<A>(engine, self.isolation.as_ref(), content, wasm, Exec::Inline)
-                .await
-                .map(Bytes::from)
+            compile_artifact::<A>(
+                compiler,
+                self.isolation.as_ref(),
+                content,
+                wasm,
+                Exec::Inline,
+            )
+            .await
+            .map(Bytes::from)
         };
         let (artifact, took) = self
             .cache
@@ -427,8 +437,18 @@ impl<A: Artifact> WasmCache<A> {
     /// When `wasm` cannot be read to hash it ([`Error::Input`]).
     pub fn invalidate<'a>(&self, engine: &Engine, wasm: impl Into<Wasm<'a>>) -> Result<()> {
         let opened = wasm.into().open()?;
-        let key = self.key(engine, &opened.content, opened.extras());
-        futures::executor::block_on(self.cache.invalidate(&key));
+        let (content, extras) = (opened.content, opened.extras());
+        let keys: Vec<CacheKey> = match self.levels_of(engine) {
+            // Every level the engine may load.
+            Some(levels) => levels
+                .levels()
+                .map(|(_, e)| e.artifact_key(&self.namespace, &content, extras))
+                .collect(),
+            None => vec![self.key(engine, &content, extras)],
+        };
+        for key in keys {
+            futures::executor::block_on(self.cache.invalidate(&key));
+        }
         Ok(())
     }
 

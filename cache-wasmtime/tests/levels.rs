@@ -8,9 +8,9 @@ use crate::common;
 use std::sync::Arc;
 
 use common::{SIMD, call_answer};
-use warmcache_core::{Tier, Tiered};
+use warmcache_core::{Backend, Integrity, Tier, Tiered};
 use warmcache_memory::MemoryBackend;
-use warmcache_wasmtime::{CpuLevel, CpuLevels, ModuleCache, TargetError};
+use warmcache_wasmtime::{ContentHash, CpuLevel, CpuLevels, ModuleCache, TargetError};
 use wasmtime::{Config, Engine};
 
 fn level(name: &str) -> CpuLevel {
@@ -150,4 +150,42 @@ fn levels_are_ordered_and_named() {
     }
     assert_eq!(CpuLevel::named("x86-64-v9"), None);
     assert_eq!(level("x86-64-v4").to_string(), "x86-64-v4");
+}
+
+/// A cache with levels precompiles for its best level, the code as a CI host compiling for that
+/// level makes it (wasmtime's output is deterministic), and invalidates every level.
+#[test]
+fn precompiling_with_levels_stores_the_best_levels_code_and_invalidating_clears_every_level() {
+    let Some(supported) = x86_levels() else {
+        return;
+    };
+    let best = supported[0];
+    let memory = Arc::new(MemoryBackend::with_capacity(64 << 20).unwrap());
+    precompile_for(&memory, level("x86-64-v2"));
+    let base = Config::new();
+    let engine = Engine::new(&base).unwrap();
+    let cache = cache_on(&memory);
+    cache.use_cpu_levels(
+        &engine,
+        Arc::new(CpuLevels::new(&base, best, CpuLevel::target).unwrap()),
+    );
+    let done = cache.precompile(&engine, SIMD.as_bytes()).unwrap();
+    assert!(!done.already_cached);
+    let stored = futures::executor::block_on(memory.get(&done.key))
+        .unwrap()
+        .unwrap();
+    let stored = Integrity::plain().open(&done.key, &stored).unwrap();
+    let target = best.target();
+    let ci = Engine::new(&target.compiling_config(&base).unwrap()).unwrap();
+    assert_eq!(
+        stored.payload(),
+        &ci.precompile_module(SIMD.as_bytes()).unwrap()[..]
+    );
+    assert_eq!(
+        done.key,
+        cache.key_for(&engine, &ContentHash::of(SIMD.as_bytes()))
+    );
+
+    cache.invalidate(&engine, SIMD.as_bytes()).unwrap();
+    assert_eq!(node(&memory, best), (Some(best), 1));
 }
