@@ -25,7 +25,7 @@ use crate::explain::{self, Field, KEY_SCHEMA};
 use crate::input::{Opened, Wasm};
 use crate::isolate::Isolation;
 use crate::key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION};
-use crate::level::{CpuLevels, LevelsOf};
+use crate::level::{Answer, CpuLevels, LevelsOf};
 
 /// A cache of compiled [`Module`]s.
 pub type ModuleCache = WasmCache<Module>;
@@ -443,6 +443,11 @@ impl<A: Artifact> WasmCache<A> {
             Some(levels) => levels
                 .levels()
                 .map(|(_, e)| e.artifact_key(&self.namespace, &content, extras))
+                .chain(
+                    levels
+                        .is_native_first()
+                        .then(|| self.key(engine, &content, extras)),
+                )
                 .collect(),
             None => vec![self.key(engine, &content, extras)],
         };
@@ -654,9 +659,15 @@ impl<A: Artifact> WasmCache<A> {
         let (content, extras) = (opened.content, opened.extras().to_vec());
         let key_of =
             |engine_key: EngineKey| engine_key.artifact_key(&self.namespace, &content, &extras);
-        for (index, (_, engine_key)) in levels.levels().enumerate() {
-            if let Some(found) = self.cache.lookup(engine, &key_of(engine_key), exec).await {
-                levels.count(index);
+        let native = levels
+            .is_native_first()
+            .then(|| (Answer::Native, self.key(engine, &content, &extras)));
+        let by_level = levels
+            .levels()
+            .map(|(level, engine_key)| (Answer::Level(level), key_of(engine_key)));
+        for (answer, key) in native.into_iter().chain(by_level) {
+            if let Some(found) = self.cache.lookup(engine, &key, exec).await {
+                levels.count(answer);
                 return Ok(found);
             }
         }
@@ -668,7 +679,7 @@ impl<A: Artifact> WasmCache<A> {
         let artifact = self
             .obtain_once(engine, compile, best, opened, exec)
             .await?;
-        levels.count(0);
+        levels.count(Answer::Level(levels.best()));
         Ok(artifact)
     }
 

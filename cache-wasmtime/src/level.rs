@@ -209,11 +209,13 @@ fn host_has(setting: &str) -> bool {
 /// A request looks up the best level first and goes down; when no level has an entry it
 /// compiles for the best, so the next host of that level finds it. The artifact is loaded into
 /// the node's own engine (built from the same base configuration for this host), which runs
-/// code of any level its CPU has.
+/// code of any level its CPU has. With [`native_first`](Self::native_first), the node's own
+/// entry (code for exactly this CPU, as a node without levels stores it) is looked up before
+/// any level.
 ///
 /// ```
 /// use std::sync::Arc;
-/// use warmcache_wasmtime::{CpuLevel, CpuLevels, ModuleCache};
+/// use warmcache_wasmtime::{Answer, CpuLevel, CpuLevels, ModuleCache};
 ///
 /// let base = wasmtime::Config::new();
 /// if let Some(&best) = CpuLevel::supported_here().first() {
@@ -222,7 +224,7 @@ fn host_has(setting: &str) -> bool {
 ///     let cache = ModuleCache::builder().build();
 ///     cache.use_cpu_levels(&engine, Arc::clone(&levels));
 ///     let module = cache.get_or_compile(&engine, b"(module)".as_slice())?;
-///     assert_eq!(levels.last_used(), Some(best));
+///     assert_eq!(levels.last_used(), Some(Answer::Level(best)));
 /// #   let _ = module;
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -233,8 +235,30 @@ pub struct CpuLevels {
     /// The target triple of the best level, recorded in the entries compiled for it.
     best_triple: String,
     compiler: Engine,
+    native_first: bool,
+    /// Requests answered by the native entry, then by each level, best first.
     used: Vec<AtomicU64>,
+    /// 0 before any request, else 1 + the index into `used` of the latest answer.
     last: AtomicU64,
+}
+
+/// What answered a request of a node with [`CpuLevels`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// The node's own entry: code for exactly this host's CPU
+    /// ([`CpuLevels::native_first`]).
+    Native,
+    /// The entry of a level, loaded or compiled.
+    Level(CpuLevel),
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Native => f.write_str("native"),
+            Self::Level(level) => level.fmt(f),
+        }
+    }
 }
 
 impl CpuLevels {
@@ -274,11 +298,27 @@ impl CpuLevels {
             })?;
         Ok(Self {
             best_triple: best.triple().to_owned(),
-            used: levels.iter().map(|_| AtomicU64::new(0)).collect(),
+            used: (0..=levels.len()).map(|_| AtomicU64::new(0)).collect(),
             levels,
             compiler,
+            native_first: false,
             last: AtomicU64::new(0),
         })
+    }
+
+    /// Looks up the node's own entry, compiled for exactly this host's CPU (by a node or a
+    /// `precompile` without levels on the same kind of machine), before any level: where a
+    /// fleet's pool of identical machines has its own entries, they win over the portable ones.
+    /// A full miss still compiles for the best level.
+    #[must_use]
+    pub fn native_first(mut self) -> Self {
+        self.native_first = true;
+        self
+    }
+
+    /// Whether the node's own entry is looked up first ([`Self::native_first`]).
+    pub fn is_native_first(&self) -> bool {
+        self.native_first
     }
 
     /// The levels looked up, best first, with the engine key of each.
@@ -306,25 +346,31 @@ impl CpuLevels {
         &self.compiler
     }
 
-    /// How many requests each level answered (loaded or compiled), best first.
-    pub fn used(&self) -> Vec<(CpuLevel, u64)> {
-        self.levels
-            .iter()
+    /// How many requests each answer served: the native entry (with
+    /// [`native_first`](Self::native_first)), then each level, best first.
+    pub fn used(&self) -> Vec<(Answer, u64)> {
+        self.answers()
             .zip(&self.used)
-            .map(|((level, _), n)| (*level, n.load(Relaxed)))
+            .map(|(answer, n)| (answer, n.load(Relaxed)))
+            .filter(|(answer, _)| self.native_first || *answer != Answer::Native)
             .collect()
     }
 
-    /// The level of the latest request answered.
-    pub fn last_used(&self) -> Option<CpuLevel> {
+    /// What answered the latest request.
+    pub fn last_used(&self) -> Option<Answer> {
         let last = self.last.load(Relaxed);
         let index = usize::try_from(last.checked_sub(1)?).ok()?;
-        self.levels.get(index).map(|(level, _)| *level)
+        self.answers().nth(index)
     }
 
-    pub(crate) fn count(&self, index: usize) {
-        if let Some(n) = self.used.get(index) {
-            n.fetch_add(1, Relaxed);
+    /// Every possible answer, in the order of `used`.
+    fn answers(&self) -> impl Iterator<Item = Answer> + '_ {
+        std::iter::once(Answer::Native).chain(self.levels.iter().map(|(l, _)| Answer::Level(*l)))
+    }
+
+    pub(crate) fn count(&self, answer: Answer) {
+        if let Some(index) = self.answers().position(|a| a == answer) {
+            self.used[index].fetch_add(1, Relaxed);
             self.last.store(index as u64 + 1, Relaxed);
         }
     }

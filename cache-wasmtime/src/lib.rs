@@ -73,7 +73,7 @@ pub use instances::{
 };
 pub use isolate::Isolation;
 pub use key::{ArtifactKind, ContentHash, EngineKey, WASMTIME_VERSION, artifact_key, host};
-pub use level::{CpuLevel, CpuLevels};
+pub use level::{Answer, CpuLevel, CpuLevels};
 pub use memo::{Input, InputMemo};
 pub use pool::{DEFAULT_LIVE_INSTANCES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, PoolConfig};
 pub use target::{CompileTarget, TargetError};

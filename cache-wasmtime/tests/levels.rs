@@ -10,11 +10,16 @@ use std::sync::Arc;
 use common::{SIMD, call_answer};
 use warmcache_core::{Backend, Integrity, Tier, Tiered};
 use warmcache_memory::MemoryBackend;
-use warmcache_wasmtime::{ContentHash, CpuLevel, CpuLevels, ModuleCache, TargetError};
+use warmcache_wasmtime::{Answer, ContentHash, CpuLevel, CpuLevels, ModuleCache, TargetError};
 use wasmtime::{Config, Engine};
 
 fn level(name: &str) -> CpuLevel {
     CpuLevel::named(name).unwrap()
+}
+
+/// The answer of the level `name`.
+fn at(name: &str) -> Option<Answer> {
+    Some(Answer::Level(level(name)))
 }
 
 fn cache_on(memory: &Arc<MemoryBackend>) -> ModuleCache {
@@ -38,11 +43,19 @@ fn precompile_for(memory: &Arc<MemoryBackend>, level: CpuLevel) {
 
 /// A node of this host whose CPU is claimed to reach `ceiling`: what it loaded, and how many
 /// compiles that took.
-fn node(memory: &Arc<MemoryBackend>, ceiling: CpuLevel) -> (Option<CpuLevel>, u64) {
+fn node(memory: &Arc<MemoryBackend>, ceiling: CpuLevel) -> (Option<Answer>, u64) {
+    node_with(
+        memory,
+        CpuLevels::new(&Config::new(), ceiling, CpuLevel::target).unwrap(),
+    )
+}
+
+/// A node of this host looking up `levels`: what it loaded, and how many compiles that took.
+fn node_with(memory: &Arc<MemoryBackend>, levels: CpuLevels) -> (Option<Answer>, u64) {
     let base = Config::new();
     let engine = Engine::new(&base).unwrap();
     let cache = cache_on(memory);
-    let levels = Arc::new(CpuLevels::new(&base, ceiling, CpuLevel::target).unwrap());
+    let levels = Arc::new(levels);
     cache.use_cpu_levels(&engine, Arc::clone(&levels));
     let module = cache.get_or_compile(&engine, SIMD.as_bytes()).unwrap();
     assert_eq!(call_answer(&engine, &module), 42);
@@ -72,30 +85,15 @@ fn each_node_loads_the_best_level_present_at_or_below_its_ceiling() {
         precompile_for(&memory, level(name));
     }
     // A ceiling of v3 loads v3; v2 loads v2 although v3 is there, above it.
-    assert_eq!(
-        node(&memory, level("x86-64-v3")),
-        (Some(level("x86-64-v3")), 0)
-    );
-    assert_eq!(
-        node(&memory, level("x86-64-v2")),
-        (Some(level("x86-64-v2")), 0)
-    );
+    assert_eq!(node(&memory, level("x86-64-v3")), (at("x86-64-v3"), 0));
+    assert_eq!(node(&memory, level("x86-64-v2")), (at("x86-64-v2"), 0));
     // The best this host has, if it is v4, is missing: it takes v3.
     if supported[0] == level("x86-64-v4") {
-        assert_eq!(
-            node(&memory, level("x86-64-v4")),
-            (Some(level("x86-64-v3")), 0)
-        );
+        assert_eq!(node(&memory, level("x86-64-v4")), (at("x86-64-v3"), 0));
     }
     // Nothing at or below v1: it compiles for v1, and the next v1 node finds that.
-    assert_eq!(
-        node(&memory, level("x86-64-v1")),
-        (Some(level("x86-64-v1")), 1)
-    );
-    assert_eq!(
-        node(&memory, level("x86-64-v1")),
-        (Some(level("x86-64-v1")), 0)
-    );
+    assert_eq!(node(&memory, level("x86-64-v1")), (at("x86-64-v1"), 1));
+    assert_eq!(node(&memory, level("x86-64-v1")), (at("x86-64-v1"), 0));
 }
 
 #[test]
@@ -105,7 +103,7 @@ fn a_full_miss_compiles_for_the_best_level_for_the_next_host_of_that_level() {
     };
     let memory = Arc::new(MemoryBackend::with_capacity(64 << 20).unwrap());
     let best = supported[0];
-    assert_eq!(node(&memory, best), (Some(best), 1));
+    assert_eq!(node(&memory, best), (Some(Answer::Level(best)), 1));
     // The entry is the best level's: a CI host precompiling that level finds it there.
     let base = Config::new();
     let target = best.target();
@@ -191,5 +189,52 @@ fn precompiling_with_levels_stores_the_best_levels_code_and_invalidating_clears_
     );
 
     cache.invalidate(&engine, SIMD.as_bytes()).unwrap();
-    assert_eq!(node(&memory, best), (Some(best), 1));
+    assert_eq!(node(&memory, best), (Some(Answer::Level(best)), 1));
+}
+
+/// With `native_first`, a node's own entry (as a node without levels stores it) wins over every
+/// level; without it the node never looks at it; a full miss still compiles for the best level.
+#[test]
+fn native_first_loads_this_hosts_own_entry_before_any_level() {
+    let Some(supported) = x86_levels() else {
+        return;
+    };
+    let best = supported[0];
+    let native_first = || {
+        CpuLevels::new(&Config::new(), best, CpuLevel::target)
+            .unwrap()
+            .native_first()
+    };
+    let memory = Arc::new(MemoryBackend::with_capacity(64 << 20).unwrap());
+    // Nothing native yet: the best level is compiled, as without native_first.
+    assert_eq!(
+        node_with(&memory, native_first()),
+        (Some(Answer::Level(best)), 1)
+    );
+
+    // A node without levels stores this host's own code.
+    let engine = Engine::new(&Config::new()).unwrap();
+    let plain = cache_on(&memory);
+    plain.get_or_compile(&engine, SIMD.as_bytes()).unwrap();
+    assert_eq!(plain.stats().computes, 1);
+
+    assert_eq!(
+        node_with(&memory, native_first()),
+        (Some(Answer::Native), 0)
+    );
+    assert_eq!(node(&memory, best), (Some(Answer::Level(best)), 0));
+
+    // The counts name the native entry first; invalidating clears it with the levels.
+    let levels = Arc::new(native_first());
+    let cache = cache_on(&memory);
+    cache.use_cpu_levels(&engine, Arc::clone(&levels));
+    cache.get_or_compile(&engine, SIMD.as_bytes()).unwrap();
+    assert_eq!(levels.used()[0], (Answer::Native, 1));
+    assert_eq!(levels.used().len(), levels.levels().count() + 1);
+    cache.invalidate(&engine, SIMD.as_bytes()).unwrap();
+    assert_eq!(
+        node_with(&memory, native_first()),
+        (Some(Answer::Level(best)), 1)
+    );
+    assert_eq!(Answer::Native.to_string(), "native");
 }

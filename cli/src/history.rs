@@ -86,12 +86,9 @@ pub fn record(
     for s in stats {
         history.stats.accumulate(s);
     }
-    for (level, n) in levels.map(|l| l.used()).unwrap_or_default() {
+    for (answer, n) in levels.map(|l| l.used()).unwrap_or_default() {
         if n > 0 {
-            *history
-                .cpu_levels
-                .entry(level.name().to_owned())
-                .or_default() += n;
+            *history.cpu_levels.entry(answer.to_string()).or_default() += n;
         }
     }
     write(dir, &history)

@@ -266,6 +266,24 @@ fn a_mixed_fleet_loads_the_best_precompiled_level_each_cpu_runs() {
     // A host without levels keys by its own CPU's features: nothing in the bucket is its.
     let how = Host::new(&endpoint, &bucket, "").hello();
     assert!(how.contains("compiled"), "{how}");
+    // That native entry is what a host with `native_first` loads before any level.
+    let host = Host::new(
+        &endpoint,
+        &bucket,
+        "cpu_level = \"auto\"\nnative_first = true",
+    );
+    let how = host.hello();
+    assert!(how.contains("loaded native from remote tier"), "{how}");
+    assert_eq!(host.levels(), serde_json::json!({ "native": 1 }));
+    // Without cpu_level, native_first means nothing: refused rather than ignored.
+    let out = Host::new(&endpoint, &bucket, "native_first = true")
+        .run(&["run", common::hello().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("set cpu_level too"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -60,6 +60,9 @@ pub struct EngineSettings {
     /// `auto` or the name of the highest CPU level to load (see `CpuLevels`): artifacts are
     /// looked up by level instead of under this host's own engine key.
     pub cpu_level: Sourced<Option<String>>,
+    /// With `cpu_level`: look up this host's own entry (native code, as a node without levels
+    /// stores it) before any level.
+    pub native_first: Sourced<bool>,
 }
 
 /// The CPU level `name` names (`auto`: the best this CPU runs), checked against this CPU.
@@ -119,6 +122,12 @@ impl EngineSettings {
     /// compiled with these settings' optimization level.
     pub fn cpu_levels(&self) -> Result<Option<CpuLevels>, String> {
         let Some(name) = &self.cpu_level.value else {
+            if self.native_first.value {
+                return Err(format!(
+                    "native_first ({}) orders the lookup of CPU levels: set cpu_level too",
+                    self.native_first.source
+                ));
+            }
             return Ok(None);
         };
         let source = &self.cpu_level.source;
@@ -128,11 +137,14 @@ impl EngineSettings {
             ));
         }
         let ceiling = cpu_level(name).map_err(|e| format!("{e} ({source})"))?;
-        CpuLevels::new(&self.base_config(), ceiling, |level| {
+        let levels = CpuLevels::new(&self.base_config(), ceiling, |level| {
             self.level_target(level)
         })
-        .map(Some)
-        .map_err(|e| format!("{e} ({source})"))
+        .map_err(|e| format!("{e} ({source})"))?;
+        Ok(Some(match self.native_first.value {
+            true => levels.native_first(),
+            false => levels,
+        }))
     }
 
     /// The explicit target of `level` with these settings' optimization level.

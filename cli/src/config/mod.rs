@@ -275,6 +275,7 @@ impl Settings {
                 target: Sourced::default(None),
                 cranelift_set: Sourced::default(Vec::new()),
                 cpu_level: Sourced::default(None),
+                native_first: Sourced::default(false),
             },
         };
         let default_dir = default_cache_dir(env);

@@ -211,6 +211,14 @@ pub const SETTINGS: &[Spec] = &[
          present is loaded, a miss compiles for the highest",
     ),
     one(
+        "engine.native_first",
+        "native-first",
+        "WARMCACHE_NATIVE_FIRST",
+        "BOOL",
+        "With cpu_level: look up this host's own entry (native code, as a node without \
+         cpu_level stores it) before any level",
+    ),
+    one(
         "engine.cranelift_set",
         "cranelift-set",
         "WARMCACHE_CRANELIFT_SET",
@@ -363,6 +371,7 @@ impl Settings {
                 super::engine::cpu_level(&level)?;
                 e.cpu_level.set(Some(level), source);
             }
+            "engine.native_first" => e.native_first.set(boolean(&text()?)?, source),
             "engine.cranelift_set" => {
                 for item in &items {
                     cranelift_pair(item)?;
@@ -439,6 +448,7 @@ impl Settings {
                     .unwrap_or_else(|| "off".to_owned()),
                 &e.cpu_level.source,
             ),
+            "engine.native_first" => e.native_first.shown(),
             "engine.cranelift_set" => (e.cranelift_set.value.join(","), &e.cranelift_set.source),
             "engine.simd" => e.simd.shown(),
             "engine.fuel" => e.fuel.shown(),
