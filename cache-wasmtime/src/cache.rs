@@ -20,6 +20,7 @@ use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 use crate::artifact::{Artifact, Detected, detect};
+use crate::baseline::{Baseline, lower_priority};
 use crate::error::{Error, Result};
 use crate::explain::{self, Field, KEY_SCHEMA};
 use crate::input::{Opened, Wasm};
@@ -178,10 +179,11 @@ impl<A: Artifact> WasmCacheBuilder<A> {
         };
         WasmCache {
             namespace: Namespace::new(A::KIND.namespace()),
-            cache: builder.build(),
+            cache: Arc::new(builder.build()),
             engines: parking_lot::RwLock::new(Vec::new()),
             isolation: self.isolation.map(Arc::new),
             levels: parking_lot::RwLock::new(Vec::new()),
+            baselines: parking_lot::RwLock::new(Vec::new()),
             descriptions: parking_lot::RwLock::new(Vec::new()),
         }
     }
@@ -214,13 +216,16 @@ impl<A: Artifact> WasmCacheBuilder<A> {
 /// [`stats`](Self::stats).
 pub struct WasmCache<A: Artifact> {
     namespace: Namespace,
-    cache: Cache<A, ArtifactCodec<A>>,
+    /// Shared with the threads that compile optimized code behind baseline code.
+    cache: Arc<Cache<A, ArtifactCodec<A>>>,
     /// Engine keys of the engines seen so far, so a hit does not hash an engine's settings.
     engines: parking_lot::RwLock<Vec<(wasmtime::EngineWeak, EngineKey)>>,
     /// Where compiles run, when not in this process ([`WasmCacheBuilder::isolate`]).
     isolation: Option<Arc<Isolation>>,
     /// The CPU levels engines look up instead of their own key ([`Self::use_cpu_levels`]).
     levels: parking_lot::RwLock<LevelsOf>,
+    /// Baseline-first compiles per engine ([`Self::use_baseline`]).
+    baselines: parking_lot::RwLock<Vec<(wasmtime::EngineWeak, Arc<Baseline>)>>,
     /// Engine settings recorded in entries ([`Self::describe_engine`]).
     descriptions: parking_lot::RwLock<Vec<(wasmtime::EngineWeak, Vec<Field>)>>,
 }
@@ -462,8 +467,18 @@ impl<A: Artifact> WasmCache<A> {
         self.cache.clear_live();
     }
 
-    /// Waits until background writes to storage tiers have finished. Call before exiting.
+    /// Waits until optimized compiles behind baseline code ([`Self::use_baseline`]) and
+    /// background writes to storage tiers have finished. Call before exiting.
     pub fn flush(&self) {
+        let baselines: Vec<Arc<Baseline>> = self
+            .baselines
+            .read()
+            .iter()
+            .map(|(_, b)| Arc::clone(b))
+            .collect();
+        for baseline in baselines {
+            baseline.wait();
+        }
         self.cache.flush();
     }
 
@@ -589,11 +604,21 @@ impl<A: Artifact> WasmCache<A> {
     }
 
     fn levels_of(&self, engine: &Engine) -> Option<Arc<CpuLevels>> {
-        self.levels.read().iter().find_map(|(weak, levels)| {
-            weak.upgrade()
-                .filter(|e| Engine::same(e, engine))
-                .map(|_| Arc::clone(levels))
-        })
+        registered(&self.levels.read(), engine)
+    }
+
+    /// Makes `engine` answer a cold miss with baseline code: see [`Baseline`]. The artifact
+    /// returned then may belong to [`Baseline::engine`] instead of `engine`: create stores and
+    /// linkers from its own engine. Engines with [CPU levels](Self::use_cpu_levels) look up
+    /// levels instead, without baseline code. Call [`describe_engine`](Self::describe_engine)
+    /// for `engine` first: baseline entries record its description with `compiler: winch`.
+    pub fn use_baseline(&self, engine: &Engine, baseline: Arc<Baseline>) {
+        let mut fields = self.description(engine);
+        fields.push(("compiler".to_owned(), "winch".to_owned()));
+        self.describe_engine(baseline.engine(), fields);
+        let mut all = self.baselines.write();
+        all.retain(|(weak, _)| weak.upgrade().is_some_and(|e| !Engine::same(&e, engine)));
+        all.push((engine.weak(), baseline));
     }
 
     /// `engine`'s key, remembered per engine (engines that were dropped are forgotten).
@@ -639,6 +664,10 @@ impl<A: Artifact> WasmCache<A> {
     ) -> Result<A> {
         if let Some(levels) = self.levels_of(engine) {
             return self.obtain_level(engine, &levels, opened, exec).await;
+        }
+        let baseline = registered(&self.baselines.read(), engine);
+        if let Some(baseline) = baseline {
+            return self.obtain_baseline(engine, &baseline, opened, exec).await;
         }
         let (key, inputs) = self.key_and_inputs(engine, &opened.content, opened.extras());
         let compile = Compile {
@@ -697,23 +726,16 @@ impl<A: Artifact> WasmCache<A> {
             let wasm = opened.bytes(key).await?;
             // The wrong kind of binary is this caller's input, detected without compiling.
             check_kind::<A>(content, &wasm).map_err(Failure::Input)?;
-            let shared = |e: Error| Failure::Compute(ComputeError::failed(key, e));
-            let artifact =
-                compile_artifact::<A>(compile.engine, self.isolation.as_ref(), content, wasm, exec)
-                    .await
-                    .map_err(shared)?;
-            // SAFETY: `artifact` was just produced by `precompile`, in this process or in the
-            // worker this cache was configured to run (its own program, over private pipes).
-            #[allow(unsafe_code)]
-            let loaded = unsafe { A::load(engine, &artifact) };
-            let artifact_value = loaded.map_err(|e| {
-                shared(Error::Load {
-                    kind: A::KIND,
-                    content,
-                    source: Arc::new(e),
-                })
-            })?;
-            Ok(Produced::new(artifact_value, Some(Bytes::from(artifact))).inputs(compile.inputs))
+            produce::<A>(
+                compile,
+                engine,
+                self.isolation.as_ref(),
+                key,
+                content,
+                wasm,
+                exec,
+            )
+            .await
         };
         match self.cache.get_or_produce(engine, key, exec, produce).await {
             Ok(artifact) => Ok(artifact),
@@ -721,6 +743,199 @@ impl<A: Artifact> WasmCache<A> {
             Err(Failure::Compute(e)) => Err(compute_error::<A>(content, &e)),
         }
     }
+
+    /// The optimized artifact if stored; else baseline code, found or compiled with Winch (in
+    /// this process: one pass, linear in the module), with the optimized compile started
+    /// behind it; else, for a module Winch cannot compile, the optimized artifact at once.
+    async fn obtain_baseline(
+        &self,
+        engine: &Engine,
+        baseline: &Arc<Baseline>,
+        opened: Opened<'_>,
+        exec: Exec,
+    ) -> Result<A> {
+        let (content, extras) = (opened.content, opened.extras().to_vec());
+        let (key, inputs) = self.key_and_inputs(engine, &content, &extras);
+        // While the upgrade runs here, its baseline code answers without asking storage.
+        if let Some(serving) = baseline.serving(&key)
+            && let Some(found) = self.cache.get_live(baseline.engine(), &serving)
+        {
+            baseline.count_served();
+            return Ok(found);
+        }
+        if let Some(found) = self.cache.lookup(engine, &key, exec).await {
+            return Ok(found);
+        }
+        let wasm: Arc<[u8]> = match opened.bytes(key).await {
+            Ok(wasm) => Arc::from(wasm),
+            Err(Failure::Input(e)) => return Err(e),
+            Err(Failure::Compute(e)) => return Err(compute_error::<A>(content, &e)),
+        };
+        check_kind::<A>(content, &wasm)?;
+        let (fast_key, fast_inputs) = self.key_and_inputs(baseline.engine(), &content, &extras);
+        let winch = Compile {
+            engine: baseline.engine(),
+            inputs: explain::text(&fast_inputs),
+        };
+        let fast = self
+            .cache
+            .get_or_produce(baseline.engine(), fast_key, exec, || {
+                produce::<A>(
+                    winch,
+                    baseline.engine(),
+                    None,
+                    fast_key,
+                    content,
+                    Cow::Borrowed(&wasm),
+                    exec,
+                )
+            });
+        let optimized = Compile {
+            engine,
+            inputs: explain::text(&inputs),
+        };
+        let e = match fast.await {
+            Ok(artifact) => {
+                baseline.count_served();
+                self.upgrade(
+                    engine,
+                    baseline,
+                    (key, fast_key),
+                    optimized.inputs,
+                    content,
+                    wasm,
+                );
+                return Ok(artifact);
+            }
+            Err(Failure::Input(e)) => return Err(e),
+            Err(Failure::Compute(e)) => e,
+        };
+        if baseline.count_unsupported(fast_key) {
+            tracing::info!(
+                %content,
+                error = %compute_error::<A>(content, &e),
+                "Winch cannot compile this module: compiling it with Cranelift"
+            );
+        }
+        let produce = || {
+            produce::<A>(
+                optimized,
+                engine,
+                self.isolation.as_ref(),
+                key,
+                content,
+                Cow::Borrowed(&wasm),
+                exec,
+            )
+        };
+        match self.cache.get_or_produce(engine, key, exec, produce).await {
+            Ok(artifact) => Ok(artifact),
+            Err(Failure::Input(e)) => Err(e),
+            Err(Failure::Compute(e)) => Err(compute_error::<A>(content, &e)),
+        }
+    }
+
+    /// Compiles the optimized artifact of `key` in a background thread at lower priority, once
+    /// per key at a time, then removes the baseline entry `fast_key` from every tier.
+    fn upgrade(
+        &self,
+        engine: &Engine,
+        baseline: &Arc<Baseline>,
+        (key, fast_key): (CacheKey, CacheKey),
+        inputs: String,
+        content: ContentHash,
+        wasm: Arc<[u8]>,
+    ) {
+        if !baseline.begin(key, fast_key) {
+            return;
+        }
+        let cache = Arc::clone(&self.cache);
+        let isolation = self.isolation.clone();
+        let (engine, upgrading) = (engine.clone(), Arc::clone(baseline));
+        let run = move || {
+            lower_priority();
+            let compile = Compile {
+                engine: &engine,
+                inputs,
+            };
+            let produce = || {
+                produce::<A>(
+                    compile,
+                    &engine,
+                    isolation.as_ref(),
+                    key,
+                    content,
+                    Cow::Borrowed(&wasm),
+                    Exec::Inline,
+                )
+            };
+            let done = upgrading.on_low_priority(|| {
+                futures::executor::block_on(cache.get_or_produce(
+                    &engine,
+                    key,
+                    Exec::Inline,
+                    produce,
+                ))
+            });
+            match &done {
+                Ok(_) => futures::executor::block_on(cache.invalidate(&fast_key)),
+                Err(e) => tracing::warn!(
+                    %content,
+                    error = ?e,
+                    "compiling the optimized code behind baseline code failed; the baseline code stays in use"
+                ),
+            }
+            upgrading.finish(&key, done.is_ok());
+        };
+        match std::thread::Builder::new()
+            .name("warmcache-optimize".to_owned())
+            .spawn(run)
+        {
+            Ok(thread) => baseline.keep(thread),
+            Err(e) => {
+                tracing::warn!(%content, "could not start the optimized compile behind baseline code: {e}");
+                baseline.finish(&key, false);
+            }
+        }
+    }
+}
+
+/// The value registered for `engine` in `list`.
+fn registered<T>(list: &[(wasmtime::EngineWeak, Arc<T>)], engine: &Engine) -> Option<Arc<T>> {
+    list.iter().find_map(|(weak, value)| {
+        weak.upgrade()
+            .filter(|e| Engine::same(e, engine))
+            .map(|_| Arc::clone(value))
+    })
+}
+
+/// Compiles `wasm` as `compile` says and loads it into `load`: the value and payload a miss
+/// stores under `key`.
+async fn produce<A: Artifact>(
+    compile: Compile<'_>,
+    load: &Engine,
+    isolation: Option<&Arc<Isolation>>,
+    key: CacheKey,
+    content: ContentHash,
+    wasm: Cow<'_, [u8]>,
+    exec: Exec,
+) -> std::result::Result<Produced<A>, Failure<Error>> {
+    let shared = |e: Error| Failure::Compute(ComputeError::failed(key, e));
+    let artifact = compile_artifact::<A>(compile.engine, isolation, content, wasm, exec)
+        .await
+        .map_err(shared)?;
+    // SAFETY: `artifact` was just produced by `precompile`, in this process or in the worker
+    // this cache was configured to run (its own program, over private pipes).
+    #[allow(unsafe_code)]
+    let loaded = unsafe { A::load(load, &artifact) };
+    let value = loaded.map_err(|e| {
+        shared(Error::Load {
+            kind: A::KIND,
+            content,
+            source: Arc::new(e),
+        })
+    })?;
+    Ok(Produced::new(value, Some(Bytes::from(artifact))).inputs(compile.inputs))
 }
 
 /// This crate's error back out of a shared compute failure.
@@ -759,14 +974,14 @@ fn check_kind<A: Artifact>(content: ContentHash, wasm: &[u8]) -> Result<()> {
     }
 }
 
-/// Compiles `wasm` into artifact bytes, in this process or in `isolation`'s worker, on Tokio's
-/// blocking pool for [`Exec::Blocking`].
 /// How a miss compiles: with which engine, and the key's inputs to record.
 struct Compile<'e> {
     engine: &'e Engine,
     inputs: String,
 }
 
+/// Compiles `wasm` into artifact bytes, in this process or in `isolation`'s worker, on Tokio's
+/// blocking pool for [`Exec::Blocking`].
 async fn compile_artifact<A: Artifact>(
     engine: &Engine,
     isolation: Option<&Arc<Isolation>>,

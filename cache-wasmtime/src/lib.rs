@@ -46,6 +46,7 @@
 //! ```
 
 mod artifact;
+mod baseline;
 mod cache;
 mod error;
 mod explain;
@@ -60,6 +61,7 @@ mod pool;
 mod target;
 
 pub use artifact::Artifact;
+pub use baseline::{Baseline, BaselineStats};
 pub use cache::{
     ComponentCache, DEFAULT_LIVE_CAPACITY, ModuleCache, Precompiled, WasmCache, WasmCacheBuilder,
 };

@@ -8,6 +8,7 @@ mod faults;
 #[path = "../../backend-s3/tests/common/mod.rs"]
 mod s3;
 
+mod baseline;
 mod coordination;
 mod corpus;
 mod cotenant;
