@@ -30,8 +30,10 @@ const MAX_REPORTED: usize = 4096;
 /// create stores and linkers from the artifact's own engine (`module.engine()`). The optimized
 /// artifact is then compiled in a background thread at lower priority (in the cache's worker
 /// process when the cache [isolates](crate::WasmCacheBuilder::isolate) compiles), and once it
-/// is stored the baseline entry is removed from every writable tier. Instances already created
-/// keep their code. A module Winch cannot compile (a proposal it lacks, such as GC, tail calls
+/// is stored the baseline entry is removed from the in-process tier and every private storage
+/// tier; shared tiers (a bucket) keep it for nodes still loading it, until their own eviction
+/// takes it (no one looks it up once the optimized artifact is there). Instances already
+/// created keep their code. A module Winch cannot compile (a proposal it lacks, such as GC, tail calls
 /// or relaxed SIMD) goes straight to Cranelift, reported once in the log, never as an error.
 ///
 /// ```
@@ -89,6 +91,17 @@ pub struct BaselineStats {
     pub upgrade_failures: u64,
     /// Modules Winch could not compile, compiled with Cranelift at once.
     pub unsupported: u64,
+}
+
+impl BaselineStats {
+    /// Adds `other`'s counts and times to these (to keep totals over runs).
+    pub fn accumulate(&mut self, other: &BaselineStats) {
+        self.served += other.served;
+        self.upgrades += other.upgrades;
+        self.upgrade_ms += other.upgrade_ms;
+        self.upgrade_failures += other.upgrade_failures;
+        self.unsupported += other.unsupported;
+    }
 }
 
 impl Baseline {

@@ -836,7 +836,7 @@ impl<A: Artifact> WasmCache<A> {
     }
 
     /// Compiles the optimized artifact of `key` in a background thread at lower priority, once
-    /// per key at a time, then removes the baseline entry `fast_key` from every tier.
+    /// per key at a time, then removes the baseline entry `fast_key` from the private tiers.
     fn upgrade(
         &self,
         engine: &Engine,
@@ -878,7 +878,7 @@ impl<A: Artifact> WasmCache<A> {
                 ))
             });
             match &done {
-                Ok(_) => futures::executor::block_on(cache.invalidate(&fast_key)),
+                Ok(_) => futures::executor::block_on(cache.invalidate_private(&fast_key)),
                 Err(e) => tracing::warn!(
                     %content,
                     error = ?e,

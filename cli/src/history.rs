@@ -9,6 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use warmcache_core::Stats;
+use warmcache_wasmtime::BaselineStats;
 
 const FILE: &str = "stats.json";
 const LOCK: &str = "stats.lock";
@@ -26,6 +27,13 @@ pub struct History {
     /// Requests answered by each CPU level, loaded or compiled, by level name.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub cpu_levels: BTreeMap<String, u64>,
+    /// What baseline code did (`cold_start = "baseline"`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub baseline: BaselineStats,
+}
+
+fn is_default(stats: &BaselineStats) -> bool {
+    *stats == BaselineStats::default()
 }
 
 /// Opens `path` without following a final symbolic link or blocking on a FIFO: the cache
@@ -80,11 +88,15 @@ pub fn record(
     dir: &Path,
     stats: &[Stats],
     levels: Option<&warmcache_wasmtime::CpuLevels>,
+    baseline: Option<&warmcache_wasmtime::Baseline>,
 ) -> std::io::Result<()> {
     let _lock = lock(dir)?;
     let mut history = read(dir);
     for s in stats {
         history.stats.accumulate(s);
+    }
+    if let Some(baseline) = baseline {
+        history.baseline.accumulate(&baseline.stats());
     }
     for (answer, n) in levels.map(|l| l.used()).unwrap_or_default() {
         if n > 0 {
@@ -137,14 +149,14 @@ mod tests {
         let dangling = outside.path().join("created-through-lock");
         symlink(&dangling, dir.path().join(LOCK)).unwrap();
         assert!(
-            record(dir.path(), &[], None).is_err(),
+            record(dir.path(), &[], None, None).is_err(),
             "a linked lock file was used"
         );
         std::fs::remove_file(dir.path().join(LOCK)).unwrap();
 
         symlink("/dev/zero", dir.path().join(FILE)).unwrap();
         assert_eq!(load(dir.path()), History::default());
-        record(dir.path(), &[], None).unwrap();
+        record(dir.path(), &[], None, None).unwrap();
         assert_eq!(std::fs::read(&precious).unwrap(), b"do not touch");
         assert!(!dangling.exists());
         assert!(

@@ -332,3 +332,90 @@ fn an_unreachable_bucket_makes_every_node_compile_without_waiting() {
         assert!(remote["lease_errors"].as_u64().unwrap() >= 1, "{stats:#}");
     }
 }
+
+/// The entries of the tier of `kind` in a `stats --json` report.
+fn entries_of(stats: &serde_json::Value, kind: &str) -> u64 {
+    stats["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == kind)
+        .and_then(|t| t["entries"].as_u64())
+        .unwrap()
+}
+
+/// How many reports say the process compiled baseline code, and how many that it loaded it.
+fn baseline_reports(outputs: &[Output]) -> (usize, usize) {
+    let count = |what: &str| outputs.iter().filter(|o| stderr(o).contains(what)).count();
+    (
+        count("compiled baseline code"),
+        count("loaded baseline code from"),
+    )
+}
+
+#[test]
+fn eight_processes_with_baseline_first_compile_once_with_each_compiler() {
+    let env = Env::new();
+    let module = slow_module(&env, 6);
+    let children = (0..8)
+        .map(|_| {
+            let mut cmd = env.command();
+            cmd.args(["-v", "--cold-start", "baseline", "run"])
+                .arg(&module);
+            spawn(cmd)
+        })
+        .collect();
+    let outputs = wait_all(children, Duration::from_secs(600));
+    outputs.iter().for_each(assert_ran);
+    let reports = || outputs.iter().map(stderr).collect::<String>();
+    // One Winch compile answered everyone at first; one Cranelift compile replaced it.
+    assert_eq!(baseline_reports(&outputs), (1, 7), "{}", reports());
+    let stats = json_stats(&env, None);
+    assert_eq!(stats["computes"], 2, "{stats:#}\n{}", reports());
+    assert_eq!(stats["baseline"]["served"], 8, "{stats:#}");
+    assert_eq!(stats["baseline"]["upgrades"], 8, "{stats:#}");
+    // The baseline entry is gone from the directory: only the optimized one is left.
+    assert_eq!(entries_of(&stats, "fs"), 1, "{stats:#}");
+    // The next process runs the optimized code.
+    let out = env.run(&[
+        "-v",
+        "--cold-start",
+        "baseline",
+        "run",
+        module.to_str().unwrap(),
+    ]);
+    assert_ran(&out);
+    assert!(
+        stderr(&out).contains("loaded from disk tier"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn four_nodes_with_baseline_first_on_one_bucket_compile_once_with_each_compiler() {
+    let moto = s3::shared();
+    let bucket = s3::unique_bucket("baseline");
+    s3::create_bucket(moto.port(), &bucket);
+    let (url, endpoint) = (format!("s3://{bucket}/modules"), moto.endpoint());
+    let nodes: Vec<Node> = (0..4)
+        .map(|_| Node::new(&url, Some(&endpoint), "[engine]\ncold_start = \"baseline\""))
+        .collect();
+    let module = slow_module(&nodes[0].env, 7);
+    let children = nodes.iter().map(|n| n.start(&module)).collect();
+    let outputs = wait_all(children, Duration::from_secs(600));
+    outputs.iter().for_each(assert_ran);
+    let reports = || outputs.iter().map(stderr).collect::<String>();
+    // The lease holder published baseline code; the others loaded it from the bucket.
+    assert_eq!(baseline_reports(&outputs), (1, 3), "{}", reports());
+    let mut computes = 0;
+    for node in &nodes {
+        let stats = json_stats(&node.env, Some(&node.config));
+        computes += stats["computes"].as_u64().unwrap();
+        assert_eq!(stats["baseline"]["upgrades"], 1, "{stats:#}");
+        // Each node's own directory keeps only the optimized artifact; the bucket keeps both
+        // until its eviction takes the baseline one.
+        assert_eq!(entries_of(&stats, "fs"), 1, "{stats:#}");
+    }
+    assert_eq!(computes, 2, "{}", reports());
+}

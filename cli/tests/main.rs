@@ -5,6 +5,7 @@ mod common;
 mod s3;
 
 mod cli;
+mod cold_start;
 mod coordination;
 mod explain;
 mod operator;

@@ -460,6 +460,16 @@ impl<V: Clone + Send + Sync + 'static, C: Codec<V>> Cache<V, C> {
         self.tiers.delete(key).await;
     }
 
+    /// Removes `key` from the live tier and every writable storage tier no one else writes
+    /// ([`Tiered::delete_private`]): for a value superseded by another, which others may still
+    /// be reading from a shared tier until its eviction takes it.
+    pub async fn invalidate_private(&self, key: &CacheKey) {
+        if let Some(live) = &self.live {
+            live.remove(key);
+        }
+        self.tiers.delete_private(key).await;
+    }
+
     /// Drops every decoded value held in memory (storage tiers are untouched).
     pub fn clear_live(&self) {
         if let Some(live) = &self.live {

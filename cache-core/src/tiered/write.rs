@@ -8,6 +8,7 @@ use crate::envelope::{Compression, EnvelopeMeta, Integrity, Origin, Trust, now_m
 use crate::key::CacheKey;
 
 use super::Tiered;
+use super::state::TierState;
 
 /// The sealed forms of one entry, made on first use: one per compression (plain, and zstd at
 /// one level per stack: the first compressed tier's level is used for all, since any level
@@ -92,10 +93,21 @@ impl Tiered {
 
     /// Deletes `key` from every writable tier.
     pub async fn delete(&self, key: &CacheKey) {
+        self.delete_where(key, |_| true).await;
+    }
+
+    /// Deletes `key` from every writable tier no one else writes
+    /// ([`Capabilities::shared`](crate::Capabilities::shared) false). In shared tiers an entry
+    /// others may still be reading is left to the tier's own eviction.
+    pub async fn delete_private(&self, key: &CacheKey) {
+        self.delete_where(key, |t| !t.is_shared).await;
+    }
+
+    async fn delete_where(&self, key: &CacheKey, which: impl Fn(&TierState) -> bool) {
         join_all(
             self.tiers
                 .iter()
-                .filter(|t| t.writable())
+                .filter(|t| t.writable() && which(t))
                 .map(|t| t.remove(key)),
         )
         .await;

@@ -65,10 +65,12 @@ pub fn engine(settings: &Settings) -> Result<Engine, Box<dyn std::error::Error>>
         wasmtime::Engine::new(&config).map_err(|e| format!("configuring wasmtime: {e:#}"))?;
     let pinned = settings.engine.pinned_key()?;
     let levels = settings.engine.cpu_levels()?.map(std::sync::Arc::new);
+    let baseline = settings.engine.baseline()?.map(std::sync::Arc::new);
     Ok(Engine {
         engine,
         pinned,
         levels,
+        baseline,
         described: settings.engine.described(),
     })
 }
@@ -80,6 +82,8 @@ pub struct Engine {
     pinned: Option<warmcache_wasmtime::EngineKey>,
     /// With `cpu_level`: the levels looked up, and which answered.
     pub levels: Option<std::sync::Arc<warmcache_wasmtime::CpuLevels>>,
+    /// With `cold_start = "baseline"`: the Winch engine, and what baseline code did.
+    pub baseline: Option<std::sync::Arc<warmcache_wasmtime::Baseline>>,
     /// The settings recorded in entries.
     described: Vec<(String, String)>,
 }
@@ -87,7 +91,8 @@ pub struct Engine {
 impl Engine {
     /// Makes `cache` derive this engine's keys from the configured target (see
     /// `CompileTarget::engine_key`), so nodes with the same target and settings, compiling or
-    /// not, share entries; or look them up by CPU level.
+    /// not, share entries; or look them up by CPU level; and answer a cold miss with baseline
+    /// code when `cold_start` says so.
     pub fn pin<A: warmcache_wasmtime::Artifact>(&self, cache: &warmcache_wasmtime::WasmCache<A>) {
         if let Some(key) = self.pinned {
             cache.pin_engine_key(&self.engine, key);
@@ -96,6 +101,9 @@ impl Engine {
             cache.use_cpu_levels(&self.engine, std::sync::Arc::clone(levels));
         }
         cache.describe_engine(&self.engine, self.described.clone());
+        if let Some(baseline) = &self.baseline {
+            cache.use_baseline(&self.engine, std::sync::Arc::clone(baseline));
+        }
     }
 
     /// The engine that compiles on a miss: the best CPU level's, or this one.

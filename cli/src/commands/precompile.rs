@@ -225,6 +225,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
         &settings.cache_dir.value,
         &[modules.stats(), components.stats()],
         None,
+        None,
     ) {
         tracing::warn!("could not record stats: {e}");
     }

@@ -135,81 +135,103 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
         InputKind::Module => {
             let instances = ModuleInstances::<WasiP1Ctx>::new(stack.module_cache());
             configured.pin(instances.artifacts());
-            let linker = NamedLinker::new(wasi_p1_linker(&engine)?, "wasi-p1", 1);
             let before = instances.artifacts().stats();
-            let pre = instances
-                .instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))
-                // A failed compile is remembered in the tiers, and counted, too.
-                .inspect_err(|_| {
-                    finish(
-                        settings,
-                        instances.artifacts(),
-                        configured.levels.as_deref(),
-                    )
-                })?;
+            let wasm = Wasm::file(&args.file, memo.as_ref());
+            let pre: Result<_, Box<dyn std::error::Error>> = match &configured.baseline {
+                None => {
+                    let linker = NamedLinker::new(wasi_p1_linker(&engine)?, "wasi-p1", 1);
+                    instances.instance_pre(&linker, wasm).map_err(Into::into)
+                }
+                // Baseline code belongs to the baseline engine: linked there, once.
+                Some(_) => instances
+                    .artifacts()
+                    .get_or_compile(&engine, wasm)
+                    .map_err(Into::into)
+                    .and_then(|module| {
+                        wasi_p1_linker(module.engine())?
+                            .instantiate_pre(&module)
+                            .map_err(|e| format!("linking WASI: {e:#}").into())
+                    }),
+            };
+            // A failed compile is remembered in the tiers, and counted, too.
+            let pre =
+                pre.inspect_err(|_| finish(settings, instances.artifacts(), &configured, 0))?;
             let after = instances.artifacts().stats();
+            let code = Code::of(pre.module().engine(), &engine);
             report(
                 &stack,
                 &args,
                 verbose,
                 remembered,
-                (&before, &after),
+                Seen {
+                    before: &before,
+                    after: &after,
+                    code,
+                },
                 started,
                 &configured,
             );
+            // Baseline code's miss would find only the baseline entry it just stored.
             explain_miss(
-                verbose,
+                if code == Code::Baseline { 0 } else { verbose },
                 (&before, &after),
                 &configured,
                 instances.artifacts(),
                 &args,
             );
-            let code = run_module(&engine, &pre, builder.build_p1());
-            finish(
-                settings,
-                instances.artifacts(),
-                configured.levels.as_deref(),
-            );
+            let code = run_module(&pre, builder.build_p1());
+            finish(settings, instances.artifacts(), &configured, verbose);
             code
         }
         InputKind::Component => {
             let instances = ComponentInstances::<Host>::new(stack.component_cache());
             configured.pin(instances.artifacts());
-            let linker = NamedLinker::new(wasi_p2_linker(&engine)?, "wasi-p2", 1);
             let before = instances.artifacts().stats();
-            let pre = instances
-                .instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))
-                // A failed compile is remembered in the tiers, and counted, too.
-                .inspect_err(|_| {
-                    finish(
-                        settings,
-                        instances.artifacts(),
-                        configured.levels.as_deref(),
-                    )
-                })?;
+            let wasm = Wasm::file(&args.file, memo.as_ref());
+            let pre: Result<_, Box<dyn std::error::Error>> = match &configured.baseline {
+                None => {
+                    let linker = NamedLinker::new(wasi_p2_linker(&engine)?, "wasi-p2", 1);
+                    instances.instance_pre(&linker, wasm).map_err(Into::into)
+                }
+                // Baseline code belongs to the baseline engine: linked there, once.
+                Some(_) => instances
+                    .artifacts()
+                    .get_or_compile(&engine, wasm)
+                    .map_err(Into::into)
+                    .and_then(|component| {
+                        wasi_p2_linker(component.engine())?
+                            .instantiate_pre(&component)
+                            .map_err(|e| format!("linking WASI: {e:#}").into())
+                    }),
+            };
+            // A failed compile is remembered in the tiers, and counted, too.
+            let pre =
+                pre.inspect_err(|_| finish(settings, instances.artifacts(), &configured, 0))?;
             let after = instances.artifacts().stats();
+            let code = Code::of(pre.component().engine(), &engine);
             report(
                 &stack,
                 &args,
                 verbose,
                 remembered,
-                (&before, &after),
+                Seen {
+                    before: &before,
+                    after: &after,
+                    code,
+                },
                 started,
                 &configured,
             );
+            // Baseline code's miss would find only the baseline entry it just stored.
             explain_miss(
-                verbose,
+                if code == Code::Baseline { 0 } else { verbose },
                 (&before, &after),
                 &configured,
                 instances.artifacts(),
                 &args,
             );
-            let code = run_component(&engine, pre, builder.build());
-            finish(
-                settings,
-                instances.artifacts(),
-                configured.levels.as_deref(),
-            );
+            let code = run_component(pre, builder.build());
+            finish(settings, instances.artifacts(), &configured, verbose);
             code
         }
     };
@@ -241,26 +263,57 @@ fn input_memo(settings: &Settings) -> Option<warmcache_wasmtime::InputMemo> {
     }
 }
 
+/// Which code a request answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Code {
+    Optimized,
+    /// Baseline (Winch) code, the optimized artifact compiling behind it.
+    Baseline,
+}
+
+impl Code {
+    /// The code of an artifact of engine `of`, asked for with the configured `engine`.
+    fn of(of: &Engine, engine: &Engine) -> Self {
+        match Engine::same(of, engine) {
+            true => Code::Optimized,
+            false => Code::Baseline,
+        }
+    }
+}
+
+/// What one request did: the counters around it and the code it answered with.
+struct Seen<'a> {
+    before: &'a Stats,
+    after: &'a Stats,
+    code: Code,
+}
+
 fn report(
     stack: &Stack,
     args: &Args,
     verbose: u8,
     remembered: bool,
-    (before, after): (&Stats, &Stats),
+    seen: Seen<'_>,
     started: Instant,
     configured: &super::Engine,
 ) {
     if verbose > 0 {
-        let source = describe(stack, before, after);
+        let source = describe(stack, seen.before, seen.after);
         let level = configured
             .levels
             .as_ref()
             .and_then(|levels| levels.last_used())
             .map(|level| format!(" {level}"));
-        let how = match (source.as_str(), level) {
-            ("compiled", None) => source,
-            ("compiled", Some(level)) => format!("compiled for{level}"),
-            (_, level) => format!("loaded{} from {source}", level.unwrap_or_default()),
+        let how = match (source.as_str(), level, seen.code) {
+            ("compiled", _, Code::Baseline) => {
+                "compiled baseline code (Winch; optimized code compiles behind it)".to_owned()
+            }
+            (_, _, Code::Baseline) => {
+                format!("loaded baseline code from {source} (optimized code compiles behind it)")
+            }
+            ("compiled", None, _) => source,
+            ("compiled", Some(level), _) => format!("compiled for{level}"),
+            (_, level, _) => format!("loaded{} from {source}", level.unwrap_or_default()),
         };
         let input = if remembered {
             " (input hash remembered: the file was not read)"
@@ -297,14 +350,38 @@ fn explain_miss<A: warmcache_wasmtime::Artifact>(
     }
 }
 
-/// Waits for background uploads and records the counters.
+/// Waits for the optimized compile behind baseline code and background uploads, and records
+/// the counters.
 fn finish<A: warmcache_wasmtime::Artifact>(
     settings: &Settings,
     cache: &WasmCache<A>,
-    levels: Option<&warmcache_wasmtime::CpuLevels>,
+    configured: &super::Engine,
+    verbose: u8,
 ) {
+    let waited = Instant::now();
     cache.flush();
-    if let Err(e) = crate::history::record(&settings.cache_dir.value, &[cache.stats()], levels) {
+    if let Some(baseline) = configured.baseline.as_deref()
+        && verbose > 0
+    {
+        let stats = baseline.stats();
+        if stats.upgrades > 0 {
+            eprintln!(
+                "warmcache: optimized code stored {:.1} s after the baseline code ran ({:.1} s \
+                 waited at exit); later runs use it",
+                stats.upgrade_ms / 1e3,
+                waited.elapsed().as_secs_f64()
+            );
+        } else if stats.upgrade_failures > 0 {
+            eprintln!("warmcache: compiling the optimized code failed; see the log");
+        }
+    }
+    let recorded = crate::history::record(
+        &settings.cache_dir.value,
+        &[cache.stats()],
+        configured.levels.as_deref(),
+        configured.baseline.as_deref(),
+    );
+    if let Err(e) = recorded {
         tracing::warn!("could not record stats: {e}");
     }
 }
@@ -331,8 +408,9 @@ fn wasi_p1_linker(engine: &Engine) -> Result<wasmtime::Linker<WasiP1Ctx>, String
     Ok(linker)
 }
 
-fn run_module(engine: &Engine, pre: &InstancePre<WasiP1Ctx>, wasi: WasiP1Ctx) -> ExitCode {
-    let mut store = Store::new(engine, wasi);
+fn run_module(pre: &InstancePre<WasiP1Ctx>, wasi: WasiP1Ctx) -> ExitCode {
+    // The store belongs to the code's engine: the baseline engine for baseline code.
+    let mut store = Store::new(pre.module().engine(), wasi);
     budget(&mut store);
     let instance = match pre.instantiate(&mut store) {
         Ok(instance) => instance,
@@ -375,11 +453,9 @@ fn wasi_p2_linker(engine: &Engine) -> Result<wasmtime::component::Linker<Host>, 
     Ok(linker)
 }
 
-fn run_component(
-    engine: &Engine,
-    pre: wasmtime::component::InstancePre<Host>,
-    wasi: WasiCtx,
-) -> ExitCode {
+fn run_component(pre: wasmtime::component::InstancePre<Host>, wasi: WasiCtx) -> ExitCode {
+    // The store belongs to the code's engine: the baseline engine for baseline code.
+    let engine = pre.component().engine().clone();
     let command = match CommandPre::new(pre) {
         Ok(command) => command,
         Err(e) => {
@@ -388,7 +464,7 @@ fn run_component(
         }
     };
     let mut store = Store::new(
-        engine,
+        &engine,
         Host {
             ctx: wasi,
             table: ResourceTable::new(),

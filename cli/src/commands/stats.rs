@@ -42,6 +42,8 @@ struct Report {
     /// Requests each CPU level answered, by level name (`cpu_level`).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     cpu_levels: std::collections::BTreeMap<String, u64>,
+    /// What baseline code did (`cold_start = "baseline"`).
+    baseline: warmcache_wasmtime::BaselineStats,
 }
 
 pub fn run(settings: &Settings, format: Format) -> Outcome {
@@ -94,6 +96,7 @@ pub fn run(settings: &Settings, format: Format) -> Outcome {
         tiers,
         totals,
         cpu_levels: history.cpu_levels,
+        baseline: history.baseline,
     };
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -174,6 +177,21 @@ fn table(report: &Report) -> String {
             .map(|(level, n)| format!("{level} {n}"))
             .collect();
         let _ = writeln!(out, "requests by CPU level: {}", levels.join(", "));
+    }
+    let b = &report.baseline;
+    if b.served + b.unsupported > 0 {
+        let mean = match b.upgrades {
+            0 => String::new(),
+            n => format!(
+                ", {:.1} s from baseline to optimized on average",
+                b.upgrade_ms / 1e3 / n as f64
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "baseline code: {} requests, {} upgrades{mean}, {} failed, {} modules Winch cannot compile",
+            b.served, b.upgrades, b.upgrade_failures, b.unsupported
+        );
     }
     out
 }

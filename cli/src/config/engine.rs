@@ -42,6 +42,38 @@ impl FromStr for OptLevel {
     }
 }
 
+/// What a cold miss answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColdStart {
+    /// The optimized (Cranelift) artifact, compiled before the module runs.
+    Optimized,
+    /// Baseline (Winch) code at once, the optimized artifact compiled behind it.
+    Baseline,
+}
+
+impl fmt::Display for ColdStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ColdStart::Optimized => "optimized",
+            ColdStart::Baseline => "baseline",
+        })
+    }
+}
+
+impl FromStr for ColdStart {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "optimized" => Ok(ColdStart::Optimized),
+            "baseline" => Ok(ColdStart::Baseline),
+            _ => Err(format!(
+                "unknown cold start {s:?} (expected optimized or baseline)"
+            )),
+        }
+    }
+}
+
 /// Engine settings that change compiled code (and so are part of every key).
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -63,6 +95,8 @@ pub struct EngineSettings {
     /// With `cpu_level`: look up this host's own entry (native code, as a node without levels
     /// stores it) before any level.
     pub native_first: Sourced<bool>,
+    /// What a cold miss answers with (baseline code is keyed by its own engine).
+    pub cold_start: Sourced<ColdStart>,
 }
 
 /// The CPU level `name` names (`auto`: the best this CPU runs), checked against this CPU.
@@ -145,6 +179,24 @@ impl EngineSettings {
             true => levels.native_first(),
             false => levels,
         }))
+    }
+
+    /// Baseline-first compiles for this configuration, when `cold_start` is `baseline`.
+    pub fn baseline(&self) -> Result<Option<warmcache_wasmtime::Baseline>, String> {
+        if self.cold_start.value == ColdStart::Optimized {
+            return Ok(None);
+        }
+        let source = &self.cold_start.source;
+        if self.cpu_level.value.is_some() || self.target.value.is_some() {
+            return Err(format!(
+                "cold_start = baseline ({source}) compiles for this host: it cannot be combined \
+                 with cpu_level or target"
+            ));
+        }
+        let config = self.wasmtime_config()?;
+        warmcache_wasmtime::Baseline::new(&config)
+            .map(Some)
+            .map_err(|e| format!("{e} ({source})"))
     }
 
     /// The explicit target of `level` with these settings' optimization level.

@@ -276,6 +276,7 @@ impl Settings {
                 cranelift_set: Sourced::default(Vec::new()),
                 cpu_level: Sourced::default(None),
                 native_first: Sourced::default(false),
+                cold_start: Sourced::default(engine::ColdStart::Optimized),
             },
         };
         let default_dir = default_cache_dir(env);

@@ -219,6 +219,15 @@ pub const SETTINGS: &[Spec] = &[
          cpu_level stores it) before any level",
     ),
     one(
+        "engine.cold_start",
+        "cold-start",
+        "WARMCACHE_COLD_START",
+        "MODE",
+        "What a cold miss runs: optimized (compile with Cranelift first) or baseline (Winch code \
+         at once, about a quarter of the compile time; the optimized code is compiled behind it \
+         and used from the next run)",
+    ),
+    one(
         "engine.cranelift_set",
         "cranelift-set",
         "WARMCACHE_CRANELIFT_SET",
@@ -372,6 +381,7 @@ impl Settings {
                 e.cpu_level.set(Some(level), source);
             }
             "engine.native_first" => e.native_first.set(boolean(&text()?)?, source),
+            "engine.cold_start" => e.cold_start.set(text()?.parse()?, source),
             "engine.cranelift_set" => {
                 for item in &items {
                     cranelift_pair(item)?;
@@ -449,6 +459,7 @@ impl Settings {
                 &e.cpu_level.source,
             ),
             "engine.native_first" => e.native_first.shown(),
+            "engine.cold_start" => e.cold_start.shown(),
             "engine.cranelift_set" => (e.cranelift_set.value.join(","), &e.cranelift_set.source),
             "engine.simd" => e.simd.shown(),
             "engine.fuel" => e.fuel.shown(),
