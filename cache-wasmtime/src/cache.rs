@@ -650,23 +650,27 @@ impl<A: Artifact> WasmCache<A> {
         exec: Exec,
     ) -> Result<A> {
         opened
-            .run(|opened| self.obtain_one(engine, opened, exec))
+            .run(|opened| self.obtain_one(engine, opened, exec, Code::Any))
             .await
     }
 
     /// One request (no retry of a mismatched hash): by CPU level when `engine` has levels,
-    /// else under its own key.
+    /// with baseline code first when it has a [`Baseline`] and `code` allows it, else under
+    /// its own key.
     pub(crate) async fn obtain_one(
         &self,
         engine: &Engine,
         opened: Opened<'_>,
         exec: Exec,
+        code: Code,
     ) -> Result<A> {
         if let Some(levels) = self.levels_of(engine) {
             return self.obtain_level(engine, &levels, opened, exec).await;
         }
         let baseline = registered(&self.baselines.read(), engine);
-        if let Some(baseline) = baseline {
+        if let Some(baseline) = baseline
+            && code == Code::Any
+        {
             return self.obtain_baseline(engine, &baseline, opened, exec).await;
         }
         let (key, inputs) = self.key_and_inputs(engine, &opened.content, opened.extras());
@@ -972,6 +976,15 @@ fn check_kind<A: Artifact>(content: ContentHash, wasm: &[u8]) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Which code a request may be answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Code {
+    /// Baseline code when the engine has a [`Baseline`] and the optimized artifact is missing.
+    Any,
+    /// Only code of the caller's own engine (for a store the caller already made).
+    Optimized,
 }
 
 /// How a miss compiles: with which engine, and the key's inputs to record.

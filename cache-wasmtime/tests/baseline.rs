@@ -12,7 +12,7 @@ use std::sync::Arc;
 use common::{ANSWER, call_answer, memory_tiers};
 use warmcache_core::{Backend, BackendExt, Tiered};
 use warmcache_memory::MemoryBackend;
-use warmcache_wasmtime::{Baseline, ContentHash, Error, Isolation, ModuleCache};
+use warmcache_wasmtime::{Baseline, ContentHash, Error, Isolation, ModuleCache, NamedLinker};
 use wasmtime::{Config, Engine, Module};
 
 /// A module with a tail call: a proposal Winch does not implement.
@@ -200,4 +200,78 @@ fn an_embedder_checks_which_engine_its_store_needs() {
     let module = cache.get_or_compile(&engine, ANSWER.as_bytes()).unwrap();
     let mut store = wasmtime::Store::new(&engine, ());
     assert!(wasmtime::Instance::new(&mut store, &module, &[]).is_err());
+}
+
+/// A worker that returns an artifact of `ANSWER` compiled beforehand once `gate` exists.
+fn gated_worker(dir: &std::path::Path) -> (Isolation, std::path::PathBuf) {
+    let (gate, artifact) = (dir.join("gate"), dir.join("artifact"));
+    let compiled = Engine::new(&Config::new())
+        .unwrap()
+        .precompile_module(ANSWER.as_bytes())
+        .unwrap();
+    std::fs::write(&artifact, compiled).unwrap();
+    let script = format!(
+        "cat > /dev/null; while [ ! -e {gate} ]; do sleep 0.01; done; cat {artifact}",
+        gate = gate.display(),
+        artifact = artifact.display()
+    );
+    (Isolation::new("sh").args(["-c", &script, "worker"]), gate)
+}
+
+#[test]
+fn the_instance_cache_serves_baseline_code_through_a_linker_with_a_baseline_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker, gate) = gated_worker(dir.path());
+    let (_memory, tiers) = memory_tiers();
+    let (cache, engine, baseline) = baseline_cache(tiers, Some(worker));
+    let instances = warmcache_wasmtime::ModuleInstances::<()>::new(cache);
+    let linker = NamedLinker::new(wasmtime::Linker::new(&engine), "none", 1)
+        .with_baseline(wasmtime::Linker::new(baseline.engine()));
+    let answer = |pre: &wasmtime::InstancePre<()>| {
+        let mut store = wasmtime::Store::new(pre.module().engine(), ());
+        let instance = pre.instantiate(&mut store).unwrap();
+        let f = instance
+            .get_typed_func::<(), i32>(&mut store, "answer")
+            .unwrap();
+        f.call(&mut store, ()).unwrap()
+    };
+
+    // While the optimized compile is held, each request gets baseline code, built afresh.
+    for _ in 0..2 {
+        let pre = instances.instance_pre(&linker, ANSWER.as_bytes()).unwrap();
+        assert!(Engine::same(pre.module().engine(), baseline.engine()));
+        assert_eq!(answer(&pre), 42);
+    }
+    assert_eq!(baseline.stats().served, 2);
+
+    std::fs::write(&gate, b"").unwrap();
+    instances.artifacts().flush();
+    // Then the optimized artifact, kept: the second request is a kept one.
+    for _ in 0..2 {
+        let pre = instances.instance_pre(&linker, ANSWER.as_bytes()).unwrap();
+        assert!(Engine::same(pre.module().engine(), &engine));
+        assert_eq!(answer(&pre), 42);
+    }
+    assert_eq!(instances.stats().live_hits, 1);
+}
+
+#[test]
+fn the_instance_cache_without_a_baseline_twin_or_with_the_callers_store_uses_optimized_code() {
+    let (_memory, tiers) = memory_tiers();
+    let (cache, engine, baseline) = baseline_cache(tiers, None);
+    let instances = warmcache_wasmtime::ModuleInstances::<()>::new(cache);
+    // A store of the caller's engine: baseline code could not be instantiated in it.
+    let twin = NamedLinker::new(wasmtime::Linker::new(&engine), "none", 1)
+        .with_baseline(wasmtime::Linker::new(baseline.engine()));
+    let mut store = wasmtime::Store::new(&engine, ());
+    instances
+        .instantiate(&mut store, &twin, ANSWER.as_bytes())
+        .unwrap();
+    // A linker of the caller's engine only.
+    let plain = NamedLinker::new(wasmtime::Linker::new(&engine), "plain", 1);
+    let pre = instances
+        .instance_pre(&plain, common::SIMD.as_bytes())
+        .unwrap();
+    assert!(Engine::same(pre.module().engine(), &engine));
+    assert_eq!(baseline.stats().served, 0);
 }

@@ -12,6 +12,8 @@ use std::fmt;
 /// only by shared reference, so it cannot change under its identity once named.
 pub struct NamedLinker<L> {
     linker: L,
+    /// The same definitions in the baseline engine ([`Self::with_baseline`]).
+    baseline: Option<L>,
     name: String,
     version: u64,
 }
@@ -32,9 +34,28 @@ impl<L> NamedLinker<L> {
     pub fn new(linker: L, name: impl Into<String>, version: u64) -> Self {
         Self {
             linker,
+            baseline: None,
             name: name.into(),
             version,
         }
+    }
+
+    /// Adds the same definitions built in the [`Baseline`](crate::Baseline) engine, so that
+    /// [`instance_pre`](crate::InstanceCache::instance_pre) can answer a cold miss with a
+    /// pre-instantiation of baseline code while the optimized artifact compiles (its store
+    /// must then come from its own engine: `pre.module().engine()`). Without it, or through
+    /// [`instantiate`](crate::InstanceCache::instantiate), which takes the caller's store, the
+    /// instance cache waits for the optimized artifact. It must define exactly what `linker`
+    /// defines: it shares its name and version.
+    #[must_use]
+    pub fn with_baseline(mut self, linker: L) -> Self {
+        self.baseline = Some(linker);
+        self
+    }
+
+    /// The linker of the baseline engine, if one was added.
+    pub fn baseline(&self) -> Option<&L> {
+        self.baseline.as_ref()
     }
 
     /// The linker.

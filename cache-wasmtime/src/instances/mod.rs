@@ -17,7 +17,7 @@ use warmcache_core::{
 use wasmtime::component::Component;
 use wasmtime::{AsContextMut, Engine, Module};
 
-use crate::cache::{WasmCache, compute_error};
+use crate::cache::{Code, WasmCache, compute_error};
 use crate::error::{Error, Result};
 use crate::input::{Opened, Wasm};
 use crate::key::ContentHash;
@@ -162,7 +162,7 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
         if let Some(pre) = self.prepared.get_live(engine, &key) {
             return Ok(pre);
         }
-        futures::executor::block_on(self.prepare(linker, opened, Exec::Inline))
+        futures::executor::block_on(self.prepare(linker, opened, Exec::Inline, Code::Any))
     }
 
     /// [`instance_pre`](Self::instance_pre) for async callers: under a Tokio runtime, compiling
@@ -176,7 +176,7 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
         linker: &NamedLinker<A::Linker>,
         wasm: impl Into<Wasm<'a>>,
     ) -> Result<A::Pre> {
-        self.prepare(linker, wasm.into().open()?, Exec::Blocking)
+        self.prepare(linker, wasm.into().open()?, Exec::Blocking, Code::Any)
             .await
     }
 
@@ -193,7 +193,21 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
         linker: &NamedLinker<A::Linker>,
         wasm: impl Into<Wasm<'a>>,
     ) -> Result<A::Instance> {
-        let pre = self.instance_pre(linker, wasm)?;
+        // The store is the caller's: only code of its engine will do.
+        let opened = wasm.into().open()?;
+        let key = self.key(linker, &opened.content, opened.extras());
+        let pre = match self
+            .prepared
+            .get_live(A::linker_engine(linker.linker()), &key)
+        {
+            Some(pre) => pre,
+            None => futures::executor::block_on(self.prepare(
+                linker,
+                opened,
+                Exec::Inline,
+                Code::Optimized,
+            ))?,
+        };
         self.instantiations.fetch_add(1, Ordering::Relaxed);
         A::instantiate(&pre, store).map_err(Error::instantiate)
     }
@@ -213,7 +227,10 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
     where
         T: Send,
     {
-        let pre = self.instance_pre_async(linker, wasm).await?;
+        let opened = wasm.into().open()?;
+        let pre = self
+            .prepare(linker, opened, Exec::Blocking, Code::Optimized)
+            .await?;
         self.instantiations.fetch_add(1, Ordering::Relaxed);
         A::instantiate_async(&pre, store)
             .await
@@ -245,31 +262,44 @@ impl<A: Instantiate<T>, T: 'static> InstanceCache<A, T> {
         linker: &NamedLinker<A::Linker>,
         opened: Opened<'_>,
         exec: Exec,
+        code: Code,
     ) -> Result<A::Pre> {
         opened
-            .run(|opened| self.prepare_once(linker, opened, exec))
+            .run(|opened| self.prepare_once(linker, opened, exec, code))
             .await
     }
 
+    /// Builds (or finds) the pre-instantiation. One of baseline code, built with the linker's
+    /// baseline twin, belongs to another engine than the key's, so the kept ones never hand it
+    /// out: each request builds its own until the optimized artifact is there.
     async fn prepare_once(
         &self,
         linker: &NamedLinker<A::Linker>,
         opened: Opened<'_>,
         exec: Exec,
+        code: Code,
     ) -> Result<A::Pre> {
         let content = opened.content;
         let key = self.key(linker, &content, opened.extras());
         let engine = A::linker_engine(linker.linker());
+        let code = match linker.baseline() {
+            Some(_) => code,
+            None => Code::Optimized,
+        };
         let produce = || async move {
             let artifact = self
                 .artifacts
-                .obtain_one(engine, opened, exec)
+                .obtain_one(engine, opened, exec, code)
                 .await
                 .map_err(|e| match e.is_callers_input() {
                     true => Failure::Input(e),
                     false => Failure::Compute(ComputeError::failed(key, e)),
                 })?;
-            let pre = A::prepare(linker.linker(), &artifact).map_err(|e| {
+            let for_artifact = match linker.baseline() {
+                Some(baseline) if !Engine::same(artifact.engine(), engine) => baseline,
+                _ => linker.linker(),
+            };
+            let pre = A::prepare(for_artifact, &artifact).map_err(|e| {
                 Failure::Compute(ComputeError::failed(
                     key,
                     Error::Link {

@@ -136,26 +136,15 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             let instances = ModuleInstances::<WasiP1Ctx>::new(stack.module_cache());
             configured.pin(instances.artifacts());
             let before = instances.artifacts().stats();
-            let wasm = Wasm::file(&args.file, memo.as_ref());
-            let pre: Result<_, Box<dyn std::error::Error>> = match &configured.baseline {
-                None => {
-                    let linker = NamedLinker::new(wasi_p1_linker(&engine)?, "wasi-p1", 1);
-                    instances.instance_pre(&linker, wasm).map_err(Into::into)
-                }
-                // Baseline code belongs to the baseline engine: linked there, once.
-                Some(_) => instances
-                    .artifacts()
-                    .get_or_compile(&engine, wasm)
-                    .map_err(Into::into)
-                    .and_then(|module| {
-                        wasi_p1_linker(module.engine())?
-                            .instantiate_pre(&module)
-                            .map_err(|e| format!("linking WASI: {e:#}").into())
-                    }),
-            };
-            // A failed compile is remembered in the tiers, and counted, too.
-            let pre =
-                pre.inspect_err(|_| finish(settings, instances.artifacts(), &configured, 0))?;
+            let mut linker = NamedLinker::new(wasi_p1_linker(&engine)?, "wasi-p1", 1);
+            if let Some(baseline) = &configured.baseline {
+                // Baseline code belongs to the baseline engine: the same WASI, linked there.
+                linker = linker.with_baseline(wasi_p1_linker(baseline.engine())?);
+            }
+            let pre = instances
+                .instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))
+                // A failed compile is remembered in the tiers, and counted, too.
+                .inspect_err(|_| finish(settings, instances.artifacts(), &configured, 0))?;
             let after = instances.artifacts().stats();
             let code = Code::of(pre.module().engine(), &engine);
             report(
@@ -187,26 +176,15 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             let instances = ComponentInstances::<Host>::new(stack.component_cache());
             configured.pin(instances.artifacts());
             let before = instances.artifacts().stats();
-            let wasm = Wasm::file(&args.file, memo.as_ref());
-            let pre: Result<_, Box<dyn std::error::Error>> = match &configured.baseline {
-                None => {
-                    let linker = NamedLinker::new(wasi_p2_linker(&engine)?, "wasi-p2", 1);
-                    instances.instance_pre(&linker, wasm).map_err(Into::into)
-                }
-                // Baseline code belongs to the baseline engine: linked there, once.
-                Some(_) => instances
-                    .artifacts()
-                    .get_or_compile(&engine, wasm)
-                    .map_err(Into::into)
-                    .and_then(|component| {
-                        wasi_p2_linker(component.engine())?
-                            .instantiate_pre(&component)
-                            .map_err(|e| format!("linking WASI: {e:#}").into())
-                    }),
-            };
-            // A failed compile is remembered in the tiers, and counted, too.
-            let pre =
-                pre.inspect_err(|_| finish(settings, instances.artifacts(), &configured, 0))?;
+            let mut linker = NamedLinker::new(wasi_p2_linker(&engine)?, "wasi-p2", 1);
+            if let Some(baseline) = &configured.baseline {
+                // Baseline code belongs to the baseline engine: the same WASI, linked there.
+                linker = linker.with_baseline(wasi_p2_linker(baseline.engine())?);
+            }
+            let pre = instances
+                .instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))
+                // A failed compile is remembered in the tiers, and counted, too.
+                .inspect_err(|_| finish(settings, instances.artifacts(), &configured, 0))?;
             let after = instances.artifacts().stats();
             let code = Code::of(pre.component().engine(), &engine);
             report(
