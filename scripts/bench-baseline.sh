@@ -79,37 +79,55 @@ startup yosys "$CORPUS/yosys.wasm" -V
 startup esbuild "$CORPUS/esbuild.wasm" --version
 startup resvg "$CORPUS/resvg.wasm" --version
 
-# CPU-bound work: 200 million iterations of integer and SIMD arithmetic.
-cat >"$WORK/kernel.wat" <<'EOF'
-(module
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (local $i i32) (local $acc i64) (local $v v128) (local $w v128)
-    (local.set $v (v128.const f32x4 1.5 2.25 3.125 4.0625))
-    (local.set $w (v128.const i32x4 3 5 7 11))
-    (loop $l
-      (local.set $acc (i64.add (local.get $acc)
-        (i64.add (i64.popcnt (i64.mul (i64.extend_i32_u (local.get $i)) (i64.const 0x9E3779B97F4A7C15)))
-                 (i64.extend_i32_u (i32.clz (i32.or (local.get $i) (i32.const 1)))))))
-      (local.set $v (f32x4.floor (f32x4.add (local.get $v) (v128.const f32x4 0.75 0.5 0.25 0.125))))
-      (local.set $w (i32x4.mul (local.get $w) (v128.const i32x4 1664525 22695477 1103515245 134775813)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $l (i32.lt_u (local.get $i) (i32.const 200000000))))
-    (call $exit (i32.and (i32.const 0)
-      (i32.xor (i32.wrap_i64 (local.get $acc))
-        (i32.xor (i32x4.extract_lane 0 (local.get $w)) (i32.trunc_f32_s (f32x4.extract_lane 0 (local.get $v))))))))
-)
-EOF
-{
-    echo '<svg xmlns="http://www.w3.org/2000/svg" width="1600" height="1600">'
-    echo '<defs><radialGradient id="g"><stop offset="0" stop-color="#f80"/><stop offset="1" stop-color="#08f" stop-opacity="0.3"/></radialGradient>'
-    echo '<filter id="b"><feGaussianBlur stdDeviation="6"/></filter></defs>'
-    for i in $(seq 0 59); do
-        echo "<circle cx=\"$(((i * 37) % 1600))\" cy=\"$(((i * 91) % 1600))\" r=\"$((40 + i % 120))\" fill=\"url(#g)\" filter=\"url(#b)\"/>"
+# Four nodes (each its own directory) on one bucket of moto's S3 server, started together on
+# yosys: when the slowest node's code was ready, and when every node had the optimized artifact.
+moto="${WARMCACHE_MOTO_SERVER:-$HOME/.cache/warmcache-venv/bin/moto_server}"
+fleet() {
+    local mode=$1 prefix=$2 i ready=0 optimized=0 report r u pids=()
+    for i in 1 2 3 4; do
+        {
+            printf 'secret_env = "BENCH_SECRET"\n[engine]\ncold_start = "%s"\n\n' "$mode"
+            printf '[[tiers]]\nkind = "fs"\npath = "%s"\n\n' "$WORK/node.$prefix.$i"
+            printf '[[tiers]]\nkind = "s3"\nurl = "s3://bench/%s"\nendpoint = "%s"\n' "$prefix" "$AWS_ENDPOINT"
+            printf 'region = "us-east-1"\nallow_http = true\n'
+        } >"$WORK/node.$prefix.$i.toml"
+        "$BIN" --config "$WORK/node.$prefix.$i.toml" -v run "$CORPUS/yosys.wasm" -- -V \
+            >/dev/null 2>"$WORK/err.$prefix.$i" &
+        pids+=("$!")
     done
-    echo '</svg>'
-} >"$WORK/busy.svg"
+    wait "${pids[@]}"
+    for i in 1 2 3 4; do
+        report=$(cat "$WORK/err.$prefix.$i")
+        r=$(sed -n 's/.* in \([0-9.]*\) ms.*/\1/p' <<<"$report" | head -1)
+        u=$(sed -n 's/.*optimized code stored \([0-9.]*\) s after.*/\1/p' <<<"$report")
+        ready=$(awk -v a="$ready" -v b="${r:-0}" 'BEGIN { print (b > a) ? b : a }')
+        optimized=$(awk -v a="$optimized" -v b="${r:-0}" -v u="${u:-0}" \
+            'BEGIN { t = b + u * 1000; print (t > a) ? t : a }')
+    done
+    printf '%-22s %14.0f %14.0f\n' "4 nodes, $mode" "$ready" "$optimized"
+}
+if [ -x "$moto" ]; then
+    port=$((20000 + RANDOM % 20000))
+    "$moto" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+    moto_pid=$!
+    trap 'kill "$moto_pid" 2>/dev/null; rm -rf "$WORK"' EXIT
+    for _ in $(seq 50); do curl -s "http://127.0.0.1:$port" >/dev/null && break; sleep 0.2; done
+    curl -s -X PUT "http://127.0.0.1:$port/bench" >/dev/null
+    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+    export AWS_ENDPOINT="http://127.0.0.1:$port" BENCH_SECRET="bench-secret-bench-secret-bench-secret"
+    echo
+    echo "yosys on 4 nodes sharing a bucket, cold (ms; the slowest node):"
+    printf '%-22s %14s %14s\n' fleet "code ready" "optimized"
+    fleet optimized today
+    fleet baseline baseline
+else
+    echo "moto_server not found: run scripts/test.sh once for the fleet figures" >&2
+fi
+
+# shellcheck source=scripts/workloads.sh
+. scripts/workloads.sh
+write_kernel "$WORK/kernel.wat"
+write_busy_svg "$WORK/busy.svg"
 # A design for yosys to synthesize: multipliers and an adder tree.
 cat >"$WORK/design.v" <<'EOF'
 module top(input [23:0] a, b, c, d, output [47:0] y);
