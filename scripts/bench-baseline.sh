@@ -75,9 +75,9 @@ startup() {
     printf '%-8s %12s %12s %6s %14s %6s\n' "$name" "$today" "$ready" "$(ratio "$ready" "$today")" \
         "$optimized" "$(ratio "$optimized" "$today")"
 }
-startup yosys "$CORPUS/yosys.wasm" -V
-startup esbuild "$CORPUS/esbuild.wasm" --version
-startup resvg "$CORPUS/resvg.wasm" --version
+startup yosys "$CORPUS/yosys.wasm" -- -V
+startup boolector "$CORPUS/boolector.wasm" -- --version
+startup resvg "$CORPUS/resvg.wasm" -- --version
 
 # Four nodes (each its own directory) on one bucket of moto's S3 server, started together on
 # yosys: when the slowest node's code was ready, and when every node had the optimized artifact.

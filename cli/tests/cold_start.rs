@@ -102,4 +102,19 @@ fn bad_cold_start_settings_are_refused() {
         "{}",
         stderr(&out)
     );
+    // A setting Winch cannot honour: named by wasmtime, refused before anything runs.
+    let out = env.run(&[
+        "--cold-start",
+        "baseline",
+        "--debug-info",
+        "true",
+        "run",
+        hello,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Winch does not currently support"),
+        "{}",
+        stderr(&out)
+    );
 }
