@@ -248,7 +248,8 @@ impl Baseline {
 /// compile worker started from this thread inherits it), so optimized compiles behind
 /// baseline code yield to the code serving requests.
 pub(crate) fn lower_priority() {
-    #[cfg(unix)]
+    // Elsewhere `setpriority` would lower the whole process, requests and all.
+    #[cfg(target_os = "linux")]
     {
         let now = rustix::process::getpriority_process(None).unwrap_or(0);
         if let Err(e) = rustix::process::setpriority_process(None, (now + 10).min(19)) {
