@@ -29,7 +29,8 @@ const MAX_REPORTED: usize = 4096;
 /// in the tiers, or compiled with Winch in a fraction of Cranelift's time) **of this engine**:
 /// create stores and linkers from the artifact's own engine (`module.engine()`). The optimized
 /// artifact is then compiled in a background thread at lower priority (in the cache's worker
-/// process when the cache [isolates](crate::WasmCacheBuilder::isolate) compiles), and once it
+/// process, as the Winch compile is, when the cache
+/// [isolates](crate::WasmCacheBuilder::isolate) compiles), and once it
 /// is stored the baseline entry is removed from the in-process tier and every private storage
 /// tier; shared tiers (a bucket) keep it for nodes still loading it, until their own eviction
 /// takes it (no one looks it up once the optimized artifact is there). Instances already

@@ -749,8 +749,8 @@ impl<A: Artifact> WasmCache<A> {
     }
 
     /// The optimized artifact if stored; else baseline code, found or compiled with Winch (in
-    /// this process: one pass, linear in the module), with the optimized compile started
-    /// behind it; else, for a module Winch cannot compile, the optimized artifact at once.
+    /// the worker when compiles are isolated), with the optimized compile started behind it;
+    /// else, for a module Winch cannot compile, the optimized artifact at once.
     async fn obtain_baseline(
         &self,
         engine: &Engine,
@@ -781,13 +781,17 @@ impl<A: Artifact> WasmCache<A> {
             engine: baseline.engine(),
             inputs: explain::text(&fast_inputs),
         };
+        let worker = self
+            .isolation
+            .as_deref()
+            .map(|i| Arc::new(i.for_baseline()));
         let fast = self
             .cache
             .get_or_produce(baseline.engine(), fast_key, exec, || {
                 produce::<A>(
                     winch,
                     baseline.engine(),
-                    None,
+                    worker.as_ref(),
                     fast_key,
                     content,
                     Cow::Borrowed(&wasm),
@@ -814,6 +818,11 @@ impl<A: Artifact> WasmCache<A> {
             Err(Failure::Input(e)) => return Err(e),
             Err(Failure::Compute(e)) => e,
         };
+        // A module that takes the one-pass compiler over the worker's limits would take
+        // Cranelift over them too: the input pays once, not twice.
+        if let error @ Error::OverLimit { .. } = compute_error::<A>(content, &e) {
+            return Err(error);
+        }
         if baseline.count_unsupported(fast_key) {
             tracing::info!(
                 %content,

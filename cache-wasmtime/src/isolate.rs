@@ -1,12 +1,15 @@
 //! Compiles in a worker process under limits, so that a module that takes minutes or gigabytes
 //! to compile (hostile or not) costs a bounded child, never the host process.
 //!
-//! The protocol: the worker is run as `program args... KIND` (`module` or `component`), reads
-//! the wasm from its standard input, and writes the artifact to its standard output and exits
-//! 0; or writes a message to its standard error and exits non-zero. It must build its engine
-//! with the settings of the engine the cache is asked for: the parent loads what it returns
-//! (wasmtime checks the artifact against the engine) before it stores it.
-//! [`Isolation::serve`] is that whole side, for the embedder's own worker program.
+//! The protocol: the worker is run as `program args... KIND`, reads the wasm from its standard
+//! input, and writes the artifact to its standard output and exits 0; or writes a message to
+//! its standard error and exits non-zero. KIND is `module` or `component` for optimized code,
+//! and `baseline-module` or `baseline-component` for baseline code (a cache with
+//! [`Baseline`](crate::Baseline) code first: the Winch compile of a cold miss is as much the
+//! input's to abuse as Cranelift's). It must build its engines with the settings of the engine
+//! the cache is asked for: the parent loads what it returns (wasmtime checks the artifact
+//! against the engine) before it stores it. [`Isolation::serve`] is that whole side, for the
+//! embedder's own worker program.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -17,11 +20,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
 
+use crate::baseline::Baseline;
 use crate::error::{Error, Limit};
 use crate::key::{ArtifactKind, ContentHash};
 
 /// The most of a worker's standard error kept for its error message.
 const MAX_MESSAGE: u64 = 16 << 10;
+
+/// What the kind argument starts with when the worker is to compile baseline code.
+const BASELINE: &str = "baseline-";
 
 /// How compiles run in a worker process, and under which limits. Set with
 /// [`WasmCacheBuilder::isolate`](crate::WasmCacheBuilder::isolate).
@@ -31,6 +38,8 @@ pub struct Isolation {
     args: Vec<OsString>,
     timeout: Duration,
     memory: Option<u64>,
+    /// Whether this worker compiles baseline (Winch) code ([`Self::for_baseline`]).
+    baseline: bool,
 }
 
 impl Isolation {
@@ -45,6 +54,7 @@ impl Isolation {
             args: Vec::new(),
             timeout: Self::DEFAULT_TIMEOUT,
             memory: None,
+            baseline: false,
         }
     }
 
@@ -69,11 +79,15 @@ impl Isolation {
     }
 
     /// The worker's side of the protocol, for the program an [`Isolation`] runs: reads the wasm
-    /// from standard input, compiles it with `engine` as `kind` (the argument the worker was
-    /// given: `module` or `component`), writes the artifact to standard output; on failure,
-    /// writes `error: ` and the reason to standard error (the parent reads it there) and
-    /// returns a failure. Build `engine` exactly as the engine of the caches that run this
-    /// worker; the parent rejects an artifact its engine cannot load.
+    /// from standard input, compiles it as `kind` (the argument the worker was given: `module`
+    /// or `component` with `engine`, `baseline-module` or `baseline-component` with
+    /// `baseline`'s engine), writes the artifact to standard output; on failure, writes
+    /// `error: ` and the reason to standard error (the parent reads it there) and returns a
+    /// failure. Build `engine` exactly as the engine of the caches that run this worker, and
+    /// `baseline` from the same configuration when those caches
+    /// [use baseline code](crate::WasmCache::use_baseline) (without it, a request for baseline
+    /// code fails and the parent compiles optimized code instead); the parent rejects an
+    /// artifact its engine cannot load.
     ///
     /// An embedder's binary can serve as its own worker:
     ///
@@ -89,21 +103,29 @@ impl Isolation {
     ///     let args: Vec<String> = std::env::args().collect();
     ///     if args.get(1).map(String::as_str) == Some("compile-worker") {
     ///         let kind = args.get(2).map_or("", String::as_str);
-    ///         return Isolation::serve(&my_engine(), kind);
+    ///         return Isolation::serve(&my_engine(), None, kind);
     ///     }
     ///     // The application: its caches compile through `Isolation::new(current_exe)
     ///     // .args(["compile-worker"])`.
     ///     ExitCode::SUCCESS
     /// }
     /// ```
-    pub fn serve(engine: &Engine, kind: &str) -> ExitCode {
-        match serve_once(engine, kind) {
+    pub fn serve(engine: &Engine, baseline: Option<&Baseline>, kind: &str) -> ExitCode {
+        match serve_once(engine, baseline, kind) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 // The protocol's error channel, read by the parent: this is a worker process.
                 let _ = writeln!(std::io::stderr().lock(), "error: {message}");
                 ExitCode::FAILURE
             }
+        }
+    }
+
+    /// The same worker and limits, compiling baseline code.
+    pub(crate) fn for_baseline(&self) -> Self {
+        Self {
+            baseline: true,
+            ..self.clone()
         }
     }
 
@@ -135,7 +157,10 @@ impl Isolation {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
-            .arg(kind.to_string())
+            .arg(match self.baseline {
+                true => format!("{BASELINE}{kind}"),
+                false => kind.to_string(),
+            })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -321,7 +346,19 @@ fn kill_group(child: &std::process::Child) {
 fn kill_group(_child: &std::process::Child) {}
 
 /// One compile of the worker's side: the artifact written, or why not.
-fn serve_once(engine: &Engine, kind: &str) -> Result<(), String> {
+fn serve_once(engine: &Engine, baseline: Option<&Baseline>, kind: &str) -> Result<(), String> {
+    let (engine, kind) = match kind.strip_prefix(BASELINE) {
+        None => (engine, kind),
+        Some(kind) => match baseline {
+            Some(baseline) => (baseline.engine(), kind),
+            None => {
+                return Err(format!(
+                    "asked for baseline code ({BASELINE}{kind}), but this worker has no baseline \
+                     engine: serve it with the Baseline the caches use"
+                ));
+            }
+        },
+    };
     let mut wasm = Vec::new();
     std::io::stdin()
         .lock()
@@ -332,7 +369,8 @@ fn serve_once(engine: &Engine, kind: &str) -> Result<(), String> {
         "component" => engine.precompile_component(&wasm),
         other => {
             return Err(format!(
-                "unknown artifact kind {other:?} (expected module or component)"
+                "unknown artifact kind {other:?} (expected module or component, or either \
+                 after {BASELINE})"
             ));
         }
     }

@@ -94,32 +94,49 @@ fn a_cold_miss_serves_baseline_code_and_the_optimized_artifact_replaces_it() {
     assert_eq!(other_baseline.stats().served, 0);
 }
 
+/// A worker in `sh` that appends each kind it is asked for to `dir/kinds` and answers with
+/// `ANSWER` compiled beforehand: by Winch at once for baseline code (a worker of this
+/// test's own engines), by Cranelift after running `optimized` (a script that may wait).
+fn scripted_worker(dir: &std::path::Path, optimized: &str) -> Isolation {
+    let config = Config::new();
+    let (winch, cranelift) = (dir.join("winch"), dir.join("cranelift"));
+    let baseline = Baseline::new(&config).unwrap();
+    let compile = |engine: &Engine| engine.precompile_module(ANSWER.as_bytes()).unwrap();
+    std::fs::write(&winch, compile(baseline.engine())).unwrap();
+    std::fs::write(&cranelift, compile(&Engine::new(&config).unwrap())).unwrap();
+    let script = format!(
+        "cat > /dev/null; echo \"$1\" >> {kinds}; case \"$1\" in \
+         baseline-module) cat {winch} ;; \
+         module) {optimized}; cat {cranelift} ;; \
+         *) exit 3 ;; esac",
+        kinds = dir.join("kinds").display(),
+        winch = winch.display(),
+        cranelift = cranelift.display(),
+    );
+    Isolation::new("sh").args(["-c", &script, "worker"])
+}
+
+/// The kinds a [`scripted_worker`] in `dir` was asked for, in order.
+fn kinds_asked(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("kinds"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The optimized compile runs in a worker that waits at a gate, records its nice value, then
 /// returns an artifact compiled beforehand with the same engine.
 #[test]
 fn requests_during_the_upgrade_get_the_baseline_code_and_the_compile_runs_at_lower_priority() {
     let dir = tempfile::tempdir().unwrap();
-    let (gate, artifact, nice) = (
-        dir.path().join("gate"),
-        dir.path().join("artifact"),
-        dir.path().join("nice"),
-    );
-    let engine_for_artifact = Engine::new(&Config::new()).unwrap();
-    std::fs::write(
-        &artifact,
-        engine_for_artifact
-            .precompile_module(ANSWER.as_bytes())
-            .unwrap(),
-    )
-    .unwrap();
-    let script = format!(
-        "cat > /dev/null; cat /proc/$$/stat > {nice}; \
-         while [ ! -e {gate} ]; do sleep 0.01; done; cat {artifact}",
+    let (gate, nice) = (dir.path().join("gate"), dir.path().join("nice"));
+    let wait = format!(
+        "cat /proc/$$/stat > {nice}; while [ ! -e {gate} ]; do sleep 0.01; done",
         nice = nice.display(),
         gate = gate.display(),
-        artifact = artifact.display()
     );
-    let worker = Isolation::new("sh").args(["-c", &script, "worker"]);
+    let worker = scripted_worker(dir.path(), &wait);
     let (memory, tiers) = memory_tiers();
     let (cache, engine, baseline) = baseline_cache(tiers, Some(worker));
 
@@ -157,6 +174,53 @@ fn requests_during_the_upgrade_get_the_baseline_code_and_the_compile_runs_at_low
     assert!(
         workers > ours || ours == 19,
         "the optimized compile ran at nice {workers}, this process at {ours}"
+    );
+}
+
+/// Winch's compile of a cold miss is as much the input's to abuse as Cranelift's: with
+/// isolated compiles, both run in the worker, baseline first.
+#[test]
+fn with_isolated_compiles_the_winch_compile_runs_in_the_worker_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_memory, tiers) = memory_tiers();
+    let (cache, engine, baseline) = baseline_cache(tiers, Some(scripted_worker(dir.path(), ":")));
+    let first = cache.get_or_compile(&engine, ANSWER.as_bytes()).unwrap();
+    assert!(is_baseline(&first, &baseline));
+    assert_eq!(call_answer(baseline.engine(), &first), 42);
+    cache.flush();
+    assert_eq!(kinds_asked(dir.path()), ["baseline-module", "module"]);
+    let stats = baseline.stats();
+    assert_eq!((stats.served, stats.upgrades), (1, 1));
+}
+
+/// A module that keeps the one-pass compile over the worker's limit is the request's error, at
+/// once: no second compile with Cranelift, no baseline code, nothing stored.
+#[test]
+fn a_winch_compile_over_the_worker_limit_fails_the_request_without_a_cranelift_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let kinds = dir.path().join("kinds");
+    let script = format!(
+        "echo \"$1\" >> {kinds}; case \"$1\" in baseline-*) sleep 120 ;; esac; exit 3",
+        kinds = kinds.display()
+    );
+    let worker = Isolation::new("sh")
+        .args(["-c", &script, "worker"])
+        .timeout(std::time::Duration::from_millis(300));
+    let (memory, tiers) = memory_tiers();
+    let (cache, engine, baseline) = baseline_cache(tiers, Some(worker));
+    let err = cache
+        .get_or_compile(&engine, ANSWER.as_bytes())
+        .unwrap_err();
+    assert!(matches!(err, Error::OverLimit { .. }), "{err}");
+    cache.flush();
+    assert_eq!(kinds_asked(dir.path()), ["baseline-module"]);
+    let stats = baseline.stats();
+    assert_eq!((stats.served, stats.unsupported, stats.upgrades), (0, 0, 0));
+    assert_eq!(
+        futures::executor::block_on(memory.list_all())
+            .unwrap()
+            .len(),
+        0
     );
 }
 
@@ -202,20 +266,11 @@ fn an_embedder_checks_which_engine_its_store_needs() {
     assert!(wasmtime::Instance::new(&mut store, &module, &[]).is_err());
 }
 
-/// A worker that returns an artifact of `ANSWER` compiled beforehand once `gate` exists.
+/// A [`scripted_worker`] whose optimized compile waits until `gate` exists.
 fn gated_worker(dir: &std::path::Path) -> (Isolation, std::path::PathBuf) {
-    let (gate, artifact) = (dir.join("gate"), dir.join("artifact"));
-    let compiled = Engine::new(&Config::new())
-        .unwrap()
-        .precompile_module(ANSWER.as_bytes())
-        .unwrap();
-    std::fs::write(&artifact, compiled).unwrap();
-    let script = format!(
-        "cat > /dev/null; while [ ! -e {gate} ]; do sleep 0.01; done; cat {artifact}",
-        gate = gate.display(),
-        artifact = artifact.display()
-    );
-    (Isolation::new("sh").args(["-c", &script, "worker"]), gate)
+    let gate = dir.join("gate");
+    let wait = format!("while [ ! -e {} ]; do sleep 0.01; done", gate.display());
+    (scripted_worker(dir, &wait), gate)
 }
 
 #[test]

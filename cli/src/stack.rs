@@ -219,6 +219,7 @@ fn isolation(settings: &Settings) -> Option<warmcache_wasmtime::Isolation> {
     if let Some(level) = &e.cpu_level.value {
         args.push(format!("--cpu-level={level}"));
     }
+    args.push(format!("--cold-start={}", e.cold_start.value));
     args.push("compile-worker".to_owned());
     let mut isolation = warmcache_wasmtime::Isolation::new(program)
         .args(args)

@@ -118,3 +118,31 @@ fn bad_cold_start_settings_are_refused() {
         stderr(&out)
     );
 }
+
+/// The Winch compile runs in the compile worker, under its limits: a limit no compile can meet
+/// stops it (before, Winch compiled in this process and the module ran regardless).
+#[test]
+fn the_baseline_compile_runs_in_the_worker_under_its_limits() {
+    let env = Env::new();
+    let hello = common::hello();
+    let out = env.run(&[
+        "--cold-start",
+        "baseline",
+        "--compile-timeout-ms",
+        "1",
+        "run",
+        hello.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("it went over its wall-time limit of 1ms"),
+        "{message}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["stats", "--json"]))).unwrap();
+    assert_eq!(stats["baseline"]["served"], 0, "{stats:#}");
+    // Within the limits the worker compiles both, Winch's code first.
+    let first = run_baseline(&env, &hello);
+    assert!(first.contains("compiled baseline code (Winch"), "{first}");
+}

@@ -10,6 +10,7 @@ pub fn run(settings: &Settings, kind: &str) -> Outcome {
     let engine = super::engine(settings)?;
     Ok(warmcache_wasmtime::Isolation::serve(
         engine.compiler(),
+        engine.baseline.as_deref(),
         kind,
     ))
 }
