@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use warmcache_core::CacheKey;
@@ -18,7 +18,8 @@ use wasmtime::{Config, Engine, Strategy};
 
 use crate::target::TargetError;
 
-/// How many modules Winch could not compile are remembered so each is reported once.
+/// How many modules Winch could not compile are remembered so each is reported once, and
+/// about how many failed upgrades are remembered so that none is retried at once.
 const MAX_REPORTED: usize = 4096;
 
 /// Baseline-first compiles for one engine: the Winch engine of the same configuration, the
@@ -67,6 +68,8 @@ pub struct Baseline {
     pool: OnceLock<Option<rayon::ThreadPool>>,
     /// Baseline keys Winch failed on, reported already.
     reported: parking_lot::Mutex<HashSet<CacheKey>>,
+    /// Optimized keys whose upgrade failed, and when.
+    failed: parking_lot::Mutex<HashMap<CacheKey, Instant>>,
     served: AtomicU64,
     upgrades: AtomicU64,
     upgrade_nanos: AtomicU64,
@@ -88,7 +91,7 @@ pub struct BaselineStats {
     /// upgrades, in milliseconds.
     pub upgrade_ms: f64,
     /// Optimized compiles behind baseline code that failed (the module keeps its baseline
-    /// code until the next request tries again).
+    /// code; a request after [`Baseline::RETRY_UPGRADE`] tries again).
     pub upgrade_failures: u64,
     /// Modules Winch could not compile, compiled with Cranelift at once.
     pub unsupported: u64,
@@ -106,6 +109,11 @@ impl BaselineStats {
 }
 
 impl Baseline {
+    /// How long after a failed optimized compile its module is served baseline code without
+    /// trying again: a module that Winch compiles but Cranelift cannot (or not within the
+    /// worker's limits) would otherwise cost a full compile on every request.
+    pub const RETRY_UPGRADE: Duration = Duration::from_secs(600);
+
     /// Baseline compiles for engines built from `config`: the same configuration compiled by
     /// Winch, with the proposals Winch does not implement turned off (GC, function
     /// references, tail calls, exceptions, relaxed SIMD, stack switching) so that modules
@@ -135,6 +143,7 @@ impl Baseline {
             threads: parking_lot::Mutex::default(),
             pool: OnceLock::new(),
             reported: parking_lot::Mutex::default(),
+            failed: parking_lot::Mutex::default(),
             served: AtomicU64::new(0),
             upgrades: AtomicU64::new(0),
             upgrade_nanos: AtomicU64::new(0),
@@ -198,8 +207,13 @@ impl Baseline {
     }
 
     /// Registers the upgrade of `optimized`, served by `baseline` meanwhile; false when one
-    /// already runs.
+    /// already runs or failed less than [`Self::RETRY_UPGRADE`] ago.
     pub(crate) fn begin(&self, optimized: CacheKey, baseline: CacheKey) -> bool {
+        if let Some(when) = self.failed.lock().get(&optimized)
+            && when.elapsed() < Self::RETRY_UPGRADE
+        {
+            return false;
+        }
         let mut upgrading = self.upgrading.lock();
         if upgrading.contains_key(&optimized) {
             return false;
@@ -213,11 +227,21 @@ impl Baseline {
         let Some((_, started)) = self.upgrading.lock().remove(optimized) else {
             return;
         };
+        let mut failed = self.failed.lock();
         if upgraded {
+            failed.remove(optimized);
             let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.upgrades.fetch_add(1, Relaxed);
             self.upgrade_nanos.fetch_add(nanos, Relaxed);
         } else {
+            if failed.len() >= MAX_REPORTED {
+                failed.retain(|_, when| when.elapsed() < Self::RETRY_UPGRADE);
+                let oldest = failed.iter().min_by_key(|(_, when)| **when);
+                if let Some(oldest) = oldest.map(|(key, _)| *key) {
+                    failed.remove(&oldest);
+                }
+            }
+            failed.insert(*optimized, Instant::now());
             self.upgrade_failures.fetch_add(1, Relaxed);
         }
     }

@@ -193,6 +193,28 @@ fn with_isolated_compiles_the_winch_compile_runs_in_the_worker_too() {
     assert_eq!((stats.served, stats.upgrades), (1, 1));
 }
 
+/// An optimized compile that fails leaves the baseline code in use and is not tried again on
+/// the next requests: a module Winch compiles and Cranelift cannot costs one optimized compile,
+/// not one per request.
+#[test]
+fn a_failed_upgrade_is_not_retried_by_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = scripted_worker(dir.path(), "echo 'error: no' >&2; exit 3");
+    let (_memory, tiers) = memory_tiers();
+    let (cache, engine, baseline) = baseline_cache(tiers, Some(worker));
+    for _ in 0..3 {
+        let module = cache.get_or_compile(&engine, ANSWER.as_bytes()).unwrap();
+        assert!(is_baseline(&module, &baseline));
+        cache.flush();
+    }
+    assert_eq!(kinds_asked(dir.path()), ["baseline-module", "module"]);
+    let stats = baseline.stats();
+    assert_eq!(
+        (stats.served, stats.upgrades, stats.upgrade_failures),
+        (3, 0, 1)
+    );
+}
+
 /// A module that keeps the one-pass compile over the worker's limit is the request's error, at
 /// once: no second compile with Cranelift, no baseline code, nothing stored.
 #[test]
