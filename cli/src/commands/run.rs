@@ -100,7 +100,8 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
     let stack = super::open(settings)?;
     if !super::Engine::runs_here(settings) {
         return Err(format!(
-            "the configured target {} is not this host ({}): code compiled for it cannot run              here; use `warmcache precompile` to fill a tier for such machines",
+            "the configured target {} is not this host ({}): code compiled for it cannot run \
+             here; use `warmcache precompile` to fill a tier for such machines",
             settings.engine.target.value.as_deref().unwrap_or_default(),
             warmcache_wasmtime::CompileTarget::host_triple()
         )
