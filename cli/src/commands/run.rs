@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use warmcache_core::Stats;
-use warmcache_wasmtime::{ComponentInstances, ModuleInstances, NamedLinker, Wasm, WasmCache};
+use warmcache_wasmtime::{
+    ComponentInstances, InstanceCache, Instantiate, ModuleInstances, NamedLinker, Wasm, WasmCache,
+};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, InstancePre, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -108,7 +110,6 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
         .into());
     }
     let configured = super::engine(settings)?;
-    let engine = configured.engine.clone();
     let mut builder = WasiCtxBuilder::new();
     builder.inherit_stdio();
     let program = args.argv0.clone().unwrap_or_else(|| {
@@ -130,91 +131,109 @@ pub fn run(settings: &Settings, args: Args, verbose: u8) -> Outcome {
             .map_err(|e| format!("preopening {host}: {e:#}"))?;
     }
 
-    let remembered = verbose > 0 && memo.as_ref().is_some_and(|m| m.remembers(&args.file));
-    let started = Instant::now();
+    let request = Request {
+        settings,
+        stack: &stack,
+        args: &args,
+        verbose,
+        remembered: verbose > 0 && memo.as_ref().is_some_and(|m| m.remembers(&args.file)),
+        memo: memo.as_ref(),
+        configured: &configured,
+        started: Instant::now(),
+    };
     let code = match input_kind(&head) {
         InputKind::Module => {
             let instances = ModuleInstances::<WasiP1Ctx>::new(stack.module_cache());
-            configured.pin(instances.artifacts());
-            let before = instances.artifacts().stats();
-            let mut linker = NamedLinker::new(wasi_p1_linker(&engine)?, "wasi-p1", 1);
-            if let Some(baseline) = &configured.baseline {
-                // Baseline code belongs to the baseline engine: the same WASI, linked there.
-                linker = linker.with_baseline(wasi_p1_linker(baseline.engine())?);
-            }
-            let pre = instances
-                .instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))
-                // A failed compile is remembered in the tiers, and counted, too.
-                .inspect_err(|_| finish(settings, instances.artifacts(), &configured, 0))?;
-            let after = instances.artifacts().stats();
-            let code = Code::of(pre.module().engine(), &engine);
-            report(
-                &stack,
-                &args,
-                verbose,
-                remembered,
-                Seen {
-                    before: &before,
-                    after: &after,
-                    code,
-                },
-                started,
-                &configured,
-            );
-            // Baseline code's miss would find only the baseline entry it just stored.
-            explain_miss(
-                if code == Code::Baseline { 0 } else { verbose },
-                (&before, &after),
-                &configured,
-                instances.artifacts(),
-                &args,
-            );
+            let linker = linker(&configured, "wasi-p1", wasi_p1_linker)?;
+            let pre = request.prepare(&instances, &linker)?;
             let code = run_module(&pre, builder.build_p1());
             finish(settings, instances.artifacts(), &configured, verbose);
             code
         }
         InputKind::Component => {
             let instances = ComponentInstances::<Host>::new(stack.component_cache());
-            configured.pin(instances.artifacts());
-            let before = instances.artifacts().stats();
-            let mut linker = NamedLinker::new(wasi_p2_linker(&engine)?, "wasi-p2", 1);
-            if let Some(baseline) = &configured.baseline {
-                // Baseline code belongs to the baseline engine: the same WASI, linked there.
-                linker = linker.with_baseline(wasi_p2_linker(baseline.engine())?);
-            }
-            let pre = instances
-                .instance_pre(&linker, Wasm::file(&args.file, memo.as_ref()))
-                // A failed compile is remembered in the tiers, and counted, too.
-                .inspect_err(|_| finish(settings, instances.artifacts(), &configured, 0))?;
-            let after = instances.artifacts().stats();
-            let code = Code::of(pre.component().engine(), &engine);
-            report(
-                &stack,
-                &args,
-                verbose,
-                remembered,
-                Seen {
-                    before: &before,
-                    after: &after,
-                    code,
-                },
-                started,
-                &configured,
-            );
-            // Baseline code's miss would find only the baseline entry it just stored.
-            explain_miss(
-                if code == Code::Baseline { 0 } else { verbose },
-                (&before, &after),
-                &configured,
-                instances.artifacts(),
-                &args,
-            );
+            let linker = linker(&configured, "wasi-p2", wasi_p2_linker)?;
+            let pre = request.prepare(&instances, &linker)?;
             let code = run_component(pre, builder.build());
             finish(settings, instances.artifacts(), &configured, verbose);
             code
         }
     };
     Ok(code)
+}
+
+/// One `run` request: what it needs to ask the instance cache and report on itself.
+struct Request<'a> {
+    settings: &'a Settings,
+    stack: &'a Stack,
+    args: &'a Args,
+    verbose: u8,
+    /// Whether the input memo knew the file's hash (reported with `-v`).
+    remembered: bool,
+    memo: Option<&'a warmcache_wasmtime::InputMemo>,
+    configured: &'a super::Engine,
+    started: Instant,
+}
+
+impl Request<'_> {
+    /// The file's pre-instantiation in `linker`, reported with `-v`: where its code came from,
+    /// and why a compile missed.
+    fn prepare<A: Instantiate<T>, T: 'static>(
+        &self,
+        instances: &InstanceCache<A, T>,
+        linker: &NamedLinker<A::Linker>,
+    ) -> Result<A::Pre, warmcache_wasmtime::Error> {
+        let (configured, cache) = (self.configured, instances.artifacts());
+        configured.pin(cache);
+        let before = cache.stats();
+        let pre = instances
+            .instance_pre(linker, Wasm::file(&self.args.file, self.memo))
+            // A failed compile is remembered in the tiers, and counted, too.
+            .inspect_err(|_| finish(self.settings, cache, configured, 0))?;
+        let after = cache.stats();
+        let code = Code::of(A::pre_engine(&pre), &configured.engine);
+        let seen = Seen {
+            before: &before,
+            after: &after,
+            code,
+        };
+        report(
+            self.stack,
+            self.args,
+            self.verbose,
+            self.remembered,
+            seen,
+            self.started,
+            configured,
+        );
+        // Baseline code's miss would find only the baseline entry it just stored.
+        explain_miss(
+            if code == Code::Baseline {
+                0
+            } else {
+                self.verbose
+            },
+            (&before, &after),
+            configured,
+            cache,
+            self.args,
+        );
+        Ok(pre)
+    }
+}
+
+/// The WASI linker `make` builds for the configured engine, with its twin in the baseline
+/// engine when baseline code comes first (baseline code belongs to that engine).
+fn linker<L>(
+    configured: &super::Engine,
+    name: &str,
+    make: impl Fn(&Engine) -> Result<L, String>,
+) -> Result<NamedLinker<L>, String> {
+    let linker = NamedLinker::new(make(&configured.engine)?, name, 1);
+    Ok(match &configured.baseline {
+        Some(baseline) => linker.with_baseline(make(baseline.engine())?),
+        None => linker,
+    })
 }
 
 /// The first 4 KiB of `path`: enough to tell a module from a component.
