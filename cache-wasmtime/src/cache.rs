@@ -785,67 +785,62 @@ impl<A: Artifact> WasmCache<A> {
             .isolation
             .as_deref()
             .map(|i| Arc::new(i.for_baseline()));
-        let fast = self
-            .cache
-            .get_or_produce(baseline.engine(), fast_key, exec, || {
-                produce::<A>(
-                    winch,
-                    baseline.engine(),
-                    worker.as_ref(),
-                    fast_key,
-                    content,
-                    Cow::Borrowed(&wasm),
-                    exec,
-                )
-            });
-        let optimized = Compile {
-            engine,
-            inputs: explain::text(&inputs),
-        };
+        let fast = self.produce_stored(winch, worker.as_ref(), fast_key, content, &wasm, exec);
+        let inputs = explain::text(&inputs);
         let e = match fast.await {
             Ok(artifact) => {
                 baseline.count_served();
-                self.upgrade(
-                    engine,
-                    baseline,
-                    (key, fast_key),
-                    optimized.inputs,
-                    content,
-                    wasm,
-                );
+                self.upgrade(engine, baseline, (key, fast_key), inputs, content, wasm);
                 return Ok(artifact);
             }
             Err(Failure::Input(e)) => return Err(e),
-            Err(Failure::Compute(e)) => e,
+            Err(Failure::Compute(e)) => compute_error::<A>(content, &e),
         };
         // A module that takes the one-pass compiler over the worker's limits would take
         // Cranelift over them too: the input pays once, not twice.
-        if let error @ Error::OverLimit { .. } = compute_error::<A>(content, &e) {
-            return Err(error);
+        if let Error::OverLimit { .. } = e {
+            return Err(e);
         }
         if baseline.count_unsupported(fast_key) {
-            tracing::info!(
-                %content,
-                error = %compute_error::<A>(content, &e),
-                "Winch cannot compile this module: compiling it with Cranelift"
-            );
+            tracing::info!(%content, error = %e, "Winch cannot compile this module: compiling it with Cranelift");
         }
-        let produce = || {
-            produce::<A>(
-                optimized,
-                engine,
-                self.isolation.as_ref(),
-                key,
-                content,
-                Cow::Borrowed(&wasm),
-                exec,
-            )
-        };
-        match self.cache.get_or_produce(engine, key, exec, produce).await {
+        let optimized = Compile { engine, inputs };
+        let isolation = self.isolation.as_ref();
+        match self
+            .produce_stored(optimized, isolation, key, content, &wasm, exec)
+            .await
+        {
             Ok(artifact) => Ok(artifact),
             Err(Failure::Input(e)) => Err(e),
             Err(Failure::Compute(e)) => Err(compute_error::<A>(content, &e)),
         }
+    }
+
+    /// The artifact of `key` from the tiers, else compiled as `compile` says (in `worker` if
+    /// given), loaded into `compile`'s engine and stored.
+    async fn produce_stored(
+        &self,
+        compile: Compile<'_>,
+        worker: Option<&Arc<Isolation>>,
+        key: CacheKey,
+        content: ContentHash,
+        wasm: &[u8],
+        exec: Exec,
+    ) -> std::result::Result<A, Failure<Error>> {
+        let engine = compile.engine;
+        self.cache
+            .get_or_produce(engine, key, exec, || {
+                produce::<A>(
+                    compile,
+                    engine,
+                    worker,
+                    key,
+                    content,
+                    Cow::Borrowed(wasm),
+                    exec,
+                )
+            })
+            .await
     }
 
     /// Compiles the optimized artifact of `key` in a background thread at lower priority, once

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::{InputKind, Outcome, input_kind};
 use crate::config::Settings;
-use warmcache_wasmtime::Precompiled;
+use warmcache_wasmtime::{ComponentCache, ModuleCache, Precompiled};
 
 /// Arguments of `warmcache precompile`.
 #[derive(Debug, clap::Args)]
@@ -162,24 +162,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     // Filling tiers: a full upload queue makes compiling wait, it never drops an upload.
     let modules = stack.module_cache_over(stack.filling());
     let components = stack.component_cache_over(stack.filling());
-    let engines = if args.cpu_levels.is_empty() {
-        let configured = super::engine(settings)?;
-        configured.pin(&modules);
-        configured.pin(&components);
-        vec![configured.engine]
-    } else {
-        let mut engines = Vec::new();
-        for level in &args.cpu_levels {
-            let (engine, key) = settings.engine.level_engine(*level)?;
-            let described = settings.engine.described_level(*level);
-            modules.pin_engine_key(&engine, key);
-            components.pin_engine_key(&engine, key);
-            modules.describe_engine(&engine, described.clone());
-            components.describe_engine(&engine, described);
-            engines.push(engine);
-        }
-        engines
-    };
+    let engines = engines(settings, &args, (&modules, &components))?;
     let jobs: Vec<(&Item, &wasmtime::Engine)> = items
         .iter()
         .flat_map(|item| engines.iter().map(move |engine| (item, engine)))
@@ -198,16 +181,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
             Item::Unreadable(path, e) => Err(format!("{}: {e}", path.display())),
             Item::File(path) => {
                 bar.set_message(path.display().to_string());
-                let compiled = read_regular(path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|bytes| {
-                        let done = match input_kind(&bytes) {
-                            InputKind::Module => modules.precompile(engine, &bytes),
-                            InputKind::Component => components.precompile(engine, &bytes),
-                        };
-                        done.map_err(|e| e.to_string())
-                    });
-                compiled
+                precompile_file(path, engine, (&modules, &components))
                     .inspect(|done| {
                         if let Ok(mut keys) = keys.lock() {
                             keys.push((path.clone(), done.key));
@@ -257,6 +231,46 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The engines to compile for: the configured one, or one per CPU level asked for, each
+/// registered with both caches (its key and its description).
+fn engines(
+    settings: &Settings,
+    args: &Args,
+    (modules, components): (&ModuleCache, &ComponentCache),
+) -> Result<Vec<wasmtime::Engine>, Box<dyn std::error::Error>> {
+    if args.cpu_levels.is_empty() {
+        let configured = super::engine(settings)?;
+        configured.pin(modules);
+        configured.pin(components);
+        return Ok(vec![configured.engine]);
+    }
+    let mut engines = Vec::new();
+    for level in &args.cpu_levels {
+        let (engine, key) = settings.engine.level_engine(*level)?;
+        let described = settings.engine.described_level(*level);
+        modules.pin_engine_key(&engine, key);
+        components.pin_engine_key(&engine, key);
+        modules.describe_engine(&engine, described.clone());
+        components.describe_engine(&engine, described);
+        engines.push(engine);
+    }
+    Ok(engines)
+}
+
+/// Precompiles the module or component in `path` for `engine`.
+fn precompile_file(
+    path: &Path,
+    engine: &wasmtime::Engine,
+    (modules, components): (&ModuleCache, &ComponentCache),
+) -> Result<Precompiled, String> {
+    let bytes = read_regular(path).map_err(|e| e.to_string())?;
+    let done = match input_kind(&bytes) {
+        InputKind::Module => modules.precompile(engine, &bytes),
+        InputKind::Component => components.precompile(engine, &bytes),
+    };
+    done.map_err(|e| e.to_string())
 }
 
 /// Checks that every precompiled entry is in every writable tier, and copies it from another
