@@ -14,19 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
-CORPUS=${WARMCACHE_CORPUS:-$HOME/.cache/warmcache-corpus}/set
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/warmcache-target}"
-BIN=${WARMCACHE_BIN:-}
-if [ -z "$BIN" ]; then
-    cargo build --release --quiet -p warmcache
-    BIN="$CARGO_TARGET_DIR/release/warmcache"
-fi
+# shellcheck source=scripts/bench-setup.sh
+. scripts/bench-setup.sh
 [ -f "$CORPUS/yosys.wasm" ] || { echo "run scripts/fetch-corpus.sh first" >&2; exit 1; }
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # One cold run from an empty cache with extra flags $1 of the rest; prints "ready_ms
 # optimized_ms guest_ms": when the code was ready, when the optimized artifact was stored, and

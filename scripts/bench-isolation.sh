@@ -9,15 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-7}
-CORPUS=${WARMCACHE_CORPUS:-$HOME/.cache/warmcache-corpus}/set
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/warmcache-target}"
-BIN=${WARMCACHE_BIN:-}
-if [ -z "$BIN" ]; then
-    cargo build --release --quiet -p warmcache
-    BIN="$CARGO_TARGET_DIR/release/warmcache"
-fi
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# shellcheck source=scripts/bench-setup.sh
+. scripts/bench-setup.sh
 
 # Wall milliseconds of one cold precompile of $1 with isolate_compiles=$2.
 once() {
@@ -28,8 +21,6 @@ once() {
     end=$(date +%s%N)
     echo $(((end - start) / 1000000))
 }
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 printf '%-16s %10s %10s %10s\n' module "inline ms" "worker ms" "added ms"
 for name in icepll resvg; do

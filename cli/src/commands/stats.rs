@@ -154,6 +154,13 @@ fn table(report: &Report) -> String {
         s.tier_hits,
         s.compute_saved_ms / 1e3
     );
+    notes(report, &mut out);
+    out
+}
+
+/// The table's lines for what happened at all: coordination, CPU levels, baseline code.
+fn notes(report: &Report, out: &mut String) {
+    use std::fmt::Write;
     for t in report.tiers.iter().map(|t| &t.totals) {
         if t.leases + t.lease_waits + t.lease_errors > 0 {
             let _ = writeln!(
@@ -163,11 +170,11 @@ fn table(report: &Report) -> String {
             );
         }
     }
-    if s.coordinated > 0 {
+    if report.totals.coordinated > 0 {
         let _ = writeln!(
             out,
             "compiles avoided by waiting for another process or host: {}",
-            s.coordinated
+            report.totals.coordinated
         );
     }
     if !report.cpu_levels.is_empty() {
@@ -193,7 +200,6 @@ fn table(report: &Report) -> String {
             b.served, b.upgrades, b.upgrade_failures, b.unsupported
         );
     }
-    out
 }
 
 /// One tier's value of a gauge, if it has one.
