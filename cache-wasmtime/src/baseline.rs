@@ -121,8 +121,9 @@ impl Baseline {
     ///
     /// # Errors
     ///
-    /// [`TargetError::Engine`] when wasmtime cannot build a Winch engine of this configuration
-    /// (an architecture or setting Winch does not support).
+    /// [`TargetError::Engine`] when wasmtime cannot build a Winch engine of this configuration:
+    /// a setting Winch does not support, or an architecture (Winch compiles for x86-64 and
+    /// aarch64 only; elsewhere, use the cache without a `Baseline`).
     pub fn new(config: &Config) -> Result<Self, TargetError> {
         let mut config = config.clone();
         config

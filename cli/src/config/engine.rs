@@ -193,6 +193,16 @@ impl EngineSettings {
                  with cpu_level or target"
             ));
         }
+        // A fleet's shared configuration may reach hosts Winch does not compile for: there,
+        // a cold miss compiles optimized code, as without the setting.
+        if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            tracing::warn!(
+                "cold_start = baseline ({source}): Winch does not compile for {}; cold misses \
+                 compile optimized code",
+                std::env::consts::ARCH
+            );
+            return Ok(None);
+        }
         let config = self.wasmtime_config()?;
         warmcache_wasmtime::Baseline::new(&config)
             .map(Some)
