@@ -279,6 +279,35 @@ impl<A: Artifact> WasmCache<A> {
         self.key_and_inputs(engine, content, &[]).0
     }
 
+    /// The wasm an entry was compiled from, when a request with `engine` for that wasm looks
+    /// the entry up: `key` is the entry's key and `inputs` the key inputs its metadata records
+    /// ([`EnvelopeMeta::inputs`](warmcache_core::EnvelopeMeta::inputs)). `None` for an entry of
+    /// another engine or kind, of a CPU level this cache does not look up, or that records no
+    /// inputs (written before envelope format 4). For warming a host from a shared tier with
+    /// the entries it will load (`warmcache prefetch`).
+    pub fn wanted(&self, engine: &Engine, key: &CacheKey, inputs: &str) -> Option<ContentHash> {
+        let fields = explain::parse(inputs);
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        if field("kind")? != A::KIND.as_str() {
+            return None;
+        }
+        let content: ContentHash = field("content")?.parse().ok()?;
+        let extras = hex::decode(field("extras").unwrap_or_default()).ok()?;
+        let looked_up = match self.levels_of(engine) {
+            Some(levels) => self
+                .level_keys(engine, &levels, &content, &extras)
+                .iter()
+                .any(|(_, k)| k == key),
+            None => self.key(engine, &content, &extras) == *key,
+        };
+        looked_up.then_some(content)
+    }
+
     /// The storage tiers.
     pub fn tiers(&self) -> &Tiered {
         self.cache.tiers()
@@ -690,15 +719,7 @@ impl<A: Artifact> WasmCache<A> {
         exec: Exec,
     ) -> Result<A> {
         let (content, extras) = (opened.content, opened.extras().to_vec());
-        let key_of =
-            |engine_key: EngineKey| engine_key.artifact_key(&self.namespace, &content, &extras);
-        let native = levels
-            .is_native_first()
-            .then(|| (Answer::Native, self.key(engine, &content, &extras)));
-        let by_level = levels
-            .levels()
-            .map(|(level, engine_key)| (Answer::Level(level), key_of(engine_key)));
-        for (answer, key) in native.into_iter().chain(by_level) {
+        for (answer, key) in self.level_keys(engine, levels, &content, &extras) {
             if let Some(found) = self.cache.lookup(engine, &key, exec).await {
                 levels.count(answer);
                 return Ok(found);
@@ -714,6 +735,24 @@ impl<A: Artifact> WasmCache<A> {
             .await?;
         levels.count(Answer::Level(levels.best()));
         Ok(artifact)
+    }
+
+    /// The keys a request with CPU `levels` looks up, in order, with the answer each gives.
+    fn level_keys(
+        &self,
+        engine: &Engine,
+        levels: &CpuLevels,
+        content: &ContentHash,
+        extras: &[u8],
+    ) -> Vec<(Answer, CacheKey)> {
+        let native = levels
+            .is_native_first()
+            .then(|| (Answer::Native, self.key(engine, content, extras)));
+        let by_level = levels.levels().map(|(level, engine_key)| {
+            let key = engine_key.artifact_key(&self.namespace, content, extras);
+            (Answer::Level(level), key)
+        });
+        native.into_iter().chain(by_level).collect()
     }
 
     /// One request for `key`: `engine` loads, `compile` says how to compile on a miss.

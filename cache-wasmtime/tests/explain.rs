@@ -86,3 +86,37 @@ fn a_module_never_cached_says_so() {
         "no other configuration of this module is cached in any tier"
     );
 }
+
+/// `wanted` tells, from an entry's key and recorded inputs, whether this engine looks it up:
+/// what `warmcache prefetch` copies to a new host.
+#[test]
+fn an_entry_is_wanted_by_the_engine_that_looks_it_up_only() {
+    let (memory, tiers) = memory_tiers();
+    let cache = ModuleCache::new(tiers);
+    let speed = engine(OptLevel::Speed, true);
+    cache.get_or_compile(&speed, ANSWER.as_bytes()).unwrap();
+    cache.flush();
+    let content = warmcache_wasmtime::ContentHash::of(ANSWER.as_bytes());
+    let key = cache.key_for(&speed, &content);
+    let stored = futures::executor::block_on(warmcache_core::Backend::get(&memory, &key))
+        .unwrap()
+        .unwrap();
+    let inputs = warmcache_core::inspect(&stored).unwrap().inputs;
+
+    assert_eq!(cache.wanted(&speed, &key, &inputs), Some(content));
+    // Another engine, another key; the other kind; inputs that are not an entry's.
+    assert_eq!(
+        cache.wanted(&engine(OptLevel::None, true), &key, &inputs),
+        None
+    );
+    let components = warmcache_wasmtime::ComponentCache::new(memory_tiers().1);
+    assert_eq!(components.wanted(&speed, &key, &inputs), None);
+    assert_eq!(cache.wanted(&speed, &key, ""), None);
+    assert_eq!(
+        cache.wanted(&speed, &key, "kind=module\ncontent=zz\n"),
+        None
+    );
+    // Inputs copied onto another key (a forged entry's claim) are not that key's.
+    let other = cache.key_for(&speed, &warmcache_wasmtime::ContentHash::of(b"(module)"));
+    assert_eq!(cache.wanted(&speed, &other, &inputs), None);
+}

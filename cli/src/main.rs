@@ -59,6 +59,9 @@ enum Command {
     Run(commands::run::Args),
     /// Compile files or directories (recursively, *.wasm) into the cache, in parallel.
     Precompile(commands::precompile::Args),
+    /// Copy into the local tiers, from the shared ones, the entries this host's configuration
+    /// loads, newest first (a new host starts warm); what is already local is skipped.
+    Prefetch(commands::prefetch::Args),
     /// Per-tier entries, bytes, hits, misses, corrupt and forged counts.
     Stats {
         /// Print JSON (the same as `--format json`).
@@ -90,7 +93,7 @@ enum Command {
     /// Evict least recently used entries from each disk tier down to SIZE.
     Gc {
         /// Size to shrink to, such as 500MiB or 2G.
-        #[arg(long, value_name = "SIZE", value_parser = size)]
+        #[arg(long, value_name = "SIZE", value_parser = size::parse)]
         max_size: Size,
     },
     /// Remove every entry from every tier.
@@ -116,10 +119,6 @@ enum Command {
         /// `module` or `component`.
         kind: String,
     },
-}
-
-fn size(s: &str) -> Result<Size, String> {
-    s.parse().map_err(|e: size::SizeError| e.to_string())
 }
 
 fn init_logging(verbose: u8) {
@@ -157,6 +156,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run::run(&settings, args, g.verbose),
         Command::Precompile(args) => commands::precompile::run(&settings, args),
+        Command::Prefetch(args) => commands::prefetch::run(&settings, args),
         Command::Stats { json, format } => commands::stats::run(
             &settings,
             if json {

@@ -23,6 +23,23 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// A bar of `total` bytes labelled `what`, drawn on stderr when it is a terminal (a copy of
+/// a few large entries is long work in few steps).
+pub fn bytes(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
 /// A spinner labelled `what` for one step of unknown length (a tier's usage, a shrink), on a
 /// terminal only; it first draws after a moment, so quick steps show nothing.
 pub fn spinner(what: &str) -> ProgressBar {

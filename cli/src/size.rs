@@ -19,6 +19,11 @@ pub struct SizeError {
     reason: &'static str,
 }
 
+/// A size argument (`--max-size 2GiB`), for clap.
+pub fn parse(s: &str) -> Result<Size, String> {
+    s.parse().map_err(|e: SizeError| e.to_string())
+}
+
 impl FromStr for Size {
     type Err = SizeError;
 

@@ -1,6 +1,8 @@
 //! The integration tests of this crate, one module per former test binary: one link instead of one per file.
 
 mod common;
+#[path = "../../backend-s3/tests/common/faults.rs"]
+mod faults;
 #[path = "../../backend-s3/tests/common/mod.rs"]
 mod s3;
 

@@ -349,6 +349,14 @@ fn a_fleet_loads_only_what_its_producer_signed(bucket: &Bucket) {
     }
     let filled = bucket.keys();
     assert_eq!(filled.len(), modules.len());
+    let signed = bucket.signed();
+    let recorded_inputs = |key| {
+        let entry = futures::executor::block_on(warmcache_core::Backend::get(&signed, key))
+            .unwrap()
+            .unwrap();
+        warmcache_core::inspect(&entry).unwrap().inputs
+    };
+    let victim_inputs = recorded_inputs(&key_of[0]);
     let module_args: Vec<&str> = modules.iter().map(|m| m.to_str().unwrap()).collect();
     let audit = |host: &Host, extra: &[&str]| {
         let mut args = vec!["audit", "--tier", "s3"];
@@ -425,7 +433,6 @@ fn a_fleet_loads_only_what_its_producer_signed(bucket: &Bucket) {
     assert!(ok(&consumers[0].run(&["config"])).contains(&trusted));
 
     // A node with the fleet's MAC secret but no signing key replaces an entry in the bucket.
-    let signed = bucket.signed();
     let victim = key_of[0];
     let forged = warmcache_core::Integrity::keyed(b"this host's own local secret, 32 bytes+").seal(
         &victim,
@@ -463,6 +470,41 @@ fn a_fleet_loads_only_what_its_producer_signed(bucket: &Bucket) {
         still, forged,
         "a consumer deleted or replaced the forged entry"
     );
+    // Forged again, with the inputs the real entry recorded: a new host's prefetch takes it for
+    // one it loads, and its verification refuses it; the three genuine ones are copied.
+    let forged_like = warmcache_core::Integrity::keyed(b"this host's own local secret, 32 bytes+")
+        .seal_for(
+            warmcache_core::Trust::Secret,
+            &victim,
+            &warmcache_core::Origin::new(
+                warmcache_wasmtime::ArtifactKind::Module.envelope_kind(),
+                "mallory",
+            )
+            .inputs(victim_inputs),
+            0,
+            b"not code",
+            warmcache_core::Compression::None,
+        );
+    futures::executor::block_on(warmcache_core::Backend::put(&signed, &victim, forged_like))
+        .unwrap();
+    let warming = Host::new(bucket, &consumer_settings);
+    let out = warming.run(&["prefetch"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = common::stdout(&out);
+    assert!(
+        said.starts_with("4 entries this host loads in the shared tiers: 3 copied")
+            && said.contains(", 1 failed"),
+        "{said}"
+    );
+    assert!(
+        stderr(&out).contains(&format!("not copied: module {victim}")),
+        "{}",
+        stderr(&out)
+    );
+    for (module, code) in modules.iter().zip(10..).skip(1) {
+        let how = run_module(&warming, module, code);
+        assert!(how.contains("loaded from disk tier fs:"), "{how}");
+    }
 
     // Fail: a clear error naming the key and the bucket, and no compile.
     let strict = Host::new(
@@ -552,4 +594,191 @@ fn a_fleet_on_moto_loads_only_what_its_producer_signed() {
 #[test]
 fn a_fleet_on_a_file_bucket_loads_only_what_its_producer_signed() {
     a_fleet_loads_only_what_its_producer_signed(&Bucket::dir());
+}
+
+/// Local entries of `machine`'s file tier, from `ls --json`.
+fn local_entries(machine: &Machine) -> usize {
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&machine.run(&["ls", "--json"]))).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["tier"].as_str().unwrap().starts_with("fs:"))
+        .count()
+}
+
+/// A new host warms its local tiers from the bucket with exactly the entries its
+/// configuration loads (not another engine's), verified, within a size, from a manifest, and
+/// resuming: what is already local is skipped. A host with the wrong secret copies nothing.
+#[test]
+fn prefetch_warms_a_new_host_with_the_entries_it_loads() {
+    let moto = s3::shared();
+    let bucket = s3::unique_bucket("prefetch");
+    s3::create_bucket(moto.port(), &bucket);
+    let hello = common::hello();
+    let hello = hello.to_str().unwrap();
+    let producer = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let component = producer.env.write("run.wat", common::component(false));
+    let other = producer.env.write("other.wat", common::module(7, 3));
+    ok(&producer.run(&["precompile", hello, component.to_str().unwrap()]));
+    // An entry of another engine: no host of this configuration loads it.
+    ok(&producer.run(&["--opt-level", "none", "precompile", other.to_str().unwrap()]));
+
+    let host = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let said = ok(&host.run(&["prefetch"]));
+    assert!(
+        said.starts_with("2 entries this host loads in the shared tiers: 2 copied"),
+        "{said}"
+    );
+    assert_eq!(local_entries(&host), 2);
+    let out = host.run(&["run", "-v", hello]);
+    assert!(
+        stderr(&out).contains("loaded from disk tier fs:"),
+        "{}",
+        stderr(&out)
+    );
+    // Run again, it copies nothing.
+    let said = ok(&host.run(&["prefetch"]));
+    assert!(said.contains(": 0 copied (0 B), 2 already local"), "{said}");
+
+    // Within a size: nothing fits in one byte.
+    let small = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let said = ok(&small.run(&["prefetch", "--max-size", "1"]));
+    assert!(
+        said.contains(": 0 copied (0 B), 0 already local, 2 over --max-size"),
+        "{said}"
+    );
+    assert_eq!(local_entries(&small), 0);
+
+    // A manifest: the module it names by path; one this configuration has no entry of is
+    // named, and the command fails. The full prefetch after it copies the rest.
+    let listed = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    std::fs::copy(hello, listed.env.path().join("hello.wat")).unwrap();
+    std::fs::copy(&other, listed.env.path().join("other.wat")).unwrap();
+    let manifest = listed
+        .env
+        .write("manifest", "# deployed\nhello.wat\n\nother.wat\n");
+    let out = listed.run(&["prefetch", "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = common::stdout(&out);
+    assert!(
+        said.starts_with("1 entries this host loads in the shared tiers: 1 copied"),
+        "{said}"
+    );
+    assert!(
+        stderr(&out).contains("not in any shared tier for this configuration: other.wat ("),
+        "{}",
+        stderr(&out)
+    );
+    let said = ok(&listed.run(&["prefetch"]));
+    assert!(said.contains(": 1 copied"), "{said}");
+    assert!(said.contains(", 1 already local"), "{said}");
+    assert_eq!(local_entries(&listed), 2);
+
+    // Another secret keys another namespace of the bucket: nothing there for this host.
+    let stranger = Machine::new(moto, &bucket, "OTHER_SECRET");
+    let said = ok(&stranger.run(&["prefetch"]));
+    assert!(said.starts_with("0 entries this host loads"), "{said}");
+    assert_eq!(local_entries(&stranger), 0);
+}
+
+/// A host with CPU levels takes the levels it runs, and only those.
+#[test]
+fn prefetch_takes_the_cpu_levels_a_host_runs() {
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("skipped: the levels here are x86-64's");
+        return;
+    }
+    let moto = s3::shared();
+    let bucket = s3::unique_bucket("prefetch-levels");
+    s3::create_bucket(moto.port(), &bucket);
+    let hello = common::hello();
+    let hello = hello.to_str().unwrap();
+    let producer = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    ok(&producer.run(&["precompile", "--cpu-levels", "x86-64-v1,x86-64-v2", hello]));
+
+    let oldest = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let said = ok(&oldest.run(&["--cpu-level", "x86-64-v1", "prefetch"]));
+    assert!(said.starts_with("1 entries this host loads"), "{said}");
+    let newer = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let said = ok(&newer.run(&["--cpu-level", "x86-64-v2", "prefetch"]));
+    assert!(said.starts_with("2 entries this host loads"), "{said}");
+    // A host without levels keys by its own CPU: neither entry is one it looks up.
+    let native = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let said = ok(&native.run(&["prefetch"]));
+    assert!(said.starts_with("0 entries this host loads"), "{said}");
+}
+
+/// A prefetch killed while it copies leaves only whole, verified entries, and the next one
+/// copies the rest: the bucket's object reads are slowed (one second each, through a proxy) so
+/// that the kill lands while copies are in flight.
+#[test]
+fn an_interrupted_prefetch_resumes_where_it_stopped() {
+    let moto = s3::shared();
+    let bucket = s3::unique_bucket("prefetch-resume");
+    s3::create_bucket(moto.port(), &bucket);
+    let producer = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let modules: Vec<String> = (0..12)
+        .map(|seed| {
+            let file = producer
+                .env
+                .write(&format!("m{seed}.wat"), common::module(seed, 40));
+            file.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut args = vec!["precompile"];
+    args.extend(modules.iter().map(String::as_str));
+    ok(&producer.run(&args));
+
+    let proxy = crate::faults::FaultProxy::start(moto.port(), |request| {
+        // Object reads only; listings pass.
+        if request.method == "GET" && !request.path.contains('?') {
+            crate::faults::Fault::Latency(std::time::Duration::from_secs(1))
+        } else {
+            crate::faults::Fault::Pass
+        }
+    });
+    let host = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let host = Machine {
+        config: remote_config(&host.env, &proxy.endpoint(), &bucket),
+        ..host
+    };
+    let files = host.env.cache_dir().join("files");
+    let mut child = with_credentials(&host.env)
+        .args(["--config", host.config.to_str().unwrap()])
+        .args(["--secret-env", "WARMCACHE_SECRET", "prefetch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while common::users::entry_files(&files).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no entry arrived");
+        assert!(child.try_wait().unwrap().is_none(), "prefetch ended first");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let arrived = common::users::entry_files(&files).len();
+    assert!(
+        (1..12).contains(&arrived),
+        "{arrived} entries arrived before the kill"
+    );
+
+    // What arrived is whole: it verifies, and it is not copied again.
+    ok(&host.run(&["verify"]));
+    let said = ok(&host.run(&["prefetch"]));
+    assert!(
+        said.starts_with(&format!(
+            "12 entries this host loads in the shared tiers: {} copied",
+            12 - arrived
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(", {arrived} already local")),
+        "{said}"
+    );
+    assert_eq!(common::users::entry_files(&files).len(), 12);
 }

@@ -47,7 +47,7 @@ const READS_IN_FLIGHT: usize = 16;
 
 /// The entry's metadata from its trailer; from the whole entry when the trailer disagrees with
 /// the listed size (it changed since the listing). `None` when it cannot be read.
-async fn trailer(backend: &dyn Backend, info: &KeyInfo) -> Option<EnvelopeMeta> {
+pub(super) async fn trailer(backend: &dyn Backend, info: &KeyInfo) -> Option<EnvelopeMeta> {
     let tail = backend
         .get_tail(&info.key, MAX_TRAILER_LEN as u64)
         .await

@@ -10,6 +10,7 @@ pub mod gc;
 pub mod keygen;
 pub mod ls;
 pub mod precompile;
+pub mod prefetch;
 pub mod run;
 pub mod stats;
 pub mod verify;

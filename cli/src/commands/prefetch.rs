@@ -1,0 +1,302 @@
+//! `warmcache prefetch`: warms a new host from the fleet's shared tiers. Every entry of a shared
+//! tier that this host's configuration looks up (its engine's key, or its CPU levels') is read
+//! through the tier stack, verified as any hit is, and promoted into the local tiers, most
+//! recently written first; what is already local is skipped, so a run that was interrupted
+//! resumes where it stopped. With `--manifest`, only the modules it lists.
+
+use std::cmp::Reverse;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::executor::block_on;
+use warmcache_core::{Backend, BackendExt, CacheKey, Tiered};
+use warmcache_wasmtime::{ArtifactKind, ComponentCache, ContentHash, ModuleCache};
+
+use super::Outcome;
+use crate::config::Settings;
+use crate::size::{Size, human};
+use crate::stack::OpenTier;
+
+/// Trailer reads in flight at once while listing a shared tier.
+const READS_IN_FLIGHT: usize = 16;
+/// Entries copied at once (each a download from the shared tier and a local write).
+const COPIES_IN_FLIGHT: usize = 4;
+
+/// Arguments of `warmcache prefetch`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Copy at most this many bytes (such as 2GiB): the most recently written entries first.
+    #[arg(long, value_name = "SIZE", value_parser = crate::size::parse)]
+    max_size: Option<Size>,
+    /// Copy only the modules and components FILE lists, one per line: a wasm file's path
+    /// (relative to FILE's directory) or its content hash (64 hex digits, as `explain` prints
+    /// it). Blank lines and lines starting with `#` are skipped.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+}
+
+/// An entry of a shared tier that this host looks up.
+struct Wanted {
+    key: CacheKey,
+    kind: ArtifactKind,
+    size: u64,
+    created_ms: u64,
+    content: ContentHash,
+}
+
+pub fn run(settings: &Settings, args: Args) -> Outcome {
+    let manifest = args.manifest.as_deref().map(read_manifest).transpose()?;
+    let stack = super::open_all(settings, false)?;
+    let (shared, local): (Vec<&OpenTier>, Vec<&OpenTier>) =
+        stack.tiers.iter().partition(|t| t.config.kind.is_remote());
+    if shared.is_empty() {
+        return Err(
+            "prefetch copies from the shared tiers (s3, http and the other object \
+                    stores), and none is configured"
+                .into(),
+        );
+    }
+    let local: Vec<&OpenTier> = local.into_iter().filter(|t| !t.read_only).collect();
+    if local.is_empty() {
+        return Err(
+            "prefetch copies into the local tiers (fs, redb, rocksdb), and no \
+                    writable one is configured"
+                .into(),
+        );
+    }
+    let configured = super::engine(settings)?;
+    let modules = stack.module_cache_over(stack.filling());
+    let components = stack.component_cache_over(stack.filling());
+    configured.pin(&modules);
+    configured.pin(&components);
+    let caches = Caches {
+        engine: &configured.engine,
+        modules: &modules,
+        components: &components,
+    };
+
+    let started = Instant::now();
+    let mut wanted = Vec::new();
+    for tier in &shared {
+        let found = block_on(caches.wanted_in(tier, manifest.as_ref()))
+            .map_err(|e| format!("listing {}: {e}", tier.label))?;
+        wanted.extend(found);
+    }
+    // Newest first; one copy of an entry two shared tiers hold.
+    wanted.sort_by_key(|w| Reverse(w.created_ms));
+    let mut seen = HashSet::new();
+    wanted.retain(|w| seen.insert(w.key));
+    let plan = block_on(plan(&wanted, &local, args.max_size.map(|s| s.0)));
+    let read = block_on(copy(modules.tiers(), &plan.copy));
+    modules.flush();
+    // Verified and written: a write to a local tier that failed is counted, not returned.
+    let copied: Vec<(&Wanted, bool)> = read
+        .into_iter()
+        .map(|(w, found)| (w, found && block_on(is_local(&w.key, &local))))
+        .collect();
+
+    let missing: Vec<&Wanted> = copied
+        .iter()
+        .filter(|(_, arrived)| !arrived)
+        .map(|(w, _)| *w)
+        .collect();
+    let bytes: u64 = copied
+        .iter()
+        .filter(|(_, arrived)| *arrived)
+        .map(|(w, _)| w.size)
+        .sum();
+    for w in &missing {
+        eprintln!(
+            "not copied: {} {} ({}): it did not verify or could not be written; see the log",
+            w.kind, w.key, w.content
+        );
+    }
+    let absent = manifest
+        .as_ref()
+        .map(|m| m.absent(&wanted))
+        .unwrap_or_default();
+    for label in &absent {
+        eprintln!("not in any shared tier for this configuration: {label}");
+    }
+    println!(
+        "{} entries this host loads in the shared tiers: {} copied ({}), {} already local, \
+         {} over --max-size, {} failed, in {:.1} s",
+        wanted.len(),
+        copied.len() - missing.len(),
+        human(bytes),
+        plan.local,
+        plan.over,
+        missing.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if missing.is_empty() && absent.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The caches whose keys this host looks up.
+struct Caches<'a> {
+    engine: &'a wasmtime::Engine,
+    modules: &'a ModuleCache,
+    components: &'a ComponentCache,
+}
+
+impl Caches<'_> {
+    /// The entries of `tier` this host looks up (of the manifest's modules, when there is one),
+    /// from each entry's trailer (a ranged read).
+    async fn wanted_in(
+        &self,
+        tier: &OpenTier,
+        manifest: Option<&Manifest>,
+    ) -> Result<Vec<Wanted>, warmcache_core::Error> {
+        let backend = tier.backend();
+        let listed = backend.list_all().await?;
+        let bar = crate::progress::bar(listed.len() as u64, &tier.label);
+        let found = futures::stream::iter(&listed)
+            .map(|info| {
+                let backend = backend.as_ref();
+                async move {
+                    let meta = super::ls::trailer(backend, info).await?;
+                    let kind = ArtifactKind::from_envelope_kind(meta.kind)?;
+                    let content = match kind {
+                        ArtifactKind::Module => {
+                            self.modules.wanted(self.engine, &info.key, &meta.inputs)
+                        }
+                        ArtifactKind::Component => {
+                            self.components.wanted(self.engine, &info.key, &meta.inputs)
+                        }
+                    }?;
+                    Some(Wanted {
+                        key: info.key,
+                        kind,
+                        size: info.size,
+                        created_ms: meta.created_ms,
+                        content,
+                    })
+                }
+            })
+            .buffer_unordered(READS_IN_FLIGHT)
+            .inspect(|_| bar.inc(1))
+            .filter_map(|w| async move { w })
+            .filter(|w| {
+                let keep = manifest.is_none_or(|m| m.contents.contains_key(&w.content));
+                async move { keep }
+            })
+            .collect()
+            .await;
+        bar.finish_and_clear();
+        Ok(found)
+    }
+}
+
+/// What to copy, and what not.
+struct Plan<'a> {
+    copy: Vec<&'a Wanted>,
+    /// Entries some local tier already holds.
+    local: usize,
+    /// Entries left out to stay within `--max-size`.
+    over: usize,
+}
+
+/// Takes `wanted` in order, skipping what a local tier holds and what would go over `max`.
+async fn plan<'a>(wanted: &'a [Wanted], local: &[&OpenTier], max: Option<u64>) -> Plan<'a> {
+    let mut plan = Plan {
+        copy: Vec::new(),
+        local: 0,
+        over: 0,
+    };
+    let mut budget = max.unwrap_or(u64::MAX);
+    for w in wanted {
+        if is_local(&w.key, local).await {
+            plan.local += 1;
+        } else if w.size > budget {
+            plan.over += 1;
+        } else {
+            budget -= w.size;
+            plan.copy.push(w);
+        }
+    }
+    plan
+}
+
+/// Whether a local tier holds `key` (an error reading one counts as not).
+async fn is_local(key: &CacheKey, local: &[&OpenTier]) -> bool {
+    for tier in local {
+        if tier.backend.contains(key).await.unwrap_or(false) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Reads each entry through `tiers` (verified, then promoted into the local tiers) with a bar
+/// of the bytes; each with whether a tier had it verified.
+async fn copy<'a>(tiers: &Tiered, copy: &[&'a Wanted]) -> Vec<(&'a Wanted, bool)> {
+    let total = copy.iter().map(|w| w.size).sum();
+    let bar = crate::progress::bytes(total, "prefetch");
+    let done = futures::stream::iter(copy)
+        .map(|w| async {
+            let entry = tiers.get(&w.key, w.kind.envelope_kind()).await;
+            bar.inc(w.size);
+            (*w, entry.is_some())
+        })
+        .buffer_unordered(COPIES_IN_FLIGHT)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    done
+}
+
+/// The modules a manifest lists, by content hash, with how each was named.
+struct Manifest {
+    contents: HashMap<ContentHash, String>,
+}
+
+impl Manifest {
+    /// The lines naming a module no shared entry of this host's configuration holds.
+    fn absent(&self, wanted: &[Wanted]) -> Vec<String> {
+        let found: HashSet<ContentHash> = wanted.iter().map(|w| w.content).collect();
+        let mut absent: Vec<String> = self
+            .contents
+            .iter()
+            .filter(|(content, _)| !found.contains(content))
+            .map(|(content, label)| format!("{label} ({content})"))
+            .collect();
+        absent.sort();
+        absent
+    }
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading the manifest {}: {e}", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut contents = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let content = match line.parse::<ContentHash>() {
+            Ok(content) => content,
+            Err(_) => {
+                let file = dir.join(line);
+                let wasm = super::precompile::read_regular(&file).map_err(|e| {
+                    format!(
+                        "{}:{}: {line:?} is neither a content hash nor a readable file: {e}",
+                        path.display(),
+                        n + 1
+                    )
+                })?;
+                ContentHash::of(&wasm)
+            }
+        };
+        contents.insert(content, line.to_owned());
+    }
+    Ok(Manifest { contents })
+}
