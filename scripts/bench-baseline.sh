@@ -71,17 +71,11 @@ startup resvg "$CORPUS/resvg.wasm" -- --version
 
 # Four nodes (each its own directory) on one bucket of moto's S3 server, started together on
 # yosys: when the slowest node's code was ready, and when every node had the optimized artifact.
-moto="${WARMCACHE_MOTO_SERVER:-$HOME/.cache/warmcache-venv/bin/moto_server}"
 fleet() {
-    local mode=$1 prefix=$2 i ready=0 optimized=0 report r u pids=()
+    local mode=$1 prefix=$2 i ready=0 optimized=0 report r u config pids=()
     for i in 1 2 3 4; do
-        {
-            printf 'secret_env = "BENCH_SECRET"\n[engine]\ncold_start = "%s"\n\n' "$mode"
-            printf '[[tiers]]\nkind = "fs"\npath = "%s"\n\n' "$WORK/node.$prefix.$i"
-            printf '[[tiers]]\nkind = "s3"\nurl = "s3://bench/%s"\nendpoint = "%s"\n' "$prefix" "$AWS_ENDPOINT"
-            printf 'region = "us-east-1"\nallow_http = true\n'
-        } >"$WORK/node.$prefix.$i.toml"
-        "$BIN" --config "$WORK/node.$prefix.$i.toml" -v run "$CORPUS/yosys.wasm" -- -V \
+        config=$(node_config "node.$prefix.$i" "$prefix" "cold_start = \"$mode\"")
+        "$BIN" --config "$config" -v run "$CORPUS/yosys.wasm" -- -V \
             >/dev/null 2>"$WORK/err.$prefix.$i" &
         pids+=("$!")
     done
@@ -96,15 +90,7 @@ fleet() {
     done
     printf '%-22s %14.0f %14.0f\n' "4 nodes, $mode" "$ready" "$optimized"
 }
-if [ -x "$moto" ]; then
-    port=$((20000 + RANDOM % 20000))
-    "$moto" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-    moto_pid=$!
-    trap 'kill "$moto_pid" 2>/dev/null; rm -rf "$WORK"' EXIT
-    for _ in $(seq 50); do curl -s "http://127.0.0.1:$port" >/dev/null && break; sleep 0.2; done
-    curl -s -X PUT "http://127.0.0.1:$port/bench" >/dev/null
-    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
-    export AWS_ENDPOINT="http://127.0.0.1:$port" BENCH_SECRET="bench-secret-bench-secret-bench-secret"
+if start_moto; then
     echo
     echo "yosys on 4 nodes sharing a bucket, cold (ms; the slowest node):"
     printf '%-22s %14s %14s\n' fleet "code ready" "optimized"
