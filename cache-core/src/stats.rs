@@ -27,6 +27,24 @@ pub struct Counter<S> {
     pub get: fn(&S) -> u64,
 }
 
+impl<S> Counter<S> {
+    /// A counter of a snapshot type declared outside this crate (the wasmtime adapter's), for
+    /// printers that read every counter from one table.
+    pub const fn new(
+        field: &'static str,
+        metric: &'static str,
+        help: &'static str,
+        get: fn(&S) -> u64,
+    ) -> Self {
+        Self {
+            field,
+            metric,
+            help,
+            get,
+        }
+    }
+}
+
 /// Declares a snapshot type and its live counters from one list of counters. The snapshot gets
 /// its other fields, then one `u64` per counter; the live struct one [`Count`] per counter,
 /// then its other fields.

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use warmcache_core::CacheKey;
+use warmcache_core::{CacheKey, Counter};
 use wasmtime::{Config, Engine, Strategy};
 
 use crate::target::TargetError;
@@ -98,6 +98,35 @@ pub struct BaselineStats {
 }
 
 impl BaselineStats {
+    /// Every counter, with its metric name and what it counts (for printers such as the
+    /// command's Prometheus output; [`upgrade_ms`](Self::upgrade_ms) is a time, not listed).
+    pub const COUNTERS: &'static [Counter<BaselineStats>] = &[
+        Counter::new(
+            "served",
+            "warmcache_baseline_served_total",
+            "Requests answered with baseline (Winch) code",
+            |s| s.served,
+        ),
+        Counter::new(
+            "upgrades",
+            "warmcache_baseline_upgrades_total",
+            "Optimized artifacts compiled or found behind baseline code",
+            |s| s.upgrades,
+        ),
+        Counter::new(
+            "upgrade_failures",
+            "warmcache_baseline_upgrade_failures_total",
+            "Optimized compiles behind baseline code that failed",
+            |s| s.upgrade_failures,
+        ),
+        Counter::new(
+            "unsupported",
+            "warmcache_baseline_unsupported_total",
+            "Modules Winch could not compile, compiled with Cranelift at once",
+            |s| s.unsupported,
+        ),
+    ];
+
     /// Adds `other`'s counts and times to these (to keep totals over runs).
     pub fn accumulate(&mut self, other: &BaselineStats) {
         self.served += other.served;

@@ -44,6 +44,14 @@ fn a_cold_run_runs_baseline_code_and_the_next_run_the_optimized_artifact() {
         table.contains("baseline code: 1 requests, 1 upgrades"),
         "{table}"
     );
+    let text = ok(&env.run(&["stats", "--format", "prometheus"]));
+    for line in [
+        "warmcache_baseline_served_total{cache=\"wasmtime\"} 1",
+        "warmcache_baseline_upgrades_total{cache=\"wasmtime\"} 1",
+        "warmcache_baseline_upgrade_failures_total{cache=\"wasmtime\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in {text}");
+    }
 }
 
 #[test]

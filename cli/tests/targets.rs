@@ -279,6 +279,11 @@ fn a_mixed_fleet_loads_the_best_precompiled_level_each_cpu_runs() {
     let how = host.hello();
     assert!(how.contains("loaded native from remote tier"), "{how}");
     assert_eq!(host.levels(), serde_json::json!({ "native": 1 }));
+    let text = ok(&host.run(&["stats", "--format", "prometheus"]));
+    assert!(
+        text.contains("warmcache_cpu_level_requests_total{level=\"native\"} 1"),
+        "{text}"
+    );
     // Without cpu_level, native_first means nothing: refused rather than ignored.
     let out = Host::new(&endpoint, &bucket, "native_first = true")
         .run(&["run", common::hello().to_str().unwrap()]);

@@ -271,6 +271,32 @@ fn prometheus(report: &Report) -> String {
     for (name, help, ms) in seconds {
         family(name, "counter", help, &[(cache.clone(), ms / 1e3)]);
     }
+    let levels: Vec<(String, f64)> = report
+        .cpu_levels
+        .iter()
+        .map(|(level, n)| (format!("{{level=\"{}\"}}", escape(level)), *n as f64))
+        .collect();
+    if !levels.is_empty() {
+        family(
+            "warmcache_cpu_level_requests_total",
+            "counter",
+            "Requests answered by the entry of a CPU level (native: the host's own entry)",
+            &levels,
+        );
+    }
+    let b = &report.baseline;
+    if b.served + b.unsupported > 0 {
+        for counter in warmcache_wasmtime::BaselineStats::COUNTERS {
+            let sample = [(cache.clone(), (counter.get)(b) as f64)];
+            family(counter.metric, "counter", counter.help, &sample);
+        }
+        family(
+            "warmcache_baseline_upgrade_seconds_total",
+            "counter",
+            "Time from baseline code to its optimized artifact, summed over upgrades",
+            &[(cache.clone(), b.upgrade_ms / 1e3)],
+        );
+    }
     out
 }
 
