@@ -65,9 +65,7 @@ impl Machine {
 
 #[test]
 fn a_second_machine_warm_starts_from_the_bucket() {
-    let moto = s3::shared();
-    let bucket = s3::unique_bucket("cli");
-    s3::create_bucket(moto.port(), &bucket);
+    let (moto, bucket) = new_bucket("cli");
     let hello = common::hello();
     let hello = hello.to_str().unwrap();
 
@@ -596,6 +594,14 @@ fn a_fleet_on_a_file_bucket_loads_only_what_its_producer_signed() {
     a_fleet_loads_only_what_its_producer_signed(&Bucket::dir());
 }
 
+/// moto (shared by the tests), with a bucket of its own for `tag`.
+fn new_bucket(tag: &str) -> (&'static s3::Moto, String) {
+    let moto = s3::shared();
+    let bucket = s3::unique_bucket(tag);
+    s3::create_bucket(moto.port(), &bucket);
+    (moto, bucket)
+}
+
 /// Local entries of `machine`'s file tier, from `ls --json`.
 fn local_entries(machine: &Machine) -> usize {
     let listed: serde_json::Value =
@@ -613,9 +619,7 @@ fn local_entries(machine: &Machine) -> usize {
 /// resuming: what is already local is skipped. A host with the wrong secret copies nothing.
 #[test]
 fn prefetch_warms_a_new_host_with_the_entries_it_loads() {
-    let moto = s3::shared();
-    let bucket = s3::unique_bucket("prefetch");
-    s3::create_bucket(moto.port(), &bucket);
+    let (moto, bucket) = new_bucket("prefetch");
     let hello = common::hello();
     let hello = hello.to_str().unwrap();
     let producer = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
@@ -690,9 +694,7 @@ fn prefetch_takes_the_cpu_levels_a_host_runs() {
         eprintln!("skipped: the levels here are x86-64's");
         return;
     }
-    let moto = s3::shared();
-    let bucket = s3::unique_bucket("prefetch-levels");
-    s3::create_bucket(moto.port(), &bucket);
+    let (moto, bucket) = new_bucket("prefetch-levels");
     let hello = common::hello();
     let hello = hello.to_str().unwrap();
     let producer = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
@@ -715,9 +717,7 @@ fn prefetch_takes_the_cpu_levels_a_host_runs() {
 /// that the kill lands while copies are in flight.
 #[test]
 fn an_interrupted_prefetch_resumes_where_it_stopped() {
-    let moto = s3::shared();
-    let bucket = s3::unique_bucket("prefetch-resume");
-    s3::create_bucket(moto.port(), &bucket);
+    let (moto, bucket) = new_bucket("prefetch-resume");
     let producer = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
     let modules: Vec<String> = (0..12)
         .map(|seed| {
