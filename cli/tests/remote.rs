@@ -650,10 +650,26 @@ fn prefetch_warms_a_new_host_with_the_entries_it_loads() {
     let small = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
     let said = ok(&small.run(&["prefetch", "--max-size", "1"]));
     assert!(
-        said.contains(": 0 copied (0 B), 0 already local, 2 over --max-size"),
+        said.contains(": 0 copied (0 B), 0 already local, 2 left out"),
         "{said}"
     );
     assert_eq!(local_entries(&small), 0);
+
+    // Within the local tier's room (90% of a 16 KiB file tier, sizes as stored there,
+    // decompressed): the entry that fits is copied, the other left out rather than evicting
+    // what was just copied.
+    let tight = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let text = std::fs::read_to_string(&tight.config).unwrap();
+    let config = tight.env.write(
+        "tight.toml",
+        text.replace("kind = \"fs\"\n", "kind = \"fs\"\nsize = \"16KiB\"\n"),
+    );
+    let tight = Machine { config, ..tight };
+    let said = ok(&tight.run(&["prefetch"]));
+    assert!(said.contains(": 1 copied"), "{said}");
+    assert!(said.contains("0 already local, 1 left out"), "{said}");
+    assert!(said.contains(", 0 failed"), "{said}");
+    assert_eq!(local_entries(&tight), 1);
 
     // A manifest: the module it names by path; one this configuration has no entry of is
     // named, and the command fails. The full prefetch after it copies the rest.

@@ -24,6 +24,9 @@ use crate::stack::OpenTier;
 const READS_IN_FLIGHT: usize = 16;
 /// Entries copied at once (each a download from the shared tier and a local write).
 const COPIES_IN_FLIGHT: usize = 4;
+/// The share of the smallest local tier's capacity a prefetch fills at most: a tier over its
+/// capacity evicts down to about this much, and would take what was just copied.
+const ROOM: f64 = 0.9;
 
 /// Arguments of `warmcache prefetch`.
 #[derive(Debug, clap::Args)]
@@ -42,6 +45,8 @@ pub struct Args {
 struct Wanted {
     key: CacheKey,
     kind: ArtifactKind,
+    /// Its size in a local tier: the entry with its payload decompressed (shared tiers
+    /// usually compress, local ones do not).
     size: u64,
     created_ms: u64,
     content: ContentHash,
@@ -89,7 +94,16 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     wanted.sort_by_key(|w| Reverse(w.created_ms));
     let mut seen = HashSet::new();
     wanted.retain(|w| seen.insert(w.key));
-    let plan = block_on(plan(&wanted, &local, args.max_size.map(|s| s.0)));
+    let room = local
+        .iter()
+        .filter_map(|t| t.backend.capabilities().capacity)
+        .map(|capacity| (capacity as f64 * ROOM) as u64)
+        .min();
+    let budget = match (args.max_size.map(|s| s.0), room) {
+        (Some(max), Some(room)) => Some(max.min(room)),
+        (max, room) => max.or(room),
+    };
+    let plan = block_on(plan(&wanted, &local, budget));
     let read = block_on(copy(modules.tiers(), &plan.copy));
     modules.flush();
     // Verified and written: a write to a local tier that failed is counted, not returned.
@@ -123,7 +137,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     }
     println!(
         "{} entries this host loads in the shared tiers: {} copied ({}), {} already local, \
-         {} over --max-size, {} failed, in {:.1} s",
+         {} left out (over --max-size or the local tiers' room), {} failed, in {:.1} s",
         wanted.len(),
         copied.len() - missing.len(),
         human(bytes),
@@ -171,10 +185,11 @@ impl Caches<'_> {
                             self.components.wanted(self.engine, &info.key, &meta.inputs)
                         }
                     }?;
+                    let overhead = info.size - meta.payload_len.min(info.size);
                     Some(Wanted {
                         key: info.key,
                         kind,
-                        size: info.size,
+                        size: overhead.saturating_add(meta.decoded_len),
                         created_ms: meta.created_ms,
                         content,
                     })
@@ -199,11 +214,13 @@ struct Plan<'a> {
     copy: Vec<&'a Wanted>,
     /// Entries some local tier already holds.
     local: usize,
-    /// Entries left out to stay within `--max-size`.
+    /// Entries left out to stay within `--max-size` and the local tiers' room.
     over: usize,
 }
 
-/// Takes `wanted` in order, skipping what a local tier holds and what would go over `max`.
+/// Takes `wanted` in order, skipping what a local tier holds and what would go over `max`; the
+/// copies are made in the reverse order, so the newest entries are the most recently used in
+/// the local tiers and the last their eviction takes.
 async fn plan<'a>(wanted: &'a [Wanted], local: &[&OpenTier], max: Option<u64>) -> Plan<'a> {
     let mut plan = Plan {
         copy: Vec::new(),
@@ -221,6 +238,7 @@ async fn plan<'a>(wanted: &'a [Wanted], local: &[&OpenTier], max: Option<u64>) -
             plan.copy.push(w);
         }
     }
+    plan.copy.reverse();
     plan
 }
 
