@@ -72,7 +72,8 @@ impl Isolation {
     }
 
     /// Bounds the worker's address space to `bytes` (Linux and other Unix systems; the worker's
-    /// own code and libraries count too).
+    /// own code and libraries count too), and what this process reads back from it: a worker
+    /// that writes more is stopped and the compile fails with [`Limit::Memory`].
     pub fn memory(mut self, bytes: u64) -> Self {
         self.memory = Some(bytes);
         self
@@ -166,7 +167,7 @@ impl Isolation {
             .stderr(Stdio::piped());
         self.limit(&mut command);
         let mut child = command.spawn().map_err(|e| worker_error("starting", e))?;
-        let (Some(mut stdin), Some(mut stdout), Some(stderr)) =
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             let _ = child.kill();
@@ -177,12 +178,23 @@ impl Isolation {
             ));
         };
         let started = Instant::now();
+        // An artifact is held whole in the worker before it is written, so a worker under a
+        // memory limit cannot write a larger one: more is not an artifact, and this process
+        // stops reading (and the worker) there instead of holding it.
+        let most = self.memory.unwrap_or(u64::MAX);
+        let pid = child.id();
         let (artifact, message, status) = std::thread::scope(|scope| {
             // A worker that stops reading (it failed early) must not block the parent's write.
             let feed = scope.spawn(move || stdin.write_all(wasm));
             let read = scope.spawn(move || {
                 let mut artifact = Vec::new();
-                stdout.read_to_end(&mut artifact).map(|_| artifact)
+                stdout
+                    .take(most.saturating_add(1))
+                    .read_to_end(&mut artifact)?;
+                if artifact.len() as u64 > most {
+                    kill_group_of(pid);
+                }
+                Ok::<_, std::io::Error>(artifact)
             });
             let said = scope.spawn(move || {
                 let mut message = String::new();
@@ -200,6 +212,9 @@ impl Isolation {
         });
         let status = status.map_err(|e| worker_error("waiting for", e))?;
         match (status, artifact) {
+            (_, Ok(artifact)) if artifact.len() as u64 > most => {
+                Err(self.over(kind, content, Limit::Memory(most)))
+            }
             (Waited::Exited(code), Ok(artifact)) if code.success() => Ok(artifact),
             (Waited::Exited(code), Err(e)) if code.success() => {
                 Err(worker_error("reading the artifact from", e))
@@ -334,16 +349,21 @@ impl Isolation {
 /// Kills what is left of the worker's process group (the worker itself has exited or was
 /// killed). The group's number cannot name another group while the worker's children are in
 /// it; once they are gone, this finds nothing.
-#[cfg(unix)]
 fn kill_group(child: &std::process::Child) {
+    kill_group_of(child.id());
+}
+
+/// Kills the process group of the worker `pid` (see [`kill_group`]).
+#[cfg(unix)]
+fn kill_group_of(pid: u32) {
     use rustix::process::{Pid, Signal, kill_process_group};
-    if let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = kill_process_group(pid, Signal::KILL);
     }
 }
 
 #[cfg(not(unix))]
-fn kill_group(_child: &std::process::Child) {}
+fn kill_group_of(_pid: u32) {}
 
 /// One compile of the worker's side: the artifact written, or why not.
 fn serve_once(engine: &Engine, baseline: Option<&Baseline>, kind: &str) -> Result<(), String> {

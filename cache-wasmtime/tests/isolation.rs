@@ -161,3 +161,27 @@ fn a_workers_artifact_is_loaded_and_stored() {
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
+
+/// A worker's answer is read no further than its memory limit: an artifact is held whole in the
+/// worker before it is written, so more is not one, and this process does not hold it.
+#[test]
+fn a_worker_that_writes_more_than_its_memory_limit_is_stopped_there() {
+    let limit: u64 = 64 << 20;
+    // `head` streams a gigabyte in a few kilobytes of memory: only the reader's bound stops it.
+    let cache = cache_with(
+        worker("cat > /dev/null; head -c 1000000000 /dev/zero")
+            .memory(limit)
+            .timeout(Duration::from_secs(120)),
+    );
+    let started = Instant::now();
+    let err = cache.get_or_compile(&Engine::default(), ANSWER.as_bytes());
+    match err {
+        Err(Error::OverLimit {
+            limit: Limit::Memory(bytes),
+            ..
+        }) => assert_eq!(bytes, limit),
+        other => panic!("expected the memory limit, got {other:?}"),
+    }
+    // Stopped at the bound, not at the wall-time limit.
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
