@@ -95,6 +95,7 @@ impl BlockingBackend for FsBackend {
             .with_shared(self.store.exposure().is_some())
             .with_local_files(self.offer_files)
             .with_coordinates(!self.store.is_read_only())
+            .with_pins(!self.store.is_read_only())
     }
 
     fn get(&self, key: &CacheKey) -> Result<Option<Bytes>> {
@@ -144,6 +145,11 @@ impl BlockingBackend for FsBackend {
 
     fn shrink_to(&self, max_bytes: u64) -> Result<u64> {
         self.store.shrink_to(max_bytes)
+    }
+
+    /// An empty file `pins/<key>` in the directory, honoured by every process's eviction.
+    fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        self.store.pin(key, pinned)
     }
 
     /// An exclusive lock on `locks/<key>` in the directory, between every process (and every

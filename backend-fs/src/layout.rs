@@ -5,6 +5,7 @@
 //! root/entries/ab/<64 hex>   one immutable entry file per key (first byte's hex as fan-out)
 //! root/entries/ab/.<64 hex>.<pid>.<nonce>.tmp   a write in progress (or left by a crash)
 //! root/locks/<64 hex>        the lock a process holds while it computes that key
+//! root/pins/<64 hex>         an empty file: eviction never takes that key's entry
 //! root/keys/<key id>/...     with a namespace: the same layout, one per secret
 //! ```
 //!
@@ -19,6 +20,7 @@ pub(crate) const MARKER: &str = "WARMCACHE-FS";
 pub(crate) const ENTRIES: &str = "entries";
 pub(crate) const LOCKS: &str = "locks";
 pub(crate) const KEYS: &str = "keys";
+pub(crate) const PINS: &str = "pins";
 
 pub(crate) fn entries_dir(root: &Path) -> PathBuf {
     root.join(ENTRIES)
@@ -38,6 +40,14 @@ pub(crate) fn locks_dir(root: &Path) -> PathBuf {
 
 pub(crate) fn lock_path(root: &Path, key: &CacheKey) -> PathBuf {
     locks_dir(root).join(key.to_hex())
+}
+
+pub(crate) fn pins_dir(root: &Path) -> PathBuf {
+    root.join(PINS)
+}
+
+pub(crate) fn pin_path(root: &Path, key: &CacheKey) -> PathBuf {
+    pins_dir(root).join(key.to_hex())
 }
 
 pub(crate) fn temp_name(key: &CacheKey, nonce: u64) -> String {

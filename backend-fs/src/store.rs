@@ -13,7 +13,9 @@ use warmcache_core::files::writable_by_others;
 use warmcache_core::{CacheKey, Context, Error, KeyInfo, ListPage, MAX_TRAILER_LEN, Op, Usage};
 
 use crate::files::{self, create_new, ensure_dir, open_regular, read_bounded, sync_dir};
-use crate::layout::{self, entry_path, fan_dir, is_fan, is_temp, parse_entry, temp_name};
+use crate::layout::{
+    self, entry_path, fan_dir, is_fan, is_temp, parse_entry, pin_path, pins_dir, temp_name,
+};
 
 /// A temporary file is only ever removed when nobody holds its lock and it is at least this old:
 /// a writer locks its file right after creating it, so this covers that instant, with room for
@@ -418,6 +420,8 @@ impl Store {
 
     pub(crate) fn delete(&self, key: &CacheKey) -> Result<(), Error> {
         self.writable(Op::Delete, Some(key))?;
+        let pin = pin_path(&self.root, key);
+        remove_if_present(&pin).map_err(|e| io_err(self.ctx(Op::Delete, Some(key)), &pin, e))?;
         let path = entry_path(&self.root, key);
         let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
         match fs::remove_file(&path) {
@@ -449,6 +453,10 @@ impl Store {
         for found in self.scan(Op::Clear)? {
             remove_if_present(&found.path)
                 .map_err(|e| io_err(self.ctx(Op::Clear, None), &found.path, e))?;
+        }
+        for key in self.pins(Op::Clear)? {
+            let pin = pin_path(&self.root, &key);
+            remove_if_present(&pin).map_err(|e| io_err(self.ctx(Op::Clear, None), &pin, e))?;
         }
         self.approx_bytes.store(0, Ordering::Relaxed);
         Ok(())
@@ -488,8 +496,10 @@ impl Store {
         let mut total: u64 = found.iter().map(|f| f.size).sum();
         let mut evicted = 0;
         if total > over {
+            let pins = self.pins(Op::Put)?;
             found.sort_by_key(|f| f.used);
-            for victim in found.iter().filter(|f| Some(&f.key) != keep) {
+            let evictable = |f: &&Found| Some(&f.key) != keep && !pins.contains(&f.key);
+            for victim in found.iter().filter(evictable) {
                 if total <= target {
                     break;
                 }
@@ -502,6 +512,89 @@ impl Store {
         }
         self.approx_bytes.store(total, Ordering::Relaxed);
         Ok(evicted)
+    }
+
+    /// Pins or unpins `key`'s entry (see `Backend::pin`): an empty file `pins/<key>`, created
+    /// under the eviction lock after the room for it was checked.
+    pub(crate) fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool, Error> {
+        self.writable(Op::Pin, Some(key))?;
+        let ctx = || self.ctx(Op::Pin, Some(key));
+        let _evicting = self.evicting.lock();
+        let Some(size) = self
+            .entry_size(key)
+            .map_err(|e| io_err(ctx(), &self.root, e))?
+        else {
+            return Ok(false);
+        };
+        let pin = pin_path(&self.root, key);
+        if !pinned {
+            remove_if_present(&pin).map_err(|e| io_err(ctx(), &pin, e))?;
+            return Ok(true);
+        }
+        let pins = self.pins(Op::Pin)?;
+        if pins.contains(key) {
+            return Ok(true);
+        }
+        let mut total = size;
+        for other in &pins {
+            let other_size = self
+                .entry_size(other)
+                .map_err(|e| io_err(ctx(), &self.root, e))?;
+            total = total.saturating_add(other_size.unwrap_or(0));
+        }
+        let limit = warmcache_core::backend::max_pinned(self.limits.capacity());
+        if total > limit {
+            return Err(Error::Capacity {
+                context: ctx(),
+                size: total,
+                limit,
+            });
+        }
+        let dir = pins_dir(&self.root);
+        ensure_dir(&self.root, &dir).map_err(|e| io_err(ctx(), &dir, e))?;
+        match create_new(&pin) {
+            Ok(_) => sync_dir(&dir).map_err(|e| io_err(ctx(), &dir, e))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(ctx(), &pin, e)),
+        }
+        Ok(true)
+    }
+
+    /// The size of `key`'s entry file, if there is one.
+    fn entry_size(&self, key: &CacheKey) -> io::Result<Option<u64>> {
+        match fs::symlink_metadata(entry_path(&self.root, key)) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The pinned keys: empty regular files `pins/<key>` this user (or root) created. A pin
+    /// another user planted in a directory they can write is not obeyed: it would keep their
+    /// entries from eviction.
+    fn pins(&self, op: Op) -> Result<std::collections::HashSet<CacheKey>, Error> {
+        let dir = pins_dir(&self.root);
+        let mut pins = std::collections::HashSet::new();
+        let listed = match read_dir(&dir) {
+            Ok(listed) => listed,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(pins),
+            Err(e) => return Err(io_err(self.ctx(op, None), &dir, e)),
+        };
+        for item in listed {
+            let name = item.file_name();
+            let Some(key) = name.to_str().and_then(|n| n.parse::<CacheKey>().ok()) else {
+                continue;
+            };
+            let Ok(meta) = fs::symlink_metadata(item.path()) else {
+                continue;
+            };
+            let owner = files::owner_of(&meta);
+            if meta.is_file() && (owner == self.owner || owner == 0) {
+                pins.insert(key);
+            }
+        }
+        Ok(pins)
     }
 
     /// Every entry with its size and last use, sorted by key.

@@ -157,7 +157,7 @@ impl Store {
     /// Writes batched read recency into `meta`.
     fn apply_touches(&self, meta: &mut Table<'_, [u8; 32], (u64, u64)>, op: Op) -> Result<()> {
         for r in self.lru.take_touches(&self.index(meta, op))? {
-            meta.insert(*r.key.as_bytes(), (r.size, r.tick))
+            meta.insert(*r.key.as_bytes(), (r.size, r.stored_tick()))
                 .map_err(|e| self.err(e, op, Some(&r.key)))?;
         }
         Ok(())
@@ -234,7 +234,11 @@ impl BlockingBackend for RedbBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.store.limits.capabilities().with_persistent(true)
+        self.store
+            .limits
+            .capabilities()
+            .with_persistent(true)
+            .with_pins(true)
     }
 
     fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
@@ -251,12 +255,16 @@ impl BlockingBackend for RedbBackend {
                     s.apply_touches(&mut meta, Op::Put)?;
                     let index = s.index(&meta, Op::Put);
                     // Overwrites replace in place below; only the totals need the old size now.
-                    if let Some(old) = index.record(key)? {
+                    let old = index.record(key)?;
+                    if let Some(old) = old {
                         totals.remove(old.size);
                     }
-                    s.lru
-                        .victims(&index, totals, size, s.limits.capacity(), key)?
+                    let victims = s
+                        .lru
+                        .victims(&index, totals, size, s.limits.capacity(), key)?;
+                    (victims, old.is_some_and(|old| old.pinned))
                 };
+                let (victims, pinned) = victims;
                 s.remove_all(txn, &victims, Op::Put)?;
                 let mut entries = txn
                     .open_table(ENTRIES)
@@ -267,7 +275,12 @@ impl BlockingBackend for RedbBackend {
                 entries
                     .insert(k, value.as_ref())
                     .map_err(|e| s.err(e, Op::Put, Some(key)))?;
-                meta.insert(k, (size, s.lru.next_tick()))
+                // A pinned key stays pinned across puts.
+                let record = LruRecord {
+                    pinned,
+                    ..LruRecord::new(*key, size, s.lru.next_tick())
+                };
+                meta.insert(k, (size, record.stored_tick()))
                     .map_err(|e| s.err(e, Op::Put, Some(key)))?;
                 totals.add(size);
                 Ok(())
@@ -366,6 +379,37 @@ impl BlockingBackend for RedbBackend {
 
     fn usage(&self) -> Result<Usage> {
         Ok(self.store.lru.usage())
+    }
+
+    /// The pin is a bit of the entry's `meta` record, written in one durable transaction.
+    fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        self.store.guard(Op::Pin, Some(key), || {
+            let s = &*self.store;
+            s.write(Op::Pin, Some(key), Durability::Immediate, |txn, _| {
+                let mut meta = txn
+                    .open_table(META)
+                    .map_err(|e| s.err(e, Op::Pin, Some(key)))?;
+                s.apply_touches(&mut meta, Op::Pin)?;
+                let refused = |size, limit| Error::Capacity {
+                    context: Context::with_key(s.name.clone(), Op::Pin, key),
+                    size,
+                    limit,
+                };
+                let record = SampledLru::pin(
+                    &s.index(&meta, Op::Pin),
+                    key,
+                    pinned,
+                    s.limits.capacity(),
+                    refused,
+                )?;
+                let Some(record) = record else {
+                    return Ok(false);
+                };
+                meta.insert(*key.as_bytes(), (record.size, record.stored_tick()))
+                    .map_err(|e| s.err(e, Op::Pin, Some(key)))?;
+                Ok(true)
+            })
+        })
     }
 
     /// The file itself does not shrink; its free pages are reused.

@@ -192,7 +192,11 @@ impl Store {
         }
         let mut batch = WriteBatch::default();
         for r in self.lru.take_touches(index)? {
-            batch.put_cf(index.meta, r.key.as_bytes(), encode_meta(r.size, r.tick));
+            batch.put_cf(
+                index.meta,
+                r.key.as_bytes(),
+                encode_meta(r.size, r.stored_tick()),
+            );
         }
         self.commit(batch, op, None)
     }
@@ -218,7 +222,11 @@ impl BlockingBackend for RocksDbBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.store.limits.capabilities().with_persistent(true)
+        self.store
+            .limits
+            .capabilities()
+            .with_persistent(true)
+            .with_pins(true)
     }
 
     fn put(&self, key: &CacheKey, value: Bytes) -> Result<()> {
@@ -230,7 +238,8 @@ impl BlockingBackend for RocksDbBackend {
             let index = s.index(Op::Put)?;
             s.lru.write(|totals| {
                 s.write_touches(&index, Op::Put)?;
-                if let Some(old) = index.record(key)? {
+                let old = index.record(key)?;
+                if let Some(old) = old {
                     totals.remove(old.size);
                 }
                 let victims = s
@@ -239,10 +248,15 @@ impl BlockingBackend for RocksDbBackend {
                 let mut batch = WriteBatch::default();
                 s.remove_all(&mut batch, &index, &victims);
                 batch.put(key.as_bytes(), &value);
+                // A pinned key stays pinned across puts.
+                let record = LruRecord {
+                    pinned: old.is_some_and(|old| old.pinned),
+                    ..LruRecord::new(*key, size, s.lru.next_tick())
+                };
                 batch.put_cf(
                     index.meta,
                     key.as_bytes(),
-                    encode_meta(size, s.lru.next_tick()),
+                    encode_meta(size, record.stored_tick()),
                 );
                 s.commit(batch, Op::Put, Some(key))?;
                 totals.add(size);
@@ -337,6 +351,35 @@ impl BlockingBackend for RocksDbBackend {
 
     fn usage(&self) -> Result<Usage> {
         Ok(self.store.lru.usage())
+    }
+
+    /// The pin is a bit of the entry's `meta` record.
+    fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        self.store.guard(Op::Pin, Some(key), || {
+            let s = &*self.store;
+            s.writable(Op::Pin, Some(key))?;
+            let index = s.index(Op::Pin)?;
+            s.lru.write(|_| {
+                s.write_touches(&index, Op::Pin)?;
+                let refused = |size, limit| Error::Capacity {
+                    context: Context::with_key(s.name.clone(), Op::Pin, key),
+                    size,
+                    limit,
+                };
+                let capacity = s.limits.capacity();
+                let Some(record) = SampledLru::pin(&index, key, pinned, capacity, refused)? else {
+                    return Ok(false);
+                };
+                let mut batch = WriteBatch::default();
+                batch.put_cf(
+                    index.meta,
+                    key.as_bytes(),
+                    encode_meta(record.size, record.stored_tick()),
+                );
+                s.commit(batch, Op::Pin, Some(key))?;
+                Ok(true)
+            })
+        })
     }
 
     fn shrink_to(&self, max_bytes: u64) -> Result<u64> {

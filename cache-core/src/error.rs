@@ -40,6 +40,8 @@ pub enum Op {
     /// [`Backend::try_lease`](crate::Backend::try_lease) and the [`Lease`](crate::backend::Lease)
     /// it returns.
     Lease,
+    /// [`Backend::pin`](crate::Backend::pin).
+    Pin,
 }
 
 impl fmt::Display for Op {
@@ -57,6 +59,7 @@ impl fmt::Display for Op {
             Op::Shrink => "shrink",
             Op::Lease => "lease",
             Op::GetTail => "get_tail",
+            Op::Pin => "pin",
         })
     }
 }

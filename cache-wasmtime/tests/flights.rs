@@ -126,6 +126,9 @@ impl Backend for SlowPuts {
     ) -> Result<Option<Box<dyn warmcache_core::backend::Lease>>> {
         self.inner.try_lease(key, ttl, holder).await
     }
+    async fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        self.inner.pin(key, pinned).await
+    }
 }
 
 fn tiers(backend: &Arc<SlowPuts>) -> Tiered {

@@ -179,6 +179,11 @@ impl Backend for InFlight {
         let _op = self.running.start(format!("try_lease({key}, {ttl:?})"));
         self.inner.try_lease(key, ttl, holder).await
     }
+
+    async fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        let _op = self.running.start(format!("pin({key}, {pinned})"));
+        self.inner.pin(key, pinned).await
+    }
 }
 
 /// A harness whose backends record their operations in one [`Running`].

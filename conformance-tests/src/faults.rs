@@ -278,6 +278,9 @@ impl BlockingBackend for BlockingFaultyBackend {
         let lease = self.run(Op::Lease, Some(key), self.inner.try_lease(key, ttl, holder))?;
         Ok(FaultyLease::wrap(lease, &self.faults, key))
     }
+    fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        self.run(Op::Pin, Some(key), self.inner.pin(key, pinned))
+    }
 }
 
 #[async_trait]
@@ -338,6 +341,10 @@ impl Backend for FaultyBackend {
         self.inject(Op::Lease, Some(key)).await?;
         let lease = self.inner.try_lease(key, ttl, holder).await?;
         Ok(FaultyLease::wrap(lease, &self.faults, key))
+    }
+    async fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        self.inject(Op::Pin, Some(key)).await?;
+        self.inner.pin(key, pinned).await
     }
 }
 
@@ -465,5 +472,8 @@ impl Backend for CorruptingBackend {
         holder: &str,
     ) -> Result<Option<Box<dyn Lease>>> {
         self.inner.try_lease(key, ttl, holder).await
+    }
+    async fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        self.inner.pin(key, pinned).await
     }
 }

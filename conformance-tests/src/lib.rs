@@ -300,6 +300,7 @@ macro_rules! __checks {
             driven_by_tokio: Blocking,
             open_file_matches_get: Async,
             shrink_keeps_recently_used: Async,
+            pins_kept_from_eviction: Harness,
             lease_exclusive: Async,
             lease_abandoned_expires: Async,
             lease_renewal_keeps_it: Async,

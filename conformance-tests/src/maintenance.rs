@@ -1,12 +1,14 @@
 //! Maintenance operations through the [`Backend`] trait: `shrink_to`, and `open_file` for
 //! backends that hand out local files.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use warmcache_core::{Backend, CacheKey, ErrorKind};
 
+use crate::Harness;
 use crate::budget::Budget;
 use crate::failure::{CheckResult, Failure, PASSED, ensure, skipped};
 use crate::observe::read_file;
@@ -211,5 +213,151 @@ pub async fn open_file_matches_get(b: Arc<dyn Backend>) -> CheckResult {
         b.open_file(&k).await?.is_none(),
         "open_file of a deleted key returned a file"
     );
+    PASSED
+}
+
+/// Pins ([`Backend::pin`]): of three entries, the pinned one survives `shrink_to(0)` (also
+/// after the backend is reopened, for a persistent one) and a put over it keeps its pin, the
+/// others go; unpinned, it goes too. Pinning a missing key returns `false` and creates nothing.
+/// Where three values of three tenths of the capacity can be written (the backend is opened at
+/// [`CHECK_CAPACITY`](crate::checks::CHECK_CAPACITY) where the harness can size it), pinning the
+/// third, which would take the pinned entries over
+/// [`max_pinned`](warmcache_core::backend::max_pinned) of it, is refused with
+/// [`ErrorKind::Capacity`] and leaves it unpinned. Skipped for backends that do not declare
+/// [`pins`](warmcache_core::Capabilities::pins).
+pub fn pins_kept_from_eviction(harness: &dyn Harness, dir: &Path) -> CheckResult {
+    let open = || {
+        match harness.open_with_capacity(dir, crate::checks::CHECK_CAPACITY) {
+            Some(opened) => opened,
+            None => harness.open(dir),
+        }
+        .map_err(|e| Failure(format!("opening the backend failed: {e}")))
+    };
+    let runtime = crate::runner::runtime()?;
+    let b = open()?;
+    if !b.capabilities().pins {
+        return skipped("the backend does not declare pins");
+    }
+    let persistent = b.capabilities().persistent;
+    let keys: Vec<CacheKey> = (500..503).map(CacheKey::pseudo_random).collect();
+    runtime.block_on(pin_and_shrink(&b, &keys))?;
+    let b = if persistent {
+        drop(b);
+        let b = open()?;
+        runtime.block_on(async {
+            b.shrink_to(0).await?;
+            ensure!(
+                b.contains(&keys[0]).await?,
+                "shrink_to(0) after a reopen took the pinned entry: the pin did not persist"
+            );
+            PASSED
+        })?;
+        b
+    } else {
+        b
+    };
+    runtime.block_on(unpin_and_refuse(&b, &keys))
+}
+
+/// Pins the first of `keys` among three entries and shrinks to nothing.
+async fn pin_and_shrink(b: &Arc<dyn Backend>, keys: &[CacheKey]) -> CheckResult {
+    let budget = Budget::of(&**b)?;
+    let len = budget
+        .len(1000)
+        .min(budget.capacity.map_or(1000, |c| (c / 40) as usize));
+    for key in keys {
+        b.put(key, Bytes::from(vec![3u8; len])).await?;
+    }
+    ensure!(
+        b.pin(&keys[0], true).await?,
+        "pin of a present entry returned false"
+    );
+    let missing = CacheKey::pseudo_random(599);
+    ensure!(
+        !b.pin(&missing, true).await?,
+        "pin of a missing key returned true"
+    );
+    ensure!(
+        !b.contains(&missing).await?,
+        "pinning a missing key created it"
+    );
+    b.shrink_to(0).await?;
+    ensure!(
+        b.contains(&keys[0]).await?,
+        "shrink_to(0) took the pinned entry"
+    );
+    for key in &keys[1..] {
+        ensure!(
+            !b.contains(key).await?,
+            "shrink_to(0) left an unpinned entry ({key})"
+        );
+    }
+    let replaced = Bytes::from(vec![4u8; len]);
+    b.put(&keys[0], replaced.clone()).await?;
+    b.shrink_to(0).await?;
+    ensure!(
+        b.get(&keys[0]).await? == Some(replaced),
+        "a put over a pinned entry lost its pin: shrink_to(0) took it"
+    );
+    PASSED
+}
+
+/// Unpins the first of `keys`, then refuses a pin over the share where values of three tenths
+/// of the capacity can be written.
+async fn unpin_and_refuse(b: &Arc<dyn Backend>, keys: &[CacheKey]) -> CheckResult {
+    let budget = Budget::of(&**b)?;
+    ensure!(
+        b.pin(&keys[0], false).await?,
+        "unpinning a present entry returned false"
+    );
+    b.shrink_to(0).await?;
+    ensure!(
+        !b.contains(&keys[0]).await?,
+        "shrink_to(0) left an entry that was unpinned"
+    );
+    let Some(capacity) = budget.capacity else {
+        return PASSED;
+    };
+    let share = capacity * 3 / 10;
+    if share > budget.max_value || share > 1 << 20 {
+        return PASSED;
+    }
+    let share = usize::try_from(share).unwrap_or(usize::MAX);
+    for key in keys {
+        b.put(key, Bytes::from(vec![5u8; share])).await?;
+    }
+    for key in keys {
+        ensure!(
+            b.contains(key).await?,
+            "three values of three tenths of the capacity do not fit: {key} is gone"
+        );
+    }
+    ensure!(
+        b.pin(&keys[0], true).await?,
+        "pin of a present entry returned false"
+    );
+    ensure!(
+        b.pin(&keys[1], true).await?,
+        "pin of a present entry returned false"
+    );
+    match b.pin(&keys[2], true).await {
+        Err(e) if e.kind() == ErrorKind::Capacity => {}
+        other => {
+            return Err(Failure(format!(
+                "pinning a third of three values of three tenths of the capacity (over {} of \
+                 it) returned {other:?}, expected a Capacity error",
+                warmcache_core::backend::MAX_PINNED_SHARE
+            )));
+        }
+    }
+    b.shrink_to(0).await?;
+    ensure!(
+        !b.contains(&keys[2]).await?,
+        "a refused pin pinned the entry all the same: shrink_to(0) left it"
+    );
+    for key in &keys[..2] {
+        b.pin(key, false).await?;
+    }
+    b.clear().await?;
     PASSED
 }

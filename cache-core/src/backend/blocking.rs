@@ -117,6 +117,13 @@ pub trait BlockingBackend: std::fmt::Debug + Clone + Send + Sync + 'static {
             context: Context::with_key(self.name(), Op::Lease, key),
         })
     }
+    /// See [`Backend::pin`]. Default: not supported.
+    fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        let _ = pinned;
+        Err(Error::NotSupported {
+            context: Context::with_key(self.name(), Op::Pin, key),
+        })
+    }
 }
 
 /// Runs one blocking operation of `store` off the async executor.
@@ -196,5 +203,10 @@ impl<S: BlockingBackend> Backend for S {
             BlockingBackend::try_lease(s, &key, ttl, &holder)
         })
         .await
+    }
+
+    async fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        let key = *key;
+        run(self, move |s| BlockingBackend::pin(s, &key, pinned)).await
     }
 }

@@ -17,7 +17,12 @@ use crate::key::CacheKey;
 /// Records looked at to choose one eviction victim.
 pub const EVICTION_SAMPLE: usize = 8;
 
-/// A key's metadata record: the stored value's size and the tick of its last use.
+/// The bit of a stored tick that marks a pinned entry ([`Backend::pin`](crate::Backend::pin)):
+/// stores keep one `u64` per record, and ticks never reach it.
+const PINNED: u64 = 1 << 63;
+
+/// A key's metadata record: the stored value's size, the tick of its last use, and whether it
+/// is pinned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LruRecord {
     /// The entry's key.
@@ -26,12 +31,28 @@ pub struct LruRecord {
     pub size: u64,
     /// Logical time of the last write or recorded read (larger is more recent).
     pub tick: u64,
+    /// Eviction never takes it.
+    pub pinned: bool,
 }
 
 impl LruRecord {
-    /// The record of `key`: `size` bytes, last used at `tick`.
-    pub fn new(key: CacheKey, size: u64, tick: u64) -> Self {
-        Self { key, size, tick }
+    /// The record of `key`: `size` bytes and `stored`, the tick as the store keeps it (its
+    /// top bit the pin; see [`stored_tick`](Self::stored_tick)).
+    pub fn new(key: CacheKey, size: u64, stored: u64) -> Self {
+        Self {
+            key,
+            size,
+            tick: stored & !PINNED,
+            pinned: stored & PINNED != 0,
+        }
+    }
+
+    /// The tick as the store keeps it: the tick, with the top bit set when pinned.
+    pub fn stored_tick(&self) -> u64 {
+        match self.pinned {
+            true => self.tick | PINNED,
+            false => self.tick,
+        }
     }
 }
 
@@ -90,7 +111,7 @@ struct Sample<'a> {
 
 impl Sample<'_> {
     fn consider(&mut self, r: LruRecord) -> ControlFlow<()> {
-        if r.key == *self.keep || self.taken.iter().any(|v| v.key == r.key) {
+        if r.pinned || r.key == *self.keep || self.taken.iter().any(|v| v.key == r.key) {
             return ControlFlow::Continue(());
         }
         if self.best.is_none_or(|b| r.tick < b.tick) {
@@ -297,7 +318,9 @@ impl SampledLru {
         }
         let mut all = Vec::new();
         index.scan(None, &mut |r| {
-            all.push(r);
+            if !r.pinned {
+                all.push(r);
+            }
             ControlFlow::Continue(())
         })?;
         all.sort_unstable_by_key(|r| (r.tick, r.key));
@@ -310,6 +333,42 @@ impl SampledLru {
             victims.push(record);
         }
         Ok(victims)
+    }
+
+    /// The record of `key` pinned or unpinned, when present: `Ok(None)` for a missing key,
+    /// [`Error::Capacity`](crate::Error::Capacity) (from `refused`, given the bytes pinned
+    /// with it) when pinning it would take the pinned entries over
+    /// [`max_pinned`](super::max_pinned) of `capacity`. The store writes the returned record
+    /// ([`LruRecord::stored_tick`]) inside its write.
+    ///
+    /// # Errors
+    ///
+    /// When the index cannot be read, or the pin does not fit.
+    pub fn pin(
+        index: &dyn LruIndex,
+        key: &CacheKey,
+        pinned: bool,
+        capacity: u64,
+        refused: impl FnOnce(u64, u64) -> crate::Error,
+    ) -> Result<Option<LruRecord>> {
+        let Some(record) = index.record(key)? else {
+            return Ok(None);
+        };
+        if pinned && !record.pinned {
+            let mut already = 0u64;
+            index.scan(None, &mut |r| {
+                if r.pinned {
+                    already = already.saturating_add(r.size);
+                }
+                ControlFlow::Continue(())
+            })?;
+            let total = already.saturating_add(record.size);
+            let limit = super::max_pinned(capacity);
+            if total > limit {
+                return Err(refused(total, limit));
+            }
+        }
+        Ok(Some(LruRecord { pinned, ..record }))
     }
 
     /// A page of the listing: up to `limit` (at least 1) keys strictly after `after`, in key
@@ -368,16 +427,15 @@ mod tests {
 
     impl LruIndex for MapIndex {
         fn record(&self, key: &CacheKey) -> Result<Option<LruRecord>> {
-            Ok(self.0.get(key).map(|&(size, tick)| LruRecord {
-                key: *key,
-                size,
-                tick,
-            }))
+            Ok(self
+                .0
+                .get(key)
+                .map(|&(size, tick)| LruRecord::new(*key, size, tick)))
         }
         fn scan(&self, from: Option<&CacheKey>, visit: Visit<'_>) -> Result<()> {
             let start = from.copied().unwrap_or(CacheKey::from_bytes([0; 32]));
             for (&key, &(size, tick)) in self.0.range(start..) {
-                if visit(LruRecord { key, size, tick }).is_break() {
+                if visit(LruRecord::new(key, size, tick)).is_break() {
                     break;
                 }
             }

@@ -63,6 +63,8 @@ pub struct Capabilities {
     /// [`Backend::try_lease`] hands out leases, so processes or hosts sharing the store compute
     /// a cold entry once between them.
     pub coordinates: bool,
+    /// [`Backend::pin`] keeps entries from eviction.
+    pub pins: bool,
 }
 
 impl Capabilities {
@@ -76,6 +78,7 @@ impl Capabilities {
             max_value_size: None,
             local_files: false,
             coordinates: false,
+            pins: false,
         }
     }
 
@@ -118,6 +121,12 @@ impl Capabilities {
     /// Sets [`coordinates`](Self::coordinates).
     pub const fn with_coordinates(mut self, coordinates: bool) -> Self {
         self.coordinates = coordinates;
+        self
+    }
+
+    /// Sets [`pins`](Self::pins).
+    pub const fn with_pins(mut self, pins: bool) -> Self {
+        self.pins = pins;
         self
     }
 }
@@ -291,6 +300,35 @@ pub trait Backend: Debug + Send + Sync + 'static {
             context: Context::with_key(self.name(), Op::Lease, key),
         })
     }
+
+    /// Pins `key` (`pinned = true`) so that neither eviction nor
+    /// [`shrink_to`](Self::shrink_to) takes it, or unpins it. Returns whether the entry is
+    /// present: pinning or unpinning a missing key changes nothing and returns `false`.
+    ///
+    /// * A pinned entry counts against the capacity; eviction chooses among the others.
+    /// * A pin that would take the pinned entries over [`MAX_PINNED_SHARE`] of the capacity is
+    ///   refused with [`Error::Capacity`] (its `limit` is that share), so eviction always has
+    ///   room to work.
+    /// * A put of a pinned key keeps the pin; [`delete`](Self::delete) and
+    ///   [`clear`](Self::clear) drop it with the entry. Pins of a persistent backend persist.
+    ///
+    /// The default returns [`Error::NotSupported`]; backends that set [`Capabilities::pins`]
+    /// override it.
+    async fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        let _ = pinned;
+        Err(Error::NotSupported {
+            context: Context::with_key(self.name(), Op::Pin, key),
+        })
+    }
+}
+
+/// The share of a backend's capacity its pinned entries may take together
+/// ([`Backend::pin`]): the rest is where eviction makes room.
+pub const MAX_PINNED_SHARE: f64 = 0.8;
+
+/// The most bytes pinned entries may take in a backend of `capacity` bytes.
+pub fn max_pinned(capacity: u64) -> u64 {
+    (capacity as f64 * MAX_PINNED_SHARE) as u64
 }
 
 /// Convenience methods for every [`Backend`], implemented once here so backends cannot get them
@@ -361,6 +399,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         holder: &str,
     ) -> Result<Option<Box<dyn Lease>>> {
         (**self).try_lease(key, ttl, holder).await
+    }
+    async fn pin(&self, key: &CacheKey, pinned: bool) -> Result<bool> {
+        (**self).pin(key, pinned).await
     }
 }
 
