@@ -520,17 +520,18 @@ impl Store {
         self.writable(Op::Pin, Some(key))?;
         let ctx = || self.ctx(Op::Pin, Some(key));
         let _evicting = self.evicting.lock();
-        let Some(size) = self
+        let size = self
             .entry_size(key)
-            .map_err(|e| io_err(ctx(), &self.root, e))?
-        else {
-            return Ok(false);
-        };
+            .map_err(|e| io_err(ctx(), &self.root, e))?;
         let pin = pin_path(&self.root, key);
         if !pinned {
+            // A pin left by an entry another process evicted meanwhile goes too.
             remove_if_present(&pin).map_err(|e| io_err(ctx(), &pin, e))?;
-            return Ok(true);
+            return Ok(size.is_some());
         }
+        let Some(size) = size else {
+            return Ok(false);
+        };
         let pins = self.pins(Op::Pin)?;
         if pins.contains(key) {
             return Ok(true);

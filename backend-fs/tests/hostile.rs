@@ -459,3 +459,34 @@ fn namespaces_are_one_segment_under_keys() {
     }
     assert!(!dir.path().join("escape").exists());
 }
+
+/// A pin is a file `pins/<key>`: one another user planted (in a directory they can write) is
+/// not obeyed, so a co-tenant cannot keep their entries from eviction; this user's pin is.
+#[test]
+fn a_pin_another_user_planted_is_not_obeyed() {
+    if !is_root() {
+        eprintln!("skipped: planting another user's file needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsBackend::builder(dir.path())
+        .capacity(1 << 20)
+        .open()
+        .unwrap();
+    for n in [1, 2] {
+        block_on(fs.put(&key(n), Bytes::from(vec![7u8; 4096]))).unwrap();
+    }
+    assert!(block_on(fs.pin(&key(1), true)).unwrap());
+    let planted = dir.path().join("pins").join(key(2).to_hex());
+    File::create(&planted).unwrap();
+    std::os::unix::fs::chown(&planted, Some(64102), Some(64102)).unwrap();
+    block_on(fs.shrink_to(0)).unwrap();
+    assert!(
+        block_on(fs.contains(&key(1))).unwrap(),
+        "the pinned entry was evicted"
+    );
+    assert!(
+        !block_on(fs.contains(&key(2))).unwrap(),
+        "a pin another user planted kept its entry"
+    );
+}

@@ -298,14 +298,9 @@ impl<A: Artifact> WasmCache<A> {
         }
         let content: ContentHash = field("content")?.parse().ok()?;
         let extras = hex::decode(field("extras").unwrap_or_default()).ok()?;
-        let looked_up = match self.levels_of(engine) {
-            Some(levels) => self
-                .level_keys(engine, &levels, &content, &extras)
-                .iter()
-                .any(|(_, k)| k == key),
-            None => self.key(engine, &content, &extras) == *key,
-        };
-        looked_up.then_some(content)
+        self.lookup_keys(engine, &content, &extras)
+            .contains(key)
+            .then_some(content)
     }
 
     /// The storage tiers.
@@ -471,24 +466,67 @@ impl<A: Artifact> WasmCache<A> {
     /// When `wasm` cannot be read to hash it ([`Error::Input`]).
     pub fn invalidate<'a>(&self, engine: &Engine, wasm: impl Into<Wasm<'a>>) -> Result<()> {
         let opened = wasm.into().open()?;
-        let (content, extras) = (opened.content, opened.extras());
-        let keys: Vec<CacheKey> = match self.levels_of(engine) {
-            // Every level the engine may load.
-            Some(levels) => levels
-                .levels()
-                .map(|(_, e)| e.artifact_key(&self.namespace, &content, extras))
-                .chain(
-                    levels
-                        .is_native_first()
-                        .then(|| self.key(engine, &content, extras)),
-                )
-                .collect(),
-            None => vec![self.key(engine, &content, extras)],
-        };
-        for key in keys {
+        for key in self.lookup_keys(engine, &opened.content, opened.extras()) {
             futures::executor::block_on(self.cache.invalidate(&key));
         }
         Ok(())
+    }
+
+    /// Pins the compiled `wasm` for `engine` (or unpins it, `pinned = false`) in the storage
+    /// tiers that keep pins (a file tier, redb, RocksDB): their eviction never takes it, while
+    /// it counts against their capacity (see [`Backend::pin`](warmcache_core::Backend::pin)).
+    /// To pin, the artifact is obtained first (loaded, or compiled and stored), so there is an
+    /// entry; with [CPU levels](Self::use_cpu_levels), every level's entry present is pinned.
+    ///
+    /// Returns each tier's name with whether it holds the entry (unpinning what is not there
+    /// changes nothing), or why the pin failed there: [`warmcache_core::Error::Capacity`] when
+    /// the pinned entries would take more than
+    /// [`MAX_PINNED_SHARE`](warmcache_core::backend::MAX_PINNED_SHARE) of its capacity.
+    ///
+    /// # Errors
+    ///
+    /// When pinning, those of [`get_or_compile`](Self::get_or_compile); when unpinning, when
+    /// `wasm` cannot be read to hash it ([`Error::Input`]).
+    pub fn pin<'a>(
+        &self,
+        engine: &Engine,
+        wasm: impl Into<Wasm<'a>>,
+        pinned: bool,
+    ) -> Result<Vec<(String, warmcache_core::Result<bool>)>> {
+        let opened = wasm.into().open()?;
+        let keys = self.lookup_keys(engine, &opened.content, opened.extras());
+        if pinned {
+            let obtain =
+                opened.run(|opened| self.obtain_one(engine, opened, Exec::Inline, Code::Optimized));
+            futures::executor::block_on(obtain)?;
+        }
+        // Per tier: present under any of the keys, or the first failure.
+        let mut tiers: Vec<(String, warmcache_core::Result<bool>)> = Vec::new();
+        for key in keys {
+            for (tier, done) in futures::executor::block_on(self.tiers().pin(&key, pinned)) {
+                match tiers.iter_mut().find(|(name, _)| *name == tier) {
+                    None => tiers.push((tier, done)),
+                    Some((_, held)) => match (&*held, done) {
+                        (Ok(was), Ok(now)) => *held = Ok(*was || now),
+                        (Ok(_), Err(e)) => *held = Err(e),
+                        (Err(_), _) => {}
+                    },
+                }
+            }
+        }
+        Ok(tiers)
+    }
+
+    /// Every key a request with `engine` looks up for `content`: its own, or its CPU levels'.
+    fn lookup_keys(&self, engine: &Engine, content: &ContentHash, extras: &[u8]) -> Vec<CacheKey> {
+        match self.levels_of(engine) {
+            Some(levels) => self
+                .level_keys(engine, &levels, content, extras)
+                .into_iter()
+                .map(|(_, key)| key)
+                .collect(),
+            None => vec![self.key(engine, content, extras)],
+        }
     }
 
     /// Empties the in-process tier (storage tiers keep their entries).

@@ -254,3 +254,34 @@ fn the_in_process_tier_can_be_bounded_by_code_size() {
         (1, 3, 1)
     );
 }
+
+/// `pin` compiles what is missing and pins it in the file tier (and only there: the memory tier
+/// keeps no pins); eviction then leaves it; `unpin` lets it go.
+#[test]
+fn a_pinned_artifact_stays_through_eviction_until_unpinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Arc::new(FsBackend::builder(dir.path()).open().unwrap());
+    let tiers = Tiered::builder()
+        .tier(Tier::new(Arc::new(
+            warmcache_memory::MemoryBackend::with_capacity(16 << 20).unwrap(),
+        )))
+        .tier(Tier::new(files.clone()))
+        .build();
+    let cache = ModuleCache::new(tiers);
+    let engine = Engine::default();
+    let pinned = cache.pin(&engine, ANSWER.as_bytes(), true).unwrap();
+    assert_eq!(pinned.len(), 1, "{pinned:?}");
+    assert!(pinned[0].0.ends_with("fs"), "{pinned:?}");
+    assert!(matches!(pinned[0].1, Ok(true)), "{pinned:?}");
+    assert_eq!(cache.stats().computes, 1);
+    futures::executor::block_on(warmcache_core::Backend::shrink_to(&files, 0)).unwrap();
+    let key = cache.key_for(&engine, &ContentHash::of(ANSWER.as_bytes()));
+    assert!(futures::executor::block_on(warmcache_core::Backend::contains(&files, &key)).unwrap());
+    let unpinned = cache.pin(&engine, ANSWER.as_bytes(), false).unwrap();
+    assert!(matches!(unpinned[0].1, Ok(true)), "{unpinned:?}");
+    futures::executor::block_on(warmcache_core::Backend::shrink_to(&files, 0)).unwrap();
+    assert!(!futures::executor::block_on(warmcache_core::Backend::contains(&files, &key)).unwrap());
+    // Unpinning what is not there changes nothing.
+    let again = cache.pin(&engine, ANSWER.as_bytes(), false).unwrap();
+    assert!(matches!(again[0].1, Ok(false)), "{again:?}");
+}

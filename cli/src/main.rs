@@ -90,6 +90,20 @@ enum Command {
     /// Recompile a sample of a tier's entries from their wasm and compare the artifacts byte for
     /// byte; exits non-zero naming any that differ (an entry signed by a stolen key, say).
     Audit(commands::audit::Args),
+    /// Keep the compiled FILEs from eviction in the local tiers that keep pins (file tiers,
+    /// redb, RocksDB), compiling them first when needed. Pinned entries count against a tier's
+    /// size; a pin that would take them over 80% of it is refused.
+    Pin {
+        /// Modules or components (binary or text).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Let eviction take the compiled FILEs again.
+    Unpin {
+        /// Modules or components (binary or text).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Evict least recently used entries from each disk tier down to SIZE.
     Gc {
         /// Size to shrink to, such as 500MiB or 2G.
@@ -169,6 +183,8 @@ fn main() -> ExitCode {
         Command::Ls { json } => commands::ls::run(&settings, json),
         Command::Verify { remove } => commands::verify::run(&settings, remove),
         Command::Audit(args) => commands::audit::run(&settings, args),
+        Command::Pin { files } => commands::pin::run(&settings, &files, true),
+        Command::Unpin { files } => commands::pin::run(&settings, &files, false),
         Command::Gc { max_size } => commands::gc::run(&settings, max_size),
         Command::Clear { yes } => commands::clear::run(&settings, yes),
         Command::Config => commands::config::run(&settings),

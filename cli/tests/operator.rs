@@ -235,3 +235,68 @@ fn ls_reads_each_entry_from_its_trailer() {
         stdout(&verify)
     );
 }
+
+/// The keys and sizes of the entries in the file tier `config` names, from `ls --json`.
+fn file_tier_entries(env: &Env, config: &std::path::Path) -> Vec<(String, u64)> {
+    let out = env.run(&["--config", config.to_str().unwrap(), "ls", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["tier"].as_str().unwrap().starts_with("fs:"))
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_owned(),
+                e["size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `pin` keeps a module's artifact through `gc` in another process, `unpin` lets it go, and a
+/// pin that would take the pinned entries over 80% of the tier is refused, naming the tier.
+#[test]
+fn pinned_modules_survive_gc_and_a_pin_that_does_not_fit_is_refused() {
+    let env = Env::new();
+    let plain = env.write("plain.toml", "[[tiers]]\nkind = \"fs\"\n");
+    let plain = plain.to_str().unwrap();
+    let modules: Vec<String> = (1..=3)
+        .map(|seed| {
+            let file = env.write(&format!("m{seed}.wat"), common::module(seed, 50));
+            file.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let said = ok(&env.run(&["--config", plain, "pin", &modules[0]]));
+    assert!(said.contains("m1.wat: pinned in fs:"), "{said}");
+    ok(&env.run(&["--config", plain, "precompile", &modules[1], &modules[2]]));
+    assert_eq!(file_tier_entries(&env, plain.as_ref()).len(), 3);
+    ok(&env.run(&["--config", plain, "gc", "--max-size", "0"]));
+    assert_eq!(file_tier_entries(&env, plain.as_ref()).len(), 1);
+    let how = stderr(&env.run(&["--config", plain, "run", "-v", &modules[0]]));
+    assert!(how.contains("loaded from disk tier fs:"), "{how}");
+    let said = ok(&env.run(&["--config", plain, "unpin", &modules[0]]));
+    assert!(said.contains("m1.wat: unpinned in fs:"), "{said}");
+    ok(&env.run(&["--config", plain, "gc", "--max-size", "0"]));
+    assert_eq!(file_tier_entries(&env, plain.as_ref()).len(), 0);
+
+    // A tier of twice one entry: pins may take 1.6 entries' bytes, so one fits, two do not.
+    ok(&env.run(&["--config", plain, "precompile", &modules[0]]));
+    let size = file_tier_entries(&env, plain.as_ref())[0].1;
+    let small = env.write(
+        "small.toml",
+        format!(
+            "[[tiers]]\nkind = \"fs\"\npath = \"small\"\nsize = \"{}\"\n",
+            size * 2
+        ),
+    );
+    let small = small.to_str().unwrap();
+    ok(&env.run(&["--config", small, "pin", &modules[0]]));
+    let out = env.run(&["--config", small, "pin", &modules[1]]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = common::stdout(&out);
+    assert!(said.contains("m2.wat: refused in fs:"), "{said}");
+    assert!(said.contains("80% of its capacity"), "{said}");
+    ok(&env.run(&["--config", small, "gc", "--max-size", "0"]));
+    assert_eq!(file_tier_entries(&env, small.as_ref()).len(), 1);
+}

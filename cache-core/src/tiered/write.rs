@@ -103,6 +103,24 @@ impl Tiered {
         self.delete_where(key, |t| !t.is_shared).await;
     }
 
+    /// Pins `key` (or unpins it, `pinned = false`) in every writable tier that keeps pins
+    /// ([`Capabilities::pins`](crate::Capabilities::pins); see
+    /// [`Backend::pin`](crate::Backend::pin)): each tier's name with whether it holds the entry,
+    /// or why the pin failed (such as [`Error::Capacity`](crate::Error::Capacity) when it does
+    /// not fit).
+    pub async fn pin(&self, key: &CacheKey, pinned: bool) -> Vec<(String, crate::Result<bool>)> {
+        join_all(
+            self.tiers
+                .iter()
+                .filter(|t| t.writable() && t.shared.backend.capabilities().pins)
+                .map(|t| async move {
+                    let done = t.shared.backend.pin(key, pinned).await;
+                    (t.shared.name.clone(), done)
+                }),
+        )
+        .await
+    }
+
     async fn delete_where(&self, key: &CacheKey, which: impl Fn(&TierState) -> bool) {
         join_all(
             self.tiers

@@ -9,6 +9,7 @@ pub mod explain;
 pub mod gc;
 pub mod keygen;
 pub mod ls;
+pub mod pin;
 pub mod precompile;
 pub mod prefetch;
 pub mod run;
