@@ -6,6 +6,7 @@
 //! root/entries/ab/.<64 hex>.<pid>.<nonce>.tmp   a write in progress (or left by a crash)
 //! root/locks/<64 hex>        the lock a process holds while it computes that key
 //! root/pins/<64 hex>         an empty file: eviction never takes that key's entry
+//! root/pins/.lock            held while a pin's room is checked and its file created
 //! root/keys/<key id>/...     with a namespace: the same layout, one per secret
 //! ```
 //!

@@ -532,6 +532,10 @@ impl Store {
         let Some(size) = size else {
             return Ok(false);
         };
+        let dir = pins_dir(&self.root);
+        ensure_dir(&self.root, &dir).map_err(|e| io_err(ctx(), &dir, e))?;
+        // Between processes too: one pin's room check and creation at a time.
+        let _pinning = pin_lock(&dir).map_err(|e| io_err(ctx(), &dir, e))?;
         let pins = self.pins(Op::Pin)?;
         if pins.contains(key) {
             return Ok(true);
@@ -551,8 +555,6 @@ impl Store {
                 limit,
             });
         }
-        let dir = pins_dir(&self.root);
-        ensure_dir(&self.root, &dir).map_err(|e| io_err(ctx(), &dir, e))?;
         match create_new(&pin) {
             Ok(_) => sync_dir(&dir).map_err(|e| io_err(ctx(), &dir, e))?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -720,6 +722,21 @@ impl Store {
 /// Whether a temporary file's writer is gone: nobody holds its lock (a writer holds it from
 /// creation until it closes the file), and it is older than [`TEMP_GRACE`]. Works across PID
 /// namespaces and, where the filesystem supports locks, across hosts.
+/// The lock file `pins/.lock`, locked exclusively (released when dropped). Its name is no
+/// key's, so `pins` never takes it for a pin.
+fn pin_lock(dir: &Path) -> io::Result<File> {
+    let path = dir.join(".lock");
+    let file = match create_new(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => files::open_regular(&path)?
+            .map(|(file, _)| file)
+            .ok_or_else(|| io::Error::other("the pin lock vanished while being opened"))?,
+        Err(e) => return Err(e),
+    };
+    file.lock()?;
+    Ok(file)
+}
+
 fn is_abandoned_temp(path: &Path) -> bool {
     let Ok(Some((file, meta))) = open_regular(path) else {
         return false;
