@@ -799,3 +799,49 @@ fn an_interrupted_prefetch_resumes_where_it_stopped() {
     );
     assert_eq!(common::users::entry_files(&files).len(), 12);
 }
+
+/// A shared tier that cannot be reached fails `prefetch` with the tier's name, and a stack
+/// without a local tier that keeps pins refuses `pin` clearly: nothing is half done.
+#[test]
+fn prefetch_and_pin_refuse_what_they_cannot_do() {
+    let env = Env::new();
+    // Nothing listens on port 9 of loopback.
+    let config = env.write(
+        "nowhere.toml",
+        "[[tiers]]\nkind = \"fs\"\n\n[[tiers]]\nkind = \"s3\"\nurl = \"s3://nowhere/modules\"\nendpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"\nallow_http = true\ntimeout_ms = 2000\n",
+    );
+    let out = with_credentials(&env)
+        .args(["--config", config.to_str().unwrap()])
+        .args(["--secret-env", "WARMCACHE_SECRET", "prefetch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: listing s3:s3://nowhere/modules"),
+        "{}",
+        stderr(&out)
+    );
+    // Only the in-process tier and the bucket: no tier keeps pins.
+    let (moto, bucket) = new_bucket("pin-nowhere");
+    let machine = Machine::new(moto, &bucket, "WARMCACHE_SECRET");
+    let text = std::fs::read_to_string(&machine.config).unwrap();
+    let config = machine.env.write(
+        "no-disk.toml",
+        text.replace("[[tiers]]\nkind = \"fs\"\n\n", ""),
+    );
+    let machine = Machine { config, ..machine };
+    let out = machine.run(&["pin", common::hello().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no configured tier keeps pins"),
+        "{}",
+        stderr(&out)
+    );
+    let out = machine.run(&["prefetch"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no writable one is configured"),
+        "{}",
+        stderr(&out)
+    );
+}
