@@ -517,6 +517,15 @@ impl<A: Artifact> WasmCache<A> {
         Ok(tiers)
     }
 
+    /// Every key a request with `engine` looks up for the wasm with content hash `content`, in
+    /// lookup order: its own key, or with [CPU levels](Self::use_cpu_levels) the native key
+    /// (when it comes first) and each level's, best first. [`key_for`](Self::key_for) is the
+    /// one a miss stores under. For fetching exactly a known module's entries from a shared
+    /// tier (`warmcache prefetch --manifest`).
+    pub fn keys_for(&self, engine: &Engine, content: &ContentHash) -> Vec<CacheKey> {
+        self.lookup_keys(engine, content, &[])
+    }
+
     /// Every key a request with `engine` looks up for `content`: its own, or its CPU levels'.
     fn lookup_keys(&self, engine: &Engine, content: &ContentHash, extras: &[u8]) -> Vec<CacheKey> {
         match self.levels_of(engine) {

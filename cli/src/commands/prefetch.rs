@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use futures::executor::block_on;
-use warmcache_core::{Backend, BackendExt, CacheKey, Tiered};
+use warmcache_core::{Backend, BackendExt, CacheKey, KeyInfo, Tiered};
 use warmcache_wasmtime::{ArtifactKind, ComponentCache, ContentHash, ModuleCache};
 
 use super::Outcome;
@@ -86,9 +86,12 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     let started = Instant::now();
     let mut wanted = Vec::new();
     for tier in &shared {
-        let found = block_on(caches.wanted_in(tier, manifest.as_ref()))
-            .map_err(|e| format!("listing {}: {e}", tier.label))?;
-        wanted.extend(found);
+        let found = match &manifest {
+            // Two requests per key a listed module may have, not a listing of the tier.
+            Some(manifest) => block_on(caches.listed_in(tier, manifest)),
+            None => block_on(caches.wanted_in(tier)),
+        };
+        wanted.extend(found.map_err(|e| format!("listing {}: {e}", tier.label))?);
     }
     // Newest first; one copy of an entry two shared tiers hold.
     wanted.sort_by_key(|w| Reverse(w.created_ms));
@@ -161,52 +164,79 @@ struct Caches<'a> {
 }
 
 impl Caches<'_> {
-    /// The entries of `tier` this host looks up (of the manifest's modules, when there is one),
-    /// from each entry's trailer (a ranged read).
-    async fn wanted_in(
-        &self,
-        tier: &OpenTier,
-        manifest: Option<&Manifest>,
-    ) -> Result<Vec<Wanted>, warmcache_core::Error> {
+    /// The entries of `tier` this host looks up, from each entry's trailer (a ranged read).
+    async fn wanted_in(&self, tier: &OpenTier) -> Result<Vec<Wanted>, warmcache_core::Error> {
         let backend = tier.backend();
         let listed = backend.list_all().await?;
         let bar = crate::progress::bar(listed.len() as u64, &tier.label);
         let found = futures::stream::iter(&listed)
-            .map(|info| {
-                let backend = backend.as_ref();
-                async move {
-                    let meta = super::ls::trailer(backend, info).await?;
-                    let kind = ArtifactKind::from_envelope_kind(meta.kind)?;
-                    let content = match kind {
-                        ArtifactKind::Module => {
-                            self.modules.wanted(self.engine, &info.key, &meta.inputs)
-                        }
-                        ArtifactKind::Component => {
-                            self.components.wanted(self.engine, &info.key, &meta.inputs)
-                        }
-                    }?;
-                    let overhead = info.size - meta.payload_len.min(info.size);
-                    Some(Wanted {
-                        key: info.key,
-                        kind,
-                        size: overhead.saturating_add(meta.decoded_len),
-                        created_ms: meta.created_ms,
-                        content,
-                    })
-                }
-            })
+            .map(|info| self.wanted(backend.as_ref(), *info))
             .buffer_unordered(READS_IN_FLIGHT)
             .inspect(|_| bar.inc(1))
             .filter_map(|w| async move { w })
-            .filter(|w| {
-                let keep = manifest.is_none_or(|m| m.contents.contains_key(&w.content));
-                async move { keep }
-            })
             .collect()
             .await;
         bar.finish_and_clear();
         Ok(found)
     }
+
+    /// The entries of `tier` for the manifest's modules: for each, the first of the keys this
+    /// host looks up (as a module, then as a component) that the tier holds, found by a
+    /// one-entry listing from just before it (which gives its size) and its trailer.
+    async fn listed_in(
+        &self,
+        tier: &OpenTier,
+        manifest: &Manifest,
+    ) -> Result<Vec<Wanted>, warmcache_core::Error> {
+        let backend = tier.backend();
+        let mut found = Vec::new();
+        for content in manifest.contents.keys() {
+            let keys = self.modules.keys_for(self.engine, content).into_iter();
+            for key in keys.chain(self.components.keys_for(self.engine, content)) {
+                let page = backend.list(before(&key), 1).await?;
+                let Some(info) = page.entries.first().filter(|info| info.key == key) else {
+                    continue;
+                };
+                if let Some(w) = self.wanted(backend.as_ref(), *info).await {
+                    found.push(w);
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The entry `info` of `backend`, when this host looks it up (from its trailer).
+    async fn wanted(&self, backend: &dyn Backend, info: KeyInfo) -> Option<Wanted> {
+        let meta = super::ls::trailer(backend, &info).await?;
+        let kind = ArtifactKind::from_envelope_kind(meta.kind)?;
+        let content = match kind {
+            ArtifactKind::Module => self.modules.wanted(self.engine, &info.key, &meta.inputs),
+            ArtifactKind::Component => self.components.wanted(self.engine, &info.key, &meta.inputs),
+        }?;
+        let overhead = info.size - meta.payload_len.min(info.size);
+        Some(Wanted {
+            key: info.key,
+            kind,
+            size: overhead.saturating_add(meta.decoded_len),
+            created_ms: meta.created_ms,
+            content,
+        })
+    }
+}
+
+/// The key just before `key` in key order (a listing "after" it starts at `key`), or `None`
+/// for the first key of all.
+fn before(key: &CacheKey) -> Option<CacheKey> {
+    let mut bytes = *key.as_bytes();
+    for byte in bytes.iter_mut().rev() {
+        if *byte > 0 {
+            *byte -= 1;
+            return Some(CacheKey::from_bytes(bytes));
+        }
+        *byte = 0xff;
+    }
+    None
 }
 
 /// What to copy, and what not.
@@ -317,4 +347,23 @@ fn read_manifest(path: &Path) -> Result<Manifest, String> {
         contents.insert(content, line.to_owned());
     }
     Ok(Manifest { contents })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_before_borrows_across_bytes() {
+        let key = |last: [u8; 2]| {
+            let mut bytes = [0u8; 32];
+            bytes[30..].copy_from_slice(&last);
+            CacheKey::from_bytes(bytes)
+        };
+        assert_eq!(before(&key([0, 1])), Some(key([0, 0])));
+        assert_eq!(before(&key([1, 0])), Some(key([0, 0xff])));
+        assert_eq!(before(&key([0, 0])), None);
+        let max = CacheKey::from_bytes([0xff; 32]);
+        assert!(before(&max).is_some_and(|b| b < max));
+    }
 }
