@@ -55,23 +55,7 @@ struct Wanted {
 pub fn run(settings: &Settings, args: Args) -> Outcome {
     let manifest = args.manifest.as_deref().map(read_manifest).transpose()?;
     let stack = super::open_all(settings, false)?;
-    let (shared, local): (Vec<&OpenTier>, Vec<&OpenTier>) =
-        stack.tiers.iter().partition(|t| t.config.kind.is_remote());
-    if shared.is_empty() {
-        return Err(
-            "prefetch copies from the shared tiers (s3, http and the other object \
-                    stores), and none is configured"
-                .into(),
-        );
-    }
-    let local: Vec<&OpenTier> = local.into_iter().filter(|t| !t.read_only).collect();
-    if local.is_empty() {
-        return Err(
-            "prefetch copies into the local tiers (fs, redb, rocksdb), and no \
-                    writable one is configured"
-                .into(),
-        );
-    }
+    let (shared, local) = split(&stack.tiers)?;
     let configured = super::engine(settings)?;
     let modules = stack.module_cache_over(stack.filling());
     let components = stack.component_cache_over(stack.filling());
@@ -84,19 +68,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
     };
 
     let started = Instant::now();
-    let mut wanted = Vec::new();
-    for tier in &shared {
-        let found = match &manifest {
-            // Two requests per key a listed module may have, not a listing of the tier.
-            Some(manifest) => block_on(caches.listed_in(tier, manifest)),
-            None => block_on(caches.wanted_in(tier)),
-        };
-        wanted.extend(found.map_err(|e| format!("listing {}: {e}", tier.label))?);
-    }
-    // Newest first; one copy of an entry two shared tiers hold.
-    wanted.sort_by_key(|w| Reverse(w.created_ms));
-    let mut seen = HashSet::new();
-    wanted.retain(|w| seen.insert(w.key));
+    let wanted = block_on(caches.wanted_newest_first(&shared, manifest.as_ref()))?;
     let room = local
         .iter()
         .filter_map(|t| t.backend.capabilities().capacity)
@@ -114,7 +86,49 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
         .into_iter()
         .map(|(w, found)| (w, found && block_on(is_local(&w.key, &local))))
         .collect();
+    let absent = manifest
+        .as_ref()
+        .map(|m| m.absent(&wanted))
+        .unwrap_or_default();
+    let done = report(&wanted, &plan, &copied, &absent, started);
+    Ok(if done {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
+/// The shared tiers to copy from and the writable local ones to copy into, or why there are
+/// none.
+fn split(tiers: &[OpenTier]) -> Result<(Vec<&OpenTier>, Vec<&OpenTier>), String> {
+    let (shared, local): (Vec<&OpenTier>, Vec<&OpenTier>) =
+        tiers.iter().partition(|t| t.config.kind.is_remote());
+    if shared.is_empty() {
+        return Err(
+            "prefetch copies from the shared tiers (s3, http and the other object \
+                    stores), and none is configured"
+                .to_owned(),
+        );
+    }
+    let local: Vec<&OpenTier> = local.into_iter().filter(|t| !t.read_only).collect();
+    if local.is_empty() {
+        return Err(
+            "prefetch copies into the local tiers (fs, redb, rocksdb), and no \
+                    writable one is configured"
+                .to_owned(),
+        );
+    }
+    Ok((shared, local))
+}
+
+/// Says what failed and what was done; whether everything was.
+fn report(
+    wanted: &[Wanted],
+    plan: &Plan<'_>,
+    copied: &[(&Wanted, bool)],
+    absent: &[String],
+    started: Instant,
+) -> bool {
     let missing: Vec<&Wanted> = copied
         .iter()
         .filter(|(_, arrived)| !arrived)
@@ -131,11 +145,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
             w.kind, w.key, w.content
         );
     }
-    let absent = manifest
-        .as_ref()
-        .map(|m| m.absent(&wanted))
-        .unwrap_or_default();
-    for label in &absent {
+    for label in absent {
         eprintln!("not in any shared tier for this configuration: {label}");
     }
     println!(
@@ -149,11 +159,7 @@ pub fn run(settings: &Settings, args: Args) -> Outcome {
         missing.len(),
         started.elapsed().as_secs_f64()
     );
-    Ok(if missing.is_empty() && absent.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    missing.is_empty() && absent.is_empty()
 }
 
 /// The caches whose keys this host looks up.
@@ -164,6 +170,28 @@ struct Caches<'a> {
 }
 
 impl Caches<'_> {
+    /// What this host looks up in the `shared` tiers (the manifest's modules, when there is
+    /// one), newest first, each entry once.
+    async fn wanted_newest_first(
+        &self,
+        shared: &[&OpenTier],
+        manifest: Option<&Manifest>,
+    ) -> Result<Vec<Wanted>, String> {
+        let mut wanted = Vec::new();
+        for tier in shared {
+            let found = match manifest {
+                // A few requests per listed module, not a listing of the tier.
+                Some(manifest) => self.listed_in(tier, manifest).await,
+                None => self.wanted_in(tier).await,
+            };
+            wanted.extend(found.map_err(|e| format!("listing {}: {e}", tier.label))?);
+        }
+        wanted.sort_by_key(|w| Reverse(w.created_ms));
+        let mut seen = HashSet::new();
+        wanted.retain(|w| seen.insert(w.key));
+        Ok(wanted)
+    }
+
     /// The entries of `tier` this host looks up, from each entry's trailer (a ranged read).
     async fn wanted_in(&self, tier: &OpenTier) -> Result<Vec<Wanted>, warmcache_core::Error> {
         let backend = tier.backend();

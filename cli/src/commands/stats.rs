@@ -271,6 +271,13 @@ fn prometheus(report: &Report) -> String {
     for (name, help, ms) in seconds {
         family(name, "counter", help, &[(cache.clone(), ms / 1e3)]);
     }
+    wasmtime_families(report, &mut family);
+    out
+}
+
+/// The families only wasmtime caches have: requests by CPU level, and baseline code's counters.
+fn wasmtime_families(report: &Report, family: &mut impl FnMut(&str, &str, &str, &[(String, f64)])) {
+    let cache = "{cache=\"wasmtime\"}".to_owned();
     let levels: Vec<(String, f64)> = report
         .cpu_levels
         .iter()
@@ -297,7 +304,6 @@ fn prometheus(report: &Report) -> String {
             &[(cache.clone(), b.upgrade_ms / 1e3)],
         );
     }
-    out
 }
 
 /// A label value escaped as the exposition format requires.
