@@ -30,8 +30,7 @@ pub fn run(settings: &Settings, files: &[PathBuf], pinned: bool) -> Outcome {
     let mut failed = 0;
     for file in files {
         match pin_file(file, &configured.engine, (&modules, &components), pinned) {
-            Ok(report) => {
-                let (line, ok) = report;
+            Ok((line, ok)) => {
                 println!("{line}");
                 failed += usize::from(!ok);
             }
