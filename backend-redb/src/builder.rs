@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use warmcache_core::backend::{Limits, guard_panics};
+use warmcache_core::backend::{Eviction, Limits, guard_panics};
 use warmcache_core::{Context, Error, ErrorKind, Op};
 
 use crate::backend::RedbBackend;
@@ -16,13 +16,14 @@ const DEFAULT_CAPACITY: u64 = 1 << 30;
 const DEFAULT_TOUCH_BATCH: usize = 1024;
 
 /// Opens a [`RedbBackend`] at a path. Defaults: 1 GiB capacity, values up to the capacity (at most
-/// 3 GiB, redb's limit), read recency written every 1024 reads.
+/// 3 GiB, redb's limit), read recency written every 1024 reads, [`Eviction`]'s default policy.
 #[derive(Debug, Clone)]
 pub struct RedbBackendBuilder {
     path: PathBuf,
     capacity: u64,
     max_value_size: Option<u64>,
     touch_batch: usize,
+    eviction: Eviction,
     cache_size: Option<usize>,
     name: String,
 }
@@ -35,13 +36,14 @@ impl RedbBackendBuilder {
             capacity: DEFAULT_CAPACITY,
             max_value_size: None,
             touch_batch: DEFAULT_TOUCH_BATCH,
+            eviction: Eviction::default(),
             cache_size: None,
             name: "redb".to_owned(),
         }
     }
 
-    /// The byte capacity: the sum of stored value lengths is kept at or under it by evicting the
-    /// least recently used entries. The file itself is larger (pages, B-tree nodes, free space).
+    /// The byte capacity: the sum of stored value lengths is kept at or under it by evicting
+    /// entries ([`eviction`](Self::eviction) chooses which). The file itself is larger (pages, B-tree nodes, free space).
     pub fn capacity(mut self, bytes: u64) -> Self {
         self.capacity = bytes;
         self
@@ -57,6 +59,12 @@ impl RedbBackendBuilder {
     /// Lower means more precise eviction and more write transactions.
     pub fn touch_batch(mut self, reads: usize) -> Self {
         self.touch_batch = reads;
+        self
+    }
+
+    /// Which entries make room when the capacity is reached (default: [`Eviction`]'s).
+    pub fn eviction(mut self, policy: Eviction) -> Self {
+        self.eviction = policy;
         self
     }
 
@@ -125,6 +133,7 @@ impl RedbBackendBuilder {
                     self.name.clone(),
                     limits,
                     self.touch_batch,
+                    self.eviction,
                 )
             },
         )?;

@@ -3,11 +3,16 @@
 //!
 //! # Layout
 //!
-//! Two tables: `entries` (key -> value) and `meta` (key -> (value size, last-use tick)). Both
-//! change in the same durable transaction on every put. Nothing else is written per put:
+//! Two tables: `entries` (key -> value) and `records` (key -> [`LruRecord`]: value size, ticks
+//! of write and last use, uses, cost). Both change in the same durable transaction on every
+//! put. Nothing else is written per put:
 //! measured with `cargo bench -p warmcache-redb`, each extra B-tree a durable commit touches
-//! costs about 10% on 4 KiB puts, so totals live in memory (summed from `meta` on open) and the
-//! eviction order is sampled from `meta` instead of kept in an index (see [`SampledLru`]).
+//! costs about 10% on 4 KiB puts, so totals live in memory (summed from `records` on open) and
+//! the eviction order is sampled from `records` instead of kept in an index (see
+//! [`SampledLru`]).
+//!
+//! Databases written before records grew to 32 bytes have a `meta` table of (value size, tick)
+//! instead; opening one for writing moves it into `records` in the open transaction.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -15,10 +20,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle,
+    WriteTransaction,
 };
 use warmcache_core::backend::{
-    BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals, Visit, guard_panics,
+    BlockingBackend, Eviction, Limits, LruIndex, LruRecord, SampledLru, Totals, Visit, guard_panics,
 };
 use warmcache_core::{CacheKey, Capabilities, Context, Error, ListPage, Op, Result, Usage};
 
@@ -27,8 +33,12 @@ use crate::error::map;
 
 /// key -> value
 const ENTRIES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("warmcache_entries");
-/// key -> (value size, last-use tick)
-const META: TableDefinition<[u8; 32], (u64, u64)> = TableDefinition::new("warmcache_meta");
+/// key -> [`LruRecord::to_bytes`]
+const META: TableDefinition<[u8; 32], [u8; LruRecord::LEN]> =
+    TableDefinition::new("warmcache_records");
+/// key -> (value size, stored tick): the records of earlier versions, moved into [`META`] on
+/// open.
+const OLD_META: TableDefinition<[u8; 32], (u64, u64)> = TableDefinition::new("warmcache_meta");
 
 pub(crate) struct Store {
     db: Database,
@@ -54,16 +64,13 @@ struct MetaIndex<'a, T> {
     op: Op,
 }
 
-impl<T: ReadableTable<[u8; 32], (u64, u64)>> LruIndex for MetaIndex<'_, T> {
+impl<T: ReadableTable<[u8; 32], [u8; LruRecord::LEN]>> LruIndex for MetaIndex<'_, T> {
     fn record(&self, key: &CacheKey) -> Result<Option<LruRecord>> {
         let found = self
             .table
             .get(*key.as_bytes())
             .map_err(|e| self.store.err(e, self.op, None))?;
-        Ok(found.map(|g| {
-            let (size, tick) = g.value();
-            LruRecord::new(*key, size, tick)
-        }))
+        Ok(found.and_then(|g| LruRecord::from_bytes(*key, &g.value())))
     }
 
     fn scan(&self, from: Option<&CacheKey>, visit: Visit<'_>) -> Result<()> {
@@ -77,8 +84,8 @@ impl<T: ReadableTable<[u8; 32], (u64, u64)>> LruIndex for MetaIndex<'_, T> {
             .map_err(|e| self.store.err(e, self.op, None))?;
         for row in range {
             let (k, v) = row.map_err(|e| self.store.err(e, self.op, None))?;
-            let (size, tick) = v.value();
-            if visit(LruRecord::new(CacheKey::from_bytes(k.value()), size, tick)).is_break() {
+            let record = LruRecord::from_bytes(CacheKey::from_bytes(k.value()), &v.value());
+            if record.is_some_and(|r| visit(r).is_break()) {
                 break;
             }
         }
@@ -93,13 +100,14 @@ impl Store {
         name: String,
         limits: Limits,
         touch_batch: usize,
+        eviction: Eviction,
     ) -> Result<Self> {
         let store = Self {
             db,
             path,
             name,
             limits,
-            lru: SampledLru::new(touch_batch),
+            lru: SampledLru::new(touch_batch, eviction),
         };
         let txn = store
             .db
@@ -107,6 +115,7 @@ impl Store {
             .map_err(|e| store.err(e, Op::Open, None))?;
         txn.open_table(ENTRIES)
             .map_err(|e| store.err(e, Op::Open, None))?;
+        store.migrate(&txn)?;
         {
             let meta = txn
                 .open_table(META)
@@ -115,6 +124,31 @@ impl Store {
         }
         txn.commit().map_err(|e| store.err(e, Op::Open, None))?;
         Ok(store)
+    }
+
+    /// Moves the records of an earlier version's `meta` table into `records`, once.
+    fn migrate(&self, txn: &WriteTransaction) -> Result<()> {
+        let err = |e: redb::Error| self.err(e, Op::Open, None);
+        let old_name = OLD_META.name();
+        let mut tables = txn.list_tables().map_err(|e| err(e.into()))?;
+        if !tables.any(|t| t.name() == old_name) {
+            return Ok(());
+        }
+        {
+            let old = txn.open_table(OLD_META).map_err(|e| err(e.into()))?;
+            let mut records = txn.open_table(META).map_err(|e| err(e.into()))?;
+            for row in old.iter().map_err(|e| err(e.into()))? {
+                let (k, v) = row.map_err(|e| err(e.into()))?;
+                let (size, tick) = v.value();
+                let record = LruRecord::new(CacheKey::from_bytes(k.value()), size, tick);
+                records
+                    .insert(k.value(), record.to_bytes())
+                    .map_err(|e| err(e.into()))?;
+            }
+        }
+        txn.delete_table(OLD_META).map_err(|e| err(e.into()))?;
+        tracing::info!(backend = %self.name, path = %self.path.display(), "moved metadata records to the current layout");
+        Ok(())
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -155,9 +189,13 @@ impl Store {
     }
 
     /// Writes batched read recency into `meta`.
-    fn apply_touches(&self, meta: &mut Table<'_, [u8; 32], (u64, u64)>, op: Op) -> Result<()> {
+    fn apply_touches(
+        &self,
+        meta: &mut Table<'_, [u8; 32], [u8; LruRecord::LEN]>,
+        op: Op,
+    ) -> Result<()> {
         for r in self.lru.take_touches(&self.index(meta, op))? {
-            meta.insert(*r.key.as_bytes(), (r.size, r.stored_tick()))
+            meta.insert(*r.key.as_bytes(), r.to_bytes())
                 .map_err(|e| self.err(e, op, Some(&r.key)))?;
         }
         Ok(())
@@ -278,9 +316,9 @@ impl BlockingBackend for RedbBackend {
                 // A pinned key stays pinned across puts.
                 let record = LruRecord {
                     pinned,
-                    ..LruRecord::new(*key, size, s.lru.next_tick())
+                    ..LruRecord::written(*key, &value, s.lru.next_tick())
                 };
-                meta.insert(k, (size, record.stored_tick()))
+                meta.insert(k, record.to_bytes())
                     .map_err(|e| s.err(e, Op::Put, Some(key)))?;
                 totals.add(size);
                 Ok(())
@@ -323,7 +361,8 @@ impl BlockingBackend for RedbBackend {
                     let old = meta
                         .remove(*key.as_bytes())
                         .map_err(|e| s.err(e, Op::Delete, Some(key)))?
-                        .map(|g| g.value().0);
+                        .and_then(|g| LruRecord::from_bytes(*key, &g.value()))
+                        .map(|r| r.size);
                     if let Some(size) = old {
                         let mut entries = txn
                             .open_table(ENTRIES)
@@ -405,7 +444,7 @@ impl BlockingBackend for RedbBackend {
                 let Some(record) = record else {
                     return Ok(false);
                 };
-                meta.insert(*key.as_bytes(), (record.size, record.stored_tick()))
+                meta.insert(*key.as_bytes(), record.to_bytes())
                     .map_err(|e| s.err(e, Op::Pin, Some(key)))?;
                 Ok(true)
             })

@@ -1,10 +1,12 @@
-//! Least-recently-used eviction, with read recency batched.
+//! Eviction (least recently used, and by cost), with read recency batched; records of
+//! earlier versions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use futures::executor::block_on;
-use warmcache_core::{Backend, CacheKey, bytes::Bytes};
-use warmcache_redb::RedbBackend;
+use warmcache_core::backend::Eviction;
+use warmcache_core::{Backend, CacheKey, Compression, Integrity, Origin, bytes::Bytes};
+use warmcache_redb::{RedbBackend, RedbBackendBuilder};
 
 fn key(n: u8) -> CacheKey {
     CacheKey::from_bytes([n; 32])
@@ -14,10 +16,82 @@ fn value() -> Bytes {
     Bytes::from(vec![1u8; 1000])
 }
 
+fn lru(path: impl Into<std::path::PathBuf>) -> RedbBackendBuilder {
+    RedbBackend::builder(path).eviction(Eviction::Lru)
+}
+
+/// An envelope of about 1000 bytes recording a compute time of `compute_ms`.
+fn costing(key: &CacheKey, compute_ms: u64) -> Bytes {
+    let origin = Origin::new(1, "test").compute_ms(compute_ms);
+    Integrity::plain().seal_origin(key, &origin, &[7u8; 900], Compression::None)
+}
+
+#[test]
+fn cost_eviction_keeps_the_expensive_entry_that_lru_drops() {
+    for (policy, kept) in [(Eviction::Lru, false), (Eviction::Cost, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let size = costing(&key(1), 0).len() as u64;
+        let b = RedbBackend::builder(dir.path().join("c.redb"))
+            .capacity(3 * size)
+            .eviction(policy)
+            .open()
+            .unwrap();
+        block_on(async {
+            // The oldest took a minute to produce; the others 5 ms.
+            b.put(&key(1), costing(&key(1), 60_000)).await.unwrap();
+            for n in 2..=4 {
+                b.put(&key(n), costing(&key(n), 5)).await.unwrap();
+            }
+            assert_eq!(b.contains(&key(1)).await.unwrap(), kept, "{policy}");
+            assert_eq!(b.usage().await.unwrap().entries, 3);
+        });
+    }
+}
+
+#[test]
+fn records_of_an_earlier_version_are_moved_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.redb");
+    // The layout before records grew: (size, tick with the pin in its top bit).
+    let entries: redb::TableDefinition<[u8; 32], &[u8]> =
+        redb::TableDefinition::new("warmcache_entries");
+    let meta: redb::TableDefinition<[u8; 32], (u64, u64)> =
+        redb::TableDefinition::new("warmcache_meta");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut e = txn.open_table(entries).unwrap();
+            let mut m = txn.open_table(meta).unwrap();
+            for n in 1..=3u8 {
+                e.insert(*key(n).as_bytes(), &value()[..]).unwrap();
+                let pin = if n == 1 { 1 << 63 } else { 0 };
+                m.insert(*key(n).as_bytes(), (1000, u64::from(n) | pin))
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let b = lru(&path).capacity(3000).open().unwrap();
+    block_on(async {
+        let usage = b.usage().await.unwrap();
+        assert_eq!((usage.entries, usage.bytes), (3, 3000));
+        assert_eq!(b.get(&key(2)).await.unwrap(), Some(value()));
+        // The pin came along: the oldest entry stays, the next oldest goes.
+        b.put(&key(4), value()).await.unwrap();
+        assert!(b.contains(&key(1)).await.unwrap(), "pin lost in the move");
+        assert!(!b.contains(&key(3)).await.unwrap());
+    });
+    drop(b);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    assert!(txn.open_table(meta).is_err(), "the old table is gone");
+}
+
 #[test]
 fn a_recently_read_entry_survives_eviction() {
     let dir = tempfile::tempdir().unwrap();
-    let b = RedbBackend::builder(dir.path().join("c.redb"))
+    let b = lru(dir.path().join("c.redb"))
         .capacity(3000)
         .open()
         .unwrap();
@@ -48,7 +122,7 @@ fn recency_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.redb");
     {
-        let b = RedbBackend::builder(&path).capacity(3000).open().unwrap();
+        let b = lru(&path).capacity(3000).open().unwrap();
         block_on(async {
             for n in 1..=3 {
                 b.put(&key(n), value()).await.unwrap();
@@ -56,7 +130,7 @@ fn recency_survives_reopen() {
             b.get(&key(1)).await.unwrap();
         });
     }
-    let b = RedbBackend::builder(&path).capacity(3000).open().unwrap();
+    let b = lru(&path).capacity(3000).open().unwrap();
     block_on(async {
         b.put(&key(4), value()).await.unwrap();
         assert!(b.contains(&key(1)).await.unwrap(), "recency lost on close");
@@ -67,7 +141,7 @@ fn recency_survives_reopen() {
 #[test]
 fn reads_are_batched_into_few_write_transactions() {
     let dir = tempfile::tempdir().unwrap();
-    let b = RedbBackend::builder(dir.path().join("c.redb"))
+    let b = lru(dir.path().join("c.redb"))
         .capacity(1 << 20)
         .touch_batch(4)
         .open()
@@ -101,7 +175,7 @@ fn sampled_eviction_prefers_entries_not_read_recently() {
             .finish()
     };
     let dir = tempfile::tempdir().unwrap();
-    let b = RedbBackend::builder(dir.path().join("c.redb"))
+    let b = lru(dir.path().join("c.redb"))
         .capacity(100_000)
         .touch_batch(1)
         .open()

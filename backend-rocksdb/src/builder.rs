@@ -8,7 +8,7 @@ use warmcache_core::{Context, Error, Op};
 use crate::backend::RocksDbBackend;
 use crate::error::map;
 use crate::store::{META, Settings, Store};
-use warmcache_core::backend::Limits;
+use warmcache_core::backend::{Eviction, Limits};
 
 /// Compression of stored values (SST files and blob files alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,6 +45,7 @@ pub struct RocksDbBackendBuilder {
     sync_writes: bool,
     read_only: bool,
     touch_batch: usize,
+    eviction: Eviction,
     name: String,
 }
 
@@ -60,12 +61,13 @@ impl RocksDbBackendBuilder {
             sync_writes: false,
             read_only: false,
             touch_batch: 1024,
+            eviction: Eviction::default(),
             name: "rocksdb".to_owned(),
         }
     }
 
-    /// The byte capacity: the sum of stored value lengths, kept by evicting least recently used
-    /// entries (sampled). Files on disk differ by compression, LSM space amplification and blob
+    /// The byte capacity: the sum of stored value lengths, kept by evicting entries (sampled;
+    /// [`eviction`](Self::eviction) chooses which). Files on disk differ by compression, LSM space amplification and blob
     /// garbage not yet collected.
     pub fn capacity(mut self, bytes: u64) -> Self {
         self.capacity = bytes;
@@ -109,6 +111,12 @@ impl RocksDbBackendBuilder {
     /// How many reads are remembered in memory before their recency is written (default 1024).
     pub fn touch_batch(mut self, reads: usize) -> Self {
         self.touch_batch = reads;
+        self
+    }
+
+    /// Which entries make room when the capacity is reached (default: [`Eviction`]'s).
+    pub fn eviction(mut self, policy: Eviction) -> Self {
+        self.eviction = policy;
         self
     }
 
@@ -169,6 +177,7 @@ impl RocksDbBackendBuilder {
                 read_only: self.read_only,
                 sync: self.sync_writes,
                 touch_batch: self.touch_batch,
+                eviction: self.eviction,
             },
         )?;
         Ok(RocksDbBackend {

@@ -22,11 +22,12 @@
 //! The sum of value lengths is kept at or under the capacity. Chosen over FIFO compaction
 //! (which drops whole files by age, ignores reads, and does not apply to blob files) and over an
 //! exact LRU index (a second, ordered record per entry rewritten on every read): a `meta` column
-//! family holds each entry's size and last-use tick (16 bytes), updated in the same atomic write
-//! batch as the value; reads record recency in memory, written in batches (every 1024 distinct
-//! keys, with the next put, or on close). To make room, a put samples 8 consecutive `meta`
-//! records from a pseudo-random key and evicts the least recently used, repeating as needed
-//! (approximate LRU, as Redis does; the victim is on average older than ~89% of entries).
+//! family holds each entry's record (size, ticks of write and last use, uses, cost: 32 bytes),
+//! updated in the same atomic write batch as the value; reads record recency in memory, written
+//! in batches (every 1024 distinct keys, with the next put, or on close). To make room, a put
+//! samples 8 consecutive `meta` records from a pseudo-random key and evicts the lowest ranked by
+//! the [eviction policy](RocksDbBackendBuilder::eviction), repeating as needed (as Redis does;
+//! the victim ranks on average below ~89% of entries).
 //! Measured with `cargo bench -p warmcache-rocksdb --bench rocksdb` against a raw `DB::put` /
 //! `DB::get_pinned` with the same options: reads cost the same (4 KiB +15%, about 120 ns of
 //! recency tracking; 1 MiB and 64 MiB at parity); puts pay for reading the old metadata record

@@ -2,7 +2,8 @@
 //! [`SampledLru`] for capacity and recency.
 //!
 //! Two column families change together in one atomic write batch: `default` (key -> value, large
-//! values in blob files) and `meta` (key -> value size and last-use tick, 16 bytes). Totals live
+//! values in blob files) and `meta` (key -> [`LruRecord`]: value size, ticks of write and last
+//! use, uses, cost; 32 bytes, or 16 as earlier versions wrote them). Totals live
 //! in memory (summed from `meta` on open) and eviction samples `meta` (see [`SampledLru`]).
 
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use warmcache_core::backend::{
-    BlockingBackend, Limits, LruIndex, LruRecord, SampledLru, Totals, Visit, guard_panics,
+    BlockingBackend, Eviction, Limits, LruIndex, LruRecord, SampledLru, Totals, Visit, guard_panics,
 };
 use warmcache_core::{CacheKey, Capabilities, Context, Error, ListPage, Op, Result, Usage};
 
@@ -39,19 +40,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn encode_meta(size: u64, tick: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&size.to_le_bytes());
-    out[8..].copy_from_slice(&tick.to_le_bytes());
-    out
-}
-
-fn decode_meta(bytes: &[u8]) -> Option<(u64, u64)> {
-    let size = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
-    let tick = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
-    Some((size, tick))
-}
-
 fn decode_key(bytes: &[u8]) -> Option<CacheKey> {
     <[u8; 32]>::try_from(bytes).ok().map(CacheKey::from_bytes)
 }
@@ -62,6 +50,7 @@ pub(crate) struct Settings {
     pub(crate) read_only: bool,
     pub(crate) sync: bool,
     pub(crate) touch_batch: usize,
+    pub(crate) eviction: Eviction,
 }
 
 /// The `meta` column family as an [`LruIndex`].
@@ -69,7 +58,7 @@ struct MetaIndex<'a> {
     store: &'a Store,
     meta: &'a rocksdb::ColumnFamily,
     op: Op,
-    /// On open, a record that is not 16 bytes is corruption; elsewhere it is skipped.
+    /// On open, a record of neither length is corruption; elsewhere it is skipped.
     strict: bool,
 }
 
@@ -80,9 +69,7 @@ impl LruIndex for MetaIndex<'_> {
             .db
             .get_pinned_cf(self.meta, key.as_bytes())
             .map_err(|e| self.store.err(e, self.op, Some(key)))?;
-        Ok(found
-            .and_then(|v| decode_meta(&v))
-            .map(|(size, tick)| LruRecord::new(*key, size, tick)))
+        Ok(found.and_then(|v| LruRecord::from_bytes(*key, &v)))
     }
 
     fn scan(&self, from: Option<&CacheKey>, visit: Visit<'_>) -> Result<()> {
@@ -92,16 +79,17 @@ impl LruIndex for MetaIndex<'_> {
         };
         for row in self.store.db.iterator_cf(self.meta, mode) {
             let (k, v) = row.map_err(|e| self.store.err(e, self.op, None))?;
-            let (Some(key), Some((size, tick))) = (decode_key(&k), decode_meta(&v)) else {
+            let record = decode_key(&k).and_then(|key| LruRecord::from_bytes(key, &v));
+            let Some(record) = record else {
                 if self.strict {
                     return Err(Error::corrupt(
                         self.store.ctx(self.op, None),
-                        "a metadata record is not a 32-byte key with a 16-byte value",
+                        "a metadata record is not a 32-byte key with a 16- or 32-byte value",
                     ));
                 }
                 continue;
             };
-            if visit(LruRecord::new(key, size, tick)).is_break() {
+            if visit(record).is_break() {
                 break;
             }
         }
@@ -118,7 +106,7 @@ impl Store {
             limits: s.limits,
             read_only: s.read_only,
             sync: s.sync,
-            lru: SampledLru::new(s.touch_batch),
+            lru: SampledLru::new(s.touch_batch, s.eviction),
         };
         let mut index = store.index(Op::Open)?;
         index.strict = true;
@@ -192,11 +180,7 @@ impl Store {
         }
         let mut batch = WriteBatch::default();
         for r in self.lru.take_touches(index)? {
-            batch.put_cf(
-                index.meta,
-                r.key.as_bytes(),
-                encode_meta(r.size, r.stored_tick()),
-            );
+            batch.put_cf(index.meta, r.key.as_bytes(), r.to_bytes());
         }
         self.commit(batch, op, None)
     }
@@ -251,13 +235,9 @@ impl BlockingBackend for RocksDbBackend {
                 // A pinned key stays pinned across puts.
                 let record = LruRecord {
                     pinned: old.is_some_and(|old| old.pinned),
-                    ..LruRecord::new(*key, size, s.lru.next_tick())
+                    ..LruRecord::written(*key, &value, s.lru.next_tick())
                 };
-                batch.put_cf(
-                    index.meta,
-                    key.as_bytes(),
-                    encode_meta(size, record.stored_tick()),
-                );
+                batch.put_cf(index.meta, key.as_bytes(), record.to_bytes());
                 s.commit(batch, Op::Put, Some(key))?;
                 totals.add(size);
                 Ok(())
@@ -371,11 +351,7 @@ impl BlockingBackend for RocksDbBackend {
                     return Ok(false);
                 };
                 let mut batch = WriteBatch::default();
-                batch.put_cf(
-                    index.meta,
-                    key.as_bytes(),
-                    encode_meta(record.size, record.stored_tick()),
-                );
+                batch.put_cf(index.meta, key.as_bytes(), record.to_bytes());
                 s.commit(batch, Op::Pin, Some(key))?;
                 Ok(true)
             })

@@ -1,4 +1,5 @@
 //! The integration tests of this crate, one module per former test binary: one link instead of one per file.
 
 mod conformance;
+mod eviction;
 mod open_errors;

@@ -14,10 +14,12 @@ use crate::failure::{CheckResult, Failure, PASSED, ensure, skipped};
 use crate::observe::read_file;
 use crate::values;
 
-/// A least-recently-used shrink through [`Backend::shrink_to`]: of ten equal entries (1,000
-/// bytes, or a fortieth of a small capacity), the three read last and the one written last
-/// survive a shrink to four and a half entries' bytes, which evicts exactly six; a shrink above
-/// the usage evicts nothing. Skipped for backends without `shrink_to`.
+/// A shrink through [`Backend::shrink_to`] keeps what is in use: of ten equal entries (1,000
+/// bytes, or a fortieth of a small capacity), the three read last (three times each) and the
+/// one written last survive a shrink to four and a half entries' bytes, which evicts exactly
+/// six; a shrink above the usage evicts nothing. Any policy that ranks by recency or by use
+/// (least recently used, frequency, cost-aware) keeps those four. Skipped for backends without
+/// `shrink_to`.
 ///
 /// The check sleeps a few milliseconds between uses, for backends that record use by file time.
 pub async fn shrink_keeps_recently_used(b: Arc<dyn Backend>) -> CheckResult {
@@ -85,8 +87,9 @@ pub async fn shrink_keeps_recently_used(b: Arc<dyn Backend>) -> CheckResult {
     PASSED
 }
 
-/// Reads the first three of `keys` (then the last was put most recently): returns those of
-/// the four still there, the recently used ones, and how many of `keys` are there.
+/// Reads the first three of `keys` three times each, in rounds (then the last was put most
+/// recently): returns those of the four still there, the recently used ones, and how many of
+/// `keys` are there.
 async fn use_recently(
     b: &dyn Backend,
     budget: &Budget,
@@ -96,16 +99,21 @@ async fn use_recently(
     // A bounded backend may evict early (the guide allows it): the check works with what is
     // there, and the three read last are the recently used ones among them.
     let mut recent = Vec::new();
-    for key in &keys[..3] {
-        if b.get(key).await?.is_some() {
-            recent.push(*key);
-        } else {
-            ensure!(
-                budget.may_evict(),
-                "an entry is missing before the shrink, and the backend is unbounded"
-            );
+    for round in 0..3 {
+        for key in &keys[..3] {
+            if b.get(key).await?.is_some() {
+                if round == 0 {
+                    recent.push(*key);
+                }
+            } else {
+                ensure!(
+                    budget.may_evict(),
+                    "an entry is missing before the shrink, and the backend is unbounded"
+                );
+                recent.retain(|k| k != key);
+            }
+            pause();
         }
-        pause();
     }
     let mut present = 0u64;
     for key in keys {

@@ -1,6 +1,6 @@
-//! [`SampledLru`]: capacity accounting and approximate-LRU eviction for stores that keep a
-//! small metadata record (size, last-use tick) per key, as warmcache-redb and warmcache-rocksdb
-//! do.
+//! [`SampledLru`]: capacity accounting and sampled eviction (least recently used, or by
+//! [`priority`]) for stores that keep a small metadata record per key ([`LruRecord`]), as
+//! warmcache-redb and warmcache-rocksdb do.
 //!
 //! See [`SampledLru`] for why eviction is sampled and how read recency is kept.
 
@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use super::eviction::{Eviction, priority};
 use super::{KeyInfo, ListPage, Usage};
 use crate::error::Result;
 use crate::key::CacheKey;
@@ -21,8 +22,8 @@ pub const EVICTION_SAMPLE: usize = 8;
 /// stores keep one `u64` per record, and ticks never reach it.
 const PINNED: u64 = 1 << 63;
 
-/// A key's metadata record: the stored value's size, the tick of its last use, and whether it
-/// is pinned.
+/// A key's metadata record: the stored value's size, the ticks of its write and last use, how
+/// often it was used, what it cost to produce, and whether it is pinned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LruRecord {
     /// The entry's key.
@@ -33,17 +34,42 @@ pub struct LruRecord {
     pub tick: u64,
     /// Eviction never takes it.
     pub pinned: bool,
+    /// Logical time of the write that stored the value.
+    pub since: u64,
+    /// Recorded reads since the write.
+    pub uses: u32,
+    /// What producing the value cost, in milliseconds ([`cost_of`](super::cost_of); 0 when
+    /// unknown).
+    pub cost_ms: u32,
 }
 
 impl LruRecord {
+    /// The length of [`to_bytes`](Self::to_bytes).
+    pub const LEN: usize = 32;
+
     /// The record of `key`: `size` bytes and `stored`, the tick as the store keeps it (its
-    /// top bit the pin; see [`stored_tick`](Self::stored_tick)).
+    /// top bit the pin; see [`stored_tick`](Self::stored_tick)), written at that tick and not
+    /// used since, of unknown cost.
     pub fn new(key: CacheKey, size: u64, stored: u64) -> Self {
+        let tick = stored & !PINNED;
         Self {
             key,
             size,
-            tick: stored & !PINNED,
+            tick,
             pinned: stored & PINNED != 0,
+            since: tick,
+            uses: 0,
+            cost_ms: 0,
+        }
+    }
+
+    /// The record of a value just written at `tick`: `value`'s size and cost
+    /// ([`cost_of`](super::cost_of)), unpinned.
+    pub fn written(key: CacheKey, value: &[u8], tick: u64) -> Self {
+        let cost = super::cost_of(value);
+        Self {
+            cost_ms: u32::try_from(cost).unwrap_or(u32::MAX),
+            ..Self::new(key, value.len() as u64, tick)
         }
     }
 
@@ -52,6 +78,50 @@ impl LruRecord {
         match self.pinned {
             true => self.tick | PINNED,
             false => self.tick,
+        }
+    }
+
+    /// The record as stores keep it: size, [stored tick](Self::stored_tick), write tick (all
+    /// little-endian `u64`), uses and cost (little-endian `u32`).
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[..8].copy_from_slice(&self.size.to_le_bytes());
+        out[8..16].copy_from_slice(&self.stored_tick().to_le_bytes());
+        out[16..24].copy_from_slice(&self.since.to_le_bytes());
+        out[24..28].copy_from_slice(&self.uses.to_le_bytes());
+        out[28..].copy_from_slice(&self.cost_ms.to_le_bytes());
+        out
+    }
+
+    /// Reads [`to_bytes`](Self::to_bytes)'s layout, or the 16-byte one of earlier versions
+    /// (size and stored tick: read as written at that tick, unused, of unknown cost); `None`
+    /// for any other length.
+    pub fn from_bytes(key: CacheKey, bytes: &[u8]) -> Option<Self> {
+        let u64_at = |at: usize| Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
+        let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+        let record = Self::new(key, u64_at(0)?, u64_at(8)?);
+        match bytes.len() {
+            16 => Some(record),
+            Self::LEN => Some(Self {
+                since: u64_at(16)?,
+                uses: u32_at(24)?,
+                cost_ms: u32_at(28)?,
+                ..record
+            }),
+            _ => None,
+        }
+    }
+
+    /// Where `policy` ranks the record at logical time `now`: the lower, the sooner evicted.
+    fn rank(&self, policy: Eviction, now: u64) -> f64 {
+        match policy {
+            Eviction::Lru => self.tick as f64,
+            Eviction::Cost => priority(
+                u64::from(self.cost_ms),
+                u64::from(self.uses) + 1,
+                self.size,
+                now.saturating_sub(self.since).max(1) as f64,
+            ),
         }
     }
 }
@@ -100,12 +170,14 @@ pub trait LruIndex {
     fn scan(&self, from: Option<&CacheKey>, visit: Visit<'_>) -> Result<()>;
 }
 
-/// One eviction sample: the least recently used of up to [`EVICTION_SAMPLE`] records, skipping
-/// the key being written and the victims already taken.
+/// One eviction sample: the lowest ranked of up to [`EVICTION_SAMPLE`] records, skipping
+/// pinned ones, the key being written and the victims already taken.
 struct Sample<'a> {
     keep: &'a CacheKey,
     taken: &'a [LruRecord],
-    best: Option<LruRecord>,
+    policy: Eviction,
+    now: u64,
+    best: Option<(f64, LruRecord)>,
     seen: usize,
 }
 
@@ -114,8 +186,9 @@ impl Sample<'_> {
         if r.pinned || r.key == *self.keep || self.taken.iter().any(|v| v.key == r.key) {
             return ControlFlow::Continue(());
         }
-        if self.best.is_none_or(|b| r.tick < b.tick) {
-            self.best = Some(r);
+        let rank = r.rank(self.policy, self.now);
+        if self.best.is_none_or(|(best, _)| rank < best) {
+            self.best = Some((rank, r));
         }
         self.seen += 1;
         if self.seen == EVICTION_SAMPLE {
@@ -126,16 +199,19 @@ impl Sample<'_> {
     }
 }
 
-/// Capacity accounting and sampled-LRU eviction over an [`LruIndex`].
+/// Capacity accounting and sampled eviction over an [`LruIndex`], by the store's [`Eviction`]
+/// policy.
 ///
 /// # Why sampled
 ///
-/// An exact LRU index adds B-trees (or column families) to every durable commit, measured at
-/// about 25-30% on 4 KiB puts in redb. Instead, totals live in memory (summed from the records
-/// at open, exact under one writer lock), and to free space the store reads
-/// [`EVICTION_SAMPLE`] consecutive records from a pseudo-random key and evicts the least
-/// recently used of them, as Redis does. With 8 samples the victim is, on average, older than
-/// about 89% of entries; a store with at most 8 entries evicts in exact LRU order.
+/// An exact eviction index adds B-trees (or column families) to every durable commit, measured
+/// at about 25-30% on 4 KiB puts in redb. Instead, totals live in memory (summed from the
+/// records at open, exact under one writer lock), and to free space the store reads
+/// [`EVICTION_SAMPLE`] consecutive records from a pseudo-random key and evicts the lowest
+/// ranked of them (the least recently used, or the lowest [`priority`]), as Redis does. With 8
+/// samples the victim ranks, on average, below about 89% of entries; a store with at most 8
+/// entries evicts in exact order. Logical ticks are the clock: every write and read advances
+/// it, so an idle store does not age.
 ///
 /// # Read recency without write transactions
 ///
@@ -145,8 +221,10 @@ impl Sample<'_> {
 #[derive(Debug)]
 pub struct SampledLru {
     tick: AtomicU64,
+    policy: Eviction,
     touch_batch: usize,
-    touches: Mutex<HashMap<CacheKey, u64>>,
+    /// Per key read since the last batch: the tick of the last read and how many.
+    touches: Mutex<HashMap<CacheKey, (u64, u32)>>,
     /// Held for the whole of every write, so the totals a writer sees are exact.
     writer: Mutex<Totals>,
     /// Copies of the totals for readers, updated after each write.
@@ -155,10 +233,12 @@ pub struct SampledLru {
 }
 
 impl SampledLru {
-    /// Accounting for a store whose read recency is written every `touch_batch` distinct keys.
-    pub fn new(touch_batch: usize) -> Self {
+    /// Accounting for a store that evicts by `policy` and writes read recency every
+    /// `touch_batch` distinct keys.
+    pub fn new(touch_batch: usize, policy: Eviction) -> Self {
         Self {
             tick: AtomicU64::new(0),
+            policy,
             touch_batch: touch_batch.max(1),
             touches: Mutex::new(HashMap::new()),
             writer: Mutex::new(Totals::default()),
@@ -198,7 +278,8 @@ impl SampledLru {
     pub fn touch(&self, key: &CacheKey) -> bool {
         let tick = self.next_tick();
         let mut touches = self.touches.lock();
-        touches.insert(*key, tick);
+        let pending = touches.entry(*key).or_insert((tick, 0));
+        *pending = (tick, pending.1.saturating_add(1));
         touches.len() >= self.touch_batch
     }
 
@@ -207,9 +288,9 @@ impl SampledLru {
         !self.touches.lock().is_empty()
     }
 
-    /// Takes the pending read recency: the updated records of keys still present whose read is
-    /// newer than their record. The batch is taken even if the caller's write fails later
-    /// (recency is a hint, never data).
+    /// Takes the pending read recency: the updated records (last use, uses) of keys still
+    /// present whose read is newer than their record. The batch is taken even if the caller's
+    /// write fails later (recency is a hint, never data).
     ///
     /// # Errors
     ///
@@ -217,11 +298,16 @@ impl SampledLru {
     pub fn take_touches(&self, index: &dyn LruIndex) -> Result<Vec<LruRecord>> {
         let touches = std::mem::take(&mut *self.touches.lock());
         let mut updates = Vec::new();
-        for (key, tick) in touches {
+        for (key, (tick, reads)) in touches {
             if let Some(record) = index.record(&key)?
                 && tick > record.tick
             {
-                updates.push(LruRecord { tick, ..record });
+                let uses = record.uses.saturating_add(reads);
+                updates.push(LruRecord {
+                    tick,
+                    uses,
+                    ..record
+                });
             }
         }
         Ok(updates)
@@ -273,10 +359,13 @@ impl SampledLru {
     ) -> Result<Vec<LruRecord>> {
         let mut victims: Vec<LruRecord> = Vec::new();
         while totals.bytes.saturating_add(size) > capacity {
-            let start = CacheKey::pseudo_random(self.next_tick());
+            let now = self.next_tick();
+            let start = CacheKey::pseudo_random(now);
             let mut sample = Sample {
                 keep,
                 taken: &victims,
+                policy: self.policy,
+                now,
                 best: None,
                 seen: 0,
             };
@@ -291,7 +380,7 @@ impl SampledLru {
                 })?;
             }
             let best = sample.best;
-            let Some(victim) = best else {
+            let Some((_, victim)) = best else {
                 break;
             };
             totals.remove(victim.size);
@@ -300,7 +389,7 @@ impl SampledLru {
         Ok(victims)
     }
 
-    /// Chooses entries to evict, least recently used first (exact order, by a full scan), until
+    /// Chooses entries to evict, lowest ranked first (exact order, by a full scan), until
     /// `totals` hold at most `max_bytes`, removing them from `totals`. Call inside
     /// [`write`](Self::write), after writing pending recency.
     ///
@@ -323,7 +412,11 @@ impl SampledLru {
             }
             ControlFlow::Continue(())
         })?;
-        all.sort_unstable_by_key(|r| (r.tick, r.key));
+        let now = self.tick.load(Ordering::Relaxed);
+        all.sort_unstable_by(|a, b| {
+            let rank = |r: &LruRecord| r.rank(self.policy, now);
+            rank(a).total_cmp(&rank(b)).then(a.key.cmp(&b.key))
+        });
         let mut victims = Vec::new();
         for record in all {
             if totals.bytes <= max_bytes {
@@ -454,7 +547,7 @@ mod tests {
     #[test]
     fn small_stores_evict_in_exact_lru_order() {
         let idx = index(8);
-        let lru = SampledLru::new(16);
+        let lru = SampledLru::new(16, Eviction::Lru);
         lru.load(&idx).unwrap();
         let keep = CacheKey::pseudo_random(5);
         let victims = lru.write(|t| lru.victims(&idx, t, 25, 80, &keep)).unwrap();
@@ -472,7 +565,7 @@ mod tests {
     #[test]
     fn shrink_is_exact_and_pages_are_ordered() {
         let idx = index(20);
-        let lru = SampledLru::new(16);
+        let lru = SampledLru::new(16, Eviction::Lru);
         lru.load(&idx).unwrap();
         let victims = lru.write(|t| lru.shrink_victims(&idx, t, 100)).unwrap();
         assert_eq!(victims.len(), 10);
@@ -484,10 +577,105 @@ mod tests {
         assert!(first.entries.last().unwrap().key < second.entries[0].key);
     }
 
+    /// Records with a size, write tick and cost, as `(key seed, size, since, cost_ms)`.
+    fn costed(records: &[(u64, u64, u64, u32)]) -> BTreeMap<CacheKey, LruRecord> {
+        records
+            .iter()
+            .map(|&(seed, size, since, cost_ms)| {
+                let key = CacheKey::pseudo_random(seed);
+                let record = LruRecord {
+                    cost_ms,
+                    ..LruRecord::new(key, size, since)
+                };
+                (key, record)
+            })
+            .collect()
+    }
+
+    struct RecordIndex(BTreeMap<CacheKey, LruRecord>);
+
+    impl LruIndex for RecordIndex {
+        fn record(&self, key: &CacheKey) -> Result<Option<LruRecord>> {
+            Ok(self.0.get(key).copied())
+        }
+        fn scan(&self, from: Option<&CacheKey>, visit: Visit<'_>) -> Result<()> {
+            let start = from.copied().unwrap_or(CacheKey::from_bytes([0; 32]));
+            for record in self.0.range(start..).map(|(_, r)| *r) {
+                if visit(record).is_break() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn cost_eviction_keeps_what_is_expensive_per_byte_where_lru_would_not() {
+        // The oldest entry took 60 s to produce for its 100 bytes; the others 10 ms.
+        let idx = RecordIndex(costed(&[
+            (1, 100, 1, 60_000),
+            (2, 100, 2, 10),
+            (3, 100, 3, 10),
+        ]));
+        let expensive = CacheKey::pseudo_random(1);
+        let keep = CacheKey::pseudo_random(9);
+        for (policy, evicted) in [(Eviction::Lru, true), (Eviction::Cost, false)] {
+            let lru = SampledLru::new(16, policy);
+            lru.load(&idx).unwrap();
+            let victims = lru
+                .write(|t| lru.victims(&idx, t, 100, 300, &keep))
+                .unwrap();
+            assert_eq!(victims.len(), 1, "{policy}");
+            assert_eq!(victims[0].key == expensive, evicted, "{policy}");
+            let lru = SampledLru::new(16, policy);
+            lru.load(&idx).unwrap();
+            let shrunk = lru.write(|t| lru.shrink_victims(&idx, t, 200)).unwrap();
+            assert_eq!(shrunk[0].key == expensive, evicted, "{policy}");
+        }
+    }
+
+    #[test]
+    fn cost_eviction_keeps_the_entry_used_more_of_two_alike() {
+        let mut records = costed(&[(1, 100, 1, 50), (2, 100, 1, 50)]);
+        let used = CacheKey::pseudo_random(1);
+        let lru = SampledLru::new(16, Eviction::Cost);
+        lru.load(&RecordIndex(records.clone())).unwrap();
+        for _ in 0..3 {
+            lru.touch(&used);
+        }
+        let updates = lru.take_touches(&RecordIndex(records.clone())).unwrap();
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0].uses, 3, "each read counts");
+        records.insert(used, updates[0]);
+        let idx = RecordIndex(records);
+        let victims = lru
+            .write(|t| lru.victims(&idx, t, 100, 200, &CacheKey::pseudo_random(9)))
+            .unwrap();
+        assert_eq!(victims[0].key, CacheKey::pseudo_random(2));
+    }
+
+    #[test]
+    fn records_keep_every_field_and_read_the_earlier_layout() {
+        let key = CacheKey::pseudo_random(4);
+        let record = LruRecord {
+            pinned: true,
+            since: 7,
+            uses: 3,
+            cost_ms: 1234,
+            ..LruRecord::new(key, 99, 11)
+        };
+        assert_eq!(LruRecord::from_bytes(key, &record.to_bytes()), Some(record));
+        let old = &record.to_bytes()[..16];
+        let read = LruRecord::from_bytes(key, old).unwrap();
+        assert_eq!((read.size, read.tick, read.pinned), (99, 11, true));
+        assert_eq!((read.since, read.uses, read.cost_ms), (11, 0, 0));
+        assert_eq!(LruRecord::from_bytes(key, &[0; 24]), None);
+    }
+
     #[test]
     fn touches_update_only_present_older_records() {
         let idx = index(3);
-        let lru = SampledLru::new(2);
+        let lru = SampledLru::new(2, Eviction::Lru);
         lru.load(&idx).unwrap();
         let present = *idx.0.keys().next().unwrap();
         assert!(!lru.touch(&present));

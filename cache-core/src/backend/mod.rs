@@ -1,12 +1,14 @@
 //! What a backend author needs: the storage contract [`Backend`], its synchronous form
 //! [`BlockingBackend`] (one adapter makes any blocking store a `Backend`), [`Limits`] for
-//! bounded stores, the [`SampledLru`] eviction that redb and RocksDB share, the coordination
+//! bounded stores, the [`Eviction`] policies and the [`SampledLru`] eviction that redb and
+//! RocksDB share, the coordination
 //! capability [`Lease`], and the helpers [`maybe_spawn_blocking`] and [`page_from_sorted`].
 //!
 //! Implement [`Backend`] (async stores) or [`BlockingBackend`] (file and database stores), then
 //! run `warmcache-conformance`'s suite against it.
 
 mod blocking;
+mod eviction;
 mod guard;
 mod lease;
 mod limits;
@@ -15,6 +17,7 @@ mod runtime;
 mod spawn;
 
 pub use blocking::BlockingBackend;
+pub use eviction::{Eviction, cost_of, priority};
 pub use guard::guard_panics;
 pub use lease::Lease;
 pub use limits::Limits;
@@ -271,8 +274,9 @@ pub trait Backend: Debug + Send + Sync + 'static {
         })
     }
 
-    /// Deletes least recently used entries until the values total at most `max_bytes`
-    /// (maintenance, such as `warmcache gc`). Returns how many were deleted.
+    /// Deletes entries until the values total at most `max_bytes` (maintenance, such as
+    /// `warmcache gc`), in the order the backend evicts them ([`Eviction`]: least recently used
+    /// first, or least worth keeping), never pinned ones. Returns how many were deleted.
     ///
     /// The default returns [`Error::NotSupported`], for stores that keep no recency (a remote
     /// bucket: use its lifecycle rules).
