@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use warmcache_core::Error;
-use warmcache_core::backend::Limits;
+use warmcache_core::backend::{Eviction, Limits};
 
 use crate::backend::FsBackend;
 use crate::store::Store;
@@ -28,6 +28,7 @@ pub struct FsBackendBuilder {
     read_only: bool,
     namespace: Option<String>,
     foreign_read_limit: u64,
+    eviction: Eviction,
 }
 
 impl FsBackendBuilder {
@@ -43,7 +44,17 @@ impl FsBackendBuilder {
             read_only: false,
             namespace: None,
             foreign_read_limit: DEFAULT_FOREIGN_READ_LIMIT,
+            eviction: Eviction::default(),
         }
+    }
+
+    /// Which entries make room when the capacity is reached (default: [`Eviction`]'s). Under
+    /// [`Eviction::Cost`] an entry's uses are counted in its `user.warmcache.uses` extended
+    /// attribute (once per [`touch_interval`](Self::touch_interval)); on a filesystem without
+    /// user attributes it ranks by cost, size and age alone.
+    pub fn eviction(mut self, policy: Eviction) -> Self {
+        self.eviction = policy;
+        self
     }
 
     /// The most bytes read into memory from an entry file that another user could have written
@@ -151,7 +162,8 @@ impl FsBackendBuilder {
             self.touch_interval,
             self.read_only,
             self.foreign_read_limit,
-        )?;
+        )?
+        .evicting_by(self.eviction);
         Ok(FsBackend::from_store(store, self.offer_files))
     }
 }

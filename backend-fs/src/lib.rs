@@ -87,6 +87,7 @@ mod files;
 mod layout;
 mod lock;
 mod store;
+mod worth;
 
 pub use backend::FsBackend;
 pub use builder::{DEFAULT_FOREIGN_READ_LIMIT, FsBackendBuilder};

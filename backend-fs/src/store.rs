@@ -8,11 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use warmcache_core::backend::Limits;
+use warmcache_core::backend::{Eviction, Limits};
 use warmcache_core::files::writable_by_others;
 use warmcache_core::{CacheKey, Context, Error, KeyInfo, ListPage, MAX_TRAILER_LEN, Op, Usage};
 
 use crate::files::{self, create_new, ensure_dir, open_regular, read_bounded, sync_dir};
+use crate::worth::{Costs, count_use};
 use crate::layout::{
     self, entry_path, fan_dir, is_fan, is_temp, parse_entry, pin_path, pins_dir, temp_name,
 };
@@ -47,6 +48,8 @@ pub(crate) struct Store {
     /// The most bytes read from an entry file someone else could have written, at least (see
     /// [`FsBackendBuilder::foreign_read_limit`](crate::FsBackendBuilder::foreign_read_limit)).
     foreign_read_limit: u64,
+    eviction: Eviction,
+    costs: Costs,
 }
 
 impl std::fmt::Debug for Store {
@@ -64,6 +67,11 @@ pub(crate) struct Found {
     pub(crate) path: PathBuf,
     pub(crate) size: u64,
     pub(crate) used: SystemTime,
+    /// When the file was created (its last modification where the filesystem keeps no birth
+    /// time).
+    pub(crate) born: SystemTime,
+    /// The file's inode: a new value is a new file.
+    pub(crate) ino: u64,
     /// Written by this user or root (only they could have).
     pub(crate) own: bool,
 }
@@ -122,6 +130,8 @@ impl Store {
             evicting: Mutex::new(()),
             largest_written: AtomicU64::new(0),
             foreign_read_limit,
+            eviction: Eviction::default(),
+            costs: Costs::default(),
         };
         store.measure()?;
         Ok(store)
@@ -160,9 +170,17 @@ impl Store {
             evicting: Mutex::new(()),
             largest_written: AtomicU64::new(0),
             foreign_read_limit,
+            eviction: Eviction::default(),
+            costs: Costs::default(),
         };
         store.measure()?;
         Ok(store)
+    }
+
+    /// The store, evicting by `policy`.
+    pub(crate) fn evicting_by(mut self, policy: Eviction) -> Self {
+        self.eviction = policy;
+        self
     }
 
     /// Learns what the directory holds: its bytes, and the largest entry this user wrote.
@@ -402,8 +420,9 @@ impl Store {
         }
     }
 
-    /// Records a use by moving the file's modification time to now, at most once per
-    /// `touch_interval`: entries are immutable, so their mtime is free to mean "last used".
+    /// Records a use by moving the file's modification time to now and counting it in the
+    /// file's attributes ([`count_use`]), at most once per `touch_interval`: entries are
+    /// immutable, so their metadata is free to mean "last used" and "used this often".
     fn touch(&self, file: &File, meta: &fs::Metadata) {
         if self.read_only {
             return;
@@ -413,8 +432,12 @@ impl Store {
             .modified()
             .map(|m| now.duration_since(m).unwrap_or_default() >= self.touch_interval)
             .unwrap_or(true);
-        if stale && let Err(e) = file.set_modified(now) {
-            tracing::debug!(backend = %self.name, error = %e, "could not record use");
+        if !stale {
+            return;
+        }
+        match file.set_modified(now) {
+            Ok(()) => count_use(file),
+            Err(e) => tracing::debug!(backend = %self.name, error = %e, "could not record use"),
         }
     }
 
@@ -471,7 +494,7 @@ impl Store {
         })
     }
 
-    /// Deletes least recently used entries (never `keep`) until the directory holds at most
+    /// Deletes entries in eviction order (never `keep`) until the directory holds at most
     /// [`LOW_WATERMARK`] of the capacity, when it holds more than the capacity.
     pub(crate) fn evict(&self, keep: Option<&CacheKey>) -> Result<u64, Error> {
         if self.read_only {
@@ -482,14 +505,14 @@ impl Store {
         self.evict_down_to(capacity, target, keep)
     }
 
-    /// Deletes least recently used entries until the directory holds at most `max_bytes`.
+    /// Deletes entries in eviction order until the directory holds at most `max_bytes`.
     pub(crate) fn shrink_to(&self, max_bytes: u64) -> Result<u64, Error> {
         self.writable(Op::Shrink, None)?;
         self.evict_down_to(max_bytes, max_bytes, None)
     }
 
-    /// When the directory holds more than `over`, deletes least recently used entries (never
-    /// `keep`) until it holds at most `target`.
+    /// When the directory holds more than `over`, deletes entries in the order of the store's
+    /// [`Eviction`] policy (never `keep`) until it holds at most `target`.
     fn evict_down_to(&self, over: u64, target: u64, keep: Option<&CacheKey>) -> Result<u64, Error> {
         let _evicting = self.evicting.lock();
         let mut found = self.scan(Op::Put)?;
@@ -497,7 +520,7 @@ impl Store {
         let mut evicted = 0;
         if total > over {
             let pins = self.pins(Op::Put)?;
-            found.sort_by_key(|f| f.used);
+            self.costs.order(self.eviction, &mut found);
             let evictable = |f: &&Found| Some(&f.key) != keep && !pins.contains(&f.key);
             for victim in found.iter().filter(evictable) {
                 if total <= target {
@@ -508,7 +531,7 @@ impl Store {
                 total = total.saturating_sub(victim.size);
                 evicted += 1;
             }
-            tracing::debug!(backend = %self.name, evicted, total, "evicted least recently used files");
+            tracing::debug!(backend = %self.name, evicted, total, policy = %self.eviction, "evicted files");
         }
         self.approx_bytes.store(total, Ordering::Relaxed);
         Ok(evicted)
@@ -703,11 +726,14 @@ impl Store {
                 if !meta.is_file() {
                     continue;
                 }
+                let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
                 out.push(Found {
                     key,
                     path,
                     size: meta.len(),
-                    used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    used,
+                    born: meta.created().unwrap_or(used),
+                    ino: std::os::unix::fs::MetadataExt::ino(&meta),
                     own: files::foreign_writer(&meta, self.owner).is_none(),
                 });
             } else if !self.read_only && is_temp(&name) && is_abandoned_temp(&path) {

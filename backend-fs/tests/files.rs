@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use futures::executor::block_on;
 use warmcache_core::bytes::Bytes;
-use warmcache_core::{Backend, CacheKey, ErrorKind, Integrity, Tier, Tiered};
+use warmcache_core::backend::Eviction;
+use warmcache_core::{
+    Backend, CacheKey, Compression, ErrorKind, Integrity, Origin, Tier, Tiered,
+};
 use warmcache_fs::FsBackend;
 
 fn key(n: u8) -> CacheKey {
@@ -20,11 +23,59 @@ fn key(n: u8) -> CacheKey {
 }
 
 fn open(root: &Path, capacity: u64) -> FsBackend {
+    open_evicting(root, capacity, Eviction::Lru)
+}
+
+fn open_evicting(root: &Path, capacity: u64, policy: Eviction) -> FsBackend {
     FsBackend::builder(root)
         .capacity(capacity)
         .touch_interval(Duration::ZERO)
+        .eviction(policy)
         .open()
         .unwrap()
+}
+
+/// An envelope of about 1000 bytes recording a compute time of `compute_ms`.
+fn costing(key: &CacheKey, compute_ms: u64) -> Bytes {
+    let origin = Origin::new(1, "test").compute_ms(compute_ms);
+    Integrity::plain().seal_origin(key, &origin, &[7u8; 900], Compression::None)
+}
+
+#[test]
+fn cost_eviction_keeps_the_expensive_entry_that_lru_drops() {
+    for (policy, kept) in [(Eviction::Lru, false), (Eviction::Cost, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let size = costing(&key(1), 0).len() as u64;
+        let fs = open_evicting(dir.path(), 3 * size, policy);
+        // The oldest took a minute to produce; the others 5 ms.
+        block_on(fs.put(&key(1), costing(&key(1), 60_000))).unwrap();
+        for n in 2..=4 {
+            std::thread::sleep(Duration::from_millis(20));
+            block_on(fs.put(&key(n), costing(&key(n), 5))).unwrap();
+        }
+        assert_eq!(block_on(fs.contains(&key(1))).unwrap(), kept, "{policy}");
+        assert!(block_on(fs.contains(&key(4))).unwrap(), "{policy}");
+    }
+}
+
+#[test]
+fn uses_are_counted_in_the_entry_files_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = open_evicting(dir.path(), 1 << 20, Eviction::Cost);
+    block_on(fs.put(&key(1), Bytes::from_static(b"value"))).unwrap();
+    for _ in 0..3 {
+        block_on(fs.get(&key(1))).unwrap();
+    }
+    let hex = key(1).to_hex();
+    let path = dir.path().join("entries").join(&hex[..2]).join(&hex);
+    let mut buf = [0u8; 8];
+    match rustix::fs::lgetxattr(&path, "user.warmcache.uses", &mut buf[..]) {
+        Ok(8) => assert_eq!(u64::from_le_bytes(buf), 3),
+        Err(rustix::io::Errno::NOTSUP) => {
+            eprintln!("skipped: {} has no user extended attributes", dir.path().display());
+        }
+        other => panic!("the use count is missing: {other:?}"),
+    }
 }
 
 #[test]
