@@ -13,10 +13,10 @@ use warmcache_core::files::writable_by_others;
 use warmcache_core::{CacheKey, Context, Error, KeyInfo, ListPage, MAX_TRAILER_LEN, Op, Usage};
 
 use crate::files::{self, create_new, ensure_dir, open_regular, read_bounded, sync_dir};
-use crate::worth::{Costs, count_use};
 use crate::layout::{
     self, entry_path, fan_dir, is_fan, is_temp, parse_entry, pin_path, pins_dir, temp_name,
 };
+use crate::worth::{Costs, count_use};
 
 /// A temporary file is only ever removed when nobody holds its lock and it is at least this old:
 /// a writer locks its file right after creating it, so this covers that instant, with room for

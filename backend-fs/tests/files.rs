@@ -11,11 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use warmcache_core::bytes::Bytes;
 use warmcache_core::backend::Eviction;
-use warmcache_core::{
-    Backend, CacheKey, Compression, ErrorKind, Integrity, Origin, Tier, Tiered,
-};
+use warmcache_core::bytes::Bytes;
+use warmcache_core::{Backend, CacheKey, Compression, ErrorKind, Integrity, Origin, Tier, Tiered};
 use warmcache_fs::FsBackend;
 
 fn key(n: u8) -> CacheKey {
@@ -72,7 +70,10 @@ fn uses_are_counted_in_the_entry_files_attributes() {
     match rustix::fs::lgetxattr(&path, "user.warmcache.uses", &mut buf[..]) {
         Ok(8) => assert_eq!(u64::from_le_bytes(buf), 3),
         Err(rustix::io::Errno::NOTSUP) => {
-            eprintln!("skipped: {} has no user extended attributes", dir.path().display());
+            eprintln!(
+                "skipped: {} has no user extended attributes",
+                dir.path().display()
+            );
         }
         other => panic!("the use count is missing: {other:?}"),
     }

@@ -630,10 +630,12 @@ fn open_tier(
 ) -> Result<Opened, String> {
     let size = |default: u64| config.size.map_or(default, |s| s.0);
     let path = || config.path.clone().unwrap_or_default();
+    let eviction = config.eviction.unwrap_or_default();
     match config.kind {
         TierKind::Memory => Err("a memory tier is the in-process tier, not a backend".into()),
         TierKind::Fs => fs_builder(config, namespace)
             .capacity(size(DEFAULT_DISK_SIZE))
+            .eviction(eviction)
             .read_only(read_only)
             .name(label)
             .open()
@@ -648,6 +650,7 @@ fn open_tier(
             // (with a warning) rather than skipped on every run.
             let builder = RedbBackend::builder(&path)
                 .capacity(size(DEFAULT_DISK_SIZE))
+                .eviction(eviction)
                 .name(label);
             let opened = if recreate {
                 builder.open_or_recreate()
@@ -666,6 +669,7 @@ fn open_tier(
         #[cfg(feature = "rocksdb")]
         TierKind::Rocksdb => warmcache_rocksdb::RocksDbBackend::builder(path())
             .capacity(size(DEFAULT_DISK_SIZE))
+            .eviction(eviction)
             .open()
             .map(|b| (Arc::new(b) as Arc<dyn Backend>, None))
             .map_err(|e| e.to_string()),

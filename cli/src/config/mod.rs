@@ -412,4 +412,21 @@ mod tests {
         let err = file_error("[[tiers]]\nkind = \"s3\"\n");
         assert!(err.contains("needs `url`"), "{err}");
     }
+
+    #[test]
+    fn eviction_is_a_disk_tier_setting() {
+        let mut s = Settings::load(None, &no_args(), &env_of(&[("HOME", "/h")])).unwrap();
+        s.apply_file(
+            Path::new("/etc/w.toml"),
+            "[[tiers]]\nkind = \"redb\"\neviction = \"lru\"\n",
+        )
+        .unwrap();
+        let eviction = s.tiers.value[0].eviction;
+        assert_eq!(eviction, Some(warmcache_core::backend::Eviction::Lru));
+        let err = file_error("[[tiers]]\nkind = \"fs\"\neviction = \"lfu\"\n");
+        assert!(err.starts_with("/etc/w.toml:3: key `eviction`:"), "{err}");
+        assert!(err.contains("`lru`") && err.contains("`cost`"), "{err}");
+        let err = file_error("[[tiers]]\nkind = \"memory\"\neviction = \"cost\"\n");
+        assert!(err.contains("fs, redb and rocksdb"), "{err}");
+    }
 }

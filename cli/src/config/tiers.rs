@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use warmcache_core::backend::Eviction;
 
 use super::expand_home;
 use crate::size::Size;
@@ -103,6 +104,9 @@ pub struct TierConfig {
     /// Jobs the background upload queue of a remote tier holds (default 64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<usize>,
+    /// What a disk tier evicts first: `lru` or `cost` (the default, see [`Eviction`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction: Option<Eviction>,
 }
 
 impl TierConfig {
@@ -119,6 +123,7 @@ impl TierConfig {
             timeout_ms: None,
             read_only: false,
             queue: None,
+            eviction: None,
         }
     }
 
@@ -143,6 +148,10 @@ impl TierConfig {
     /// Checks options against the kind; `None` when fine.
     pub(super) fn problem(&self) -> Option<&'static str> {
         match self.kind {
+            TierKind::Memory | TierKind::S3 | TierKind::Http if self.eviction.is_some() => Some(
+                "`eviction` is for fs, redb and rocksdb tiers (the memory tier evicts by \
+                 quick_cache's policy, a bucket by its lifecycle rules)",
+            ),
             TierKind::S3 if self.url.is_none() => Some("an s3 tier needs `url`"),
             TierKind::Http if self.url.is_none() => Some("an http tier needs `url`"),
             TierKind::S3 if self.url.as_deref().is_some_and(is_http) => Some(
