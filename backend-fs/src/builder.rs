@@ -48,10 +48,11 @@ impl FsBackendBuilder {
         }
     }
 
-    /// Which entries make room when the capacity is reached (default: [`Eviction`]'s). Under
-    /// [`Eviction::Cost`] an entry's uses are counted in its `user.warmcache.uses` extended
-    /// attribute (once per [`touch_interval`](Self::touch_interval)); on a filesystem without
-    /// user attributes it ranks by cost, size and age alone.
+    /// Which entries make room when the capacity is reached (default: [`Eviction`]'s). An
+    /// entry's uses (once per [`touch_interval`](Self::touch_interval)) and the inflation at
+    /// its last use are kept in its `user.warmcache.use` extended attribute; on a filesystem
+    /// without user attributes the tier evicts least recently used entries whatever the
+    /// setting.
     pub fn eviction(mut self, policy: Eviction) -> Self {
         self.eviction = policy;
         self

@@ -16,7 +16,7 @@ use crate::files::{self, create_new, ensure_dir, open_regular, read_bounded, syn
 use crate::layout::{
     self, entry_path, fan_dir, is_fan, is_temp, parse_entry, pin_path, pins_dir, temp_name,
 };
-use crate::worth::{Costs, count_use};
+use crate::worth::Worth;
 
 /// A temporary file is only ever removed when nobody holds its lock and it is at least this old:
 /// a writer locks its file right after creating it, so this covers that instant, with room for
@@ -48,8 +48,7 @@ pub(crate) struct Store {
     /// The most bytes read from an entry file someone else could have written, at least (see
     /// [`FsBackendBuilder::foreign_read_limit`](crate::FsBackendBuilder::foreign_read_limit)).
     foreign_read_limit: u64,
-    eviction: Eviction,
-    costs: Costs,
+    worth: Worth,
 }
 
 impl std::fmt::Debug for Store {
@@ -67,9 +66,6 @@ pub(crate) struct Found {
     pub(crate) path: PathBuf,
     pub(crate) size: u64,
     pub(crate) used: SystemTime,
-    /// When the file was created (its last modification where the filesystem keeps no birth
-    /// time).
-    pub(crate) born: SystemTime,
     /// The file's inode: a new value is a new file.
     pub(crate) ino: u64,
     /// Written by this user or root (only they could have).
@@ -130,8 +126,7 @@ impl Store {
             evicting: Mutex::new(()),
             largest_written: AtomicU64::new(0),
             foreign_read_limit,
-            eviction: Eviction::default(),
-            costs: Costs::default(),
+            worth: Worth::new(Eviction::default()),
         };
         store.measure()?;
         Ok(store)
@@ -170,8 +165,7 @@ impl Store {
             evicting: Mutex::new(()),
             largest_written: AtomicU64::new(0),
             foreign_read_limit,
-            eviction: Eviction::default(),
-            costs: Costs::default(),
+            worth: Worth::new(Eviction::default()),
         };
         store.measure()?;
         Ok(store)
@@ -179,7 +173,7 @@ impl Store {
 
     /// The store, evicting by `policy`.
     pub(crate) fn evicting_by(mut self, policy: Eviction) -> Self {
-        self.eviction = policy;
+        self.worth = Worth::new(policy);
         self
     }
 
@@ -270,6 +264,7 @@ impl Store {
             // another process, PID namespace or host tells this write is still in progress.
             file.lock()?;
             file.write_all(value)?;
+            self.worth.written(&file);
             file.sync_all()?;
             Ok::<_, io::Error>(file)
         })();
@@ -421,7 +416,7 @@ impl Store {
     }
 
     /// Records a use by moving the file's modification time to now and counting it in the
-    /// file's attributes ([`count_use`]), at most once per `touch_interval`: entries are
+    /// file's attributes ([`Worth::used`]), at most once per `touch_interval`: entries are
     /// immutable, so their metadata is free to mean "last used" and "used this often".
     fn touch(&self, file: &File, meta: &fs::Metadata) {
         if self.read_only {
@@ -436,7 +431,7 @@ impl Store {
             return;
         }
         match file.set_modified(now) {
-            Ok(()) => count_use(file),
+            Ok(()) => self.worth.used(file),
             Err(e) => tracing::debug!(backend = %self.name, error = %e, "could not record use"),
         }
     }
@@ -515,23 +510,24 @@ impl Store {
     /// [`Eviction`] policy (never `keep`) until it holds at most `target`.
     fn evict_down_to(&self, over: u64, target: u64, keep: Option<&CacheKey>) -> Result<u64, Error> {
         let _evicting = self.evicting.lock();
-        let mut found = self.scan(Op::Put)?;
+        let found = self.scan(Op::Put)?;
         let mut total: u64 = found.iter().map(|f| f.size).sum();
         let mut evicted = 0;
         if total > over {
             let pins = self.pins(Op::Put)?;
-            self.costs.order(self.eviction, &mut found);
-            let evictable = |f: &&Found| Some(&f.key) != keep && !pins.contains(&f.key);
-            for victim in found.iter().filter(evictable) {
+            let ranked = self.worth.ranked(found);
+            let evictable = |f: &&(f64, Found)| Some(&f.1.key) != keep && !pins.contains(&f.1.key);
+            for (rank, victim) in ranked.iter().filter(evictable) {
                 if total <= target {
                     break;
                 }
                 remove_if_present(&victim.path)
                     .map_err(|e| io_err(self.ctx(Op::Put, None), &victim.path, e))?;
+                self.worth.evicted(*rank);
                 total = total.saturating_sub(victim.size);
                 evicted += 1;
             }
-            tracing::debug!(backend = %self.name, evicted, total, policy = %self.eviction, "evicted files");
+            tracing::debug!(backend = %self.name, evicted, total, policy = %self.worth.policy(), "evicted files");
         }
         self.approx_bytes.store(total, Ordering::Relaxed);
         Ok(evicted)
@@ -732,7 +728,6 @@ impl Store {
                     path,
                     size: meta.len(),
                     used,
-                    born: meta.created().unwrap_or(used),
                     ino: std::os::unix::fs::MetadataExt::ino(&meta),
                     own: files::foreign_writer(&meta, self.owner).is_none(),
                 });

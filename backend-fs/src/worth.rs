@@ -1,6 +1,6 @@
-//! What cost-aware eviction ([`Eviction::Cost`]) knows of an entry file: its uses, counted in an
-//! extended attribute; what it cost, from its envelope's trailer (read once per file); its
-//! age, from its birth time.
+//! What eviction by cost ([`Eviction::Cost`], GreedyDual-Size-Frequency) knows of an entry
+//! file: its uses and the inflation when it was last used, in an extended attribute; what it
+//! cost, from its envelope's trailer (read once per file).
 //!
 //! Entry files are immutable and may be mapped, so nothing about use can go in them; an
 //! attribute is metadata, like the modification time that already records the last use.
@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use warmcache_core::backend::{Eviction, priority};
@@ -18,76 +18,182 @@ use warmcache_core::{CacheKey, MAX_TRAILER_LEN, inspect_trailer};
 use crate::files::open_regular;
 use crate::store::Found;
 
-/// The extended attribute holding an entry's recorded uses (a little-endian `u64`).
-const USES: &str = "user.warmcache.uses";
+/// The extended attribute holding an entry's recorded uses (a little-endian `u64`) and the
+/// inflation at its last use (a little-endian `f64`).
+const USE: &str = "user.warmcache.use";
 
-/// Counts a use of the entry `file` (when the store records one). On a filesystem without
-/// user attributes, or a file this user may not change, nothing is counted: every entry then
-/// counts one use, and cost-aware eviction ranks by cost, size and age alone.
-pub(crate) fn count_use(file: &File) {
-    let uses = read_uses(|buf| rustix::fs::fgetxattr(file, USES, buf));
-    if let Err(e) = rustix::fs::fsetxattr(
-        file,
-        USES,
-        &uses.saturating_add(1).to_le_bytes(),
-        rustix::fs::XattrFlags::empty(),
-    ) {
-        tracing::trace!(error = %e, "could not count a use of an entry file");
-    }
+/// An entry's attribute: uses, inflation at the last one.
+#[derive(Debug, Clone, Copy, Default)]
+struct Use {
+    uses: u64,
+    inflation: f64,
 }
 
-fn read_uses(get: impl FnOnce(&mut [u8]) -> rustix::io::Result<usize>) -> u64 {
-    let mut buf = [0u8; 8];
-    match get(&mut buf[..]) {
-        Ok(8) => u64::from_le_bytes(buf),
-        _ => 0,
-    }
-}
-
-/// What each entry file cost to produce, remembered by file (a new value is a new file), so
-/// that eviction reads each trailer once.
-#[derive(Debug, Default)]
-pub(crate) struct Costs(Mutex<HashMap<CacheKey, (u64, u64)>>);
-
-impl Costs {
-    /// The entries of `found` in the order `policy` evicts them: lowest rank first.
-    pub(crate) fn order(&self, policy: Eviction, found: &mut [Found]) {
-        match policy {
-            Eviction::Lru => found.sort_by_key(|f| f.used),
-            Eviction::Cost => {
-                let now = SystemTime::now();
-                let ranked: HashMap<CacheKey, f64> =
-                    found.iter().map(|f| (f.key, self.rank(f, now))).collect();
-                found.sort_by(|a, b| ranked[&a.key].total_cmp(&ranked[&b.key]));
-                let present: HashSet<CacheKey> = found.iter().map(|f| f.key).collect();
-                self.0.lock().retain(|key, _| present.contains(key));
+impl Use {
+    fn read(get: impl FnOnce(&mut [u8]) -> rustix::io::Result<usize>) -> Self {
+        let mut buf = [0u8; 16];
+        let mut half = [0u8; 8];
+        match get(&mut buf[..]) {
+            Ok(16) => {
+                half.copy_from_slice(&buf[..8]);
+                let uses = u64::from_le_bytes(half);
+                half.copy_from_slice(&buf[8..]);
+                let inflation = f64::from_le_bytes(half);
+                Self {
+                    uses,
+                    inflation: if inflation.is_finite() && inflation >= 0.0 {
+                        inflation
+                    } else {
+                        0.0
+                    },
+                }
             }
+            _ => Self::default(),
         }
     }
 
-    /// The entry's [`priority`]: uses count the write too; age is in seconds since the file
-    /// was created (its last modification where the filesystem keeps no birth time).
-    fn rank(&self, found: &Found, now: SystemTime) -> f64 {
-        let uses = read_uses(|buf| rustix::fs::lgetxattr(&found.path, USES, buf));
-        let age = now.duration_since(found.born).unwrap_or_default();
-        priority(
-            self.cost(found),
-            uses.saturating_add(1),
-            found.size,
-            age.as_secs_f64(),
-        )
+    fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.uses.to_le_bytes());
+        out[8..].copy_from_slice(&self.inflation.to_le_bytes());
+        out
+    }
+}
+
+/// The file tier's eviction state: the policy, the inflation value (shared with other processes
+/// only through the attributes: each scan continues from the largest it finds), and the costs
+/// read so far.
+#[derive(Debug)]
+pub(crate) struct Worth {
+    policy: Eviction,
+    /// An `f64`'s bits; non-negative floats order as their bits do.
+    inflation: AtomicU64,
+    /// Set when the filesystem refuses user attributes: eviction then goes by last use.
+    no_attributes: AtomicBool,
+    /// What each entry file cost, by key, with the file's inode (a new value is a new file).
+    costs: Mutex<HashMap<CacheKey, (u64, u64)>>,
+}
+
+impl Worth {
+    pub(crate) fn new(policy: Eviction) -> Self {
+        Self {
+            policy,
+            inflation: AtomicU64::new(0),
+            no_attributes: AtomicBool::new(false),
+            costs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The policy in force: [`Eviction::Lru`] on a filesystem without user attributes, which
+    /// cannot keep what the cost policy needs.
+    pub(crate) fn policy(&self) -> Eviction {
+        match self.no_attributes.load(Ordering::Relaxed) {
+            true => Eviction::Lru,
+            false => self.policy,
+        }
+    }
+
+    fn inflation(&self) -> f64 {
+        f64::from_bits(self.inflation.load(Ordering::Relaxed))
+    }
+
+    fn raise(&self, inflation: f64) {
+        self.inflation
+            .fetch_max(inflation.max(0.0).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Stamps a new entry file (before it is renamed into place) with no uses and the current
+    /// inflation.
+    pub(crate) fn written(&self, file: &File) {
+        self.stamp(file, Use::default());
+    }
+
+    /// Counts a use of an entry file and stamps the current inflation on it. A file this user
+    /// may not change keeps its attribute.
+    pub(crate) fn used(&self, file: &File) {
+        let old = Use::read(|buf| rustix::fs::fgetxattr(file, USE, buf));
+        self.stamp(
+            file,
+            Use {
+                uses: old.uses.saturating_add(1),
+                ..old
+            },
+        );
+    }
+
+    fn stamp(&self, file: &File, mut now: Use) {
+        now.inflation = self.inflation();
+        let set =
+            rustix::fs::fsetxattr(file, USE, &now.to_bytes(), rustix::fs::XattrFlags::empty());
+        match set {
+            Ok(()) => {}
+            Err(rustix::io::Errno::NOTSUP) => {
+                if self.policy == Eviction::Cost
+                    && !self.no_attributes.swap(true, Ordering::Relaxed)
+                {
+                    tracing::info!(
+                        "this filesystem keeps no user extended attributes: the file tier \
+                         evicts least recently used entries instead of by cost"
+                    );
+                }
+            }
+            Err(e) => tracing::trace!(error = %e, "could not record the use of an entry file"),
+        }
+    }
+
+    /// `found` in eviction order, lowest rank first (of equal ranks, the least recently used),
+    /// each with its rank.
+    pub(crate) fn ranked(&self, found: Vec<Found>) -> Vec<(f64, Found)> {
+        let mut ranked: Vec<(f64, Found)> = match self.policy() {
+            Eviction::Lru => found.into_iter().map(|f| (secs(f.used), f)).collect(),
+            Eviction::Cost => {
+                let uses: Vec<Use> = found
+                    .iter()
+                    .map(|f| Use::read(|buf| rustix::fs::lgetxattr(&f.path, USE, buf)))
+                    .collect();
+                uses.iter().for_each(|u| self.raise(u.inflation));
+                let ranked: Vec<(f64, Found)> = found
+                    .into_iter()
+                    .zip(uses)
+                    .map(|(f, u)| {
+                        let rank =
+                            priority(u.inflation, u.uses.saturating_add(1), self.cost(&f), f.size);
+                        (rank, f)
+                    })
+                    .collect();
+                let present: HashSet<CacheKey> = ranked.iter().map(|(_, f)| f.key).collect();
+                self.costs.lock().retain(|key, _| present.contains(key));
+                ranked
+            }
+        };
+        // Of equal ranks, the least recently used first.
+        ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.used.cmp(&b.1.used)));
+        ranked
+    }
+
+    /// Raises the inflation to the rank of an evicted entry, when evicting by cost.
+    pub(crate) fn evicted(&self, rank: f64) {
+        if self.policy() == Eviction::Cost {
+            self.raise(rank);
+        }
     }
 
     fn cost(&self, found: &Found) -> u64 {
-        if let Some(&(ino, cost)) = self.0.lock().get(&found.key)
+        if let Some(&(ino, cost)) = self.costs.lock().get(&found.key)
             && ino == found.ino
         {
             return cost;
         }
         let cost = trailer_cost(&found.path).unwrap_or(0);
-        self.0.lock().insert(found.key, (found.ino, cost));
+        self.costs.lock().insert(found.key, (found.ino, cost));
         cost
     }
+}
+
+/// Seconds since the epoch, for ordering by last use.
+fn secs(time: std::time::SystemTime) -> f64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The compute time an entry file's trailer records, reading only its end.

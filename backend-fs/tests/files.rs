@@ -66,9 +66,9 @@ fn uses_are_counted_in_the_entry_files_attributes() {
     }
     let hex = key(1).to_hex();
     let path = dir.path().join("entries").join(&hex[..2]).join(&hex);
-    let mut buf = [0u8; 8];
-    match rustix::fs::lgetxattr(&path, "user.warmcache.uses", &mut buf[..]) {
-        Ok(8) => assert_eq!(u64::from_le_bytes(buf), 3),
+    let mut buf = [0u8; 16];
+    match rustix::fs::lgetxattr(&path, "user.warmcache.use", &mut buf[..]) {
+        Ok(16) => assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), 3),
         Err(rustix::io::Errno::NOTSUP) => {
             eprintln!(
                 "skipped: {} has no user extended attributes",

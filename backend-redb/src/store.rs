@@ -316,7 +316,7 @@ impl BlockingBackend for RedbBackend {
                 // A pinned key stays pinned across puts.
                 let record = LruRecord {
                     pinned,
-                    ..LruRecord::written(*key, &value, s.lru.next_tick())
+                    ..s.lru.written(*key, &value)
                 };
                 meta.insert(k, record.to_bytes())
                     .map_err(|e| s.err(e, Op::Put, Some(key)))?;

@@ -235,7 +235,7 @@ impl BlockingBackend for RocksDbBackend {
                 // A pinned key stays pinned across puts.
                 let record = LruRecord {
                     pinned: old.is_some_and(|old| old.pinned),
-                    ..LruRecord::written(*key, &value, s.lru.next_tick())
+                    ..s.lru.written(*key, &value)
                 };
                 batch.put_cf(index.meta, key.as_bytes(), record.to_bytes());
                 s.commit(batch, Op::Put, Some(key))?;

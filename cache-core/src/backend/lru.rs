@@ -22,9 +22,10 @@ pub const EVICTION_SAMPLE: usize = 8;
 /// stores keep one `u64` per record, and ticks never reach it.
 const PINNED: u64 = 1 << 63;
 
-/// A key's metadata record: the stored value's size, the ticks of its write and last use, how
-/// often it was used, what it cost to produce, and whether it is pinned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A key's metadata record: the stored value's size, the tick of its last use, how often it
+/// was used, what it cost to produce, the store's inflation at its last use, and whether it is
+/// pinned.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LruRecord {
     /// The entry's key.
     pub key: CacheKey,
@@ -34,8 +35,8 @@ pub struct LruRecord {
     pub tick: u64,
     /// Eviction never takes it.
     pub pinned: bool,
-    /// Logical time of the write that stored the value.
-    pub since: u64,
+    /// The store's inflation value at the last write or recorded read ([`priority`]).
+    pub inflation: f64,
     /// Recorded reads since the write.
     pub uses: u32,
     /// What producing the value cost, in milliseconds ([`cost_of`](super::cost_of); 0 when
@@ -49,7 +50,7 @@ impl LruRecord {
 
     /// The record of `key`: `size` bytes and `stored`, the tick as the store keeps it (its
     /// top bit the pin; see [`stored_tick`](Self::stored_tick)), written at that tick and not
-    /// used since, of unknown cost.
+    /// used since, of unknown cost, without inflation.
     pub fn new(key: CacheKey, size: u64, stored: u64) -> Self {
         let tick = stored & !PINNED;
         Self {
@@ -57,18 +58,19 @@ impl LruRecord {
             size,
             tick,
             pinned: stored & PINNED != 0,
-            since: tick,
+            inflation: 0.0,
             uses: 0,
             cost_ms: 0,
         }
     }
 
     /// The record of a value just written at `tick`: `value`'s size and cost
-    /// ([`cost_of`](super::cost_of)), unpinned.
-    pub fn written(key: CacheKey, value: &[u8], tick: u64) -> Self {
+    /// ([`cost_of`](super::cost_of)), unpinned, with the store's current inflation.
+    pub fn written(key: CacheKey, value: &[u8], tick: u64, inflation: f64) -> Self {
         let cost = super::cost_of(value);
         Self {
             cost_ms: u32::try_from(cost).unwrap_or(u32::MAX),
+            inflation,
             ..Self::new(key, value.len() as u64, tick)
         }
     }
@@ -81,21 +83,21 @@ impl LruRecord {
         }
     }
 
-    /// The record as stores keep it: size, [stored tick](Self::stored_tick), write tick (all
-    /// little-endian `u64`), uses and cost (little-endian `u32`).
+    /// The record as stores keep it: size, [stored tick](Self::stored_tick) (little-endian
+    /// `u64`), inflation (little-endian `f64`), uses and cost (little-endian `u32`).
     pub fn to_bytes(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
         out[..8].copy_from_slice(&self.size.to_le_bytes());
         out[8..16].copy_from_slice(&self.stored_tick().to_le_bytes());
-        out[16..24].copy_from_slice(&self.since.to_le_bytes());
+        out[16..24].copy_from_slice(&self.inflation.to_le_bytes());
         out[24..28].copy_from_slice(&self.uses.to_le_bytes());
         out[28..].copy_from_slice(&self.cost_ms.to_le_bytes());
         out
     }
 
     /// Reads [`to_bytes`](Self::to_bytes)'s layout, or the 16-byte one of earlier versions
-    /// (size and stored tick: read as written at that tick, unused, of unknown cost); `None`
-    /// for any other length.
+    /// (size and stored tick: read as unused, of unknown cost, without inflation); `None` for
+    /// any other length. An inflation that is not a finite, non-negative number reads as 0.
     pub fn from_bytes(key: CacheKey, bytes: &[u8]) -> Option<Self> {
         let u64_at = |at: usize| Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
         let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
@@ -103,7 +105,9 @@ impl LruRecord {
         match bytes.len() {
             16 => Some(record),
             Self::LEN => Some(Self {
-                since: u64_at(16)?,
+                inflation: Some(f64::from_bits(u64_at(16)?))
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .unwrap_or(0.0),
                 uses: u32_at(24)?,
                 cost_ms: u32_at(28)?,
                 ..record
@@ -112,15 +116,16 @@ impl LruRecord {
         }
     }
 
-    /// Where `policy` ranks the record at logical time `now`: the lower, the sooner evicted.
-    fn rank(&self, policy: Eviction, now: u64) -> f64 {
+    /// Where `policy` ranks the record: the lower, the sooner evicted (of equal ranks, the less
+    /// recently used).
+    fn rank(&self, policy: Eviction) -> f64 {
         match policy {
             Eviction::Lru => self.tick as f64,
             Eviction::Cost => priority(
-                u64::from(self.cost_ms),
+                self.inflation,
                 u64::from(self.uses) + 1,
+                u64::from(self.cost_ms),
                 self.size,
-                now.saturating_sub(self.since).max(1) as f64,
             ),
         }
     }
@@ -176,7 +181,6 @@ struct Sample<'a> {
     keep: &'a CacheKey,
     taken: &'a [LruRecord],
     policy: Eviction,
-    now: u64,
     best: Option<(f64, LruRecord)>,
     seen: usize,
 }
@@ -186,8 +190,11 @@ impl Sample<'_> {
         if r.pinned || r.key == *self.keep || self.taken.iter().any(|v| v.key == r.key) {
             return ControlFlow::Continue(());
         }
-        let rank = r.rank(self.policy, self.now);
-        if self.best.is_none_or(|(best, _)| rank < best) {
+        let rank = r.rank(self.policy);
+        if self
+            .best
+            .is_none_or(|(best, b)| rank.total_cmp(&best).then(r.tick.cmp(&b.tick)).is_lt())
+        {
             self.best = Some((rank, r));
         }
         self.seen += 1;
@@ -210,8 +217,14 @@ impl Sample<'_> {
 /// [`EVICTION_SAMPLE`] consecutive records from a pseudo-random key and evicts the lowest
 /// ranked of them (the least recently used, or the lowest [`priority`]), as Redis does. With 8
 /// samples the victim ranks, on average, below about 89% of entries; a store with at most 8
-/// entries evicts in exact order. Logical ticks are the clock: every write and read advances
-/// it, so an idle store does not age.
+/// entries evicts in exact order.
+///
+/// # Inflation
+///
+/// Under [`Eviction::Cost`] the store's inflation value lives here, in memory: each eviction
+/// raises it to the victim's priority (never lowers it: a sampled victim need not be the
+/// lowest), and each write or recorded read stamps the current value on the record. On open it
+/// is the largest value stamped on any record, the value at the last use before closing.
 ///
 /// # Read recency without write transactions
 ///
@@ -222,6 +235,8 @@ impl Sample<'_> {
 pub struct SampledLru {
     tick: AtomicU64,
     policy: Eviction,
+    /// The inflation value (an `f64`'s bits; non-negative floats order as their bits do).
+    inflation: AtomicU64,
     touch_batch: usize,
     /// Per key read since the last batch: the tick of the last read and how many.
     touches: Mutex<HashMap<CacheKey, (u64, u32)>>,
@@ -239,6 +254,7 @@ impl SampledLru {
         Self {
             tick: AtomicU64::new(0),
             policy,
+            inflation: AtomicU64::new(0),
             touch_batch: touch_batch.max(1),
             touches: Mutex::new(HashMap::new()),
             writer: Mutex::new(Totals::default()),
@@ -256,12 +272,15 @@ impl SampledLru {
     pub fn load(&self, index: &dyn LruIndex) -> Result<()> {
         let mut totals = Totals::default();
         let mut tick = 0;
+        let mut inflation = 0.0f64;
         index.scan(None, &mut |r| {
             totals.add(r.size);
             tick = tick.max(r.tick);
+            inflation = inflation.max(r.inflation);
             ControlFlow::Continue(())
         })?;
         self.tick.store(tick, Ordering::Relaxed);
+        self.inflation.store(inflation.to_bits(), Ordering::Relaxed);
         let mut writer = self.writer.lock();
         *writer = totals;
         self.publish(&totals);
@@ -271,6 +290,26 @@ impl SampledLru {
     /// The next logical tick.
     pub fn next_tick(&self) -> u64 {
         self.tick.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The record of `value`, just written under `key` ([`LruRecord::written`]), with the next
+    /// tick and the current inflation.
+    pub fn written(&self, key: CacheKey, value: &[u8]) -> LruRecord {
+        LruRecord::written(key, value, self.next_tick(), self.inflation())
+    }
+
+    /// The current inflation value (see [Inflation](Self#inflation)).
+    pub fn inflation(&self) -> f64 {
+        f64::from_bits(self.inflation.load(Ordering::Relaxed))
+    }
+
+    /// Raises the inflation to the priority of `victim`, when evicting by cost.
+    fn evicted(&self, victim: &LruRecord) {
+        if self.policy == Eviction::Cost {
+            let rank = victim.rank(Eviction::Cost);
+            self.inflation
+                .fetch_max(rank.max(0.0).to_bits(), Ordering::Relaxed);
+        }
     }
 
     /// Records a read of `key` in memory; `true` when a batch is due and the store should write
@@ -306,6 +345,7 @@ impl SampledLru {
                 updates.push(LruRecord {
                     tick,
                     uses,
+                    inflation: self.inflation(),
                     ..record
                 });
             }
@@ -359,13 +399,11 @@ impl SampledLru {
     ) -> Result<Vec<LruRecord>> {
         let mut victims: Vec<LruRecord> = Vec::new();
         while totals.bytes.saturating_add(size) > capacity {
-            let now = self.next_tick();
-            let start = CacheKey::pseudo_random(now);
+            let start = CacheKey::pseudo_random(self.next_tick());
             let mut sample = Sample {
                 keep,
                 taken: &victims,
                 policy: self.policy,
-                now,
                 best: None,
                 seen: 0,
             };
@@ -384,6 +422,7 @@ impl SampledLru {
                 break;
             };
             totals.remove(victim.size);
+            self.evicted(&victim);
             victims.push(victim);
         }
         Ok(victims)
@@ -412,10 +451,12 @@ impl SampledLru {
             }
             ControlFlow::Continue(())
         })?;
-        let now = self.tick.load(Ordering::Relaxed);
         all.sort_unstable_by(|a, b| {
-            let rank = |r: &LruRecord| r.rank(self.policy, now);
-            rank(a).total_cmp(&rank(b)).then(a.key.cmp(&b.key))
+            let rank = |r: &LruRecord| r.rank(self.policy);
+            rank(a)
+                .total_cmp(&rank(b))
+                .then(a.tick.cmp(&b.tick))
+                .then(a.key.cmp(&b.key))
         });
         let mut victims = Vec::new();
         for record in all {
@@ -423,6 +464,7 @@ impl SampledLru {
                 break;
             }
             totals.remove(record.size);
+            self.evicted(&record);
             victims.push(record);
         }
         Ok(victims)
@@ -577,15 +619,15 @@ mod tests {
         assert!(first.entries.last().unwrap().key < second.entries[0].key);
     }
 
-    /// Records with a size, write tick and cost, as `(key seed, size, since, cost_ms)`.
+    /// Records with a size, tick and cost, as `(key seed, size, tick, cost_ms)`.
     fn costed(records: &[(u64, u64, u64, u32)]) -> BTreeMap<CacheKey, LruRecord> {
         records
             .iter()
-            .map(|&(seed, size, since, cost_ms)| {
+            .map(|&(seed, size, tick, cost_ms)| {
                 let key = CacheKey::pseudo_random(seed);
                 let record = LruRecord {
                     cost_ms,
-                    ..LruRecord::new(key, size, since)
+                    ..LruRecord::new(key, size, tick)
                 };
                 (key, record)
             })
@@ -655,11 +697,49 @@ mod tests {
     }
 
     #[test]
+    fn inflation_ages_entries_that_were_used_long_ago() {
+        let old = CacheKey::pseudo_random(1);
+        let mut records = costed(&[(1, 100, 1, 10), (2, 100, 2, 10)]);
+        // Used five times, before the store's inflation rose.
+        records.entry(old).and_modify(|r| r.uses = 5);
+        let lru = SampledLru::new(16, Eviction::Cost);
+        let idx = RecordIndex(records.clone());
+        lru.load(&idx).unwrap();
+        assert_eq!(lru.inflation(), 0.0);
+        // Evicting the other entry (priority 0.1) raises the inflation to its priority.
+        let victims = lru.write(|t| lru.victims(&idx, t, 100, 200, &old)).unwrap();
+        assert_eq!(victims.len(), 1);
+        assert!((lru.inflation() - 0.1).abs() < 1e-9, "{}", lru.inflation());
+        // A new entry written now carries the inflation; once it has risen to 1.0 (evictions
+        // of its like), the new entry's 1.1 outranks the old one's 0.6.
+        let fresh = lru.written(CacheKey::pseudo_random(3), &[0u8; 100]);
+        assert_eq!(fresh.inflation, lru.inflation());
+        records.insert(
+            fresh.key,
+            LruRecord {
+                inflation: 1.0,
+                ..fresh
+            },
+        );
+        records.remove(&victims[0].key);
+        let idx = RecordIndex(records);
+        let victims = lru
+            .write(|t| lru.victims(&idx, t, 100, 100, &CacheKey::pseudo_random(9)))
+            .unwrap();
+        assert_eq!(victims.len(), 1);
+        assert_eq!(victims[0].key, old, "the long-unused entry goes first");
+        // Reopened, the store continues from the largest inflation on its records.
+        let reopened = SampledLru::new(16, Eviction::Cost);
+        reopened.load(&idx).unwrap();
+        assert_eq!(reopened.inflation(), 1.0);
+    }
+
+    #[test]
     fn records_keep_every_field_and_read_the_earlier_layout() {
         let key = CacheKey::pseudo_random(4);
         let record = LruRecord {
             pinned: true,
-            since: 7,
+            inflation: 0.5,
             uses: 3,
             cost_ms: 1234,
             ..LruRecord::new(key, 99, 11)
@@ -668,7 +748,7 @@ mod tests {
         let old = &record.to_bytes()[..16];
         let read = LruRecord::from_bytes(key, old).unwrap();
         assert_eq!((read.size, read.tick, read.pinned), (99, 11, true));
-        assert_eq!((read.since, read.uses, read.cost_ms), (11, 0, 0));
+        assert_eq!((read.inflation, read.uses, read.cost_ms), (0.0, 0, 0));
         assert_eq!(LruRecord::from_bytes(key, &[0; 24]), None);
     }
 
