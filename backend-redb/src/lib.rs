@@ -14,10 +14,10 @@
 //! # Capacity and eviction
 //!
 //! The sum of stored value lengths stays at or under the capacity: a put that would exceed it first
-//! evicts entries in the same transaction, choosing each victim as the least recently used of 8
-//! entries sampled from a pseudo-random position (approximate LRU, as Redis does it; on average
-//! the victim is older than about 89% of entries, and caches of up to 8 entries evict in exact LRU
-//! order). Keeping an exact LRU index costs two more B-trees in every durable commit, which
+//! evicts entries in the same transaction, choosing each victim as the lowest ranked of 16
+//! entries sampled from a pseudo-random position by the
+//! [eviction policy](RedbBackendBuilder::eviction) (as Redis does it; on average the victim ranks
+//! below about 94% of entries, and caches of up to 16 entries evict in exact order). Keeping an exact LRU index costs two more B-trees in every durable commit, which
 //! measured about 25% slower on 4 KiB puts. The file is larger than the capacity by redb's page
 //! overhead and free space.
 //!

@@ -25,9 +25,9 @@
 //! family holds each entry's record (size, ticks of write and last use, uses, cost: 32 bytes),
 //! updated in the same atomic write batch as the value; reads record recency in memory, written
 //! in batches (every 1024 distinct keys, with the next put, or on close). To make room, a put
-//! samples 8 consecutive `meta` records from a pseudo-random key and evicts the lowest ranked by
+//! samples 16 consecutive `meta` records from a pseudo-random key and evicts the lowest ranked by
 //! the [eviction policy](RocksDbBackendBuilder::eviction), repeating as needed (as Redis does;
-//! the victim ranks on average below ~89% of entries).
+//! the victim ranks on average below ~94% of entries).
 //! Measured with `cargo bench -p warmcache-rocksdb --bench rocksdb` against a raw `DB::put` /
 //! `DB::get_pinned` with the same options: reads cost the same (4 KiB +15%, about 120 ns of
 //! recency tracking; 1 MiB and 64 MiB at parity); puts pay for reading the old metadata record
