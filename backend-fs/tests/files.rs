@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::executor::block_on;
 use warmcache_core::backend::Eviction;
 use warmcache_core::bytes::Bytes;
-use warmcache_core::{Backend, CacheKey, Compression, ErrorKind, Integrity, Origin, Tier, Tiered};
+use warmcache_core::{Backend, CacheKey, ErrorKind, Integrity, Tier, Tiered};
 use warmcache_fs::FsBackend;
 
 fn key(n: u8) -> CacheKey {
@@ -33,27 +33,12 @@ fn open_evicting(root: &Path, capacity: u64, policy: Eviction) -> FsBackend {
         .unwrap()
 }
 
-/// An envelope of about 1000 bytes recording a compute time of `compute_ms`.
-fn costing(key: &CacheKey, compute_ms: u64) -> Bytes {
-    let origin = Origin::new(1, "test").compute_ms(compute_ms);
-    Integrity::plain().seal_origin(key, &origin, &[7u8; 900], Compression::None)
-}
-
 #[test]
 fn cost_eviction_keeps_the_expensive_entry_that_lru_drops() {
-    for (policy, kept) in [(Eviction::Lru, false), (Eviction::Cost, true)] {
-        let dir = tempfile::tempdir().unwrap();
-        let size = costing(&key(1), 0).len() as u64;
-        let fs = open_evicting(dir.path(), 3 * size, policy);
-        // The oldest took a minute to produce; the others 5 ms.
-        block_on(fs.put(&key(1), costing(&key(1), 60_000))).unwrap();
-        for n in 2..=4 {
-            std::thread::sleep(Duration::from_millis(20));
-            block_on(fs.put(&key(n), costing(&key(n), 5))).unwrap();
-        }
-        assert_eq!(block_on(fs.contains(&key(1))).unwrap(), kept, "{policy}");
-        assert!(block_on(fs.contains(&key(4))).unwrap(), "{policy}");
-    }
+    let open = |dir: &Path, capacity, policy| {
+        Ok(Arc::new(open_evicting(dir, capacity, policy)) as Arc<dyn Backend>)
+    };
+    block_on(warmcache_conformance::checks::eviction_by_cost(&open)).unwrap();
 }
 
 #[test]

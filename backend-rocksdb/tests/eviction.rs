@@ -4,39 +4,23 @@
 
 use futures::executor::block_on;
 use warmcache_core::backend::Eviction;
-use warmcache_core::{Backend, CacheKey, Compression, Integrity, Origin, bytes::Bytes};
+use warmcache_core::{Backend, CacheKey, bytes::Bytes};
 use warmcache_rocksdb::RocksDbBackend;
 
 fn key(n: u8) -> CacheKey {
     CacheKey::from_bytes([n; 32])
 }
 
-/// An envelope of about 1000 bytes recording a compute time of `compute_ms`.
-fn costing(key: &CacheKey, compute_ms: u64) -> Bytes {
-    let origin = Origin::new(1, "test").compute_ms(compute_ms);
-    Integrity::plain().seal_origin(key, &origin, &[7u8; 900], Compression::None)
-}
-
 #[test]
 fn cost_eviction_keeps_the_expensive_entry_that_lru_drops() {
-    for (policy, kept) in [(Eviction::Lru, false), (Eviction::Cost, true)] {
-        let dir = tempfile::tempdir().unwrap();
-        let size = costing(&key(1), 0).len() as u64;
-        let b = RocksDbBackend::builder(dir.path().join("db"))
-            .capacity(3 * size)
+    let open = |dir: &std::path::Path, capacity, policy| {
+        let b = RocksDbBackend::builder(dir.join("db"))
+            .capacity(capacity)
             .eviction(policy)
-            .open()
-            .unwrap();
-        block_on(async {
-            // The oldest took a minute to produce; the others 5 ms.
-            b.put(&key(1), costing(&key(1), 60_000)).await.unwrap();
-            for n in 2..=4 {
-                b.put(&key(n), costing(&key(n), 5)).await.unwrap();
-            }
-            assert_eq!(b.contains(&key(1)).await.unwrap(), kept, "{policy}");
-            assert_eq!(b.usage().await.unwrap().entries, 3);
-        });
-    }
+            .open()?;
+        Ok(std::sync::Arc::new(b) as std::sync::Arc<dyn Backend>)
+    };
+    block_on(warmcache_conformance::checks::eviction_by_cost(&open)).unwrap();
 }
 
 #[test]

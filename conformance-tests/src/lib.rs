@@ -82,6 +82,7 @@ use warmcache_core::Backend;
 mod basic;
 mod bound;
 mod budget;
+mod by_cost;
 mod capacity;
 mod concurrency;
 mod coordination;
@@ -119,6 +120,7 @@ pub mod guide {}
 pub mod checks {
     pub use crate::basic::*;
     pub use crate::budget::{MIN_CAPACITY, MIN_VALUE_SIZE};
+    pub use crate::by_cost::{OpenEvicting, eviction_by_cost};
     pub use crate::capacity::{CHECK_CAPACITY, capacity_bound};
     pub use crate::concurrency::*;
     pub use crate::coordination::*;
