@@ -147,9 +147,14 @@ impl Worth {
         let mut ranked: Vec<(f64, Found)> = match self.policy() {
             Eviction::Lru => found.into_iter().map(|f| (secs(f.used), f)).collect(),
             Eviction::Cost => {
+                // Only a file this user (or root) wrote carries an attribute this tier wrote:
+                // another user's claim of uses or inflation is theirs, and not believed.
                 let uses: Vec<Use> = found
                     .iter()
-                    .map(|f| Use::read(|buf| rustix::fs::lgetxattr(&f.path, USE, buf)))
+                    .map(|f| match f.own {
+                        true => Use::read(|buf| rustix::fs::lgetxattr(&f.path, USE, buf)),
+                        false => Use::default(),
+                    })
                     .collect();
                 uses.iter().for_each(|u| self.raise(u.inflation));
                 let ranked: Vec<(f64, Found)> = found
@@ -178,7 +183,12 @@ impl Worth {
         }
     }
 
+    /// What the entry's trailer says it cost; 0 for a file another user could have written
+    /// (their claim, not believed).
     fn cost(&self, found: &Found) -> u64 {
+        if !found.own {
+            return 0;
+        }
         if let Some(&(ino, cost)) = self.costs.lock().get(&found.key)
             && ino == found.ino
         {

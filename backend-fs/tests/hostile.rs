@@ -490,3 +490,68 @@ fn a_pin_another_user_planted_is_not_obeyed() {
         "a pin another user planted kept its entry"
     );
 }
+
+/// The compute time in another user's entry and the use attribute on it (uses, the inflation at
+/// the last one) are theirs to write: they neither keep their entry from eviction by cost nor
+/// raise this user's inflation.
+#[test]
+fn a_use_attribute_another_user_wrote_is_not_believed() {
+    if !is_root() {
+        eprintln!("skipped: planting another user's file needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsBackend::builder(dir.path())
+        .capacity(3 * 4096)
+        .touch_interval(Duration::ZERO)
+        .eviction(warmcache_core::backend::Eviction::Cost)
+        .open()
+        .unwrap();
+    let put = |n: u8| {
+        block_on(fs.put(&key(n), Bytes::from(vec![n; 4096]))).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    put(1);
+    // Another user's entry claiming a week of compute, and a billion uses at an inflation no
+    // entry of this user's can reach.
+    let origin = warmcache_core::Origin::new(1, "co-tenant").compute_ms(604_800_000);
+    let claim = warmcache_core::Integrity::plain().seal_origin(
+        &key(2),
+        &origin,
+        &[2u8; 4200],
+        warmcache_core::Compression::None,
+    );
+    block_on(fs.put(&key(2), claim)).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let planted = entry_path(dir.path(), &key(2));
+    let mut claim = 1_000_000_000u64.to_le_bytes().to_vec();
+    claim.extend_from_slice(&1e300f64.to_le_bytes());
+    match rustix::fs::setxattr(
+        &planted,
+        "user.warmcache.use",
+        &claim,
+        rustix::fs::XattrFlags::empty(),
+    ) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::NOTSUP) => {
+            eprintln!(
+                "skipped: {} has no user extended attributes",
+                dir.path().display()
+            );
+            return;
+        }
+        Err(e) => panic!("setting the attribute: {e}"),
+    }
+    std::os::unix::fs::chown(&planted, Some(64102), Some(64102)).unwrap();
+    put(3);
+    // Over the capacity: two of the three older entries go, the least worth first.
+    put(4);
+    assert!(
+        !block_on(fs.contains(&key(2))).unwrap(),
+        "another user's claims of a week of compute and a billion uses kept their entry"
+    );
+    assert!(
+        block_on(fs.contains(&key(3))).unwrap(),
+        "this user's entry went instead of the other user's"
+    );
+}
