@@ -12,7 +12,10 @@
 //! `scripts/bench-eviction.sh` runs it; options (after `--`): `--modules=N` (300),
 //! `--requests=N` (20000), `--skews=0.6,0.8,1.0,1.2`, `--capacities=10,25,50` (percent of the
 //! population's bytes), `--scale=N` (artifact sizes divided by N, 128), `--backends=fs,redb,
-//! rocksdb`, `--dir=PATH` (where the stores go; a tmpfs keeps fsync out of the timing).
+//! rocksdb`, `--dir=PATH` (where the stores go; a tmpfs keeps fsync out of the timing),
+//! `--deploys=N` (every N requests, the 20 most popular modules are replaced by new versions:
+//! new keys, same sizes and compile times; popularity that shifts, where a policy that holds on
+//! to past use loses; no oracle then).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,6 +47,7 @@ struct Options {
     scale: f64,
     backends: Vec<String>,
     dir: PathBuf,
+    deploys: Option<usize>,
 }
 
 impl Options {
@@ -56,6 +60,7 @@ impl Options {
             scale: 128.0,
             backends: vec!["fs".into(), "redb".into(), "rocksdb".into()],
             dir: std::env::temp_dir(),
+            deploys: None,
         };
         for arg in std::env::args().skip(1) {
             let Some((name, value)) = arg.split_once('=') else {
@@ -72,6 +77,7 @@ impl Options {
                 "--scale" => o.scale = value.parse().expect("--scale=N"),
                 "--backends" => o.backends = list().map(str::to_owned).collect(),
                 "--dir" => o.dir = PathBuf::from(value),
+                "--deploys" => o.deploys = Some(value.parse().expect("--deploys=N")),
                 other => panic!("unknown option {other}"),
             }
         }
@@ -96,12 +102,36 @@ impl Rng {
     }
 }
 
+#[derive(Clone)]
 struct Module {
     key: CacheKey,
+    /// The payload's length (the entry adds its trailer).
+    size: usize,
     /// The stored envelope (scaled size), recording the compile time.
     entry: Bytes,
     /// Unscaled compile time, ms.
     compile_ms: f64,
+}
+
+impl Module {
+    /// Module `id`: `size` bytes stored, `compile_ms` to compile.
+    fn new(id: u64, size: usize, compile_ms: f64) -> Self {
+        let key = KeyBuilder::new("eviction-sim").integer(id).finish();
+        let origin = Origin::new(1, "sim").compute_ms(compile_ms as u64);
+        let payload = vec![(id % 251) as u8; size];
+        let entry = Integrity::plain().seal_origin(&key, &origin, &payload, Compression::None);
+        Module {
+            key,
+            size,
+            entry,
+            compile_ms,
+        }
+    }
+
+    /// A new version of this module, as module `id`: another key, the same size and cost.
+    fn next_version(&self, id: u64) -> Self {
+        Self::new(id, self.size, self.compile_ms)
+    }
 }
 
 /// The population: module `i` is corpus program `i % 6`, its size and compile time both
@@ -114,23 +144,15 @@ fn population(o: &Options) -> Vec<Module> {
             let (_, bytes, ms) = CORPUS[i % CORPUS.len()];
             let factor = (std::f64::consts::LN_2 * (2.0 * rng.unit() - 1.0)).exp();
             let size = ((bytes * factor / o.scale) as usize).max(64);
-            let compile_ms = ms * factor;
-            let key = KeyBuilder::new("eviction-sim").integer(i as u64).finish();
-            let origin = Origin::new(1, "sim").compute_ms(compile_ms as u64);
-            let payload = vec![(i % 251) as u8; size];
-            let entry = Integrity::plain().seal_origin(&key, &origin, &payload, Compression::None);
-            Module {
-                key,
-                entry,
-                compile_ms,
-            }
+            Module::new(i as u64, size, ms * factor)
         })
         .collect()
 }
 
 /// Requests: module of popularity rank `r` (a fixed shuffle of the modules) with probability
-/// proportional to `1 / (r + 1)^skew`. Also returns the modules by popularity.
-fn trace(o: &Options, skew: f64) -> (Vec<usize>, Vec<usize>) {
+/// proportional to `1 / (r + 1)^skew`; with deploys, new versions of the most popular are
+/// added to `modules` and take their ranks. Also returns the modules by popularity at the end.
+fn trace(o: &Options, skew: f64, modules: &mut Vec<Module>) -> (Vec<usize>, Vec<usize>) {
     let mut rng = Rng(7 + (skew * 1000.0) as u64);
     let mut by_rank: Vec<usize> = (0..o.modules).collect();
     for i in (1..by_rank.len()).rev() {
@@ -143,7 +165,14 @@ fn trace(o: &Options, skew: f64) -> (Vec<usize>, Vec<usize>) {
         cdf.push(sum);
     }
     let requests = (0..o.requests)
-        .map(|_| {
+        .map(|i| {
+            if o.deploys.is_some_and(|every| i > 0 && i % every == 0) {
+                for rank in by_rank.iter_mut().take(20) {
+                    let id = modules.len();
+                    modules.push(modules[*rank].next_version(id as u64));
+                    *rank = id;
+                }
+            }
             let u = rng.unit() * sum;
             by_rank[cdf.partition_point(|&c| c < u).min(o.modules - 1)]
         })
@@ -239,8 +268,8 @@ fn open(kind: &str, dir: &Path, capacity: u64, policy: Eviction) -> Arc<dyn Back
 
 fn main() {
     let o = Options::parse();
-    let modules = population(&o);
-    let total: u64 = modules.iter().map(|m| m.entry.len() as u64).sum();
+    let population = population(&o);
+    let total: u64 = population.iter().map(|m| m.entry.len() as u64).sum();
     println!(
         "{} modules, {:.1} MiB stored (artifact sizes / {}), {} requests per run\n",
         o.modules,
@@ -248,6 +277,11 @@ fn main() {
         o.scale,
         o.requests
     );
+    if let Some(every) = o.deploys {
+        println!(
+            "every {every} requests, the 20 most popular modules are replaced by new versions\n"
+        );
+    }
     println!(
         "| backend | skew | capacity | LRU lost (s) | cost lost (s) | fewer | oracle lost (s) | \
          LRU byte hits | cost byte hits | puts LRU / cost | run LRU / cost (s) |"
@@ -255,7 +289,8 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for backend in &o.backends {
         for &skew in &o.skews {
-            let (requests, by_rank) = trace(&o, skew);
+            let mut modules = population.clone();
+            let (requests, by_rank) = trace(&o, skew, &mut modules);
             for &percent in &o.capacities {
                 let capacity = total * percent / 100;
                 let run = |policy| {
@@ -265,9 +300,12 @@ fn main() {
                 };
                 let lru = run(Eviction::Lru);
                 let cost = run(Eviction::Cost);
-                let best = oracle(&modules, &requests, &by_rank, capacity);
+                let best = match o.deploys {
+                    Some(_) => "-".to_owned(),
+                    None => format!("{:.0}", oracle(&modules, &requests, &by_rank, capacity)),
+                };
                 println!(
-                    "| {backend} | {skew} | {percent}% | {:.0} | {:.0} | {:.0}% | {best:.0} | \
+                    "| {backend} | {skew} | {percent}% | {:.0} | {:.0} | {:.0}% | {best} | \
                      {:.3} | {:.3} | {} / {} | {:.1} / {:.1} |",
                     lru.lost_s,
                     cost.lost_s,

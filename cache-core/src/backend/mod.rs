@@ -17,7 +17,7 @@ mod runtime;
 mod spawn;
 
 pub use blocking::BlockingBackend;
-pub use eviction::{Eviction, cost_of, priority};
+pub use eviction::{Eviction, MAX_COUNTED_USES, cost_of, priority};
 pub use guard::guard_panics;
 pub use lease::Lease;
 pub use limits::Limits;
