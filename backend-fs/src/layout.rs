@@ -22,6 +22,8 @@ pub(crate) const ENTRIES: &str = "entries";
 pub(crate) const LOCKS: &str = "locks";
 pub(crate) const KEYS: &str = "keys";
 pub(crate) const PINS: &str = "pins";
+/// The directory's inflation for eviction by cost (8 bytes, a little-endian `f64`).
+pub(crate) const INFLATION: &str = "inflation";
 
 pub(crate) fn entries_dir(root: &Path) -> PathBuf {
     root.join(ENTRIES)

@@ -113,6 +113,7 @@ impl Store {
         if let Some(why) = &exposure {
             tracing::debug!(backend = %name, why, "other users can write this file tier");
         }
+        let worth = Worth::new(Eviction::default(), &root, owner);
         let store = Self {
             read_only: false,
             exposure,
@@ -126,7 +127,7 @@ impl Store {
             evicting: Mutex::new(()),
             largest_written: AtomicU64::new(0),
             foreign_read_limit,
-            worth: Worth::new(Eviction::default()),
+            worth,
         };
         store.measure()?;
         Ok(store)
@@ -152,10 +153,12 @@ impl Store {
             ));
         }
         let exposure = exposure(&outer, &root);
+        let owner = warmcache_core::files::euid();
+        let worth = Worth::new(Eviction::default(), &root, owner);
         let store = Self {
             read_only: true,
             exposure,
-            owner: warmcache_core::files::euid(),
+            owner,
             root,
             nonce: AtomicU64::new(0),
             name,
@@ -165,7 +168,7 @@ impl Store {
             evicting: Mutex::new(()),
             largest_written: AtomicU64::new(0),
             foreign_read_limit,
-            worth: Worth::new(Eviction::default()),
+            worth,
         };
         store.measure()?;
         Ok(store)
@@ -173,7 +176,7 @@ impl Store {
 
     /// The store, evicting by `policy`.
     pub(crate) fn evicting_by(mut self, policy: Eviction) -> Self {
-        self.worth = Worth::new(policy);
+        self.worth = Worth::new(policy, &self.root, self.owner);
         self
     }
 
@@ -527,6 +530,7 @@ impl Store {
                 total = total.saturating_sub(victim.size);
                 evicted += 1;
             }
+            self.worth.save();
             tracing::debug!(backend = %self.name, evicted, total, policy = %self.worth.policy(), "evicted files");
         }
         self.approx_bytes.store(total, Ordering::Relaxed);

@@ -1,26 +1,33 @@
 //! What eviction by cost ([`Eviction::Cost`], GreedyDual-Size-Frequency) knows of an entry
 //! file: its uses and the inflation when it was last used, in an extended attribute; what it
-//! cost, from its envelope's trailer (read once per file).
+//! cost, from its envelope's trailer (read once per file); and the directory's inflation, in
+//! the file `inflation`.
 //!
 //! Entry files are immutable and may be mapped, so nothing about use can go in them; an
 //! attribute is metadata, like the modification time that already records the last use.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::fs::{self, File};
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use warmcache_core::backend::{Eviction, priority};
 use warmcache_core::{CacheKey, MAX_TRAILER_LEN, inspect_trailer};
 
-use crate::files::open_regular;
+use crate::files::{create_new, foreign_writer, open_regular};
 use crate::store::Found;
 
 /// The extended attribute holding an entry's recorded uses (a little-endian `u64`) and the
 /// inflation at its last use (a little-endian `f64`).
 const USE: &str = "user.warmcache.use";
+
+/// How often a process that does not evict rereads the directory's inflation, which other
+/// processes' evictions raise.
+const REREAD: Duration = Duration::from_secs(10);
 
 /// An entry's attribute: uses, inflation at the last one.
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,12 +67,20 @@ impl Use {
     }
 }
 
-/// The file tier's eviction state: the policy, the inflation value (shared with other processes
-/// only through the attributes: each scan continues from the largest it finds), and the costs
-/// read so far.
+/// The file tier's eviction state: the policy, the inflation value, and the costs read so far.
+///
+/// The inflation is shared with other processes through the file `inflation` (written after
+/// each eviction that raised it, read at open and every [`REREAD`]; only a file this user or
+/// root owns is believed) and the attributes (each eviction scan continues from the largest it
+/// finds). Short-lived processes rarely evict, and without the file would stamp 0 on every
+/// entry they touch, making it look older than any other.
 #[derive(Debug)]
 pub(crate) struct Worth {
     policy: Eviction,
+    /// The directory's `inflation` file, and the user whose files are believed.
+    file: PathBuf,
+    owner: u32,
+    read_at: parking_lot::Mutex<Option<Instant>>,
     /// An `f64`'s bits; non-negative floats order as their bits do.
     inflation: AtomicU64,
     /// Set when the filesystem refuses user attributes: eviction then goes by last use.
@@ -75,9 +90,12 @@ pub(crate) struct Worth {
 }
 
 impl Worth {
-    pub(crate) fn new(policy: Eviction) -> Self {
+    pub(crate) fn new(policy: Eviction, root: &Path, owner: u32) -> Self {
         Self {
             policy,
+            file: root.join(crate::layout::INFLATION),
+            owner,
+            read_at: parking_lot::Mutex::new(None),
             inflation: AtomicU64::new(0),
             no_attributes: AtomicBool::new(false),
             costs: Mutex::new(HashMap::new()),
@@ -95,6 +113,50 @@ impl Worth {
 
     fn inflation(&self) -> f64 {
         f64::from_bits(self.inflation.load(Ordering::Relaxed))
+    }
+
+    /// The inflation, raised from the directory's file when it was not read for [`REREAD`].
+    fn current(&self) -> f64 {
+        let mut read_at = self.read_at.lock();
+        if read_at.is_none_or(|at| at.elapsed() >= REREAD) {
+            *read_at = Some(Instant::now());
+            if let Some(saved) = self.read_file() {
+                self.raise(saved);
+            }
+        }
+        self.inflation()
+    }
+
+    fn read_file(&self) -> Option<f64> {
+        let (mut file, meta) = open_regular(&self.file).ok()??;
+        if foreign_writer(&meta, self.owner).is_some() || meta.len() != 8 {
+            return None;
+        }
+        let mut buf = [0u8; 8];
+        file.read_exact(&mut buf).ok()?;
+        Some(f64::from_le_bytes(buf)).filter(|f| f.is_finite() && *f >= 0.0)
+    }
+
+    /// Saves the inflation for other processes, after an eviction raised it (a new file
+    /// renamed over the old: a reader sees one value or the other).
+    pub(crate) fn save(&self) {
+        if self.policy() != Eviction::Cost {
+            return;
+        }
+        if let Some(saved) = self.read_file() {
+            self.raise(saved);
+        }
+        let temp = self
+            .file
+            .with_file_name(format!(".inflation.{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&temp);
+        let written = create_new(&temp)
+            .and_then(|mut f| f.write_all(&self.inflation().to_le_bytes()))
+            .and_then(|()| fs::rename(&temp, &self.file));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            tracing::debug!(error = %e, "could not save the file tier's inflation");
+        }
     }
 
     fn raise(&self, inflation: f64) {
@@ -122,7 +184,7 @@ impl Worth {
     }
 
     fn stamp(&self, file: &File, mut now: Use) {
-        now.inflation = self.inflation();
+        now.inflation = self.current();
         let set =
             rustix::fs::fsetxattr(file, USE, &now.to_bytes(), rustix::fs::XattrFlags::empty());
         match set {

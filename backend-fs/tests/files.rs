@@ -1,7 +1,7 @@
 //! File-tier specifics: opened files, eviction by use, foreign and damaged files, unusable
 //! directories and a full disk.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -49,18 +49,50 @@ fn uses_are_counted_in_the_entry_files_attributes() {
     for _ in 0..3 {
         block_on(fs.get(&key(1))).unwrap();
     }
-    let hex = key(1).to_hex();
-    let path = dir.path().join("entries").join(&hex[..2]).join(&hex);
+    if let Some((uses, _)) = use_attribute(dir.path(), &key(1)) {
+        assert_eq!(uses, 3);
+    }
+}
+
+/// The `user.warmcache.use` attribute of `key`'s entry: (uses, inflation), or `None` where the
+/// filesystem keeps no user attributes.
+fn use_attribute(root: &Path, key: &CacheKey) -> Option<(u64, f64)> {
+    let hex = key.to_hex();
+    let path = root.join("entries").join(&hex[..2]).join(&hex);
     let mut buf = [0u8; 16];
     match rustix::fs::lgetxattr(&path, "user.warmcache.use", &mut buf[..]) {
-        Ok(16) => assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), 3),
+        Ok(16) => Some((
+            u64::from_le_bytes(buf[..8].try_into().unwrap()),
+            f64::from_le_bytes(buf[8..].try_into().unwrap()),
+        )),
         Err(rustix::io::Errno::NOTSUP) => {
             eprintln!(
                 "skipped: {} has no user extended attributes",
-                dir.path().display()
+                root.display()
             );
+            None
         }
-        other => panic!("the use count is missing: {other:?}"),
+        other => panic!("the use attribute is missing: {other:?}"),
+    }
+}
+
+/// Short-lived processes (each `warmcache run`) rarely evict: the inflation they stamp on what
+/// they write and read must be the directory's, not 0, or every entry they touch would look
+/// older than any other process's.
+#[test]
+fn a_process_that_never_evicted_stamps_the_directorys_inflation() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let evicting = open_evicting(dir.path(), 3000, Eviction::Cost);
+        for n in 1..=4 {
+            block_on(evicting.put(&key(n), Bytes::from(vec![n; 1000]))).unwrap();
+        }
+        assert_eq!(block_on(evicting.usage()).unwrap().entries, 2);
+    }
+    let later = open_evicting(dir.path(), 1 << 20, Eviction::Cost);
+    block_on(later.put(&key(9), Bytes::from_static(b"value"))).unwrap();
+    if let Some((_, inflation)) = use_attribute(dir.path(), &key(9)) {
+        assert!(inflation > 0.0, "stamped an inflation of {inflation}");
     }
 }
 

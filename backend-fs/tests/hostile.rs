@@ -555,3 +555,56 @@ fn a_use_attribute_another_user_wrote_is_not_believed() {
         "this user's entry went instead of the other user's"
     );
 }
+
+/// The directory's `inflation` file is believed only when this user or root owns it, and is
+/// replaced, never written through: a planted value or link neither skews eviction nor reaches
+/// outside the cache.
+#[test]
+fn a_planted_inflation_file_is_neither_believed_nor_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = outside_file(dir.path());
+    let before = fs::read(&outside).unwrap();
+    let root = dir.path().join("cache");
+    let open = |capacity: u64| {
+        FsBackend::builder(&root)
+            .capacity(capacity)
+            .eviction(warmcache_core::backend::Eviction::Cost)
+            .open()
+            .unwrap()
+    };
+    drop(open(1 << 20));
+    symlink(&outside, root.join("inflation")).unwrap();
+    let fs = open(3000);
+    for n in 1..=4 {
+        block_on(fs.put(&key(n), Bytes::from(vec![n; 1000]))).unwrap();
+    }
+    assert_eq!(
+        fs::read(&outside).unwrap(),
+        before,
+        "written through the link"
+    );
+    assert!(
+        fs::symlink_metadata(root.join("inflation"))
+            .unwrap()
+            .is_file()
+    );
+    if !is_root() {
+        eprintln!("skipped the other user's file: changing a file's owner needs root");
+        return;
+    }
+    // Another user's value, far above anything this directory reached.
+    fs::remove_file(root.join("inflation")).unwrap();
+    fs::write(root.join("inflation"), 1e300f64.to_le_bytes()).unwrap();
+    std::os::unix::fs::chown(root.join("inflation"), Some(64102), Some(64102)).unwrap();
+    let later = open(1 << 20);
+    block_on(later.put(&key(9), Bytes::from_static(b"value"))).unwrap();
+    let path = entry_path(&root, &key(9));
+    let mut buf = [0u8; 16];
+    if rustix::fs::lgetxattr(&path, "user.warmcache.use", &mut buf[..]) == Ok(16) {
+        let inflation = f64::from_le_bytes(buf[8..].try_into().unwrap());
+        assert!(
+            inflation < 1.0,
+            "stamped another user's inflation {inflation}"
+        );
+    }
+}
