@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{self, File};
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
@@ -491,29 +492,20 @@ fn a_pin_another_user_planted_is_not_obeyed() {
     );
 }
 
-/// The compute time in another user's entry and the use attribute on it (uses, the inflation at
-/// the last one) are theirs to write: they neither keep their entry from eviction by cost nor
-/// raise this user's inflation.
+/// Set, in a child run as the co-tenant, to the cache directory to plant a claim in.
+const PLANT_ENV: &str = "WARMCACHE_FS_TEST_PLANT";
+/// The co-tenant's uid (no passwd entry needed).
+const COTENANT: u32 = 64102;
+
+/// Run by the test below as the co-tenant's own process: writes an entry claiming a week of
+/// compute through the file tier, then sets its use attribute to a billion uses at an
+/// inflation no entry of the victim's can reach.
 #[test]
-fn a_use_attribute_another_user_wrote_is_not_believed() {
-    if !is_root() {
-        eprintln!("skipped: planting another user's file needs root");
+fn cotenant_plants_a_costly_claim() {
+    let Some(root) = std::env::var_os(PLANT_ENV) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let fs = FsBackend::builder(dir.path())
-        .capacity(3 * 4096)
-        .touch_interval(Duration::ZERO)
-        .eviction(warmcache_core::backend::Eviction::Cost)
-        .open()
-        .unwrap();
-    let put = |n: u8| {
-        block_on(fs.put(&key(n), Bytes::from(vec![n; 4096]))).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
     };
-    put(1);
-    // Another user's entry claiming a week of compute, and a billion uses at an inflation no
-    // entry of this user's can reach.
+    let fs = FsBackend::builder(&root).open().unwrap();
     let origin = warmcache_core::Origin::new(1, "co-tenant").compute_ms(604_800_000);
     let claim = warmcache_core::Integrity::plain().seal_origin(
         &key(2),
@@ -522,30 +514,63 @@ fn a_use_attribute_another_user_wrote_is_not_believed() {
         warmcache_core::Compression::None,
     );
     block_on(fs.put(&key(2), claim)).unwrap();
-    std::thread::sleep(Duration::from_millis(20));
-    let planted = entry_path(dir.path(), &key(2));
-    let mut claim = 1_000_000_000u64.to_le_bytes().to_vec();
-    claim.extend_from_slice(&1e300f64.to_le_bytes());
-    match rustix::fs::setxattr(
-        &planted,
-        "user.warmcache.use",
-        &claim,
-        rustix::fs::XattrFlags::empty(),
-    ) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::NOTSUP) => {
-            eprintln!(
-                "skipped: {} has no user extended attributes",
-                dir.path().display()
-            );
-            return;
-        }
-        Err(e) => panic!("setting the attribute: {e}"),
+    let mut value = 1_000_000_000u64.to_le_bytes().to_vec();
+    value.extend_from_slice(&1e300f64.to_le_bytes());
+    let path = entry_path(Path::new(&root), &key(2));
+    let flags = rustix::fs::XattrFlags::empty();
+    rustix::fs::setxattr(&path, "user.warmcache.use", &value, flags).unwrap();
+}
+
+/// The compute time in another user's entry and the use attribute on it (uses, the inflation at
+/// the last one) are theirs to write: they neither keep their entry from eviction by cost nor
+/// raise this user's inflation. The co-tenant is a real process of another uid, writing in a
+/// directory both can write.
+#[test]
+fn a_use_attribute_another_user_wrote_is_not_believed() {
+    if !is_root() {
+        eprintln!("skipped: running the co-tenant as another uid needs root");
+        return;
     }
-    std::os::unix::fs::chown(&planted, Some(64102), Some(64102)).unwrap();
-    put(3);
+    let base = tempfile::tempdir().unwrap();
+    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let root = base.path().join("cache");
+    fs::create_dir(&root).unwrap();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+    // The test binary, where the co-tenant can run it (the target directory may be private).
+    let bin = base.path().join("tests");
+    let me = std::env::current_exe().unwrap();
+    if fs::hard_link(&me, &bin).is_err() {
+        fs::copy(&me, &bin).unwrap();
+    }
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let planted = std::process::Command::new(&bin)
+        .args(["--exact", "hostile::cotenant_plants_a_costly_claim"])
+        .env(PLANT_ENV, &root)
+        .uid(COTENANT)
+        .gid(COTENANT)
+        .output()
+        .unwrap();
+    assert!(
+        planted.status.success(),
+        "the co-tenant's process failed: {}",
+        String::from_utf8_lossy(&planted.stdout)
+    );
+    match fs::metadata(entry_path(&root, &key(2))) {
+        Ok(meta) => assert_eq!(meta.uid(), COTENANT),
+        Err(e) => panic!("the co-tenant's entry is missing: {e}"),
+    }
+    let fs = FsBackend::builder(&root)
+        .capacity(3 * 4096)
+        .touch_interval(Duration::ZERO)
+        .eviction(warmcache_core::backend::Eviction::Cost)
+        .open()
+        .unwrap();
+    for n in [1, 3] {
+        std::thread::sleep(Duration::from_millis(20));
+        block_on(fs.put(&key(n), Bytes::from(vec![n; 4096]))).unwrap();
+    }
     // Over the capacity: two of the three older entries go, the least worth first.
-    put(4);
+    block_on(fs.put(&key(4), Bytes::from(vec![4; 4096]))).unwrap();
     assert!(
         !block_on(fs.contains(&key(2))).unwrap(),
         "another user's claims of a week of compute and a billion uses kept their entry"
